@@ -1,0 +1,78 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "AccessGateway",
+    products: [
+        .library(name: "GatewayCore", targets: ["GatewayCore"]),
+        .library(name: "BinTestKit", targets: ["BinTestKit"]),
+        .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "bin_test", targets: ["bin_test"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // liburcu (QSBR flavour + concurrent data structures) through a small shim.
+        .systemLibrary(
+            name: "CURCU",
+            pkgConfig: "liburcu-qsbr",
+            providers: [.apt(["liburcu-dev"])]
+        ),
+        // Linux calls the Glibc module does not export (epoll, eventfd, futex, accept4).
+        .target(name: "CLinux"),
+        .target(
+            name: "GatewayCore",
+            dependencies: [
+                "CURCU", "CLinux",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Settings from flags, a YAML file and the environment, validated; shared by gateway and bin_test.
+        .target(
+            name: "GatewayCLI",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ]
+        ),
+        .executableTarget(
+            name: "gateway",
+            dependencies: ["GatewayCLI"]
+        ),
+        .target(
+            name: "BinTestKit",
+            dependencies: [
+                "GatewayCore", "GatewayCLI", "CLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/BinTestKit"
+        ),
+        .executableTarget(
+            name: "bin_test",
+            dependencies: ["BinTestKit"],
+            path: "Tools/bin_test"
+        ),
+        .testTarget(
+            name: "GatewayCoreTests",
+            dependencies: ["GatewayCore", "CLinux"]
+        ),
+        .testTarget(
+            name: "GatewayCLITests",
+            dependencies: ["GatewayCLI", "GatewayCore"]
+        ),
+        .testTarget(
+            name: "BinTestTests",
+            dependencies: ["BinTestKit", "GatewayCore", "CLinux"]
+        ),
+    ]
+)

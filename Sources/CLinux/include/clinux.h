@@ -1,0 +1,47 @@
+// Linux calls that Swift's Glibc module does not export, as small inline wrappers.
+#ifndef GATEWAY_CLINUX_H
+#define GATEWAY_CLINUX_H
+
+#include <stdint.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sched.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/futex.h>
+#include <limits.h>
+
+static inline int gw_errno(void) { return errno; }
+
+static inline int gw_futex_wait(uint32_t *addr, uint32_t expected) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static inline int gw_futex_wake(uint32_t *addr, int count) {
+    return (int)syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (declared only under _GNU_SOURCE).
+int gw_accept4(int fd, struct sockaddr *addr, socklen_t *len);
+
+// IOV_MAX: the most iovecs one writev takes.
+int gw_iov_max(void);
+
+static inline void gw_cpu_relax(void) { __asm__ __volatile__("pause" ::: "memory"); }
+
+// POLLRDHUP is defined only under _GNU_SOURCE.
+static const short GW_POLLRDHUP = 0x2000;
+
+// Names the calling thread (pthread_setname_np, a GNU extension).
+void gw_set_thread_name(const char *name);
+
+// Pin the calling thread to one CPU; returns 0 or an errno value.
+int gw_pin_to_cpu(int cpu);
+
+#endif

@@ -1,0 +1,28 @@
+/// A handler's handle on one connection. Valid on the Deal stage only (inside
+/// handler callbacks); a handle whose connection has closed does nothing.
+public struct Connection {
+    public let id: ConnectionID
+    unowned(unsafe) let deal: DealStage
+
+    /// Sends `frame` back unchanged, without copying it.
+    @inline(__always)
+    public func forward(_ frame: Frame) {
+        deal.enqueue(frame.descriptor, to: id)
+    }
+
+    /// Sends a new frame; `header.length` is computed from the body.
+    public func send(_ header: FrameHeader, body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        deal.compose(header, body: body, to: id)
+    }
+
+    /// Replies to `frame` with the same seq, cmd and uid.
+    public func reply(to frame: Frame, status: UInt32 = 0, body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        send(FrameHeader(length: 0, seq: frame.header.seq, cmd: frame.header.cmd, status: status, uid: frame.header.uid), body: body)
+    }
+
+    /// Closes the connection once the replies already produced have been sent;
+    /// frames that arrive after this are not delivered.
+    public func close() {
+        deal.closeAfterReplies(id)
+    }
+}

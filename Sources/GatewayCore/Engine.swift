@@ -1,0 +1,132 @@
+import Atomics
+import CLinux
+import CURCU
+import Glibc
+import Logging
+
+/// What the four threads share: the configuration, the connection table, the
+/// chunk pool, the poller, the stages' inboxes, the counters, and the close
+/// path every thread may start.
+final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic, or owned per the slot rules
+    let config: GatewayConfig
+    let logger: Logger
+    let handler: GatewayHandler
+    let table: ConnectionTable
+    let pool = ChunkPool()
+    let counters = Counters()
+    let poller: Poller
+    let inboxCapacity: Int
+
+    /// Monitor's inbox: connections whose close was requested.
+    let closeRequests: StageInbox
+    private(set) var receive: ReceiveStage!
+    private(set) var deal: DealStage!
+    private(set) var send: SendStage!
+
+    private let stopping = ManagedAtomic<Bool>(false)
+    private let exitStages = ManagedAtomic<Bool>(false)
+
+    init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
+        self.config = config
+        self.handler = handler
+        self.logger = logger
+        let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
+        self.table = table
+        inboxCapacity = 2 * config.maxConnections + 1024
+        switch config.poller {
+        case .epoll:
+            poller = try EpollPoller()
+        case .poll:
+            poller = try PollPoller { token in
+                let s = table.slot(ConnectionID(packed: token).index)
+                var events: Int16 = 0
+                if s.flag(\.readArmed) { events |= Int16(POLLIN) | GW_POLLRDHUP }
+                if s.flag(\.writeBlocked) { events |= Int16(POLLOUT) }
+                return events
+            }
+        }
+        closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
+        let poller = self.poller
+        closeRequests.wake = { poller.wake() }
+        receive = ReceiveStage(engine: self)
+        deal = DealStage(engine: self)
+        send = SendStage(engine: self)
+    }
+
+    var stages: [StageInbox] { [receive.input, deal.input, send.input] }
+
+    /// Set when a graceful stop begins: Receive reads no more.
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
+    func beginStopping() { stopping.store(true, ordering: .relaxed) }
+
+    /// Set once every connection is gone: the stage threads return.
+    var stagesShouldExit: Bool { exitStages.load(ordering: .relaxed) }
+    func releaseStages() {
+        exitStages.store(true, ordering: .sequentiallyConsistent)
+        for stage in stages { stage.doorbell.ring() }
+    }
+
+    // MARK: closing, from any thread
+
+    /// Closes at once: the first request wins and records its cause; Monitor detaches it.
+    func requestClose(_ id: ConnectionID, cause: CloseCause) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue, desired: SlotState.closing.rawValue,
+                                                 ordering: .acquiringAndReleasing).exchanged else { return }
+        s.atomic(\.closeCause).store(UInt8(cause.rawValue), ordering: .releasing)
+        closeRequests.post(s, id)
+    }
+
+    /// No more input will be read: Deal deals what was received, Send sends the
+    /// replies, then the connection closes with `cause`.
+    func endInput(_ id: ConnectionID, cause: CloseCause) {
+        let s = table.slot(id.index)
+        guard s.atomic(\.inputEnded).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
+                                                      ordering: .sequentiallyConsistent).exchanged else { return }
+        deal.input.post(s, id)
+    }
+
+    /// A frame length outside 18...max_frame: logged once for this connection, counted with its close.
+    func protocolError(_ id: ConnectionID, length: UInt32) {
+        let s = table.slot(id.index)
+        logger.warning("closing \(formatPeer(address: s.pointee.peerAddress, port: s.pointee.peerPort)): frame length \(length) outside \(FrameHeader.size)...\(config.maxFrame)")
+        requestClose(id, cause: .protocolError)
+    }
+
+    // MARK: reclamation
+
+    /// Frees the slot after a QSBR grace period, when no thread can still be using it.
+    func scheduleReclaim(_ s: UnsafeMutablePointer<ConnectionSlot>) {
+        s.pointee.table = Unmanaged.passUnretained(self).toOpaque()
+        gw_call_rcu(s.pointer(to: \.rcuHead)!, { head in
+            let s = (UnsafeMutableRawPointer(head!) - MemoryLayout<ConnectionSlot>.offset(of: \.rcuHead)!)
+                .assumingMemoryBound(to: ConnectionSlot.self)
+            Unmanaged<Engine>.fromOpaque(s.pointee.table!).takeUnretainedValue().reclaim(s)
+        })
+    }
+
+    /// Runs on liburcu's call_rcu thread: releases everything the connection
+    /// held, closes the descriptor (only now may its number be reused) and
+    /// returns the slot with a new generation.
+    private func reclaim(_ s: UnsafeMutablePointer<ConnectionSlot>) {
+        let index = UInt32((UnsafeMutableRawPointer(s) - UnsafeMutableRawPointer(table.slot(0))) / table.bytesPerSlot)
+        for ring in [table.receiveRing(index), table.sendRing(index)] {
+            for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
+            ring.reset()
+        }
+        s.pointer(to: \.assembly)!.pointee.discard(pool: pool)
+        close(s.pointee.fd)
+        for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
+            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
+             \.writeBlocked, \.inputEnded, \.flushThenClose, \.closeCause] {
+            s.atomic(flag).store(0, ordering: .relaxed)
+        }
+        s.pointee.dealOffset = 0
+        s.pointee.writeOffset = 0
+        s.pointee.opened = false
+        s.generation.wrappingIncrement(ordering: .releasing)
+        s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+        table.release(index)
+    }
+}

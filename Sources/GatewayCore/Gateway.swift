@@ -1,0 +1,58 @@
+import CURCU
+import Glibc
+import Logging
+
+/// The access server: four threads (Monitor, Receive, Deal, Send) around a
+/// preallocated connection table, speaking the frame protocol of
+/// shared/PROTOCOL.md to clients and handing frames to a `GatewayHandler`.
+public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
+    public let config: GatewayConfig
+    private let engine: Engine
+    private var monitor: MonitorThread?
+    private var threads: [OSThread] = []
+    public private(set) var port = 0
+
+    /// Checks the configuration and reserves the connection table; binds nothing yet.
+    public init(config: GatewayConfig, handler: GatewayHandler = EchoHandler(),
+                logger: Logger = Logger(label: "gateway")) throws {
+        try config.validate()
+        self.config = config
+        engine = try Engine(config: config, handler: handler, logger: logger)
+    }
+
+    /// Binds, listens and starts the threads.
+    public func start() throws {
+        precondition(monitor == nil, "Gateway.start() called twice")
+        let listener = try Listener(host: config.host, port: config.port, backlog: config.backlog)
+        port = listener.port
+        let monitor = try MonitorThread(engine: engine, listener: listener)
+        self.monitor = monitor
+        let engine = engine
+        threads = [
+            OSThread(name: "gw-receive") { engine.receive.runLoop(engine: engine) },
+            OSThread(name: "gw-deal") { engine.deal.runLoop(engine: engine) },
+            OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
+            OSThread(name: "gw-monitor") { monitor.run() },
+        ]
+        engine.logger.info("listening on \(config.host):\(port) with \(config.poller), up to \(config.maxConnections) connections")
+    }
+
+    /// Graceful stop: no new connections; replies already produced are sent;
+    /// every connection is closed within `drain_timeout`; the threads are joined.
+    public func stop() {
+        guard let monitor else { return }
+        monitor.requestStop()
+        for thread in threads { thread.join() }
+        threads = []
+        self.monitor = nil
+        // Slots handed to call_rcu are reclaimed before the table goes away.
+        gw_rcu_barrier()
+    }
+
+    deinit { stop() }
+
+    /// Counters since start.
+    public func stats() -> GatewayStats {
+        engine.counters.snapshot(connectionsOpen: engine.table.inUse)
+    }
+}

@@ -1,0 +1,81 @@
+/// Which readiness API Monitor uses: epoll for many connections, poll for the
+/// aggregation tier's few busy ones.
+public enum PollerKind: String, CaseIterable, Sendable {
+    case epoll
+    case poll
+}
+
+/// Everything the engine needs to start. Every numeric field has an allowed
+/// range in `GatewayConfig.ranges`; `validate()` names the first key outside it.
+public struct GatewayConfig: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    /// 0 binds an ephemeral port; `Gateway.port` tells which.
+    public var port = 7000
+    public var poller = PollerKind.epoll
+    /// Slots in the connection table; reserved as virtual memory, touched only when used.
+    public var maxConnections = 100_000
+    /// Largest frame accepted, header included.
+    public var maxFrame = 1 << 20
+    /// Seconds without a received byte before a connection is closed; 0 disables.
+    public var idleTimeout = 300
+    /// Seconds a connection may keep its send ring full while the socket is not writable.
+    public var writeStallTimeout = 30
+    /// Frame descriptors in each connection's receive ring and send ring (a power of two).
+    public var ringCapacity = 32
+    /// Monitor's clock tick, in milliseconds: the resolution of every timer wheel.
+    public var tickMilliseconds = 100
+    /// How long an idle stage thread spins (yielding) before it sleeps, in microseconds.
+    public var spinMicroseconds = 50
+    /// listen(2) backlog.
+    public var backlog = 4096
+    /// Seconds a graceful stop may spend sending replies already produced.
+    public var drainTimeout = 5
+
+    public init() {}
+
+    /// Allowed ranges, keyed by the configuration key (the YAML / environment spelling).
+    public static var ranges: [(key: String, range: ClosedRange<Int>, path: WritableKeyPath<GatewayConfig, Int>)] {
+        [
+        ("port", 0...65535, \.port),
+        ("max_connections", 1...50_000_000, \.maxConnections),
+        ("max_frame", FrameHeader.size...(64 << 20), \.maxFrame),
+        ("idle_timeout", 0...86_400, \.idleTimeout),
+        ("write_stall_timeout", 1...3_600, \.writeStallTimeout),
+        ("ring_capacity", 4...4096, \.ringCapacity),
+        ("tick_ms", 1...1000, \.tickMilliseconds),
+        ("spin_us", 0...100_000, \.spinMicroseconds),
+        ("backlog", 1...65535, \.backlog),
+        ("drain_timeout", 0...60, \.drainTimeout),
+        ]
+    }
+
+    /// Throws for the first value outside its allowed range.
+    public func validate() throws(ConfigError) {
+        for entry in Self.ranges where !entry.range.contains(self[keyPath: entry.path]) {
+            throw ConfigError(key: entry.key, value: String(self[keyPath: entry.path]),
+                              allowed: "\(entry.range.lowerBound)...\(entry.range.upperBound)")
+        }
+        if ringCapacity & (ringCapacity - 1) != 0 {
+            throw ConfigError(key: "ring_capacity", value: String(ringCapacity),
+                              allowed: "a power of two in 4...4096")
+        }
+        if host.isEmpty {
+            throw ConfigError(key: "host", value: "", allowed: "an IPv4 address such as 127.0.0.1")
+        }
+    }
+}
+
+/// A configuration value outside what the engine accepts.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public var key: String
+    public var value: String
+    public var allowed: String
+
+    public init(key: String, value: String, allowed: String) {
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+    }
+
+    public var description: String { "invalid \(key) '\(value)': allowed \(allowed)" }
+}

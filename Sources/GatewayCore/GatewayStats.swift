@@ -1,0 +1,48 @@
+/// Why a connection was closed; counted per cause.
+public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
+    /// The client closed or reset.
+    case peer
+    /// Nothing received for `idle_timeout`.
+    case idle
+    /// A frame length outside 18...max_frame.
+    case protocolError
+    /// Accepted while every slot was in use.
+    case overCapacity
+    /// The client stopped reading and its send ring stayed full.
+    case slowConsumer
+    /// A socket error other than a reset.
+    case ioError
+    /// The application handler asked for it.
+    case handler
+    /// The gateway is stopping.
+    case shutdown
+
+    public var description: String {
+        switch self {
+        case .peer: "peer"
+        case .idle: "idle"
+        case .protocolError: "protocol"
+        case .overCapacity: "over_capacity"
+        case .slowConsumer: "slow_consumer"
+        case .ioError: "io_error"
+        case .handler: "handler"
+        case .shutdown: "shutdown"
+        }
+    }
+}
+
+/// A snapshot of the engine's counters (totals since start).
+public struct GatewayStats: Sendable, Equatable {
+    public var connectionsOpen: Int = 0
+    public var accepted: UInt64 = 0
+    public var framesIn: UInt64 = 0
+    public var framesOut: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+    /// Closes per cause, indexed by `CloseCause.rawValue`.
+    public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
+
+    public init() {}
+
+    public func closes(_ cause: CloseCause) -> UInt64 { closes[cause.rawValue] }
+}

@@ -1,0 +1,96 @@
+import CLinux
+import Glibc
+
+/// poll(2), for the aggregation tier's few busy connections. Level-triggered:
+/// a connection is polled for reading only while Receive wants more (its
+/// `interest` says so), and for writing only while its socket is full.
+final class PollPoller: Poller {
+    /// The events wanted for a connection token right now.
+    typealias Interest = (UInt64) -> Int16
+
+    private let wakeFd: Int32
+    private let interest: Interest
+    private var fds: [pollfd] = []
+    /// The descriptors themselves: `fds[i].fd` is -1 while nothing is wanted from one,
+    /// so that a hang-up nobody is ready to handle does not make poll spin.
+    private var realFds: [Int32] = []
+    private var tokens: [UInt64] = []
+    private var isListener: [Bool] = []
+    /// Position in `fds` of each registered descriptor, indexed by descriptor number.
+    private var position: [Int32] = []
+
+    var edgeTriggered: Bool { false }
+
+    init(interest: @escaping Interest) throws(SocketError) {
+        wakeFd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFd >= 0 else { throw SocketError("eventfd", gw_errno()) }
+        self.interest = interest
+        register(fd: wakeFd, token: 0, listener: true)
+    }
+
+    deinit { close(wakeFd) }
+
+    func addConnection(fd: Int32, token: UInt64) throws(SocketError) {
+        register(fd: fd, token: token, listener: false)
+    }
+
+    func addListener(fd: Int32, token: UInt64) throws(SocketError) {
+        register(fd: fd, token: token, listener: true)
+    }
+
+    func remove(fd: Int32) {
+        guard Int(fd) < position.count, position[Int(fd)] >= 0 else { return }
+        let at = Int(position[Int(fd)])
+        let last = fds.count - 1
+        if at != last {
+            fds[at] = fds[last]
+            realFds[at] = realFds[last]
+            tokens[at] = tokens[last]
+            isListener[at] = isListener[last]
+            position[Int(realFds[at])] = Int32(at)
+        }
+        fds.removeLast()
+        realFds.removeLast()
+        tokens.removeLast()
+        isListener.removeLast()
+        position[Int(fd)] = -1
+    }
+
+    func wait(timeoutMs: Int32, _ report: (UInt64, PollEvents) -> Void) {
+        for i in 1..<fds.count where !isListener[i] {
+            let wanted = interest(tokens[i])
+            fds[i].events = wanted
+            fds[i].fd = wanted == 0 ? -1 : realFds[i]
+        }
+        let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMs) }
+        guard n > 0 else { return }
+        if fds[0].revents != 0 {
+            var value: UInt64 = 0
+            _ = read(wakeFd, &value, 8)
+        }
+        let readMask = Int16(POLLIN | POLLHUP | POLLERR) | GW_POLLRDHUP
+        for i in 1..<fds.count where fds[i].revents != 0 {
+            let revents = fds[i].revents
+            var ready: PollEvents = []
+            if revents & readMask != 0 { ready.insert(.readable) }
+            if revents & Int16(POLLOUT) != 0 { ready.insert(.writable) }
+            if !ready.isEmpty { report(tokens[i], ready) }
+        }
+    }
+
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFd, &one, 8)
+    }
+
+    private func register(fd: Int32, token: UInt64, listener: Bool) {
+        if Int(fd) >= position.count {
+            position.append(contentsOf: repeatElement(-1, count: Int(fd) + 1 - position.count + 64))
+        }
+        position[Int(fd)] = Int32(fds.count)
+        fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+        realFds.append(fd)
+        tokens.append(token)
+        isListener.append(listener)
+    }
+}

@@ -1,0 +1,78 @@
+import Glibc
+
+/// Recycles message-byte chunks by size class so that steady-state traffic
+/// allocates nothing. Frames larger than the biggest class get a chunk of their
+/// own from malloc, returned to malloc when released.
+final class ChunkPool: @unchecked Sendable {  // every free list is guarded by its own lock
+    /// Capacities of the size classes, smallest first; a read block is the largest.
+    static let classCapacities = [256, 1 << 10, 4 << 10, 16 << 10, 64 << 10]
+    static let blockCapacity = 64 << 10
+    private static let hugeClass: UInt8 = 0xFF
+
+    private struct FreeList {
+        var head: UnsafeMutableRawPointer?
+        var count = 0
+    }
+
+    private let locks = ChunkPool.classCapacities.map { _ in SpinLock() }
+    private var lists = [FreeList](repeating: FreeList(), count: ChunkPool.classCapacities.count)
+    /// How many free chunks each class keeps before handing memory back to malloc.
+    private let keepPerClass: [Int]
+
+    /// - Parameter retainedBytes: the most memory each class keeps for reuse.
+    init(retainedBytes: Int = 64 << 20) {
+        keepPerClass = ChunkPool.classCapacities.map { max(16, retainedBytes / $0) }
+    }
+
+    deinit {
+        for i in lists.indices {
+            var p = lists[i].head
+            while let c = p { p = Chunk(c).next; free(c) }
+        }
+    }
+
+    /// A chunk with room for at least `capacity` bytes and one reference.
+    func allocate(capacity: Int) -> Chunk {
+        guard let k = ChunkPool.classCapacities.firstIndex(where: { $0 >= capacity }) else {
+            return Chunk.format(mallocOrDie(Chunk.headerSize + capacity), sizeClass: ChunkPool.hugeClass, capacity: capacity)
+        }
+        locks[k].lock()
+        if let head = lists[k].head {
+            let chunk = Chunk(head)
+            lists[k].head = chunk.next
+            lists[k].count -= 1
+            locks[k].unlock()
+            chunk.resetRefcount()
+            return chunk
+        }
+        locks[k].unlock()
+        let cap = ChunkPool.classCapacities[k]
+        return Chunk.format(mallocOrDie(Chunk.headerSize + cap), sizeClass: UInt8(k), capacity: cap)
+    }
+
+    /// Drops one reference and recycles the chunk when it was the last.
+    @inline(__always)
+    func release(_ chunk: Chunk) {
+        if chunk.releaseIsLast() { recycle(chunk) }
+    }
+
+    private func recycle(_ chunk: Chunk) {
+        let k = Int(chunk.sizeClass)
+        guard k < lists.count else { free(chunk.base); return }
+        locks[k].lock()
+        if lists[k].count < keepPerClass[k] {
+            chunk.next = lists[k].head
+            lists[k].head = chunk.base
+            lists[k].count += 1
+            locks[k].unlock()
+        } else {
+            locks[k].unlock()
+            free(chunk.base)
+        }
+    }
+
+    private func mallocOrDie(_ bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = malloc(bytes) else { fatalError("out of memory allocating a \(bytes)-byte chunk") }
+        return p
+    }
+}

@@ -1,0 +1,49 @@
+import Atomics
+
+/// Totals for the stats line. Each counter has a single writing thread, so an
+/// update is a relaxed load and store, never a locked read-modify-write.
+final class Counters: @unchecked Sendable {  // every field is an atomic
+    enum Name: Int, CaseIterable {
+        case accepted, framesIn, framesOut, bytesIn, bytesOut
+    }
+
+    private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
+    private static let closeBase = Name.allCases.count
+    private static let total = closeBase + CloseCause.allCases.count
+
+    init() {
+        values = .allocate(capacity: Counters.total)
+        values.initialize(repeating: .init(0), count: Counters.total)
+    }
+
+    deinit { values.deallocate() }
+
+    @inline(__always)
+    private func atomic(_ i: Int) -> UnsafeAtomic<UInt64> { UnsafeAtomic(at: values + i) }
+
+    /// Only from the counter's owning thread.
+    @inline(__always)
+    func add(_ name: Name, _ n: UInt64 = 1) {
+        let a = atomic(name.rawValue)
+        a.store(a.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
+
+    /// Closes are counted by Deal (at finalisation) and Monitor (over capacity): one atomic add.
+    func addClose(_ cause: CloseCause) {
+        atomic(Counters.closeBase + cause.rawValue).wrappingIncrement(ordering: .relaxed)
+    }
+
+    func snapshot(connectionsOpen: Int) -> GatewayStats {
+        var s = GatewayStats()
+        s.connectionsOpen = connectionsOpen
+        s.accepted = atomic(Name.accepted.rawValue).load(ordering: .relaxed)
+        s.framesIn = atomic(Name.framesIn.rawValue).load(ordering: .relaxed)
+        s.framesOut = atomic(Name.framesOut.rawValue).load(ordering: .relaxed)
+        s.bytesIn = atomic(Name.bytesIn.rawValue).load(ordering: .relaxed)
+        s.bytesOut = atomic(Name.bytesOut.rawValue).load(ordering: .relaxed)
+        for c in CloseCause.allCases {
+            s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
+        }
+        return s
+    }
+}

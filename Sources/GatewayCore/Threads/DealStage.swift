@@ -1,0 +1,207 @@
+import CURCU
+import Glibc
+import Logging
+
+/// Deal: takes frames off receive rings, answers heartbeats, calls the
+/// application handler, and puts replies on send rings for Send. It is the
+/// only producer of every send ring, and the only caller of the handler.
+final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
+    let input: StageInbox
+    private unowned(unsafe) let engine: Engine
+    private let table: ConnectionTable
+    private let pool: ChunkPool
+    private let handler: GatewayHandler
+
+    /// The connection being dealt with and its reply waiting to be pushed:
+    /// replies that follow one another in memory (an echoed run of frames)
+    /// leave as one descriptor.
+    private var current = ConnectionID(index: 0, generation: 0)
+    private var pending: FrameDescriptor?
+    private var pushedToCurrent = false
+    /// Where replies the handler composes are written; retired when full.
+    private var outBlock: Chunk?
+    private var outUsed = 0
+
+    init(engine: Engine) {
+        self.engine = engine
+        table = engine.table
+        pool = engine.pool
+        handler = engine.handler
+        input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
+    }
+
+    deinit {
+        if let outBlock { pool.release(outBlock) }
+    }
+
+    func advanceTimers(to tick: UInt64) {}
+
+    func service(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        input.openGate(s)
+        switch s.state {
+        case .detached: finalize(id, s)
+        case .open: deal(id, s)
+        default: break
+        }
+    }
+
+    private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        let connection = Connection(id: id, deal: self)
+        if !s.pointee.opened {
+            s.pointee.opened = true
+            handler.opened(connection)
+        }
+        current = id
+        pushedToCurrent = false
+        let ring = table.receiveRing(id.index)
+        let sendRing = table.sendRing(id.index)
+        var dealt = 0
+        outer: while ring.count > 0 {
+            let d = ring.peek(0).pointee
+            var offset = Int(s.pointee.dealOffset)
+            while offset < Int(d.length) {
+                if s.flag(\.flushThenClose) {
+                    offset = Int(d.length)  // the handler closed it: later frames are dropped
+                    break
+                }
+                if sendRing.freeCount < 2 && !waitForSendRoom(id, s, sendRing) {
+                    s.pointee.dealOffset = UInt32(offset)
+                    break outer
+                }
+                let start = d.start + offset
+                let header = FrameHeader(decoding: start)
+                let frame = Frame(header: header,
+                                  bytes: UnsafeRawBufferPointer(start: start, count: Int(header.length)),
+                                  descriptor: FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset), length: header.length))
+                if header.cmd == ReservedCommand.heartbeat {
+                    connection.forward(frame)
+                } else {
+                    handler.received(frame, on: connection)
+                }
+                offset += Int(header.length)
+                dealt += 1
+            }
+            s.pointee.dealOffset = 0
+            ring.pop(1)
+            pool.release(d.chunk)
+        }
+        engine.counters.add(.framesIn, UInt64(dealt))
+        flushPending()
+        if pushedToCurrent { engine.send.input.post(s, id) }
+        if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
+            engine.receive.input.post(s, id)
+        }
+        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
+            let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
+            s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
+            engine.send.input.post(s, id)
+        }
+    }
+
+    /// The send ring is nearly full. If the client is not reading either, it is a
+    /// slow consumer and is closed; otherwise dealing pauses until Send makes room.
+    private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        flushPending()
+        if ring.freeCount >= 2 { return true }
+        if s.flag(\.writeBlocked) {
+            engine.requestClose(id, cause: .slowConsumer)
+            return false
+        }
+        s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
+        if ring.freeCount >= 2 {
+            s.atomic(\.dealPaused).store(0, ordering: .relaxed)
+            return true
+        }
+        engine.send.input.post(s, id)
+        return false
+    }
+
+    /// Called after a connection's close was requested and Monitor detached it:
+    /// the handler hears of it, then liburcu frees the slot after a grace period.
+    private func finalize(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
+                                                 ordering: .acquiringAndReleasing).exchanged else { return }
+        let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
+        if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
+        engine.counters.addClose(cause)
+        engine.scheduleReclaim(s)
+    }
+
+    // MARK: replies, called by handlers through Connection
+
+    /// Queues a reply that lives in `d` (taking a new reference on its chunk).
+    func enqueue(_ d: FrameDescriptor, to id: ConnectionID) {
+        engine.counters.add(.framesOut)
+        if id == current, var p = pending, p.chunk == d.chunk, p.offset + p.length == d.offset {
+            p.length += d.length
+            pending = p
+            return
+        }
+        d.chunk.retain()
+        if id == current {
+            flushPending()
+            pending = d
+            return
+        }
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else {
+            pool.release(d.chunk)
+            return
+        }
+        push(d, id, s)
+        engine.send.input.post(s, id)
+    }
+
+    /// Writes a new frame into the reply block and queues it.
+    func compose(_ header: FrameHeader, body: UnsafeRawBufferPointer, to id: ConnectionID) {
+        let length = FrameHeader.size + body.count
+        var h = header
+        h.length = UInt32(length)
+        let (chunk, offset) = reserve(length)
+        h.encode(into: chunk.bytes + offset)
+        if body.count > 0 { (chunk.bytes + offset + FrameHeader.size).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+        enqueue(FrameDescriptor(chunk: chunk, offset: UInt32(offset), length: UInt32(length)), to: id)
+        if chunk != outBlock { pool.release(chunk) }  // a frame too big for the block got a chunk of its own
+    }
+
+    /// Asks for `id` to be closed once the replies already queued are sent.
+    func closeAfterReplies(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
+        let cause = UInt8(CloseCause.handler.rawValue + 1)
+        guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause, ordering: .sequentiallyConsistent).exchanged
+        else { return }
+        if id == current { flushPending() }
+        engine.send.input.post(s, id)
+    }
+
+    private func reserve(_ length: Int) -> (Chunk, Int) {
+        if length > ChunkPool.blockCapacity { return (pool.allocate(capacity: length), 0) }
+        if let block = outBlock, block.capacity - outUsed >= length {
+            defer { outUsed += length }
+            return (block, outUsed)
+        }
+        if let block = outBlock { pool.release(block) }
+        let fresh = pool.allocate(capacity: ChunkPool.blockCapacity)
+        outBlock = fresh
+        outUsed = length
+        return (fresh, 0)
+    }
+
+    private func flushPending() {
+        guard let d = pending else { return }
+        pending = nil
+        push(d, current, table.slot(current.index))
+        pushedToCurrent = true
+    }
+
+    private func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        if !table.sendRing(id.index).push(d) {
+            // More replies to one frame than the ring holds: the bound is the policy.
+            pool.release(d.chunk)
+            engine.requestClose(id, cause: .slowConsumer)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Atomics
+import CLinux
+import CURCU
+import Glibc
+import Logging
+
+/// Monitor: owns the poller, the listening socket and the clock. Accepts and
+/// registers clients, turns readiness into connection ids for Receive and
+/// Send, detaches connections whose close was requested, ticks every stage's
+/// timer wheel, and runs the graceful stop. It never touches payload bytes.
+final class MonitorThread: @unchecked Sendable {  // runs on its own thread; requests arrive through atomics
+    private unowned(unsafe) let engine: Engine
+    private let table: ConnectionTable
+    private let poller: Poller
+    private var listener: Listener?
+    private static let listenerToken = UInt64.max - 1
+
+    private let tickNanoseconds: UInt64
+    private var tick: UInt64 = 0
+    private var nextTickAt: UInt64 = 0
+    /// Accepting stopped because the process is out of descriptors; retried next tick.
+    private var acceptPaused = false
+
+    private let stopRequested = ManagedAtomic<Bool>(false)
+    private var drainDeadline: UInt64?
+    private var forcedClose = false
+
+    init(engine: Engine, listener: Listener) throws(SocketError) {
+        self.engine = engine
+        table = engine.table
+        poller = engine.poller
+        self.listener = listener
+        tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
+        try poller.addListener(fd: listener.fd, token: Self.listenerToken)
+    }
+
+    /// Any thread: begin the graceful stop.
+    func requestStop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        poller.wake()
+    }
+
+    func run() {
+        gw_rcu_register_thread()
+        defer { gw_rcu_unregister_thread() }
+        nextTickAt = MonotonicClock.nanoseconds() &+ tickNanoseconds
+        while true {
+            let now = MonotonicClock.nanoseconds()
+            let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
+            gw_rcu_thread_offline()
+            poller.wait(timeoutMs: timeout) { token, events in
+                if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
+            }
+            gw_rcu_thread_online()
+            _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
+            advanceClock()
+            if stopRequested.load(ordering: .relaxed), drain() { break }
+            gw_rcu_quiescent_state()
+        }
+        engine.releaseStages()
+    }
+
+    /// Readiness of one connection, handed to the stage that acts on it.
+    private func dispatch(_ id: ConnectionID, _ events: PollEvents) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
+        if events.contains(.readable) {
+            if poller.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
+                engine.receive.input.post(s, id)
+            }
+        }
+        if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
+            engine.send.input.post(s, id)
+        }
+    }
+
+    // MARK: accepting
+
+    private func acceptBatch() {
+        guard let listener, !acceptPaused else { return }
+        for _ in 0..<512 {
+            var addr = sockaddr_in()
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { gw_accept4(listener.fd, $0, &len) }
+            }
+            if fd < 0 {
+                let e = gw_errno()
+                if e == EINTR || e == ECONNABORTED { continue }
+                if e == EAGAIN || e == EWOULDBLOCK { return }
+                engine.logger.error("accept: \(SocketError("accept4", e)); pausing accepts for one tick")
+                poller.remove(fd: listener.fd)
+                acceptPaused = true
+                return
+            }
+            admit(fd, addr)
+        }
+    }
+
+    private func admit(_ fd: Int32, _ addr: sockaddr_in) {
+        guard let index = table.allocate() else {
+            close(fd)
+            engine.counters.addClose(.overCapacity)
+            return
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let s = table.slot(index)
+        s.pointee.fd = fd
+        s.pointee.peerAddress = addr.sin_addr.s_addr
+        s.pointee.peerPort = UInt16(bigEndian: addr.sin_port)
+        s.atomic(\.readArmed).store(1, ordering: .relaxed)
+        let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        do {
+            try poller.addConnection(fd: fd, token: id.packed)
+        } catch {
+            engine.logger.error("registering \(formatPeer(address: s.pointee.peerAddress, port: s.pointee.peerPort)): \(error)")
+            s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+            close(fd)
+            table.release(index)
+            return
+        }
+        engine.counters.add(.accepted)
+        engine.deal.input.post(s, id)     // the handler's open callback
+        engine.receive.input.post(s, id)  // the idle timer, and any bytes that came before registration
+    }
+
+    // MARK: closing
+
+    /// A close was requested: stop watching the socket and shut it down (the
+    /// descriptor itself is closed only after a grace period), then let Deal
+    /// tell the handler.
+    private func detach(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        engine.closeRequests.openGate(s)
+        guard s.state == .closing else { return }
+        poller.remove(fd: s.pointee.fd)
+        shutdown(s.pointee.fd, Int32(SHUT_RDWR))
+        s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
+        engine.deal.input.post(s, id)
+    }
+
+    // MARK: clock
+
+    private func advanceClock() {
+        let now = MonotonicClock.nanoseconds()
+        guard now >= nextTickAt else { return }
+        tick &+= 1 &+ (now - nextTickAt) / tickNanoseconds
+        nextTickAt = now &+ tickNanoseconds
+        for stage in engine.stages { stage.advanceTick(to: tick) }
+        if acceptPaused, let listener {
+            acceptPaused = false
+            try? poller.addListener(fd: listener.fd, token: Self.listenerToken)
+        }
+    }
+
+    // MARK: graceful stop
+
+    /// Stops accepting, lets every connection send the replies already
+    /// produced, forces the stragglers closed at the deadline; true once no
+    /// connection is left (or a second past the deadline, whatever remains).
+    private func drain() -> Bool {
+        let now = MonotonicClock.nanoseconds()
+        if drainDeadline == nil {
+            drainDeadline = now &+ UInt64(engine.config.drainTimeout) * 1_000_000_000
+            if let listener {
+                poller.remove(fd: listener.fd)
+                close(listener.fd)
+                self.listener = nil
+            }
+            engine.beginStopping()
+            forEachOpen { engine.endInput($0, cause: .shutdown) }
+        }
+        if table.inUse == 0 { return true }
+        if now >= drainDeadline!, !forcedClose {
+            forcedClose = true
+            forEachOpen { engine.requestClose($0, cause: .shutdown) }
+        }
+        return now >= drainDeadline! &+ 1_000_000_000
+    }
+
+    private func forEachOpen(_ body: (ConnectionID) -> Void) {
+        for index in table.usedRange {
+            let s = table.slot(index)
+            if s.state == .open { body(ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))) }
+        }
+    }
+}

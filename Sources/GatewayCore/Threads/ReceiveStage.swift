@@ -1,0 +1,140 @@
+import CLinux
+import Glibc
+import Logging
+
+/// Receive: reads big blocks from readable connections into a shared read
+/// block, cuts them into frames and puts the frames on each connection's
+/// receive ring for Deal. Owns the idle-timeout wheel.
+final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
+    let input: StageInbox
+    private unowned(unsafe) let engine: Engine
+    private let table: ConnectionTable
+    private let pool: ChunkPool
+    private let maxFrame: Int
+    private let idleTicks: UInt64
+    private let wheel: TimerWheel
+    /// The block reads land in, shared by all connections; a read never waits for a whole frame.
+    private var block: Chunk?
+    private var blockUsed = 0
+    /// A block with less room than this is retired, so that each read can be big.
+    private static let minimumRoom = 8 << 10
+    /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
+    private var rearmed = false
+
+    init(engine: Engine) {
+        self.engine = engine
+        table = engine.table
+        pool = engine.pool
+        maxFrame = engine.config.maxFrame
+        let tickMs = UInt64(engine.config.tickMilliseconds)
+        idleTicks = (UInt64(engine.config.idleTimeout) * 1000 + tickMs - 1) / tickMs
+        wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
+        input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
+    }
+
+    deinit {
+        if let block { pool.release(block) }
+    }
+
+    func service(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        input.openGate(s)
+        guard s.state == .open, !s.flag(\.inputEnded) else { return }
+        if engine.isStopping {
+            engine.endInput(id, cause: .shutdown)
+            return
+        }
+        if idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
+            s.pointee.lastReceiveTick = wheel.now
+            s.pointee.receiveTimerGeneration = id.generation
+            wheel.schedule(id.index, after: idleTicks)
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+        }
+        readUntilDrained(id, s)
+    }
+
+    func batchDone() {
+        if rearmed {
+            rearmed = false
+            engine.poller.wake()
+        }
+    }
+
+    private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        let ring = table.receiveRing(id.index)
+        let fd = s.pointee.fd
+        var delivered = false
+        defer { if delivered { engine.deal.input.post(s, id) } }
+        while true {
+            // One read yields at most two descriptors (a completed frame and a run of frames).
+            if ring.freeCount < 2 {
+                s.atomic(\.receivePaused).store(1, ordering: .sequentiallyConsistent)
+                if ring.freeCount < 2 { return }  // Deal resumes us when it frees room
+                s.atomic(\.receivePaused).store(0, ordering: .relaxed)
+            }
+            let block = currentBlock()
+            let room = block.capacity - blockUsed
+            let n = read(fd, block.bytes + blockUsed, room)
+            if n > 0 {
+                engine.counters.add(.bytesIn, UInt64(n))
+                s.pointee.lastReceiveTick = wheel.now
+                let outcome = s.pointer(to: \.assembly)!.pointee.consume(
+                    block: block, start: blockUsed, count: n, maxFrame: maxFrame, pool: pool
+                ) { d in
+                    _ = ring.push(d)
+                }
+                switch outcome {
+                case .ok(let end, let frames):
+                    blockUsed = end
+                    delivered = delivered || frames > 0
+                case .badLength(let length, let frames):
+                    delivered = delivered || frames > 0
+                    engine.protocolError(id, length: length)
+                    return
+                }
+                // A short read drained the socket; with edge triggering the next arrival raises a new event.
+                if n < room { break }
+            } else if n == 0 {
+                engine.endInput(id, cause: .peer)
+                return
+            } else {
+                let e = gw_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EWOULDBLOCK { break }
+                engine.requestClose(id, cause: e == ECONNRESET ? .peer : .ioError)
+                return
+            }
+        }
+        if !engine.poller.edgeTriggered {
+            s.atomic(\.readArmed).store(1, ordering: .releasing)
+            rearmed = true
+        }
+    }
+
+    /// The shared read block, replaced when too full for a big read.
+    @inline(__always)
+    private func currentBlock() -> Chunk {
+        if let block, block.capacity - blockUsed >= Self.minimumRoom { return block }
+        if let block { pool.release(block) }
+        let fresh = pool.allocate(capacity: ChunkPool.blockCapacity)
+        block = fresh
+        blockUsed = 0
+        return fresh
+    }
+
+    func advanceTimers(to tick: UInt64) {
+        wheel.advance(to: tick) { index in
+            let s = table.slot(index)
+            let gen = s.generation.load(ordering: .acquiring)
+            guard s.pointee.receiveTimerGeneration == gen, s.state == .open else { return }
+            let silent = wheel.now &- s.pointee.lastReceiveTick
+            if silent >= idleTicks {
+                engine.requestClose(ConnectionID(index: index, generation: gen), cause: .idle)
+            } else {
+                wheel.schedule(index, after: idleTicks - silent)
+            }
+        }
+        input.armedTimers.store(wheel.count, ordering: .relaxed)
+    }
+}

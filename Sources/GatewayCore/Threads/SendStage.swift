@@ -1,0 +1,129 @@
+import CLinux
+import Glibc
+
+/// Send: gathers every reply waiting on a connection's send ring into one
+/// writev (up to IOV_MAX iovecs), keeps the position of a partial write, and
+/// leaves the rest to Monitor's writability event. Owns the write-stall wheel.
+final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
+    let input: StageInbox
+    private unowned(unsafe) let engine: Engine
+    private let table: ConnectionTable
+    private let pool: ChunkPool
+    private let wheel: TimerWheel
+    private let stallTicks: UInt64
+    private let iov: UnsafeMutablePointer<iovec>
+    private let iovMax: Int
+    /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
+    private var blockedSinceWake = false
+
+    init(engine: Engine) {
+        self.engine = engine
+        table = engine.table
+        pool = engine.pool
+        wheel = TimerWheel(nodes: table.timerNodes(\.sendTimer))
+        let tickMs = UInt64(engine.config.tickMilliseconds)
+        stallTicks = max(1, (UInt64(engine.config.writeStallTimeout) * 1000 + tickMs - 1) / tickMs)
+        iovMax = Int(gw_iov_max())
+        iov = .allocate(capacity: iovMax)
+        input = StageInbox(name: "send", gate: \.sendGate, capacity: engine.inboxCapacity)
+    }
+
+    deinit { iov.deallocate() }
+
+    func service(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        input.openGate(s)
+        guard s.state == .open else { return }
+        let ring = table.sendRing(id.index)
+        guard flush(id, s, ring) else { return }
+        if ring.count == 0 {
+            if s.flag(\.writeBlocked) {
+                s.atomic(\.writeBlocked).store(0, ordering: .sequentiallyConsistent)
+                wheel.cancel(id.index)
+                input.armedTimers.store(wheel.count, ordering: .relaxed)
+            }
+            let cause = s.atomic(\.flushThenClose).load(ordering: .sequentiallyConsistent)
+            if cause != 0 {
+                engine.requestClose(id, cause: CloseCause(rawValue: Int(cause) - 1) ?? .handler)
+                return
+            }
+        }
+        if s.flag(\.dealPaused), s.atomic(\.dealPaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
+            engine.deal.input.post(s, id)
+        }
+    }
+
+    func batchDone() {
+        if blockedSinceWake {
+            blockedSinceWake = false
+            engine.poller.wake()
+        }
+    }
+
+    /// Writes until the ring is empty or the socket is full; false if the connection failed.
+    private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        while true {
+            let count = min(ring.count, iovMax)
+            if count == 0 { return true }
+            var offset = Int(s.pointee.writeOffset)
+            var total = 0
+            for i in 0..<count {
+                let d = ring.peek(i).pointee
+                let skip = i == 0 ? offset : 0
+                iov[i] = iovec(iov_base: d.start + skip, iov_len: Int(d.length) - skip)
+                total += Int(d.length) - skip
+            }
+            let n = writev(s.pointee.fd, iov, Int32(count))
+            if n < 0 {
+                let e = gw_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EWOULDBLOCK {
+                    markBlocked(id, s, progressed: false)
+                    return true
+                }
+                engine.requestClose(id, cause: e == EPIPE || e == ECONNRESET ? .peer : .ioError)
+                return false
+            }
+            engine.counters.add(.bytesOut, UInt64(n))
+            var left = n + offset
+            var done = 0
+            while done < count {
+                let d = ring.peek(done).pointee
+                if left < Int(d.length) { break }
+                left -= Int(d.length)
+                pool.release(d.chunk)
+                done += 1
+            }
+            offset = left
+            ring.pop(done)
+            s.pointee.writeOffset = UInt32(offset)
+            if n < total {
+                markBlocked(id, s, progressed: n > 0)
+                return true
+            }
+        }
+    }
+
+    /// The socket is full: Monitor reports when it drains. The stall timer bounds
+    /// how long the client may go without taking any bytes; progress restarts it.
+    private func markBlocked(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, progressed: Bool) {
+        let newly = s.atomic(\.writeBlocked).exchange(1, ordering: .sequentiallyConsistent) == 0
+        if newly || progressed {
+            s.pointee.sendTimerGeneration = id.generation
+            wheel.schedule(id.index, after: stallTicks)
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+        }
+        if newly && !engine.poller.edgeTriggered { blockedSinceWake = true }
+    }
+
+    func advanceTimers(to tick: UInt64) {
+        wheel.advance(to: tick) { index in
+            let s = table.slot(index)
+            let gen = s.generation.load(ordering: .acquiring)
+            guard s.pointee.sendTimerGeneration == gen, s.state == .open, s.flag(\.writeBlocked) else { return }
+            engine.requestClose(ConnectionID(index: index, generation: gen), cause: .slowConsumer)
+        }
+        input.armedTimers.store(wheel.count, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,59 @@
+import CLinux
+import CURCU
+import Glibc
+
+/// The loop every stage thread (Receive, Deal, Send) runs: drain the inbox,
+/// run due timers, announce a quiescent state; when idle, spin for a bounded
+/// time (yielding the CPU each round, since four threads and a load tool share
+/// two cores), then sleep on the doorbell.
+protocol StageWorker: AnyObject {
+    var input: StageInbox { get }
+    /// Handles one connection id from the inbox.
+    func service(_ id: ConnectionID)
+    /// Runs timers up to `tick`.
+    func advanceTimers(to tick: UInt64)
+    /// Called once per batch, after the inbox was drained (flush deferred work).
+    func batchDone()
+}
+
+extension StageWorker {
+    func batchDone() {}
+
+    func runLoop(engine: Engine) {
+        gw_rcu_register_thread()
+        defer { gw_rcu_unregister_thread() }
+        let spin = UInt64(engine.config.spinMicroseconds) * 1000
+        var seenTick: UInt64 = 0
+        while true {
+            var worked = input.inbox.drain { service(ConnectionID(packed: $0)) } > 0
+            if worked { batchDone() }
+            let tick = input.currentTick
+            if tick != seenTick {
+                seenTick = tick
+                advanceTimers(to: tick)
+                worked = true
+            }
+            gw_rcu_quiescent_state()
+            if worked { continue }
+            if engine.stagesShouldExit { return }
+            if !spinForWork(nanoseconds: spin, seenTick: seenTick) {
+                input.doorbell.sleep { !input.inbox.isEmpty || input.currentTick != seenTick || engine.stagesShouldExit }
+            }
+        }
+    }
+
+    /// Spins until work arrives or the budget runs out; true if work arrived.
+    private func spinForWork(nanoseconds: UInt64, seenTick: UInt64) -> Bool {
+        guard nanoseconds > 0 else { return false }
+        let deadline = MonotonicClock.nanoseconds() &+ nanoseconds
+        repeat {
+            for _ in 0..<32 {
+                if !input.inbox.isEmpty { return true }
+                gw_cpu_relax()
+            }
+            if input.currentTick != seenTick { return true }
+            sched_yield()
+        } while MonotonicClock.nanoseconds() < deadline
+        return false
+    }
+}

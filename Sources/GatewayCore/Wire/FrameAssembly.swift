@@ -1,0 +1,107 @@
+import Glibc
+
+/// Turns the bytes of successive reads on one connection into frame
+/// descriptors, whatever the read boundaries. Whole frames stay in the read
+/// block where they landed (one descriptor covers the whole run of them); only
+/// a frame cut by a read boundary is copied, into a chunk of its own sized
+/// from its length field, so an idle connection holds no read buffer.
+struct FrameAssembly {
+    /// The frame being assembled (nil while fewer than 4 bytes of it are known).
+    private var chunk: Chunk?
+    /// Bytes of it held so far.
+    private var filled: UInt32 = 0
+    /// Its first bytes while the length field itself is incomplete.
+    private var lengthBytes: UInt32 = 0
+
+    enum Outcome: Equatable {
+        /// Bytes of the block from `start` up to `blockEnd` are referenced by emitted
+        /// descriptors; bytes past it were copied out and the block may reuse them.
+        case ok(blockEnd: Int, frames: Int)
+        /// A frame declared this length: the connection must be closed.
+        case badLength(UInt32, frames: Int)
+    }
+
+    /// True while part of a frame is held.
+    var isPartial: Bool { filled > 0 }
+
+    /// Consumes `count` bytes just read into `block` at `start`. Calls `emit` at
+    /// most twice: a frame completed from earlier reads, then the run of whole
+    /// frames. Every emitted descriptor carries one reference on its chunk.
+    mutating func consume(block: Chunk, start: Int, count: Int, maxFrame: Int, pool: ChunkPool,
+                          emit: (FrameDescriptor) -> Void) -> Outcome {
+        var p = block.bytes + start
+        var left = count
+        var frames = 0
+        if filled > 0 {
+            let taken: Int
+            switch complete(from: p, available: left, maxFrame: maxFrame, pool: pool, emit: emit) {
+            case .taken(let n): taken = n
+            case .bad(let length): return .badLength(length, frames: 0)
+            }
+            p += taken
+            left -= taken
+            if filled > 0 { return .ok(blockEnd: start, frames: 0) }  // still incomplete: every byte was copied out
+            frames = 1
+        }
+        let runStart = start + (count - left)
+        switch FrameCutter.scan(p, left, maxFrame: maxFrame) {
+        case .badLength(let length, let offset, let n):
+            if n > 0 {
+                block.retain()
+                emit(FrameDescriptor(chunk: block, offset: UInt32(runStart), length: UInt32(offset)))
+            }
+            return .badLength(length, frames: frames + n)
+        case .frames(let consumed, let n):
+            if n > 0 {
+                block.retain()
+                emit(FrameDescriptor(chunk: block, offset: UInt32(runStart), length: UInt32(consumed)))
+                frames += n
+            }
+            if consumed < left {
+                switch complete(from: p + consumed, available: left - consumed, maxFrame: maxFrame, pool: pool, emit: emit) {
+                case .taken: break  // a partial frame never completes here: scan stopped at it
+                case .bad(let length): return .badLength(length, frames: frames)
+                }
+            }
+            return .ok(blockEnd: runStart + consumed, frames: frames)
+        }
+    }
+
+    /// Drops a partly assembled frame (the connection is going away).
+    mutating func discard(pool: ChunkPool) {
+        if let chunk { pool.release(chunk) }
+        self = FrameAssembly()
+    }
+
+    private enum Step { case taken(Int), bad(UInt32) }
+
+    /// Adds bytes to the frame being assembled (starting one if none is), emitting it when whole.
+    private mutating func complete(from p: UnsafeMutableRawPointer, available: Int, maxFrame: Int, pool: ChunkPool,
+                                   emit: (FrameDescriptor) -> Void) -> Step {
+        var taken = 0
+        if chunk == nil {
+            // Gather the 4-byte length field first; it sizes the chunk.
+            while filled < 4 && taken < available {
+                lengthBytes = lengthBytes << 8 | UInt32(p.load(fromByteOffset: taken, as: UInt8.self))
+                filled += 1
+                taken += 1
+            }
+            guard filled == 4 else { return .taken(taken) }
+            guard FrameCutter.isValid(lengthBytes, maxFrame: maxFrame) else { return .bad(lengthBytes) }
+            let c = pool.allocate(capacity: Int(lengthBytes))
+            c.bytes.storeBytes(of: lengthBytes.bigEndian, as: UInt32.self)
+            chunk = c
+        }
+        let c = chunk!
+        let length = Int(c.bytes.loadUnaligned(as: UInt32.self).bigEndian)
+        let n = min(length - Int(filled), available - taken)
+        (c.bytes + Int(filled)).copyMemory(from: p + taken, byteCount: n)
+        filled += UInt32(n)
+        taken += n
+        if Int(filled) == length {
+            emit(FrameDescriptor(chunk: c, offset: 0, length: UInt32(length)))
+            self = FrameAssembly()
+        }
+        return .taken(taken)
+    }
+}
