@@ -5,7 +5,7 @@ import Glibc
 /// `capacity` slots (each with its two rings) and pages are touched only as slots
 /// are used, so a large `max_connections` costs nothing until connections come.
 /// Adding or removing a connection allocates nothing.
-final class ConnectionTable: @unchecked Sendable {  // free list under `lock`; slots follow the ownership rules of ConnectionSlot
+@_spi(Benchmarks) public final class ConnectionTable: @unchecked Sendable {  // free list under `lock`; slots follow the ownership rules of ConnectionSlot
     let capacity: Int
     let ringCapacity: Int
     private let stride: Int
@@ -19,7 +19,7 @@ final class ConnectionTable: @unchecked Sendable {  // free list under `lock`; s
     private(set) var highWater = 0
     private let inUseCount = ManagedAtomic<Int>(0)
 
-    init(capacity: Int, ringCapacity: Int) {
+    public init(capacity: Int, ringCapacity: Int) {
         self.capacity = capacity
         self.ringCapacity = ringCapacity
         let descriptor = MemoryLayout<FrameDescriptor>.stride

@@ -9,6 +9,7 @@ final class EpollPoller: Poller {
     private let wakeFd: Int32
     private let events: UnsafeMutablePointer<epoll_event>
     private let capacity: Int32
+    private var ready = 0
 
     var edgeTriggered: Bool { true }
 
@@ -42,11 +43,16 @@ final class EpollPoller: Poller {
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev)
     }
 
-    func wait(timeoutMs: Int32, _ report: (UInt64, PollEvents) -> Void) {
-        let n = epoll_wait(epfd, events, capacity, timeoutMs)
-        guard n > 0 else { return }
+    func wait(timeoutMs: Int32) -> Int {
+        ready = Int(max(0, epoll_wait(epfd, events, capacity, timeoutMs)))
+        return ready
+    }
+
+    func forEachReady(_ report: (UInt64, PollEvents) -> Void) {
+        let n = ready
+        ready = 0
         let readMask = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
-        for i in 0..<Int(n) {
+        for i in 0..<n {
             let ev = events[i]
             let token = ev.data.u64
             if token == EpollPoller.wakeToken {

@@ -15,6 +15,7 @@ final class PollPoller: Poller {
     /// so that a hang-up nobody is ready to handle does not make poll spin.
     private var realFds: [Int32] = []
     private var tokens: [UInt64] = []
+    private var ready = 0
     private var isListener: [Bool] = []
     /// Position in `fds` of each registered descriptor, indexed by descriptor number.
     private var position: [Int32] = []
@@ -56,14 +57,20 @@ final class PollPoller: Poller {
         position[Int(fd)] = -1
     }
 
-    func wait(timeoutMs: Int32, _ report: (UInt64, PollEvents) -> Void) {
+    func wait(timeoutMs: Int32) -> Int {
         for i in 1..<fds.count where !isListener[i] {
             let wanted = interest(tokens[i])
             fds[i].events = wanted
             fds[i].fd = wanted == 0 ? -1 : realFds[i]
         }
         let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMs) }
-        guard n > 0 else { return }
+        ready = Int(max(0, n))
+        return ready
+    }
+
+    func forEachReady(_ report: (UInt64, PollEvents) -> Void) {
+        guard ready > 0 else { return }
+        ready = 0
         if fds[0].revents != 0 {
             var value: UInt64 = 0
             _ = read(wakeFd, &value, 8)

@@ -18,9 +18,14 @@ protocol Poller: AnyObject {
     func addListener(fd: Int32, token: UInt64) throws(SocketError)
     func remove(fd: Int32)
 
-    /// Waits up to `timeoutMs` (-1: forever) and reports each ready token.
-    /// Wake-ups from `wake()` are absorbed here and not reported.
-    func wait(timeoutMs: Int32, _ report: (UInt64, PollEvents) -> Void)
+    /// Waits up to `timeoutMs` (-1: forever) for readiness; returns how many
+    /// descriptors are ready. The caller blocks here, so it is the only call a
+    /// QSBR thread makes offline.
+    func wait(timeoutMs: Int32) -> Int
+
+    /// Reports each token made ready by the last `wait`. Wake-ups from `wake()`
+    /// are absorbed here and not reported.
+    func forEachReady(_ report: (UInt64, PollEvents) -> Void)
 
     /// Interrupts a `wait` in progress, or makes the next one return at once. Any thread.
     func wake()

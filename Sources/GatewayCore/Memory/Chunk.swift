@@ -5,14 +5,14 @@ import Atomics
 ///
 /// Layout: a 32-byte header (refcount, size class, capacity, free-list link)
 /// followed by the bytes.
-struct Chunk: Equatable {
+@_spi(Benchmarks) public struct Chunk: Equatable {
     static let headerSize = 32
-    let base: UnsafeMutableRawPointer
+    public let base: UnsafeMutableRawPointer
 
     @inline(__always) init(_ base: UnsafeMutableRawPointer) { self.base = base }
 
-    @inline(__always) var bytes: UnsafeMutableRawPointer { base + Chunk.headerSize }
-    @inline(__always) var capacity: Int { Int(base.load(fromByteOffset: 8, as: UInt32.self)) }
+    @inline(__always) public var bytes: UnsafeMutableRawPointer { base + Chunk.headerSize }
+    @inline(__always) public var capacity: Int { Int(base.load(fromByteOffset: 8, as: UInt32.self)) }
     @inline(__always) var sizeClass: UInt8 { base.load(fromByteOffset: 4, as: UInt8.self) }
 
     @inline(__always)
@@ -53,10 +53,16 @@ struct Chunk: Equatable {
 
 /// Where a frame (or a run of whole frames) lives: a chunk and a byte range in it.
 /// Each descriptor in a ring holds one reference on its chunk.
-struct FrameDescriptor {
-    var chunk: Chunk
-    var offset: UInt32
-    var length: UInt32
+@_spi(Benchmarks) public struct FrameDescriptor {
+    public var chunk: Chunk
+    public var offset: UInt32
+    public var length: UInt32
 
-    @inline(__always) var start: UnsafeMutableRawPointer { chunk.bytes + Int(offset) }
+    public init(chunk: Chunk, offset: UInt32, length: UInt32) {
+        self.chunk = chunk
+        self.offset = offset
+        self.length = length
+    }
+
+    @inline(__always) public var start: UnsafeMutableRawPointer { chunk.bytes + Int(offset) }
 }

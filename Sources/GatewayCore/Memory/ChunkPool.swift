@@ -3,10 +3,10 @@ import Glibc
 /// Recycles message-byte chunks by size class so that steady-state traffic
 /// allocates nothing. Frames larger than the biggest class get a chunk of their
 /// own from malloc, returned to malloc when released.
-final class ChunkPool: @unchecked Sendable {  // every free list is guarded by its own lock
+@_spi(Benchmarks) public final class ChunkPool: @unchecked Sendable {  // every free list is guarded by its own lock
     /// Capacities of the size classes, smallest first; a read block is the largest.
-    static let classCapacities = [256, 1 << 10, 4 << 10, 16 << 10, 64 << 10]
-    static let blockCapacity = 64 << 10
+    public static let classCapacities = [256, 1 << 10, 4 << 10, 16 << 10, 64 << 10]
+    public static let blockCapacity = 64 << 10
     private static let hugeClass: UInt8 = 0xFF
 
     private struct FreeList {
@@ -20,7 +20,7 @@ final class ChunkPool: @unchecked Sendable {  // every free list is guarded by i
     private let keepPerClass: [Int]
 
     /// - Parameter retainedBytes: the most memory each class keeps for reuse.
-    init(retainedBytes: Int = 64 << 20) {
+    public init(retainedBytes: Int = 64 << 20) {
         keepPerClass = ChunkPool.classCapacities.map { max(16, retainedBytes / $0) }
     }
 
@@ -32,7 +32,7 @@ final class ChunkPool: @unchecked Sendable {  // every free list is guarded by i
     }
 
     /// A chunk with room for at least `capacity` bytes and one reference.
-    func allocate(capacity: Int) -> Chunk {
+    public func allocate(capacity: Int) -> Chunk {
         guard let k = ChunkPool.classCapacities.firstIndex(where: { $0 >= capacity }) else {
             return Chunk.format(mallocOrDie(Chunk.headerSize + capacity), sizeClass: ChunkPool.hugeClass, capacity: capacity)
         }
@@ -52,7 +52,7 @@ final class ChunkPool: @unchecked Sendable {  // every free list is guarded by i
 
     /// Drops one reference and recycles the chunk when it was the last.
     @inline(__always)
-    func release(_ chunk: Chunk) {
+    public func release(_ chunk: Chunk) {
         if chunk.releaseIsLast() { recycle(chunk) }
     }
 

@@ -3,9 +3,9 @@ import Atomics
 /// A fixed-capacity single-producer, single-consumer ring of frame descriptors,
 /// laid out in memory the caller provides (inside a connection slot).
 /// Receive -> Deal for the receive ring, Deal -> Send for the send ring.
-struct FrameRing {
+@_spi(Benchmarks) public struct FrameRing {
     /// Producer and consumer positions, free-running; capacity is a power of two.
-    struct Indices {
+    public struct Indices {
         var head: UInt32.AtomicRepresentation  // next to pop (consumer)
         var tail: UInt32.AtomicRepresentation  // next to push (producer)
     }
@@ -15,7 +15,7 @@ struct FrameRing {
     let mask: UInt32
 
     @inline(__always)
-    init(indices: UnsafeMutablePointer<Indices>, storage: UnsafeMutablePointer<FrameDescriptor>, capacity: Int) {
+    public init(indices: UnsafeMutablePointer<Indices>, storage: UnsafeMutablePointer<FrameDescriptor>, capacity: Int) {
         self.indices = indices
         self.storage = storage
         self.mask = UInt32(capacity - 1)
@@ -23,6 +23,18 @@ struct FrameRing {
 
     @inline(__always) private var head: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.head)!) }
     @inline(__always) private var tail: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.tail)!) }
+
+    /// A ring with memory of its own, for tests and benchmarks; free it with `deallocate()`.
+    public static func standalone(capacity: Int) -> FrameRing {
+        let indices = UnsafeMutablePointer<Indices>.allocate(capacity: 1)
+        indices.initialize(to: Indices(head: .init(0), tail: .init(0)))
+        return FrameRing(indices: indices, storage: .allocate(capacity: capacity), capacity: capacity)
+    }
+
+    public func deallocate() {
+        indices.deallocate()
+        storage.deallocate()
+    }
 
     /// Sets both positions to zero; only while no thread uses the ring.
     func reset() {
@@ -34,12 +46,12 @@ struct FrameRing {
 
     /// Free entries as the producer sees them (it may only grow meanwhile).
     @inline(__always)
-    var freeCount: Int {
+    public var freeCount: Int {
         Int(mask &+ 1) - Int(tail.load(ordering: .relaxed) &- head.load(ordering: .acquiring))
     }
 
     @inline(__always)
-    func push(_ d: FrameDescriptor) -> Bool {
+    public func push(_ d: FrameDescriptor) -> Bool {
         let t = tail.load(ordering: .relaxed)
         if t &- head.load(ordering: .acquiring) > mask { return false }
         storage[Int(t & mask)] = d
@@ -51,17 +63,17 @@ struct FrameRing {
 
     /// Entries ready to pop as the consumer sees them (it may only grow meanwhile).
     @inline(__always)
-    var count: Int { Int(tail.load(ordering: .acquiring) &- head.load(ordering: .relaxed)) }
+    public var count: Int { Int(tail.load(ordering: .acquiring) &- head.load(ordering: .relaxed)) }
 
     /// The i-th entry from the head; `i < count`.
     @inline(__always)
-    func peek(_ i: Int) -> UnsafeMutablePointer<FrameDescriptor> {
+    public func peek(_ i: Int) -> UnsafeMutablePointer<FrameDescriptor> {
         storage + Int((head.load(ordering: .relaxed) &+ UInt32(i)) & mask)
     }
 
     /// Drops `n` entries from the head (the consumer has taken their references).
     @inline(__always)
-    func pop(_ n: Int) {
+    public func pop(_ n: Int) {
         head.store(head.load(ordering: .relaxed) &+ UInt32(n), ordering: .releasing)
     }
 

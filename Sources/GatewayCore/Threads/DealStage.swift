@@ -18,6 +18,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private var current = ConnectionID(index: 0, generation: 0)
     private var pending: FrameDescriptor?
     private var pushedToCurrent = false
+    var lightLoad = false
     /// Where replies the handler composes are written; retired when full.
     private var outBlock: Chunk?
     private var outUsed = 0
@@ -89,7 +90,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
-        if pushedToCurrent { engine.send.input.post(s, id) }
+        if pushedToCurrent { engine.send.input.postOrRun(s, id, inline: lightLoad, engine.send.runInline) }
         if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
             engine.receive.input.post(s, id)
         }

@@ -18,6 +18,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private let tickNanoseconds: UInt64
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
+    /// One connection ready in this round: its work may be run here (StageInbox.postOrRun).
+    private var lightLoad = false
     /// Accepting stopped because the process is out of descriptors; retried next tick.
     private var acceptPaused = false
 
@@ -48,10 +50,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             let now = MonotonicClock.nanoseconds()
             let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
             gw_rcu_thread_offline()
-            poller.wait(timeoutMs: timeout) { token, events in
+            let ready = poller.wait(timeoutMs: timeout)
+            gw_rcu_thread_online()
+            lightLoad = ready <= 1
+            poller.forEachReady { token, events in
                 if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
             }
-            gw_rcu_thread_online()
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
             advanceClock()
             if stopRequested.load(ordering: .relaxed), drain() { break }
@@ -66,11 +70,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
         if events.contains(.readable) {
             if poller.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-                engine.receive.input.post(s, id)
+                engine.receive.input.postOrRun(s, id, inline: lightLoad, engine.receive.runInline)
             }
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
-            engine.send.input.post(s, id)
+            engine.send.input.postOrRun(s, id, inline: lightLoad, engine.send.runInline)
         }
     }
 

@@ -13,6 +13,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let stallTicks: UInt64
     private let iov: UnsafeMutablePointer<iovec>
     private let iovMax: Int
+    var lightLoad = false
     /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
     private var blockedSinceWake = false
 

@@ -14,17 +14,32 @@ protocol StageWorker: AnyObject {
     func advanceTimers(to tick: UInt64)
     /// Called once per batch, after the inbox was drained (flush deferred work).
     func batchDone()
+    /// True while handling a batch of one: the load is light, so the next
+    /// stage's work may be run here rather than handed over (see StageInbox).
+    var lightLoad: Bool { get set }
 }
 
 extension StageWorker {
     func batchDone() {}
+
+    /// Runs this stage's work for one connection on the calling thread (which holds the stage's token).
+    func runInline(_ id: ConnectionID) {
+        let wasLight = lightLoad
+        lightLoad = true
+        service(id)
+        batchDone()
+        lightLoad = wasLight
+    }
 
     func runLoop(engine: Engine) {
         gw_rcu_register_thread()
         defer { gw_rcu_unregister_thread() }
         let spin = UInt64(engine.config.spinMicroseconds) * 1000
         var seenTick: UInt64 = 0
+        input.acquireToken()
+        defer { input.releaseToken() }
         while true {
+            lightLoad = input.inbox.pending <= 1
             var worked = input.inbox.drain { service(ConnectionID(packed: $0)) } > 0
             if worked { batchDone() }
             let tick = input.currentTick
@@ -37,7 +52,9 @@ extension StageWorker {
             if worked { continue }
             if engine.stagesShouldExit { return }
             if !spinForWork(nanoseconds: spin, seenTick: seenTick) {
+                input.releaseToken()
                 input.doorbell.sleep { !input.inbox.isEmpty || input.currentTick != seenTick || engine.stagesShouldExit }
+                input.acquireToken()
             }
         }
     }

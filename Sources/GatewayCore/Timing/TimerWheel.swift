@@ -1,8 +1,10 @@
 /// A hashed timing wheel owned by one thread: add and cancel are O(1), and
 /// each tick visits one bucket. Timers are intrusive nodes named by slot index,
 /// so a connection's timer costs no allocation.
-struct TimerNode {
+@_spi(Benchmarks) public struct TimerNode {
     static let none = UInt32.max
+    public init() {}
+
     var next = TimerNode.none
     var prev = TimerNode.none
     /// Absolute tick at which the timer fires.
@@ -11,9 +13,14 @@ struct TimerNode {
 }
 
 /// Where the wheel finds node `i`: nodes embedded at a fixed stride in a table.
-struct TimerNodes {
+@_spi(Benchmarks) public struct TimerNodes {
     let base: UnsafeMutableRawPointer
     let stride: Int
+
+    public init(base: UnsafeMutableRawPointer, stride: Int) {
+        self.base = base
+        self.stride = stride
+    }
 
     @inline(__always)
     subscript(i: UInt32) -> UnsafeMutablePointer<TimerNode> {
@@ -21,17 +28,17 @@ struct TimerNodes {
     }
 }
 
-final class TimerWheel {
+@_spi(Benchmarks) public final class TimerWheel {
     private let nodes: TimerNodes
     private let buckets: UnsafeMutablePointer<UInt32>
     private let mask: UInt64
     /// The last tick processed.
-    private(set) var now: UInt64 = 0
-    private(set) var count = 0
+    public private(set) var now: UInt64 = 0
+    public private(set) var count = 0
 
     /// - Parameter bucketCount: a power of two; timers further out than this
     ///   many ticks wait whole turns in their bucket.
-    init(nodes: TimerNodes, bucketCount: Int = 1024) {
+    public init(nodes: TimerNodes, bucketCount: Int = 1024) {
         precondition(bucketCount > 0 && bucketCount & (bucketCount - 1) == 0)
         self.nodes = nodes
         buckets = .allocate(capacity: bucketCount)
@@ -42,7 +49,7 @@ final class TimerWheel {
     deinit { buckets.deallocate() }
 
     /// Arms timer `i` to fire `delay` ticks from now (at least one), replacing any earlier arming.
-    func schedule(_ i: UInt32, after delay: UInt64) {
+    public func schedule(_ i: UInt32, after delay: UInt64) {
         if nodes[i].pointee.armed { cancel(i) }
         let expiry = now &+ max(1, delay)
         let b = Int(expiry & mask)
@@ -56,7 +63,7 @@ final class TimerWheel {
         count += 1
     }
 
-    func cancel(_ i: UInt32) {
+    public func cancel(_ i: UInt32) {
         let node = nodes[i]
         guard node.pointee.armed else { return }
         let (prev, next) = (node.pointee.prev, node.pointee.next)
@@ -70,11 +77,11 @@ final class TimerWheel {
         count -= 1
     }
 
-    func isArmed(_ i: UInt32) -> Bool { nodes[i].pointee.armed }
+    public func isArmed(_ i: UInt32) -> Bool { nodes[i].pointee.armed }
 
     /// Advances to `tick`, calling `fire` for every timer that expired on the way.
     /// `fire` may schedule or cancel timers, including the one firing.
-    func advance(to tick: UInt64, fire: (UInt32) -> Void) {
+    public func advance(to tick: UInt64, fire: (UInt32) -> Void) {
         while now < tick {
             now &+= 1
             var i = buckets[Int(now & mask)]

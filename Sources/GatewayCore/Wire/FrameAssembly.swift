@@ -5,7 +5,7 @@ import Glibc
 /// block where they landed (one descriptor covers the whole run of them); only
 /// a frame cut by a read boundary is copied, into a chunk of its own sized
 /// from its length field, so an idle connection holds no read buffer.
-struct FrameAssembly {
+@_spi(Benchmarks) public struct FrameAssembly {
     /// The frame being assembled (nil while fewer than 4 bytes of it are known).
     private var chunk: Chunk?
     /// Bytes of it held so far.
@@ -13,7 +13,9 @@ struct FrameAssembly {
     /// Its first bytes while the length field itself is incomplete.
     private var lengthBytes: UInt32 = 0
 
-    enum Outcome: Equatable {
+    public init() {}
+
+    public enum Outcome: Equatable {
         /// Bytes of the block from `start` up to `blockEnd` are referenced by emitted
         /// descriptors; bytes past it were copied out and the block may reuse them.
         case ok(blockEnd: Int, frames: Int)
@@ -22,12 +24,12 @@ struct FrameAssembly {
     }
 
     /// True while part of a frame is held.
-    var isPartial: Bool { filled > 0 }
+    public var isPartial: Bool { filled > 0 }
 
     /// Consumes `count` bytes just read into `block` at `start`. Calls `emit` at
     /// most twice: a frame completed from earlier reads, then the run of whole
     /// frames. Every emitted descriptor carries one reference on its chunk.
-    mutating func consume(block: Chunk, start: Int, count: Int, maxFrame: Int, pool: ChunkPool,
+    public mutating func consume(block: Chunk, start: Int, count: Int, maxFrame: Int, pool: ChunkPool,
                           emit: (FrameDescriptor) -> Void) -> Outcome {
         var p = block.bytes + start
         var left = count
@@ -68,7 +70,7 @@ struct FrameAssembly {
     }
 
     /// Drops a partly assembled frame (the connection is going away).
-    mutating func discard(pool: ChunkPool) {
+    public mutating func discard(pool: ChunkPool) {
         if let chunk { pool.release(chunk) }
         self = FrameAssembly()
     }

@@ -1,7 +1,7 @@
 /// Finds whole frames in a byte range without copying: the scanning half of
 /// the codec. Lengths are checked against 18...maxFrame as they are met.
-enum FrameCutter {
-    enum Scan: Equatable {
+@_spi(Benchmarks) public enum FrameCutter {
+    public enum Scan: Equatable {
         /// `consumed` bytes are whole frames; the rest (if any) is an incomplete frame.
         case frames(consumed: Int, count: Int)
         /// A frame at `offset` declares an invalid length; bytes before it are whole frames.
@@ -9,12 +9,12 @@ enum FrameCutter {
     }
 
     @inline(__always)
-    static func isValid(_ length: UInt32, maxFrame: Int) -> Bool {
+    public static func isValid(_ length: UInt32, maxFrame: Int) -> Bool {
         length >= UInt32(FrameHeader.size) && Int(length) <= maxFrame
     }
 
     @inline(__always)
-    static func scan(_ p: UnsafeRawPointer, _ n: Int, maxFrame: Int) -> Scan {
+    public static func scan(_ p: UnsafeRawPointer, _ n: Int, maxFrame: Int) -> Scan {
         var at = 0
         var count = 0
         while n - at >= 4 {

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import GatewayCore
+import Logging
+
+/// `gateway`: the access server with the echo handler, until SIGTERM or SIGINT.
+public struct GatewayCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "TCP access gateway: frames clients' messages and answers each with the echo handler.",
+        discussion: """
+            Each setting comes from, lowest precedence first: its default, the YAML file given by \
+            --config (top-level snake_case keys, e.g. `max_connections: 50000`), the environment \
+            variable GATEWAY_<KEY> (e.g. GATEWAY_MAX_CONNECTIONS=50000), then its flag. A bad value \
+            stops start-up with one line on stderr and exit code 2; failing to listen exits with 1. \
+            SIGTERM or SIGINT stops gracefully: replies already produced are sent, then exit 0.
+            """
+    )
+
+    @Option(help: .setting("host", "IPv4 address to listen on.", default: GatewayConfig().host,
+                           allowed: "an IPv4 address", valueName: "address"))
+    var host: String?
+
+    @Option(help: .setting("port", "TCP port to listen on; 0 picks a free one."))
+    var port: String?
+
+    @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
+                           default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
+                           valueName: PollerKind.allowedNames))
+    var poller: String?
+
+    @Option(help: .setting("max_connections", "Slots in the connection table."))
+    var maxConnections: String?
+
+    @Option(help: .setting("max_frame", "Largest frame accepted, header included, in bytes."))
+    var maxFrame: String?
+
+    @Option(help: .setting("idle_timeout", "Seconds without a received byte before a connection is closed; 0 disables."))
+    var idleTimeout: String?
+
+    @Option(help: .setting("write_stall_timeout", "Seconds a client may leave its replies unread before it is closed."))
+    var writeStallTimeout: String?
+
+    @Option(help: .setting("ring_capacity", "Frames queued per connection and direction; a power of two."))
+    var ringCapacity: String?
+
+    @Option(help: .setting("tick_ms", "Timer resolution, in milliseconds."))
+    var tickMs: String?
+
+    @Option(help: .setting("spin_us", "Microseconds an idle stage thread spins before it sleeps."))
+    var spinUs: String?
+
+    @Option(help: .setting("backlog", "listen(2) backlog."))
+    var backlog: String?
+
+    @Option(help: .setting("drain_timeout", "Seconds a graceful stop may spend sending replies already produced."))
+    var drainTimeout: String?
+
+    @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
+                           default: "\(Settings().statsInterval)",
+                           allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
+    var statsInterval: String?
+
+    @Option(help: .setting("log_level", "Least severe level logged to stderr.", default: "\(Settings().logLevel)",
+                           allowed: Logger.Level.allowedNames, valueName: "level"))
+    var logLevel: String?
+
+    @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above.", valueName: "file"))
+    var config: String?
+
+    public init() {}
+
+    /// Values are taken as text, not typed by ArgumentParser, so that a bad flag is
+    /// reported like a bad file or environment value: one line naming key and range.
+    var flags: [String: String] {
+        let values: [String: String?] = [
+            "host": host, "port": port, "poller": poller, "max_connections": maxConnections,
+            "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
+            "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "backlog": backlog,
+            "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
+        ]
+        return values.compactMapValues { $0 }
+    }
+
+    public func run() {
+        let signals = StopSignals()
+        signals.block()
+        let settings: Settings
+        do {
+            settings = try Settings.resolve(flags: flags, environment: ProcessInfo.processInfo.environment,
+                                            configFile: config)
+        } catch {
+            failStartup(error.description, code: 2)
+        }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var logger = Logger(label: "gateway")
+        logger.logLevel = settings.logLevel
+        for warning in settings.warnings { logger.warning("\(warning)") }
+        GatewayRunner.run(settings, logger: logger, signals: signals)
+    }
+
+    /// ArgumentParser's own `main()` answers a usage error with several lines and
+    /// exit code 64; here it is one line and 2, like any other bad setting.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            failStartup(message(for: error), code: 2)
+        }
+    }
+}

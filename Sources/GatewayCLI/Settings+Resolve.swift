@@ -1,0 +1,52 @@
+import Configuration
+import GatewayCore
+import Logging
+
+extension Settings {
+    /// Merges defaults < YAML file < environment (GATEWAY_<KEY>) < flags and
+    /// validates the result. Pure apart from reading `configFile`.
+    ///
+    /// - Parameters:
+    ///   - flags: flag values by configuration key (`max_connections`, not `--max-connections`).
+    ///   - environment: the process environment; only GATEWAY_ variables matter.
+    ///   - configFile: path of a YAML file whose top-level keys are configuration keys.
+    /// - Throws: the first bad value, naming its key and what it allows.
+    public static func resolve(
+        flags: [String: String],
+        environment: [String: String],
+        configFile: String?
+    ) throws(ConfigError) -> Settings {
+        var settings = Settings()
+        // Highest precedence first: ConfigReader answers from the first provider that has the key.
+        var providers: [any ConfigProvider] = [
+            InMemoryProvider(
+                name: "flags",
+                values: Dictionary(uniqueKeysWithValues: flags.map { (AbsoluteConfigKey([$0.key]), ConfigValue(.string($0.value), isSecret: false)) })
+            ),
+            // "gateway" + "max_connections" is looked up as GATEWAY_MAX_CONNECTIONS.
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "gateway"),
+        ]
+        if let configFile {
+            let file = try ConfigFile(path: configFile)
+            providers.append(file.provider)
+            settings.warnings = file.topLevelKeys.filter { !keys.contains($0) }
+                .map { "unknown key '\($0)' in \(configFile) (known: \(keys.joined(separator: ", ")))" }
+        }
+        let reader = ConfigReader(providers: providers)
+        func text(_ key: String) -> String? { reader.string(forKey: ConfigKey([key])) }
+
+        if let host = text("host") { settings.config.host = host.trimmingWhitespace }
+        if let poller = text("poller") { settings.config.poller = try PollerKind(parsing: poller) }
+        for entry in GatewayConfig.ranges {
+            if let value = text(entry.key) {
+                settings.config[keyPath: entry.path] = try SettingParsers.int(value, key: entry.key, range: entry.range)
+            }
+        }
+        if let interval = text("stats_interval") {
+            settings.statsInterval = try SettingParsers.int(interval, key: "stats_interval", range: statsIntervalRange)
+        }
+        if let level = text("log_level") { settings.logLevel = try Logger.Level(parsing: level) }
+        try settings.config.validate()
+        return settings
+    }
+}

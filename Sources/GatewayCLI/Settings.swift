@@ -1,0 +1,36 @@
+import GatewayCore
+import Logging
+
+/// Everything the `gateway` command runs with: the engine's configuration plus
+/// what only the front end uses.
+public struct Settings: Sendable, Equatable {
+    public var config = GatewayConfig()
+    /// Seconds between stats lines; 0 disables them.
+    public var statsInterval = 10
+    public var logLevel = Logger.Level.info
+    /// Problems worth a warning that do not stop start-up (unknown keys in the file).
+    public var warnings: [String] = []
+
+    public init() {}
+
+    public static let statsIntervalRange = 0...86_400
+
+    /// Keys that are not one of `GatewayConfig.ranges`.
+    static let extraKeys = ["host", "poller", "stats_interval", "log_level"]
+
+    /// Every key a config file, the environment or a flag may set.
+    public static let keys = extraKeys + GatewayConfig.ranges.map(\.key)
+
+    /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.
+    public static func environmentName(of key: String) -> String {
+        "GATEWAY_" + key.uppercased()
+    }
+
+    /// The settings as `key=value` pairs, for the start-up log line.
+    public var summary: String {
+        let numeric = GatewayConfig.ranges.filter { $0.key != "port" }
+            .map { "\($0.key)=\(config[keyPath: $0.path])" }
+        return (["poller=\(config.poller)"] + numeric + ["stats_interval=\(statsInterval)", "log_level=\(logLevel)"])
+            .joined(separator: " ")
+    }
+}

@@ -1,0 +1,34 @@
+import GatewayCore
+
+/// The periodic one-line stats summary: totals for what is a level, rates or
+/// counts over the interval for what is a counter.
+public enum StatsSummary {
+    public static func line(from old: GatewayStats, to new: GatewayStats, seconds: Double) -> String {
+        func rate(_ counter: KeyPath<GatewayStats, UInt64>) -> Double {
+            seconds > 0 ? Double(new[keyPath: counter] - old[keyPath: counter]) / seconds : 0
+        }
+        var line = "open \(new.connectionsOpen), accepted \(new.accepted - old.accepted)"
+            + ", frames/s in \(Int(rate(\.framesIn).rounded())) out \(Int(rate(\.framesOut).rounded()))"
+            + ", bytes/s in \(bytes(rate(\.bytesIn))) out \(bytes(rate(\.bytesOut)))"
+        let closes = CloseCause.allCases.compactMap { cause -> String? in
+            let count = new.closes(cause) - old.closes(cause)
+            return count > 0 ? "\(cause) \(count)" : nil
+        }
+        if !closes.isEmpty { line += ", closes " + closes.joined(separator: " ") }
+        return line
+    }
+
+    /// 1536 -> "1.5K": short enough that the line stays one glance wide.
+    static func bytes(_ value: Double) -> String {
+        let units = ["", "K", "M", "G", "T"]
+        var scaled = value
+        var unit = 0
+        while scaled >= 1024, unit < units.count - 1 {
+            scaled /= 1024
+            unit += 1
+        }
+        if unit == 0 { return String(Int(scaled.rounded())) }
+        let tenths = Int((scaled * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)\(units[unit])"
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system packages the build needs (liburcu, pkg-config) when they are missing.
+set -euo pipefail
+missing=()
+[ -f /usr/include/urcu-qsbr.h ] || [ -f /usr/include/x86_64-linux-gnu/urcu-qsbr.h ] || missing+=(liburcu-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
