@@ -13,14 +13,23 @@ struct ConfigFile {
         func failure(_ reason: String) -> ConfigError {
             ConfigError(key: "config", value: path, allowed: "a readable YAML mapping of settings (\(reason))")
         }
+        var data = Data()
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
-        let data: Data
-        do {
-            data = try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data()
-        } catch {
-            throw failure("\(error)")
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw failure(String(cString: strerror(errno)))
+            }
+            data.append(contentsOf: buffer[..<count])
         }
+        let text = String(decoding: data, as: UTF8.self)
+        // A file with every line commented out is a template: read it as an empty mapping.
+        if Self.isBlank(text) { data = Data("{}".utf8) }
         do {
             let snapshot = try YAMLSnapshot(data: data.bytes, providerName: path, parsingOptions: .default)
             provider = YAMLFileProvider(fileSnapshot: snapshot)
@@ -28,7 +37,14 @@ struct ConfigFile {
             // Parser errors quote the offending line over several lines; the first says what is wrong.
             throw failure(String(describing: error).split(separator: "\n").first.map(String.init) ?? "unparsable")
         }
-        topLevelKeys = Self.topLevelKeys(in: String(decoding: data, as: UTF8.self))
+        topLevelKeys = Self.topLevelKeys(in: text)
+    }
+
+    static func isBlank(_ text: String) -> Bool {
+        text.split(whereSeparator: \.isNewline).allSatisfy { line in
+            let content = line.drop(while: \.isWhitespace)
+            return content.isEmpty || content.first == "#"
+        }
     }
 
     /// Keys of a block mapping at column 0. swift-configuration does not list a

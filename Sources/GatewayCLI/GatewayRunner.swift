@@ -1,4 +1,5 @@
 import GatewayCore
+import Glibc
 import Logging
 
 /// Runs a gateway on the main thread until SIGINT or SIGTERM, logging a stats
@@ -10,8 +11,10 @@ enum GatewayRunner {
         do {
             gateway = try Gateway(config: config, logger: logger)
             try gateway.start()
+        } catch let error as SocketError {
+            failStartup("cannot listen on \(config.host):\(config.port): \(String(cString: strerror(error.code)))", code: 1)
         } catch {
-            failStartup("cannot listen on \(config.host):\(config.port): \(error)", code: 1)
+            failStartup("cannot start on \(config.host):\(config.port): \(error)", code: 1)
         }
         let clock = ContinuousClock()
         let started = clock.now

@@ -30,7 +30,7 @@ extension Settings {
             let file = try ConfigFile(path: configFile)
             providers.append(file.provider)
             settings.warnings = file.topLevelKeys.filter { !keys.contains($0) }
-                .map { "unknown key '\($0)' in \(configFile) (known: \(keys.joined(separator: ", ")))" }
+                .map { "unknown key '\($0)' in \(configFile) ignored; see --help for the keys" }
         }
         let reader = ConfigReader(providers: providers)
         func text(_ key: String) -> String? { reader.string(forKey: ConfigKey([key])) }

@@ -13,13 +13,13 @@ public struct Settings: Sendable, Equatable {
 
     public init() {}
 
-    public static let statsIntervalRange = 0...86_400
+    static let statsIntervalRange = 0...86_400
 
     /// Keys that are not one of `GatewayConfig.ranges`.
     static let extraKeys = ["host", "poller", "stats_interval", "log_level"]
 
     /// Every key a config file, the environment or a flag may set.
-    public static let keys = extraKeys + GatewayConfig.ranges.map(\.key)
+    static let keys = extraKeys + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.
     public static func environmentName(of key: String) -> String {

@@ -1,15 +1,20 @@
 import CLinux
 import Foundation
 import Glibc
-@testable import GatewayCore
+@_spi(Benchmarks) @testable import GatewayCore
 
-/// A blocking loopback client for end-to-end tests, with a receive timeout so
-/// a broken gateway fails a test instead of hanging it.
+/// A blocking loopback client for end-to-end tests, with receive and send
+/// timeouts so a broken gateway fails a test instead of hanging it.
 final class TestClient {
-    let fd: Int32
+    private(set) var fd: Int32
 
-    init(port: Int, timeoutSeconds: Int = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// - Parameter receiveBuffer: SO_RCVBUF set before connecting (a small one makes a slow reader).
+    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket", errno) }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -19,23 +24,56 @@ final class TestClient {
         }
         guard rc == 0 else {
             let e = errno
-            close(fd)
+            Glibc.close(fd)
             throw SocketError("connect", e)
         }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    /// Closes the socket (idempotent).
+    func close() {
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
+    }
+
+    /// Makes the next `close()` send a reset (SO_LINGER with a zero timeout).
+    func resetOnClose() {
+        var lingering = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lingering, socklen_t(MemoryLayout<linger>.size))
+    }
+
+    /// Half-closes: the gateway sees end of stream, this side may still read.
+    func shutdownWrite() {
+        shutdown(fd, Int32(SHUT_WR))
+    }
 
     static func frame(seq: UInt32, cmd: UInt16 = 1, uid: UInt32 = 7, bodySize: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: FrameHeader.size + bodySize)
-        for i in 0..<bodySize { bytes[FrameHeader.size + i] = UInt8(truncatingIfNeeded: Int(seq) &* 31 &+ i) }
+        var body = [UInt8](repeating: 0, count: bodySize)
+        for i in 0..<bodySize { body[i] = UInt8(truncatingIfNeeded: Int(seq) &* 31 &+ i) }
+        return frame(seq: seq, cmd: cmd, uid: uid, body: body)
+    }
+
+    static func frame(seq: UInt32, cmd: UInt16 = 1, status: UInt32 = 0, uid: UInt32 = 7, body: [UInt8]) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: FrameHeader.size + body.count)
         bytes.withUnsafeMutableBytes {
-            FrameHeader(length: UInt32($0.count), seq: seq, cmd: cmd, uid: uid).encode(into: $0.baseAddress!)
+            FrameHeader(length: UInt32($0.count), seq: seq, cmd: cmd, status: status, uid: uid).encode(into: $0.baseAddress!)
         }
+        bytes.replaceSubrange(FrameHeader.size..., with: body)
+        return bytes
+    }
+
+    /// A header claiming `length`, followed by `extra` filler bytes (for bad-length frames).
+    static func rawHeader(length: UInt32, seq: UInt32 = 0, extra: Int = 14) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0x5A, count: 4 + extra)
+        withUnsafeBytes(of: length.bigEndian) { bytes.replaceSubrange(0..<4, with: $0) }
         return bytes
     }
 
@@ -48,34 +86,85 @@ final class TestClient {
         }
     }
 
-    /// Reads exactly `count` bytes; nil on end of stream, reset or timeout.
+    /// Why the last `receive` returned nil: 0 for end of stream, else errno (EAGAIN: timed out).
+    private(set) var lastError: Int32 = 0
+
+    /// Reads exactly `count` bytes; nil on end of stream, reset or timeout (see `lastError`).
     func receive(_ count: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
             let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
-            if n <= 0 { return nil }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                lastError = n == 0 ? 0 : errno
+                return nil
+            }
             got += n
         }
         return out
     }
+
+    /// True when the last nil from `receive` was the gateway closing (end of stream or reset), not a timeout.
+    var lastNilWasClose: Bool { lastError == 0 || lastError == ECONNRESET }
 
     /// Reads one whole frame.
     func receiveFrame() -> [UInt8]? {
         guard let header = receive(FrameHeader.size) else { return nil }
         let length = Int(header.withUnsafeBytes { FrameHeader.length(at: $0.baseAddress!) })
         guard length >= FrameHeader.size else { return nil }
+        if length == FrameHeader.size { return header }
         guard let body = receive(length - FrameHeader.size) else { return nil }
         return header + body
     }
 
+    /// Sends `request` and checks that the identical frame comes back.
+    func echoes(_ request: [UInt8]) -> Bool {
+        guard (try? send(request)) != nil else { return false }
+        return receiveFrame() == request
+    }
+
     /// True when the gateway closed the connection (end of stream or reset) within the timeout.
+    /// Reads and discards whatever arrives before that.
     func isClosedByPeer() -> Bool {
-        var byte: UInt8 = 0
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            let n = recv(fd, &byte, 1, 0)
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n == 0 { return true }
-            if n < 0 { return errno == ECONNRESET }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno == ECONNRESET
+            }
         }
+    }
+
+    /// Sends `bytes` while reading `expect` bytes back, never blocking on either
+    /// direction (so a big pipelined exchange cannot deadlock on full buffers).
+    /// Nil on end of stream, error, or when `timeoutSeconds` pass.
+    func exchange(_ bytes: [UInt8], expect: Int, timeoutSeconds: Double = 10) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: expect)
+        var sent = 0
+        var got = 0
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while got < expect || sent < bytes.count {
+            let leftMs = Int32(deadline.timeIntervalSinceNow * 1000)
+            if leftMs <= 0 { return nil }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN) | (sent < bytes.count ? Int16(POLLOUT) : 0), revents: 0)
+            let r = poll(&pfd, 1, min(leftMs, 500))
+            if r < 0 && errno != EINTR { return nil }
+            if r <= 0 { continue }
+            if sent < bytes.count && pfd.revents & Int16(POLLOUT) != 0 {
+                let n = bytes.withUnsafeBytes {
+                    Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n > 0 { sent += n } else if n < 0 && errno != EAGAIN && errno != EINTR { return nil }
+            }
+            if pfd.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+                if got == expect { return nil }  // more than expected, or a close
+                let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, expect - got, Int32(MSG_DONTWAIT)) }
+                if n > 0 { got += n } else if n == 0 || (errno != EAGAIN && errno != EINTR) { return nil }
+            }
+        }
+        return out
     }
 }

@@ -1,0 +1,141 @@
+import Foundation
+import Glibc
+import XCTest
+@_spi(Benchmarks) @testable import GatewayCore
+
+/// Many clients at once, and slot reuse under connection churn, on both pollers.
+final class LoadEndToEndTests: XCTestCase {
+    /// 50 clients on 50 threads, each pipelining 50 frames of varied sizes
+    /// (empty, small, a few bigger than a read block) twice, every reply
+    /// checked byte for byte.
+    func testManyConcurrentPipelinedClients() throws {
+        for poller in PollerKind.allCases {
+            let gateway = try startGateway(poller) { $0.maxConnections = 64 }
+            let failures = Failures()
+            let clients = 50
+            let framesPerRound = 50
+            let totalBytes = AtomicInt()
+            runThreads(clients) { c in
+                do {
+                    let client = try TestClient(port: gateway.port, timeoutSeconds: 10)
+                    var random = TestRandom(seed: UInt64(c) + 1000)
+                    for round in 0..<2 {
+                        var request: [UInt8] = []
+                        for i in 0..<framesPerRound {
+                            let size: Int
+                            switch random.below(20) {
+                            case 0: size = 0
+                            case 1: size = 70_000 + random.below(30_000)  // bigger than a read block
+                            default: size = random.below(2_000)
+                            }
+                            request += ownedFrame(owner: UInt32(c), seq: UInt32(round * 1000 + i), bodySize: size,
+                                                  cmd: UInt16(1 + random.below(0xFEFE)))
+                        }
+                        guard let reply = client.exchange(request, expect: request.count, timeoutSeconds: 20) else {
+                            failures.add("\(poller) client \(c) round \(round): connection closed or timed out")
+                            return
+                        }
+                        if reply != request { failures.add("\(poller) client \(c) round \(round): reply differs from request") }
+                        totalBytes.add(request.count)
+                    }
+                } catch {
+                    failures.add("\(poller) client \(c): \(error)")
+                }
+            }
+            failures.assertNone("\(poller)")
+            gateway.stop()
+            let s = gateway.stats()
+            XCTAssertEqual(s.framesIn, UInt64(clients * framesPerRound * 2), "\(poller)")
+            XCTAssertEqual(s.framesOut, s.framesIn, "\(poller)")
+            XCTAssertEqual(s.bytesIn, UInt64(totalBytes.load()), "\(poller)")
+            XCTAssertEqual(s.bytesOut, s.bytesIn, "\(poller)")
+            XCTAssertEqual(s.accepted, UInt64(clients), "\(poller)")
+            assertEveryCloseCounted(gateway, "\(poller)")
+        }
+    }
+
+    /// Thousands of short connections (echo then close, close with a reply in
+    /// flight, reset, close mid-frame) on three threads while long-lived
+    /// connections keep echoing frames that carry their own uid and body
+    /// pattern: no reply may ever reach the wrong connection, and the table
+    /// returns to the live connections afterwards.
+    func testSlotReuseUnderChurn() throws {
+        for poller in PollerKind.allCases {
+            let gateway = try startGateway(poller) { $0.maxConnections = 512 }
+            let failures = Failures()
+            let churnDone = AtomicInt()
+            let longLived = 4
+            let cyclesPerThread = 500
+            let longEchoes = AtomicInt()
+            let churnEchoes = AtomicInt()
+            let longClients = try (0..<longLived).map { _ in try TestClient(port: gateway.port) }
+            runThreads(3 + longLived) { t in
+                if t >= 3 {
+                    // A long-lived connection: owner ids 1...4.
+                    let owner = UInt32(t - 2)
+                    let client = longClients[t - 3]
+                    var seq: UInt32 = 0
+                    while churnDone.load() < 3 && seq < 100_000 {
+                        seq += 1
+                        let f = ownedFrame(owner: owner, seq: seq, bodySize: Int(seq % 300))
+                        guard (try? client.send(f)) != nil, let reply = client.receiveFrame() else {
+                            failures.add("\(poller) long-lived \(owner) seq \(seq): connection lost")
+                            return
+                        }
+                        if reply != f {
+                            failures.add("\(poller) long-lived \(owner) seq \(seq): got uid \(Self.uid(reply)) seq \(Self.seq(reply))")
+                            return
+                        }
+                        longEchoes.add()
+                    }
+                    return
+                }
+                defer { churnDone.add() }
+                for cycle in 0..<cyclesPerThread {
+                    let owner = 0x8000_0000 | UInt32(t << 20) | UInt32(cycle)
+                    guard let client = try? TestClient(port: gateway.port) else {
+                        failures.add("\(poller) churn \(t).\(cycle): connect failed")
+                        return
+                    }
+                    let f = ownedFrame(owner: owner, seq: UInt32(cycle), bodySize: cycle % 200)
+                    switch cycle % 4 {
+                    case 0:  // echo, then close
+                        guard client.echoes(f) else { failures.add("\(poller) churn \(t).\(cycle): wrong or no echo"); return }
+                        churnEchoes.add()
+                    case 1:  // close with the reply in flight
+                        try? client.send(f)
+                    case 2:  // echo twice, then reset
+                        guard client.echoes(f), client.echoes(ownedFrame(owner: owner, seq: 1, bodySize: 5)) else {
+                            failures.add("\(poller) churn \(t).\(cycle): wrong or no echo before reset")
+                            return
+                        }
+                        churnEchoes.add()
+                        client.resetOnClose()
+                    default:  // close mid-frame
+                        try? client.send(Array(f.prefix(FrameHeader.size / 2 + cycle % 10)))
+                    }
+                    client.close()
+                }
+            }
+            failures.assertNone("\(poller)")
+            XCTAssertGreaterThan(longEchoes.load(), 0, "\(poller)")
+            XCTAssertEqual(churnEchoes.load(), 3 * cyclesPerThread / 2, "\(poller)")
+            let s = gateway.stats()
+            XCTAssertGreaterThan(s.accepted, 512, "\(poller): more connections than slots, so slots were reused")
+            XCTAssertEqual(s.closes(.overCapacity), 0, "\(poller)")
+            // Every churned slot comes back once its grace period has passed; the long-lived ones stay.
+            XCTAssertTrue(waitUntil(seconds: 5) { gateway.stats().connectionsOpen == longLived },
+                          "\(poller): \(gateway.stats().connectionsOpen) slots held, \(longLived) connections live; accepted \(gateway.stats().accepted), closes \(gateway.stats().closes)")
+            for (k, client) in longClients.enumerated() {
+                XCTAssertTrue(client.echoes(ownedFrame(owner: UInt32(k + 1), seq: 0xFFFF, bodySize: 33)), "\(poller): long-lived \(k + 1) after churn")
+                client.close()
+            }
+            XCTAssertTrue(waitUntil(seconds: 5) { gateway.stats().connectionsOpen == 0 }, "\(poller)")
+            gateway.stop()
+            assertEveryCloseCounted(gateway, "\(poller)")
+        }
+    }
+
+    static func uid(_ frame: [UInt8]) -> UInt32 { frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).uid } }
+    static func seq(_ frame: [UInt8]) -> UInt32 { frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).seq } }
+}

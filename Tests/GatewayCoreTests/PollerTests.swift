@@ -1,0 +1,185 @@
+import CLinux
+import Foundation
+import Glibc
+import Synchronization
+import XCTest
+@_spi(Benchmarks) @testable import GatewayCore
+
+/// Both poller backends through the `Poller` interface, on socket pairs.
+final class PollerTests: XCTestCase {
+    /// A connected, non-blocking socket pair; closed on deinit.
+    final class Pair {
+        let a: Int32
+        let b: Int32
+        init() {
+            var fds: [Int32] = [0, 0]
+            let rc = socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds)
+            precondition(rc == 0)
+            a = fds[0]
+            b = fds[1]
+        }
+        deinit {
+            close(a)
+            close(b)
+        }
+        func write(toA byte: UInt8 = 1) { var v = byte; _ = Glibc.write(b, &v, 1) }
+        func drainA() { var buf = [UInt8](repeating: 0, count: 4096); while Glibc.read(a, &buf, buf.count) > 0 {} }
+        /// Fills a's send buffer until it would block.
+        func fillA() {
+            let chunk = [UInt8](repeating: 0, count: 65536)
+            while chunk.withUnsafeBytes({ Glibc.write(a, $0.baseAddress!, $0.count) }) > 0 {}
+        }
+        func drainB() { var buf = [UInt8](repeating: 0, count: 65536); while Glibc.read(b, &buf, buf.count) > 0 {} }
+    }
+
+    /// What the PollPoller asks for each token, set by the test (poll is level-triggered on interest).
+    final class Interest: @unchecked Sendable {
+        private let wanted = Mutex<[UInt64: Int16]>([:])
+        func set(_ token: UInt64, _ events: Int16) { wanted.withLock { $0[token] = events } }
+        func get(_ token: UInt64) -> Int16 { wanted.withLock { $0[token] ?? 0 } }
+        static let read = Int16(POLLIN) | GW_POLLRDHUP
+        static let write = Int16(POLLOUT)
+    }
+
+    /// One wait and the readiness it reports, merged per token.
+    private func collect(_ poller: Poller, timeoutMs: Int32) -> [UInt64: PollEvents] {
+        var out: [UInt64: PollEvents] = [:]
+        _ = poller.wait(timeoutMs: timeoutMs)
+        poller.forEachReady { token, events in out[token, default: []].formUnion(events) }
+        return out
+    }
+
+    private func pollers() throws -> [(String, Poller, Interest)] {
+        let interest = Interest()
+        return [("epoll", try EpollPoller(), Interest()), ("poll", try PollPoller { interest.get($0) }, interest)]
+    }
+
+    func testReadableAndWritable() throws {
+        for (name, poller, interest) in try pollers() {
+            let pair = Pair()
+            let token: UInt64 = 0x1234_0000_0042
+            try poller.addConnection(fd: pair.a, token: token)
+            // Writable from the start (poll: only while asked for).
+            interest.set(token, Interest.write)
+            XCTAssertEqual(collect(poller, timeoutMs: 2000)[token], .writable, name)
+            // Readable once the peer writes.
+            interest.set(token, Interest.read | Interest.write)
+            pair.write(toA: 7)
+            let both = collect(poller, timeoutMs: 2000)[token]
+            XCTAssertEqual(both, [.readable, .writable], name)
+            // Only reading wanted (poll) / edge already reported (epoll): no writable.
+            interest.set(token, Interest.read)
+            if poller.edgeTriggered {
+                XCTAssertNil(collect(poller, timeoutMs: 50)[token], "\(name): an edge is reported once")
+                pair.write(toA: 8)
+                XCTAssertTrue(collect(poller, timeoutMs: 2000)[token]?.contains(.readable) ?? false, "\(name): a new arrival is a new edge")
+            } else {
+                XCTAssertEqual(collect(poller, timeoutMs: 2000)[token], .readable, "\(name): level-triggered, reported again")
+                interest.set(token, 0)
+                XCTAssertNil(collect(poller, timeoutMs: 50)[token], "\(name): nothing wanted, nothing reported")
+            }
+            pair.drainA()
+            // A full send buffer is not writable; draining the peer makes it writable again.
+            pair.fillA()
+            interest.set(token, Interest.write)
+            XCTAssertNil(collect(poller, timeoutMs: 50)[token].flatMap { $0.contains(.writable) ? $0 : nil }, "\(name): full, not writable")
+            pair.drainB()
+            XCTAssertTrue(collect(poller, timeoutMs: 2000)[token]?.contains(.writable) ?? false, "\(name): drained, writable")
+            // A hang-up reads as readable (Receive finds the end of stream).
+            interest.set(token, Interest.read)
+            shutdown(pair.b, Int32(SHUT_WR))
+            XCTAssertTrue(collect(poller, timeoutMs: 2000)[token]?.contains(.readable) ?? false, "\(name): end of stream is readable")
+            poller.remove(fd: pair.a)
+        }
+    }
+
+    func testWakeInterruptsWaitAndIsAbsorbed() throws {
+        for (name, poller, _) in try pollers() {
+            // Before the wait: it returns at once.
+            poller.wake()
+            XCTAssertTrue(finishesWait(poller, timeoutMs: 20_000), "\(name): wake before wait")
+            XCTAssertTrue(collect(poller, timeoutMs: 0).isEmpty, "\(name): the wake-up is absorbed, not reported")
+            // During the wait, from another thread.
+            let box = UncheckedBox(poller)
+            let waker = OSThread(name: "test-waker") {
+                usleep(50_000)
+                box.value.wake()
+            }
+            XCTAssertTrue(finishesWait(poller, timeoutMs: 20_000), "\(name): wake during wait")
+            waker.join()
+            // Absorbed: a later short wait reports nothing and times out.
+            XCTAssertTrue(collect(poller, timeoutMs: 30).isEmpty, name)
+        }
+    }
+
+    /// Waits (reporting into nothing); false when the wait ran to its full timeout.
+    private func finishesWait(_ poller: Poller, timeoutMs: Int32) -> Bool {
+        let start = Date()
+        var reports = 0
+        _ = poller.wait(timeoutMs: timeoutMs)
+        poller.forEachReady { _, _ in reports += 1 }
+        XCTAssertEqual(reports, 0, "a wake-up is not a report")
+        return Date().timeIntervalSince(start) < Double(timeoutMs) / 1000 * 0.9
+    }
+
+    func testRemoveStopsReports() throws {
+        for (name, poller, interest) in try pollers() {
+            let pairs = (0..<4).map { _ in Pair() }
+            for (i, p) in pairs.enumerated() {
+                try poller.addConnection(fd: p.a, token: UInt64(100 + i))
+                interest.set(UInt64(100 + i), Interest.read)
+            }
+            for p in pairs { p.write(toA: 1) }
+            XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [100, 101, 102, 103], name)
+            for p in pairs { p.drainA() }
+            if poller.edgeTriggered { _ = collect(poller, timeoutMs: 0) }
+            // Remove one in the middle (poll moves the last entry into its place), then the one moved.
+            poller.remove(fd: pairs[1].a)
+            for p in pairs { p.write(toA: 2) }
+            XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [100, 102, 103], "\(name): removed one no longer reported")
+            for p in pairs { p.drainA() }
+            if poller.edgeTriggered { _ = collect(poller, timeoutMs: 0) }
+            poller.remove(fd: pairs[3].a)
+            poller.remove(fd: pairs[3].a)  // twice: harmless
+            for p in pairs { p.write(toA: 3) }
+            XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [100, 102], name)
+            for p in pairs { p.drainA() }
+            if poller.edgeTriggered { _ = collect(poller, timeoutMs: 0) }
+            poller.remove(fd: pairs[0].a)
+            poller.remove(fd: pairs[2].a)
+            for p in pairs { p.write(toA: 4) }
+            XCTAssertTrue(collect(poller, timeoutMs: 50).isEmpty, "\(name): all removed")
+            // Re-adding a removed descriptor under a new token works.
+            try poller.addConnection(fd: pairs[1].a, token: 999)
+            interest.set(999, Interest.read)
+            XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [999], name)
+            poller.remove(fd: pairs[1].a)
+        }
+    }
+
+    func testListenerIsReportedWhileConnectionsWait() throws {
+        for (name, poller, _) in try pollers() {
+            let listener = try Listener(host: "127.0.0.1", port: 0, backlog: 16)
+            defer { close(listener.fd) }
+            XCTAssertGreaterThan(listener.port, 0)
+            try poller.addListener(fd: listener.fd, token: 77)
+            XCTAssertNil(collect(poller, timeoutMs: 30)[77], "\(name): nothing pending")
+            let client = try TestClient(port: listener.port)
+            XCTAssertEqual(collect(poller, timeoutMs: 2000)[77], .readable, name)
+            // Level-triggered: reported again until accepted.
+            XCTAssertEqual(collect(poller, timeoutMs: 2000)[77], .readable, "\(name): still pending")
+            let fd = accept(listener.fd, nil, nil)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            close(fd)
+            XCTAssertNil(collect(poller, timeoutMs: 30)[77], "\(name): accepted")
+            client.close()
+            poller.remove(fd: listener.fd)
+        }
+    }
+}
+
+/// Hands a non-Sendable reference to another thread in a test.
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

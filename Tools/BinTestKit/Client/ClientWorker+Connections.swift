@@ -1,0 +1,129 @@
+import Glibc
+import CLinux
+
+/// Opening, closing and losing connections, and the messages that name each fault.
+extension ClientWorker {
+    /// How a read loop ended when it did not simply drain the socket.
+    enum ReadEnd {
+        case closed
+        case failed(Int32)
+    }
+
+    func openConnection(_ j: Int, now: UInt64) {
+        slots[j].connectStarted = now
+        switch ClientSocket.connect(to: address) {
+        case .failed(let error):
+            connectFailed(j, reason: ClientSocket.describe(error))
+        case .started(let fd):
+            slots[j].fd = fd
+            slots[j].phase = .connecting
+            live += 1
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+            event.data.u64 = UInt64(j) | UInt64(slots[j].generation) << 32
+            if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) != 0 {
+                connectFailed(j, reason: "epoll_ctl: \(ClientSocket.describe(errno))")
+            }
+        }
+    }
+
+    /// The first event on a connecting socket tells whether the connect worked.
+    func finishConnect(_ j: Int) {
+        let error = ClientSocket.pendingError(slots[j].fd)
+        guard error == 0 else {
+            connectFailed(j, reason: ClientSocket.describe(error))
+            return
+        }
+        slots[j].phase = .open
+        slots[j].writable = true
+        open += 1
+        onOpen(j, now: MonotonicTime.now())
+    }
+
+    func connectFailed(_ j: Int, reason: String) {
+        result.connectFailures += 1
+        result.note("conn \(slots[j].index): connect to \(settings.host):\(settings.port) failed: \(reason)")
+        close(j)
+    }
+
+    /// Counts an error, names it, and drops the connection: after a bad reply the
+    /// stream can no longer be trusted.
+    func fault(_ j: Int, _ message: String) {
+        result.errors += 1
+        result.note(message)
+        close(j)
+    }
+
+    func serverClosed(_ j: Int, _ end: ReadEnd) {
+        let slot = slots[j]
+        let how: String
+        switch end {
+        case .closed: how = "closed by server"
+        case .failed(let error) where error == ECONNRESET || error == EPIPE: how = "reset by server"
+        case .failed(let error): how = "failed (\(ClientSocket.describe(error)))"
+        }
+        if slot.replyOffset > 0 {
+            fault(j, "conn \(slot.index) seq \(slot.expectSeq): short reply, connection \(how) after \(slot.replyOffset) of \(pattern.frameSize) bytes")
+        } else if slot.outstanding > 0 {
+            fault(j, "conn \(slot.index): \(how) with \(slot.outstanding) requests outstanding (first unanswered seq \(slot.expectSeq))")
+        } else if settings.mode == .idle {
+            fault(j, "conn \(slot.index): \(how) during the idle hold")
+        } else if stopping || slot.budget == 0 {
+            close(j)
+        } else {
+            fault(j, "conn \(slot.index): \(how) with no request outstanding")
+        }
+    }
+
+    /// Past --duration: connections with nothing outstanding are done. A connect still
+    /// pending after the whole duration is a failure (connrate cycles in flight finish).
+    func beginStop() {
+        stopping = true
+        guard settings.mode != .connrate else { return }
+        for j in slots.indices {
+            switch slots[j].phase {
+            case .connecting: connectFailed(j, reason: "not connected within --duration")
+            case .open where slots[j].outstanding == 0: close(j)
+            default: break
+            }
+        }
+    }
+
+    /// The deadline passed: whatever is still owed is a stall. Idle mode keeps the
+    /// connections that answered, to hold them.
+    func expire(keepAnswered: Bool) {
+        for j in slots.indices {
+            let slot = slots[j]
+            switch slot.phase {
+            case .unused, .finished:
+                continue
+            case .connecting:
+                connectFailed(j, reason: "no connection by the deadline")
+            case .open where slot.outstanding > 0:
+                fault(j, "conn \(slot.index): server stalled: \(slot.outstanding) requests still unanswered at the "
+                    + "deadline (--grace \(Format.fixed(settings.grace, 1)) s; first unanswered seq \(slot.expectSeq))")
+            case .open:
+                if !keepAnswered { close(j) }
+            }
+        }
+    }
+
+    func close(_ j: Int) {
+        switch slots[j].phase {
+        case .unused, .finished: return
+        case .open: open -= 1
+        case .connecting: break
+        }
+        live -= 1
+        Glibc.close(slots[j].fd)
+        slots[j].fd = -1
+        slots[j].phase = .finished
+        slots[j].generation &+= 1
+        slots[j].writable = false
+        // Nothing is owed on a closed connection; connrate reopens the slot from here.
+        slots[j].writeSeq = slots[j].nextSeq
+        slots[j].writeOffset = 0
+        slots[j].expectSeq = slots[j].nextSeq
+        slots[j].replyOffset = 0
+    }
+}

@@ -1,0 +1,55 @@
+import ArgumentParser
+
+/// `bin_test client`: the flags as typed; `ClientSettings.init(_:)` checks them.
+struct ClientCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Load an echo server on HOST:PORT and check every reply byte for byte.",
+        discussion: """
+        Each request is a frame of cmd 1, uid = connection index, and a body whose byte i is \
+        UInt8(truncatingIfNeeded: seq &* 31 &+ i). Every reply must carry the request's seq (in order), \
+        cmd, uid and body, with status 0. A wrong reply, a reply cut short, a close with requests \
+        outstanding or a reply still missing --grace seconds after --duration is an error: it is \
+        printed with its connection index and seq, and the exit status is 1.
+
+        Modes: load (closed loop, --pipeline requests in flight per connection); pingpong (one in \
+        flight, default one connection); connrate (connect, one echo, close, repeat; --conns \
+        connections at a time); idle (open --conns connections, one echo each, hold them --duration \
+        seconds, one echo each again; every one must survive). --pipeline applies to load only. \
+        With --rate, requests leave on a fixed schedule whatever the replies do, and latency counts \
+        from the scheduled time; --pipeline is then only a cap on requests outstanding per connection. \
+        --count is ignored in idle mode.
+
+        Exit status: 0 clean run, 1 any error or connect failure (or no reply at all), 2 bad flags.
+        """
+    )
+
+    @Option(help: "Server IPv4 address.")
+    var host = "127.0.0.1"
+    @Option(help: "Server port (1...65535).")
+    var port = "7001"
+    @Option(help: "load | pingpong | connrate | idle.")
+    var mode = "load"
+    @Option(help: "Connections (1...100000; default 32, 1 in pingpong).")
+    var conns: String?
+    @Option(help: "Client threads, each with its own epoll loop (1...64, at most --conns; default min(2, conns)).")
+    var threads: String?
+    @Option(help: "Requests in flight per connection in load mode (1...4096).")
+    var pipeline = "16"
+    @Option(help: "Body bytes per request (0...1048558).")
+    var size = "512"
+    @Option(help: "Seconds of sending (0.1...86400).")
+    var duration = "10"
+    @Option(help: "Open loop: total requests per second on a fixed schedule (load or pingpong; 1...10000000).")
+    var rate: String?
+    @Option(help: "Stop after this many requests in total (connections in connrate; 1...1000000000000).")
+    var count: String?
+    @Option(help: "Seconds a reply may take after --duration (and per idle echo round) before it is a stall (0.1...600).")
+    var grace = "3"
+    @Option(help: "Write the latency distribution (microseconds) to this file in HdrHistogram .hgrm form.")
+    var hgrm: String?
+    @Flag(help: "Print the final summary as one JSON object on stdout.")
+    var json = false
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+}

@@ -1,0 +1,31 @@
+import GatewayCore
+
+/// What `bin_test server` runs the engine with.
+public struct ServerSettings: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    /// 0 picks an ephemeral port, which is printed at start.
+    public var port = 7001
+    public var poller = PollerKind.epoll
+
+    public init() {}
+
+    public static let portRange = 0...65535
+
+    /// The engine's configuration: its defaults, with the address and poller from the flags.
+    public var config: GatewayConfig {
+        var config = GatewayConfig()
+        config.host = host
+        config.port = port
+        config.poller = poller
+        return config
+    }
+}
+
+extension ServerSettings {
+    init(_ command: ServerCommand) throws(SettingsError) {
+        self.init()
+        host = try FlagValue.ipv4Host("--host", command.host)
+        port = try FlagValue.integer("--port", command.port, in: Self.portRange)
+        poller = try FlagValue.choice("--poller", command.poller, as: PollerKind.self)
+    }
+}

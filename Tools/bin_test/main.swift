@@ -1,0 +1,4 @@
+import BinTestKit
+import Glibc
+
+exit(BinTest.main(arguments: Array(CommandLine.arguments.dropFirst())))
