@@ -34,7 +34,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
             OSThread(name: "gw-monitor") { monitor.run() },
         ]
-        engine.logger.info("listening on \(config.host):\(port) with \(config.poller), up to \(config.maxConnections) connections")
+        engine.logger.debug("listening on \(config.host):\(port) with \(config.poller), up to \(config.maxConnections) connections")
     }
 
     /// Graceful stop: no new connections; replies already produced are sent;

@@ -28,8 +28,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var spinMicroseconds = 50
     /// listen(2) backlog.
     public var backlog = 4096
-    /// Seconds a graceful stop may spend sending replies already produced.
-    public var drainTimeout = 5
+    /// Seconds a graceful stop may spend sending replies already produced
+    /// (stragglers are then closed; the whole stop stays under drain_timeout + 1 s).
+    public var drainTimeout = 3
 
     public init() {}
 

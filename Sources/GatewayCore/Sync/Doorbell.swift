@@ -39,7 +39,11 @@ final class Doorbell: @unchecked Sendable {  // the futex word is only touched a
     /// Wakes the sleeper if it is asleep; call after publishing work.
     @inline(__always)
     func ring() {
-        if atomic.load(ordering: .sequentiallyConsistent) == Self.asleep {
+        // The work was published with a release store; without a full fence
+        // here x86 may read the word before that store is visible, while the
+        // sleeper reads "no work" after announcing sleep: a lost wake-up.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if atomic.load(ordering: .relaxed) == Self.asleep {
             ringSlow()
         }
     }

@@ -1,3 +1,4 @@
+import Atomics
 import CURCU
 import Glibc
 import Logging
@@ -91,6 +92,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
         if pushedToCurrent { engine.send.input.postOrRun(s, id, inline: lightLoad, engine.send.runInline) }
+        // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
             engine.receive.input.post(s, id)
         }

@@ -1,3 +1,4 @@
+import Atomics
 import CLinux
 import Glibc
 
@@ -50,6 +51,8 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 return
             }
         }
+        // Pairs with Deal's store-then-check in waitForSendRoom: both sides fence.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         if s.flag(\.dealPaused), s.atomic(\.dealPaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
             engine.deal.input.post(s, id)
         }
