@@ -10,34 +10,40 @@ struct ConfigFile {
 
     /// Reads and parses `path`; any failure is a `ConfigError` for the key `config`.
     init(path: String) throws(ConfigError) {
-        func failure(_ reason: String) -> ConfigError {
-            ConfigError(key: "config", value: path, allowed: "a readable YAML mapping of settings (\(reason))")
-        }
-        var data = Data()
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count == 0 { break }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw failure(String(cString: strerror(errno)))
-            }
-            data.append(contentsOf: buffer[..<count])
-        }
+        var data = try Self.contents(of: path)
         let text = String(decoding: data, as: UTF8.self)
         // A file with every line commented out is a template: read it as an empty mapping.
         if Self.isBlank(text) { data = Data("{}".utf8) }
         do {
-            let snapshot = try YAMLSnapshot(data: data.bytes, providerName: path, parsingOptions: .default)
-            provider = YAMLFileProvider(fileSnapshot: snapshot)
+            provider = YAMLFileProvider(
+                fileSnapshot: try YAMLSnapshot(data: data.bytes, providerName: path, parsingOptions: .default))
         } catch {
             // Parser errors quote the offending line over several lines; the first says what is wrong.
-            throw failure(String(describing: error).split(separator: "\n").first.map(String.init) ?? "unparsable")
+            throw Self.failure(path, String(describing: error).split(separator: "\n").first.map(String.init) ?? "")
         }
         topLevelKeys = Self.topLevelKeys(in: text)
+    }
+
+    static func failure(_ path: String, _ reason: String) -> ConfigError {
+        ConfigError(key: "config", value: path, allowed: "a readable YAML mapping of settings (\(reason))")
+    }
+
+    /// Plain read(2), so that a failure is reported with its errno text.
+    static func contents(of path: String) throws(ConfigError) -> Data {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw failure(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count == 0 { return data }
+            if count > 0 {
+                data.append(contentsOf: buffer[..<count])
+            } else if errno != EINTR {
+                throw failure(path, String(cString: strerror(errno)))
+            }
+        }
     }
 
     static func isBlank(_ text: String) -> Bool {
@@ -55,38 +61,5 @@ struct ConfigFile {
                   let colon = line.firstIndex(of: ":") else { return nil }
             return line[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "\"' \t"))
         }
-    }
-}
-
-/// Serves a YAML snapshot that was parsed synchronously: swift-configuration's
-/// `FileProvider` only loads asynchronously, and start-up here is synchronous
-/// so that signals can be blocked before any thread exists.
-struct YAMLFileProvider: ConfigProvider {
-    let fileSnapshot: YAMLSnapshot
-
-    var providerName: String { fileSnapshot.providerName }
-
-    func value(forKey key: AbsoluteConfigKey, type: ConfigType) throws -> LookupResult {
-        try fileSnapshot.value(forKey: key, type: type)
-    }
-
-    func fetchValue(forKey key: AbsoluteConfigKey, type: ConfigType) async throws -> LookupResult {
-        try value(forKey: key, type: type)
-    }
-
-    nonisolated(nonsending) func watchValue<Return: ~Copyable>(
-        forKey key: AbsoluteConfigKey,
-        type: ConfigType,
-        updatesHandler: nonisolated(nonsending) (ConfigUpdatesAsyncSequence<Result<LookupResult, any Error>, Never>) async throws -> Return
-    ) async throws -> Return {
-        try await watchValueFromValue(forKey: key, type: type, updatesHandler: updatesHandler)
-    }
-
-    func snapshot() -> any ConfigSnapshot { fileSnapshot }
-
-    nonisolated(nonsending) func watchSnapshot<Return: ~Copyable>(
-        updatesHandler: nonisolated(nonsending) (ConfigUpdatesAsyncSequence<any ConfigSnapshot, Never>) async throws -> Return
-    ) async throws -> Return {
-        try await watchSnapshotFromSnapshot(updatesHandler: updatesHandler)
     }
 }

@@ -12,6 +12,17 @@ enum SettingParsers {
         }
         return value
     }
+
+    /// The engine listens on IPv4 addresses only; catching a name here makes it a
+    /// bad setting (exit 2) rather than a failure to listen (exit 1).
+    static func host(_ text: String, key: String = "host") throws(ConfigError) -> String {
+        let host = text.trimmingWhitespace
+        var address = in_addr()
+        guard inet_pton(AF_INET, host, &address) == 1 else {
+            throw ConfigError(key: key, value: text, allowed: "an IPv4 address such as 127.0.0.1")
+        }
+        return host
+    }
 }
 
 extension PollerKind {

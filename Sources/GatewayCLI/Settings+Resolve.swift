@@ -19,10 +19,9 @@ extension Settings {
         var settings = Settings()
         // Highest precedence first: ConfigReader answers from the first provider that has the key.
         var providers: [any ConfigProvider] = [
-            InMemoryProvider(
-                name: "flags",
-                values: Dictionary(uniqueKeysWithValues: flags.map { (AbsoluteConfigKey([$0.key]), ConfigValue(.string($0.value), isSecret: false)) })
-            ),
+            InMemoryProvider(name: "flags", values: Dictionary(uniqueKeysWithValues: flags.map {
+                (AbsoluteConfigKey([$0.key]), ConfigValue(.string($0.value), isSecret: false))
+            })),
             // "gateway" + "max_connections" is looked up as GATEWAY_MAX_CONNECTIONS.
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "gateway"),
         ]
@@ -35,7 +34,7 @@ extension Settings {
         let reader = ConfigReader(providers: providers)
         func text(_ key: String) -> String? { reader.string(forKey: ConfigKey([key])) }
 
-        if let host = text("host") { settings.config.host = host.trimmingWhitespace }
+        if let host = text("host") { settings.config.host = try SettingParsers.host(host) }
         if let poller = text("poller") { settings.config.poller = try PollerKind(parsing: poller) }
         for entry in GatewayConfig.ranges {
             if let value = text(entry.key) {

@@ -15,11 +15,8 @@ public struct Settings: Sendable, Equatable {
 
     static let statsIntervalRange = 0...86_400
 
-    /// Keys that are not one of `GatewayConfig.ranges`.
-    static let extraKeys = ["host", "poller", "stats_interval", "log_level"]
-
     /// Every key a config file, the environment or a flag may set.
-    static let keys = extraKeys + GatewayConfig.ranges.map(\.key)
+    static let keys = ["host", "poller", "stats_interval", "log_level"] + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.
     public static func environmentName(of key: String) -> String {
@@ -27,7 +24,7 @@ public struct Settings: Sendable, Equatable {
     }
 
     /// The settings as `key=value` pairs, for the start-up log line.
-    public var summary: String {
+    var summary: String {
         let numeric = GatewayConfig.ranges.filter { $0.key != "port" }
             .map { "\($0.key)=\(config[keyPath: $0.path])" }
         return (["poller=\(config.poller)"] + numeric + ["stats_interval=\(statsInterval)", "log_level=\(logLevel)"])

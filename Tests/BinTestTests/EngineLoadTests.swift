@@ -13,6 +13,7 @@ final class EngineLoadTests: XCTestCase {
             $0.conns = 8
             $0.threads = 2
             $0.pipeline = 16
+            $0.duration = 1
         })
 
         XCTAssertEqual(report.messages, [])

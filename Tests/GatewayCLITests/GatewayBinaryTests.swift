@@ -41,4 +41,29 @@ import Testing
         #expect(result.stderr == message)
         #expect(result.stdout.isEmpty)
     }
+
+    /// SIGTERM once it listens: a graceful stop and exit status 0.
+    @Test(.timeLimit(.minutes(1)))
+    func sigtermStopsCleanly() throws {
+        let process = Process()
+        process.executableURL = try Self.binary()
+        process.arguments = ["--port", "0", "--stats-interval", "0"]
+        process.environment = [:]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        // Wait for the start-up line, so that the stop path is what gets tested.
+        var log = ""
+        while !log.contains("stats_interval=") {
+            let chunk = err.fileHandleForReading.availableData
+            try #require(!chunk.isEmpty, "gateway exited before listening: \(log)")
+            log += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        log += String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        #expect(log.contains("SIGTERM: stopping"))
+    }
 }

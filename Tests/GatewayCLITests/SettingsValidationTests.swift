@@ -36,7 +36,7 @@ func rejection(_ key: String, _ value: String, in layer: Layer) -> ConfigError? 
         [(entry.key, String(entry.range.lowerBound - 1)), (entry.key, String(entry.range.upperBound + 1)),
          (entry.key, "abc"), (entry.key, "")]
     } + [("stats_interval", "-1"), ("stats_interval", "86401"), ("stats_interval", "ten"),
-         ("ring_capacity", "12"), ("poller", "kqueue"), ("log_level", "loud"), ("host", "")]
+         ("ring_capacity", "12"), ("poller", "kqueue"), ("log_level", "loud"), ("host", ""), ("host", "localhost"), ("host", "1.2.3")]
 
     @Test(arguments: badNumbers, Layer.allCases)
     func badValueNamesItsKey(bad: (key: String, value: String), layer: Layer) {
@@ -91,6 +91,9 @@ func rejection(_ key: String, _ value: String, in layer: Layer) -> ConfigError? 
         #expect(config.port == 0)
         #expect(throws: ConfigError(key: "poller", value: "select", allowed: "epoll|poll")) {
             try GatewayConfig.validated(host: "127.0.0.1", port: 0, poller: "select")
+        }
+        #expect(throws: ConfigError(key: "host", value: "::1", allowed: "an IPv4 address such as 127.0.0.1")) {
+            try GatewayConfig.validated(host: "::1", port: 0, poller: "epoll")
         }
         #expect(throws: ConfigError(key: "port", value: "70000", allowed: "0...65535")) {
             try GatewayConfig.validated(host: "127.0.0.1", port: 70000, poller: "epoll")

@@ -120,8 +120,8 @@ final class BadInputEndToEndTests: XCTestCase {
                 client.close()
                 checkWitness(witness, "\(poller) after reset \(k)")
             }
-            XCTAssertTrue(waitUntil { gateway.stats().closes(.peer) == peerBefore + 5 }, "\(poller): resets counted as peer closes: \(gateway.stats().closes)")
-            XCTAssertTrue(waitUntil { gateway.stats().connectionsOpen == 1 }, "\(poller): only the witness left, \(gateway.stats().connectionsOpen) slots held")
+            XCTAssertTrue(waitUntil(seconds: 3) { gateway.stats().closes(.peer) == peerBefore + 5 }, "\(poller): resets counted as peer closes: \(gateway.stats().closes)")
+            XCTAssertTrue(waitUntil(seconds: 3) { gateway.stats().connectionsOpen == 1 }, "\(poller): only the witness left, \(gateway.stats().connectionsOpen) slots held")
         }
     }
 
@@ -129,30 +129,36 @@ final class BadInputEndToEndTests: XCTestCase {
     /// together): the gateway must see the end of stream and close.
     func testHalfCloseMidFrame() throws {
         try withWitness { poller, gateway, witness, _ in
-            let clients = try (0..<8).map { _ in try TestClient(port: gateway.port) }
+            let clients = try (0..<8).map { _ in try TestClient(port: gateway.port, timeoutSeconds: 3) }
             for (k, client) in clients.enumerated() {
                 try client.send(Array(TestClient.frame(seq: 2, bodySize: 100).prefix(1 + k * 9)))
                 client.shutdownWrite()
             }
-            for (k, client) in clients.enumerated() {
-                XCTAssertTrue(client.isClosedByPeer(), "\(poller): half-closed client \(k) (\(1 + k * 9) bytes of a frame) never closed")
+            let failures = Failures()
+            runThreads(clients.count) { k in
+                if !clients[k].isClosedByPeer() { failures.add("client \(k) (\(1 + k * 9) bytes of a frame) never closed") }
             }
+            failures.assertNone("\(poller): half-closed mid-frame")
             checkWitness(witness, "\(poller) after half-closes")
-            XCTAssertTrue(waitUntil { gateway.stats().connectionsOpen == 1 }, "\(poller): \(gateway.stats().connectionsOpen) slots held")
+            XCTAssertTrue(waitUntil(seconds: 3) { gateway.stats().connectionsOpen == 1 }, "\(poller): \(gateway.stats().connectionsOpen) slots held")
+            XCTAssertEqual(gateway.stats().closes(.peer), 8, "\(poller): \(gateway.stats().closes)")
         }
     }
 
     /// Half-close after whole frames: every reply arrives, then the end of stream.
     func testHalfCloseAfterFramesGetsEveryReplyThenClose() throws {
         try withWitness { poller, gateway, witness, _ in
-            for k in 0..<4 {
-                let client = try TestClient(port: gateway.port)
+            let failures = Failures()
+            let port = gateway.port
+            runThreads(4) { k in
+                guard let client = try? TestClient(port: port, timeoutSeconds: 3) else { return failures.add("client \(k): connect") }
                 let frames = (0..<5).map { ownedFrame(owner: UInt32(k), seq: UInt32($0), bodySize: $0 * 100) }
-                try client.send(frames.flatMap { $0 })
+                guard (try? client.send(frames.flatMap { $0 })) != nil else { return failures.add("client \(k): send") }
                 client.shutdownWrite()
-                for (i, f) in frames.enumerated() { XCTAssertEqual(client.receiveFrame(), f, "\(poller) client \(k): reply \(i)") }
-                XCTAssertTrue(client.isClosedByPeer(), "\(poller) client \(k): no close after the replies")
+                for (i, f) in frames.enumerated() where client.receiveFrame() != f { return failures.add("client \(k): reply \(i)") }
+                if !client.isClosedByPeer() { failures.add("client \(k): no close after the replies") }
             }
+            failures.assertNone("\(poller): half-close after whole frames")
             checkWitness(witness, "\(poller) after half-closes")
         }
     }
@@ -166,7 +172,7 @@ final class BadInputEndToEndTests: XCTestCase {
             for extra in 0..<3 {
                 let over = try TestClient(port: gateway.port)  // the kernel accepts; the gateway closes at once
                 XCTAssertTrue(over.isClosedByPeer(), "\(poller): connection over capacity \(extra) was not closed")
-                XCTAssertEqual(gateway.stats().closes(.overCapacity), UInt64(extra + 1), "\(poller)")
+                XCTAssertTrue(waitUntil { gateway.stats().closes(.overCapacity) == UInt64(extra + 1) }, "\(poller): \(gateway.stats().closes)")
                 checkWitness(witness, "\(poller) after over-capacity \(extra)")
             }
             XCTAssertEqual(gateway.stats().accepted, 4, "\(poller): over-capacity connections are not accepted")

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import Synchronization
 import XCTest
 @_spi(Benchmarks) @testable import GatewayCore
 
@@ -23,13 +22,20 @@ final class RecordingHandler: GatewayHandler, @unchecked Sendable {  // state be
         var closedOutOfOrder = 0
     }
 
-    let state = Mutex<State>(State())
+    private let lock = NSLock()
+    private var stateValue = State()
+
+    private func withState<T>(_ body: (inout State) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&stateValue)
+    }
     /// Sent from `closed`: a handle that has closed must not deliver it anywhere.
     var sendFromClosed = false
     static let goodbyeCmd: UInt16 = 0x0BAD
 
     func opened(_ connection: Connection) {
-        state.withLock {
+        withState {
             if $0.records[connection.id] != nil { $0.closedOutOfOrder += 1 }
             $0.records[connection.id, default: Record()].opened += 1
             $0.order.append(connection.id)
@@ -38,7 +44,7 @@ final class RecordingHandler: GatewayHandler, @unchecked Sendable {  // state be
     }
 
     func received(_ frame: Frame, on connection: Connection) {
-        let target = state.withLock {
+        let target = withState {
             $0.records[connection.id, default: Record()].frames.append(frame.header.cmd)
             return $0.stored
         }
@@ -62,7 +68,7 @@ final class RecordingHandler: GatewayHandler, @unchecked Sendable {  // state be
     }
 
     func closed(_ connection: Connection, cause: CloseCause) {
-        state.withLock {
+        withState {
             if $0.records[connection.id] == nil { $0.closedOutOfOrder += 1 }
             $0.records[connection.id, default: Record()].closed += 1
             $0.records[connection.id, default: Record()].causes.append(cause)
@@ -72,7 +78,7 @@ final class RecordingHandler: GatewayHandler, @unchecked Sendable {  // state be
         }
     }
 
-    var snapshot: State { state.withLock { $0 } }
+    var snapshot: State { withState { $0 } }
 }
 
 final class HandlerEndToEndTests: XCTestCase {

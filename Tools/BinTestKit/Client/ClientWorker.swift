@@ -28,7 +28,8 @@ final class ClientWorker: @unchecked Sendable {
     let cap: UInt32
 
     let slots: UnsafeMutableBufferPointer<ConnectionSlot>
-    /// Send times (or scheduled times), `ringSize` per slot, indexed by seq.
+    /// Send (or scheduled) times, `1 << ringShift` per slot (the in-flight cap rounded up
+    /// to a power of two), indexed by seq.
     let stamps: UnsafeMutablePointer<UInt64>
     let ringShift: Int
     /// The header of the reply arriving on each slot, `FrameHeader.size` bytes per slot.

@@ -1,13 +1,8 @@
-import Glibc
+import Foundation
 
-/// Fixed-point text without Foundation's locale machinery.
+/// Fixed-point numbers for the text summary and the progress line.
 enum Format {
     static func fixed(_ value: Double, _ decimals: Int) -> String {
-        guard value.isFinite else { return "0" }
-        var buffer = [CChar](repeating: 0, count: 64)
-        _ = buffer.withUnsafeMutableBufferPointer { pointer in
-            withVaList([decimals, value]) { vsnprintf(pointer.baseAddress, 64, "%.*f", $0) }
-        }
-        return String(cString: buffer)
+        String(format: "%.\(decimals)f", value.isFinite ? value : 0)
     }
 }

@@ -29,6 +29,7 @@ public struct ClientSettings: Sendable, Equatable {
     public static let connsRange = 1...100_000
     public static let threadsLimit = 64
     public static let pipelineRange = 1...4096
+    public static let inFlightLimit = 4_000_000
     /// A frame must fit the gateway's default max_frame (1 MiB, header included).
     public static let sizeRange = 0...((1 << 20) - 18)
     public static let durationRange = 0.1...86_400.0
@@ -69,6 +70,11 @@ extension ClientSettings {
             threads = min(2, conns)
         }
         pipeline = try FlagValue.integer("--pipeline", command.pipeline, in: Self.pipelineRange)
+        // Every request in flight keeps an 8-byte send stamp.
+        if mode == .load && conns * pipeline > Self.inFlightLimit {
+            throw SettingsError(flag: "--pipeline", value: command.pipeline,
+                                allowed: "1...\(max(1, Self.inFlightLimit / conns)) with --conns \(conns) (conns × pipeline at most \(Self.inFlightLimit))")
+        }
         size = try FlagValue.integer("--size", command.size, in: Self.sizeRange)
         duration = try FlagValue.seconds("--duration", command.duration, in: Self.durationRange)
         grace = try FlagValue.seconds("--grace", command.grace, in: Self.graceRange)
