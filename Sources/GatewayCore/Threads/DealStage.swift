@@ -19,7 +19,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private var current = ConnectionID(index: 0, generation: 0)
     private var pending: FrameDescriptor?
     private var pushedToCurrent = false
-    var lightLoad = false
+    var inlineAllowance = 0
     /// Where replies the handler composes are written; retired when full.
     private var outBlock: Chunk?
     private var outUsed = 0
@@ -91,7 +91,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
-        if pushedToCurrent { engine.send.input.postOrRun(s, id, inline: lightLoad, engine.send.runInline) }
+        if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send.runInline) }
         // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {

@@ -18,8 +18,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private let tickNanoseconds: UInt64
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
-    /// One connection ready in this round: its work may be run here (StageInbox.postOrRun).
-    private var lightLoad = false
+    /// Connections of this round whose reading may still be done here (StageInbox.postOrRun).
+    private var inlineAllowance = 0
     /// Accepting stopped because the process is out of descriptors; retried next tick.
     private var acceptPaused = false
 
@@ -52,7 +52,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             gw_rcu_thread_offline()
             let ready = poller.wait(timeoutMs: timeout)
             gw_rcu_thread_online()
-            lightLoad = ready <= 1
+            inlineAllowance = engine.config.inlineBatch
             poller.forEachReady { token, events in
                 if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
             }
@@ -70,11 +70,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
         if events.contains(.readable) {
             if poller.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-                engine.receive.input.postOrRun(s, id, inline: lightLoad, engine.receive.runInline)
+                engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive.runInline)
             }
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
-            engine.send.input.postOrRun(s, id, inline: lightLoad, engine.send.runInline)
+            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send.runInline)
         }
     }
 

@@ -18,7 +18,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private var blockUsed = 0
     /// A block with less room than this is retired, so that each read can be big.
     private static let minimumRoom = 8 << 10
-    var lightLoad = false
+    var inlineAllowance = 0
     /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
     private var rearmed = false
 
@@ -66,7 +66,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let ring = table.receiveRing(id.index)
         let fd = s.pointee.fd
         var delivered = false
-        defer { if delivered { engine.deal.input.postOrRun(s, id, inline: lightLoad, engine.deal.runInline) } }
+        defer { if delivered { engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline) } }
         while true {
             // One read yields at most two descriptors (a completed frame and a run of frames).
             if ring.freeCount < 2 {

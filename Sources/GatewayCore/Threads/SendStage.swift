@@ -14,7 +14,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let stallTicks: UInt64
     private let iov: UnsafeMutablePointer<iovec>
     private let iovMax: Int
-    var lightLoad = false
+    var inlineAllowance = 0
     /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
     private var blockedSinceWake = false
 

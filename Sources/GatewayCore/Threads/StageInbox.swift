@@ -59,12 +59,14 @@ import Glibc
         }
     }
 
-    /// Hands `id` over, or runs the stage's work for it here when the stage is
-    /// asleep with nothing queued and the caller is lightly loaded.
+    /// Hands `id` over, or, if the caller still has inline allowance and the
+    /// stage is asleep with nothing queued, runs the stage's work for it here
+    /// and spends one unit of the allowance.
     @inline(__always)
-    func postOrRun(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID, inline: Bool,
+    func postOrRun(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID, allowance: inout Int,
                    _ run: (ConnectionID) -> Void) {
-        if inline, doorbell.isAsleep, inbox.isEmpty, tryAcquireToken() {
+        if allowance > 0, doorbell.isAsleep, inbox.isEmpty, tryAcquireToken() {
+            allowance -= 1
             run(id)
             releaseToken()
             if !inbox.isEmpty { doorbell.ring() }

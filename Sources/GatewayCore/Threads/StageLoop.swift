@@ -14,21 +14,22 @@ protocol StageWorker: AnyObject {
     func advanceTimers(to tick: UInt64)
     /// Called once per batch, after the inbox was drained (flush deferred work).
     func batchDone()
-    /// True while handling a batch of one: the load is light, so the next
-    /// stage's work may be run here rather than handed over (see StageInbox).
-    var lightLoad: Bool { get set }
+    /// How many more connections of this batch may have their next stage run
+    /// here rather than handed over (StageInbox.postOrRun).
+    var inlineAllowance: Int { get set }
 }
 
 extension StageWorker {
     func batchDone() {}
 
-    /// Runs this stage's work for one connection on the calling thread (which holds the stage's token).
+    /// Runs this stage's work for one connection on the calling thread (which
+    /// holds the stage's token); that connection may go on to the next stage here too.
     func runInline(_ id: ConnectionID) {
-        let wasLight = lightLoad
-        lightLoad = true
+        let saved = inlineAllowance
+        inlineAllowance = 1
         service(id)
         batchDone()
-        lightLoad = wasLight
+        inlineAllowance = saved
     }
 
     func runLoop(engine: Engine) {
@@ -39,7 +40,7 @@ extension StageWorker {
         input.acquireToken()
         defer { input.releaseToken() }
         while true {
-            lightLoad = input.inbox.pending <= 1
+            inlineAllowance = engine.config.inlineBatch
             var worked = input.inbox.drain { service(ConnectionID(packed: $0)) } > 0
             if worked { batchDone() }
             let tick = input.currentTick
