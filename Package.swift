@@ -64,7 +64,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU"]
         ),
         .testTarget(
             name: "GatewayCLITests",

@@ -119,12 +119,13 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         close(s.pointee.fd)
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
-             \.writeBlocked, \.inputEnded, \.flushThenClose, \.closeCause] {
+             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause] {
             s.atomic(flag).store(0, ordering: .relaxed)
         }
         s.pointee.dealOffset = 0
         s.pointee.writeOffset = 0
         s.pointee.opened = false
+        s.pointee.lingerTimed = false
         s.generation.wrappingIncrement(ordering: .releasing)
         s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
         table.release(index)

@@ -97,11 +97,13 @@ final class LifecycleEndToEndTests: XCTestCase {
                 }
                 usleep(1_300_000)  // nothing to send for longer than write_stall_timeout
                 let client = try TestClient(port: gateway.port, timeoutSeconds: 5, receiveBuffer: 4096)
-                let big = ownedFrame(owner: 8, seq: 1, bodySize: 1_000_000)
-                try client.send(big)
+                let bigs = (0..<6).map { ownedFrame(owner: 8, seq: UInt32($0), bodySize: 1_000_000) }
+                for big in bigs { try client.send(big) }  // more than the socket buffers hold
                 usleep(200_000)  // reads nothing for a fifth of the allowed stall
-                let reply = client.receiveFrame()
-                if reply != big { failures.add("\(poller): the echo of a big frame was cut off; closes \(gateway.stats().closes)") }
+                for (i, big) in bigs.enumerated() where client.receiveFrame() != big {
+                    failures.add("\(poller): the echo of big frame \(i) was cut off; closes \(gateway.stats().closes)")
+                    break
+                }
                 if gateway.stats().closes(.slowConsumer) != 0 { failures.add("\(poller): closed as a slow consumer") }
                 client.close()
                 gateway.stop()
@@ -154,6 +156,48 @@ final class LifecycleEndToEndTests: XCTestCase {
             XCTAssertEqual(s.closes(.shutdown), 5, "\(poller): \(s.closes)")
             assertEveryCloseCounted(gateway, "\(poller)")
             gateway.stop()  // a second stop is harmless
+        }
+    }
+
+    /// stop() while a client has sent more than the gateway will read and is
+    /// slow to read its replies: every reply the gateway produced must still
+    /// reach it (the gateway must not reset the connection over unread input
+    /// while replies it already wrote are still queued in the socket).
+    func testGracefulStopDeliversRepliesStillQueuedInTheSocket() throws {
+        for poller in PollerKind.allCases {
+            let gateway = try startGateway(poller) { $0.drainTimeout = 5 }
+            let client = try TestClient(port: gateway.port, timeoutSeconds: 8)
+            let frameSize = 1000
+            let frame = { (i: Int) in ownedFrame(owner: 77, seq: UInt32(i), bodySize: frameSize - FrameHeader.size) }
+            let stopping = AtomicInt()
+            let received = AtomicInt()
+            let failures = Failures()
+            let sender = OSThread(name: "test-send") {
+                for i in 0..<8_000 { guard (try? client.send(frame(i))) != nil else { return } }
+            }
+            let reader = OSThread(name: "test-recv") {
+                // Reads nothing until stop() has begun, then everything.
+                _ = spinUntil(seconds: 10) { stopping.load() == 1 }
+                usleep(300_000)
+                var i = 0
+                while let reply = client.receiveFrame() {
+                    if reply != frame(i) { return failures.add("reply \(i) differs") }
+                    i += 1
+                }
+                if !client.lastNilWasClose { failures.add("no close after \(i) replies (errno \(client.lastError))") }
+                received.store(i)
+            }
+            XCTAssertTrue(waitUntil(seconds: 10) { gateway.stats().framesIn >= 1000 }, "\(poller): traffic did not start")
+            stopping.store(1)
+            let g = UncheckedBox(gateway)
+            XCTAssertTrue(finishes(within: 15) { g.value.stop() }, "\(poller): stop() did not return")
+            reader.join()
+            client.shutdownWrite()
+            sender.join()
+            failures.assertNone("\(poller)")
+            let s = gateway.stats()
+            XCTAssertEqual(s.closes(.shutdown), 1, "\(poller): closed gracefully, not forced: \(s.closes)")
+            XCTAssertEqual(UInt64(received.load()), s.framesOut, "\(poller): replies received vs produced (\(s.framesIn) requests dealt)")
         }
     }
 

@@ -136,6 +136,64 @@ final class LoadEndToEndTests: XCTestCase {
         }
     }
 
+    /// Churn through a table of only 8 slots, so each slot is reused hundreds
+    /// of times while stale ids of its earlier connections may still sit in
+    /// the stages' inboxes. Clients that find the table full are closed at once
+    /// (counted as over capacity); everything else must echo correctly.
+    func testSlotReuseWithFewSlots() throws {
+        for poller in PollerKind.allCases {
+            let gateway = try startGateway(poller) { $0.maxConnections = 8 }
+            let failures = Failures()
+            let rejected = AtomicInt()
+            let served = AtomicInt()
+            let churnDone = AtomicInt()
+            let longClients = try (0..<2).map { _ in try TestClient(port: gateway.port) }
+            runThreads(5) { t in
+                if t >= 3 {
+                    let client = longClients[t - 3]
+                    var seq: UInt32 = 0
+                    while churnDone.load() < 3 && seq < 100_000 {
+                        seq += 1
+                        let f = ownedFrame(owner: UInt32(t), seq: seq, bodySize: Int(seq % 64))
+                        if !client.echoes(f) { return failures.add("\(poller) long-lived \(t): lost at seq \(seq)") }
+                    }
+                    return
+                }
+                defer { churnDone.add() }
+                var retries = 0
+                var cycle = 0
+                while cycle < 200 {
+                    let owner = 0x4000_0000 | UInt32(t << 16) | UInt32(cycle)
+                    guard let client = try? TestClient(port: gateway.port) else { return failures.add("\(poller): connect failed") }
+                    let f = ownedFrame(owner: owner, seq: UInt32(cycle), bodySize: cycle % 50)
+                    guard (try? client.send(f)) != nil, let reply = client.receiveFrame() else {
+                        guard client.lastNilWasClose else { return failures.add("\(poller) churn \(t).\(cycle): timed out") }
+                        // The table was full (slots return after a grace period): back off, try again.
+                        rejected.add()
+                        retries += 1
+                        if retries > 3000 { return failures.add("\(poller) churn \(t): no free slot for too long") }
+                        usleep(1_000)
+                        continue
+                    }
+                    cycle += 1
+                    if reply != f { return failures.add("\(poller) churn \(t).\(cycle): got uid \(Self.uid(reply)) seq \(Self.seq(reply))") }
+                    served.add()
+                    if cycle % 2 == 1 { client.resetOnClose() }
+                    client.close()
+                }
+            }
+            failures.assertNone("\(poller)")
+            XCTAssertEqual(served.load(), 600, "\(poller): rejected \(rejected.load())")
+            XCTAssertGreaterThan(gateway.stats().accepted, 600, "\(poller): 8 slots served every connection")
+            XCTAssertTrue(waitUntil { gateway.stats().closes(.overCapacity) == UInt64(rejected.load()) },
+                          "\(poller): \(rejected.load()) clients closed without a reply, \(gateway.stats().closes(.overCapacity)) over capacity")
+            XCTAssertTrue(waitUntil { gateway.stats().connectionsOpen == 2 }, "\(poller): \(gateway.stats().connectionsOpen) slots held")
+            for (k, c) in longClients.enumerated() { XCTAssertTrue(c.echoes(TestClient.frame(seq: 1, bodySize: 1)), "\(poller) long-lived \(k)") }
+            gateway.stop()
+            assertEveryCloseCounted(gateway, "\(poller)")
+        }
+    }
+
     static func uid(_ frame: [UInt8]) -> UInt32 { frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).uid } }
     static func seq(_ frame: [UInt8]) -> UInt32 { frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).seq } }
 }

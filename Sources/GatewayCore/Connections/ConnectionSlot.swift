@@ -31,6 +31,11 @@ struct ConnectionSlot {
     var inputEnded: UInt8.AtomicRepresentation
     /// Close cause + 1: Send closes the connection once its send ring is empty.
     var flushThenClose: UInt8.AtomicRepresentation
+    /// The peer hung up or the socket failed: Receive reads to the end even after a short read.
+    var hangup: UInt8.AtomicRepresentation
+    /// Close cause + 1 while a graceful close waits for the client's end of stream
+    /// (our side is shut for writing); Receive discards what still arrives.
+    var lingering: UInt8.AtomicRepresentation
     /// Written by the thread that moved the slot to `closing`.
     var closeCause: UInt8.AtomicRepresentation
 
@@ -43,6 +48,8 @@ struct ConnectionSlot {
     var assembly: FrameAssembly
     var lastReceiveTick: UInt64
     var receiveTimerGeneration: UInt32
+    /// The receive timer now bounds a lingering close rather than idleness.
+    var lingerTimed: Bool
     var receiveTimer: TimerNode
 
     // Deal's.

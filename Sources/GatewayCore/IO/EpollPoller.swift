@@ -63,6 +63,7 @@ final class EpollPoller: Poller {
             var ready: PollEvents = []
             if ev.events & readMask != 0 { ready.insert(.readable) }
             if ev.events & EPOLLOUT.rawValue != 0 { ready.insert(.writable) }
+            if ev.events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { ready.insert(.hangup) }
             report(token, ready)
         }
     }

@@ -81,6 +81,7 @@ final class PollPoller: Poller {
             var ready: PollEvents = []
             if revents & readMask != 0 { ready.insert(.readable) }
             if revents & Int16(POLLOUT) != 0 { ready.insert(.writable) }
+            if revents & (Int16(POLLHUP | POLLERR) | GW_POLLRDHUP) != 0 { ready.insert(.hangup) }
             if !ready.isEmpty { report(tokens[i], ready) }
         }
     }

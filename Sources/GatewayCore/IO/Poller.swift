@@ -3,6 +3,8 @@ struct PollEvents: OptionSet {
     let rawValue: UInt8
     static let readable = PollEvents(rawValue: 1)  // data, end of stream, hang-up or error: Receive finds out which
     static let writable = PollEvents(rawValue: 2)
+    /// End of stream, hang-up or error came with it: there is more to read than a short read shows.
+    static let hangup = PollEvents(rawValue: 4)
 }
 
 /// The backend Monitor waits on, as small as Redis's ae_epoll / ae_select:

@@ -15,20 +15,25 @@ import Glibc
     }
 
     private let locks = ChunkPool.classCapacities.map { _ in SpinLock() }
-    private var lists = [FreeList](repeating: FreeList(), count: ChunkPool.classCapacities.count)
+    /// One free list per class, in plain memory: a Swift array here would share
+    /// its copy-on-write check between classes guarded by different locks.
+    private let lists: UnsafeMutablePointer<FreeList>
     /// How many free chunks each class keeps before handing memory back to malloc.
     private let keepPerClass: [Int]
 
     /// - Parameter retainedBytes: the most memory each class keeps for reuse.
     public init(retainedBytes: Int = 64 << 20) {
         keepPerClass = ChunkPool.classCapacities.map { max(16, retainedBytes / $0) }
+        lists = .allocate(capacity: ChunkPool.classCapacities.count)
+        lists.initialize(repeating: FreeList(), count: ChunkPool.classCapacities.count)
     }
 
     deinit {
-        for i in lists.indices {
+        for i in ChunkPool.classCapacities.indices {
             var p = lists[i].head
             while let c = p { p = Chunk(c).next; free(c) }
         }
+        lists.deallocate()
     }
 
     /// A chunk with room for at least `capacity` bytes and one reference.
@@ -58,7 +63,7 @@ import Glibc
 
     private func recycle(_ chunk: Chunk) {
         let k = Int(chunk.sizeClass)
-        guard k < lists.count else { free(chunk.base); return }
+        guard k < ChunkPool.classCapacities.count else { free(chunk.base); return }
         locks[k].lock()
         if lists[k].count < keepPerClass[k] {
             chunk.next = lists[k].head

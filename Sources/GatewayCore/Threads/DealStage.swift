@@ -16,7 +16,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// The connection being dealt with and its reply waiting to be pushed:
     /// replies that follow one another in memory (an echoed run of frames)
     /// leave as one descriptor.
-    private var current = ConnectionID(index: 0, generation: 0)
+    private var current = DealStage.noConnection
+    private static let noConnection = ConnectionID(index: .max, generation: .max)
     private var pending: FrameDescriptor?
     private var pushedToCurrent = false
     var inlineAllowance = 0
@@ -91,6 +92,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
+        current = DealStage.noConnection
         if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send.runInline) }
         // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -137,6 +139,9 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// Queues a reply that lives in `d` (taking a new reference on its chunk).
     func enqueue(_ d: FrameDescriptor, to id: ConnectionID) {
+        let s = table.slot(id.index)
+        // A handle may outlive its connection (e.g. used from `closed`): its sends go nowhere.
+        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
         engine.counters.add(.framesOut)
         if id == current, var p = pending, p.chunk == d.chunk, p.offset + p.length == d.offset {
             p.length += d.length
@@ -147,11 +152,6 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if id == current {
             flushPending()
             pending = d
-            return
-        }
-        let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else {
-            pool.release(d.chunk)
             return
         }
         push(d, id, s)

@@ -12,6 +12,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let pool: ChunkPool
     private let maxFrame: Int
     private let idleTicks: UInt64
+    /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
+    private let lingerTicks: UInt64
+    private static let lingerMilliseconds: UInt64 = 2000
     private let wheel: TimerWheel
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
     private var block: Chunk?
@@ -29,6 +32,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         maxFrame = engine.config.maxFrame
         let tickMs = UInt64(engine.config.tickMilliseconds)
         idleTicks = (UInt64(engine.config.idleTimeout) * 1000 + tickMs - 1) / tickMs
+        lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
     }
@@ -41,7 +45,14 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let s = table.slot(id.index)
         guard s.generation.load(ordering: .acquiring) == id.generation else { return }
         input.openGate(s)
-        guard s.state == .open, !s.flag(\.inputEnded) else { return }
+        guard s.state == .open else { return }
+        if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
+        let lingering = s.atomic(\.lingering).load(ordering: .acquiring)
+        if lingering != 0 {
+            discardUntilEnd(id, s, cause: CloseCause(rawValue: Int(lingering) - 1) ?? .shutdown)
+            return
+        }
+        guard !s.flag(\.inputEnded) else { return }
         if engine.isStopping {
             engine.endInput(id, cause: .shutdown)
             return
@@ -94,8 +105,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                     engine.protocolError(id, length: length)
                     return
                 }
-                // A short read drained the socket; with edge triggering the next arrival raises a new event.
-                if n < room { break }
+                // A short read drained the socket (the next arrival raises a new event),
+                // unless the end of stream came in the same event: it raises none.
+                if n < room && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
             } else if n == 0 {
                 engine.endInput(id, cause: .peer)
                 return
@@ -106,6 +118,30 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 engine.requestClose(id, cause: e == ECONNRESET ? .peer : .ioError)
                 return
             }
+        }
+        if !engine.poller.edgeTriggered {
+            s.atomic(\.readArmed).store(1, ordering: .releasing)
+            rearmed = true
+        }
+    }
+
+    /// A graceful close waits for the client's end of stream, for at most
+    /// `lingerTicks`; what arrives meanwhile is read into spare block space and dropped.
+    private func discardUntilEnd(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
+        if s.pointee.receiveTimerGeneration != id.generation || !s.pointee.lingerTimed {
+            s.pointee.receiveTimerGeneration = id.generation
+            s.pointee.lingerTimed = true
+            wheel.schedule(id.index, after: lingerTicks)
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+        }
+        let block = currentBlock()
+        while true {
+            let n = read(s.pointee.fd, block.bytes + blockUsed, block.capacity - blockUsed)
+            if n > 0 { continue }
+            if n < 0 && gw_errno() == EINTR { continue }
+            if n < 0 && (gw_errno() == EAGAIN || gw_errno() == EWOULDBLOCK) { break }
+            engine.requestClose(id, cause: cause)  // end of stream (or the client reset): done
+            return
         }
         if !engine.poller.edgeTriggered {
             s.atomic(\.readArmed).store(1, ordering: .releasing)
@@ -129,6 +165,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)
             guard s.pointee.receiveTimerGeneration == gen, s.state == .open else { return }
+            let lingering = s.atomic(\.lingering).load(ordering: .acquiring)
+            if lingering != 0 {
+                engine.requestClose(ConnectionID(index: index, generation: gen), cause: CloseCause(rawValue: Int(lingering) - 1) ?? .shutdown)
+                return
+            }
             let silent = wheel.now &- s.pointee.lastReceiveTick
             if silent >= idleTicks {
                 engine.requestClose(ConnectionID(index: index, generation: gen), cause: .idle)

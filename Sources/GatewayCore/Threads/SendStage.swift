@@ -47,7 +47,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             }
             let cause = s.atomic(\.flushThenClose).load(ordering: .sequentiallyConsistent)
             if cause != 0 {
-                engine.requestClose(id, cause: CloseCause(rawValue: Int(cause) - 1) ?? .handler)
+                finishGracefully(id, s, cause: CloseCause(rawValue: Int(cause) - 1) ?? .handler)
                 return
             }
         }
@@ -56,6 +56,21 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if s.flag(\.dealPaused), s.atomic(\.dealPaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
             engine.deal.input.post(s, id)
         }
+    }
+
+    /// Every reply is in the kernel. After the client's end of stream the
+    /// connection closes now; otherwise our side is shut for writing and Receive
+    /// lingers, discarding input until the client closes, because closing with
+    /// unread input would reset the connection and lose replies still in flight.
+    private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
+        if s.atomic(\.inputEnded).load(ordering: .acquiring) == UInt8(CloseCause.peer.rawValue + 1) {
+            engine.requestClose(id, cause: cause)
+            return
+        }
+        guard s.atomic(\.lingering).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
+                                                     ordering: .sequentiallyConsistent).exchanged else { return }
+        shutdown(s.pointee.fd, Int32(SHUT_WR))
+        engine.receive.input.post(s, id)
     }
 
     func batchDone() {
@@ -114,6 +129,8 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private func markBlocked(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, progressed: Bool) {
         let newly = s.atomic(\.writeBlocked).exchange(1, ordering: .sequentiallyConsistent) == 0
         if newly || progressed {
+            // The wheel sleeps through ticks while it holds no timers: bring it up to date first.
+            if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
             s.pointee.sendTimerGeneration = id.generation
             wheel.schedule(id.index, after: stallTicks)
             input.armedTimers.store(wheel.count, ordering: .relaxed)

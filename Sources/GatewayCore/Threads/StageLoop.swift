@@ -40,13 +40,16 @@ extension StageWorker {
         input.acquireToken()
         defer { input.releaseToken() }
         while true {
-            inlineAllowance = engine.config.inlineBatch
-            var worked = input.inbox.drain { service(ConnectionID(packed: $0)) } > 0
-            if worked { batchDone() }
+            // Timers first, so that connections serviced below are timed from the current tick.
             let tick = input.currentTick
-            if tick != seenTick {
+            var worked = tick != seenTick
+            if worked {
                 seenTick = tick
                 advanceTimers(to: tick)
+            }
+            inlineAllowance = engine.config.inlineBatch
+            if input.inbox.drain({ service(ConnectionID(packed: $0)) }) > 0 {
+                batchDone()
                 worked = true
             }
             gw_rcu_quiescent_state()
