@@ -137,7 +137,7 @@ def latency_figure(key: str, runs: list[dict], out_dir: Path) -> Path | None:
     ax.set_ylabel("latency, µs (log scale)")
     ax.set_title(f"Latency by percentile: {TITLES.get(key, key)}")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)
     fig.text(0.99, 0.01, "bold: the run with the median p50; thin: the other repetitions",
              ha="right", fontsize=7, color="gray")
     fig.tight_layout()

@@ -90,8 +90,20 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # build NAME DIR PRODUCT: swift build -c release --product PRODUCT in DIR, logged.
 build() {
     local name=$1 dir=$2 product=$3 log="$RUN_DIR/build-$1.log" t0=$SECONDS
-    say "building $product (release) in ${dir#"$ROOT"/}${dir/#"$ROOT"/.}"
+    local where=.
+    [ "$dir" = "$ROOT" ] || where=${dir#"$ROOT"/}
+    say "building $product (release) in $where"
+    local ok=0
     if (cd "$dir" && swift build -c release --product "$product") > "$log" 2>&1; then
+        ok=1
+    elif grep -q "because of missing inputs" "$log"; then
+        # A source file of a path dependency was renamed: SwiftPM's cached build plan
+        # still names the old file. Drop the plan once and build again.
+        say "  stale build plan in $where/.build: re-planning"
+        rm -f "$dir/.build/release.yaml"
+        (cd "$dir" && swift build -c release --product "$product") >> "$log" 2>&1 && ok=1
+    fi
+    if [ "$ok" = 1 ]; then
         say "  $product built in $((SECONDS - t0)) s"
     else
         note "$name: \`swift build -c release --product $product\` failed after $((SECONDS - t0)) s: $(grep -m1 -E 'error:' "$log" | cut -c1-200) (log: perf/runs/$STAMP/build-$name.log)"

@@ -287,6 +287,7 @@ class Runner:
         self.scen = scenarios(args.duration, args.idle_duration)
         self.runs: list[dict] = []
         self.rate_note = ""
+        self.machine = machine_info()  # once, as the run begins
 
     # ---- commands
 
@@ -511,11 +512,14 @@ class Runner:
         return rate
 
     def save(self) -> None:
-        data = {"meta": self.meta(), "runs": self.runs, "rate_note": self.rate_note}
+        meta = self.meta()
+        meta["loadavg_end"] = getattr(self, "loadavg_end", [])
+        meta["measure_s"] = getattr(self, "measure_s", None)
+        data = {"meta": meta, "runs": self.runs, "rate_note": self.rate_note}
         (self.rundir / "results.json").write_text(json.dumps(data, indent=1))
 
     def meta(self) -> dict:
-        return machine_info() | {
+        return self.machine | {
             "duration_s": self.args.duration, "reps": self.args.reps,
             "idle_duration_s": self.args.idle_duration, "scenarios": self.args.scenarios,
             "client_threads": self.args.client_threads,
@@ -658,7 +662,7 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     w("")
     w(f"Written by `perf/run.sh` on {meta['date']}. "
       + (f"The whole run (builds, measuring, pictures) took {total_s / 60:.1f} min; " if total_s else "")
-      + f"measuring took {measure_s / 60:.1f} min.")
+      + (f"measuring took {measure_s / 60:.1f} min." if measure_s else ""))
     w("")
     w(f"Each figure is the **median of {meta['reps']} runs**, with the min–max spread in brackets. "
       f"Runs alternate between the servers (A B C A B C ...); every run starts its server fresh on "
@@ -672,8 +676,10 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     w(f"- cores (nproc): {meta['nproc']}; model: {meta['model']}; memory: {meta.get('mem_gib')} GiB")
     w(f"- kernel: {meta['kernel']}; open files limit: {meta.get('nofile')}")
     w(f"- {meta.get('swift', '')}; {meta.get('cc', '')}")
-    w(f"- load average when the run began: {' '.join(meta.get('loadavg', []))} "
-      "(client and server share these cores: every figure includes the load tool's own cost)")
+    w(f"- load average (1, 5, 15 min) when the run began: {' '.join(meta.get('loadavg', []))}; "
+      f"when it ended: {' '.join(meta.get('loadavg_end', [])) or '–'}. Client and server share "
+      "these cores, so every figure includes the load tool's own cost; a 5-minute load well "
+      "above what the run itself makes means other work was on the machine.")
     w(f"- placement: servers on CPUs {meta.get('server_cpus') or 'any (no taskset)'}, "
       f"bin_test on CPUs {meta.get('client_cpus') or 'any (no taskset)'}; the gateway runs its "
       "own threads, SwiftNIO and C one event loop per core")
@@ -875,14 +881,22 @@ def main() -> int:
         data = json.loads((runner.rundir / "results.json").read_text())
     else:
         runner.measure()
+        runner.loadavg_end = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+        runner.measure_s = time.monotonic() - t0
         runner.save()
         data = json.loads((runner.rundir / "results.json").read_text())
-    measure_s = time.monotonic() - t0
+    measure_s = float(data["meta"].get("measure_s") or 0.0)
     pics, pic_err = make_pictures(args, runner.rundir, runner.perf)
     notes = []
     if args.build_notes and Path(args.build_notes).exists():
         notes = [l.strip() for l in Path(args.build_notes).read_text().splitlines() if l.strip()]
     micro = Path(args.micro).read_text(errors="replace") if args.micro and Path(args.micro).exists() else ""
+    if micro:
+        import re
+        micro = re.sub(r"\x1b\[[0-9;]*m", "", micro)  # no terminal colours in Markdown
+        start = micro.find("Running Benchmarks")
+        if start >= 0:  # drop the build lines before the tables
+            micro = micro[micro.rfind("\n", 0, start) + 1:]
     total = (time.time() - args.started) if args.started else None
     out = runner.perf / args.results
     write_report(data, runner.scen, out, pics, pic_err, runner.perf, total, measure_s, notes, micro)

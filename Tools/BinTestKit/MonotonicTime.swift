@@ -1,13 +1,10 @@
+import GatewayCore
 import Glibc
 
 /// CLOCK_MONOTONIC in nanoseconds: the one clock for send stamps, schedules and deadlines.
 enum MonotonicTime {
     @inline(__always)
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { MonotonicClock.nanoseconds() }
 
     static func nanoseconds(_ seconds: Double) -> UInt64 { UInt64((seconds * 1e9).rounded()) }
 

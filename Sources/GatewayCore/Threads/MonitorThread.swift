@@ -50,7 +50,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             let now = MonotonicClock.nanoseconds()
             let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
             gw_rcu_thread_offline()
-            let ready = poller.wait(timeoutMs: timeout)
+            _ = poller.wait(timeoutMs: timeout)
             gw_rcu_thread_online()
             inlineAllowance = engine.config.inlineBatch
             poller.forEachReady { token, events in
@@ -127,8 +127,9 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             return
         }
         engine.counters.add(.accepted)
-        engine.deal.input.post(s, id)     // the handler's open callback
-        engine.receive.input.post(s, id)  // the idle timer, and any bytes that came before registration
+        // The handler's open callback, then the idle timer and any bytes that came before registration.
+        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline)
+        engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive.runInline)
     }
 
     // MARK: closing
@@ -144,7 +145,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         poller.remove(fd: s.pointee.fd)
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
         s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
-        engine.deal.input.post(s, id)
+        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline)
     }
 
     // MARK: clock

@@ -1,9 +1,9 @@
 import Glibc
 
-enum MonotonicClock {
+public enum MonotonicClock {
     /// Nanoseconds on CLOCK_MONOTONIC.
-    @inline(__always)
-    static func nanoseconds() -> UInt64 {
+    @inlinable
+    public static func nanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
