@@ -16,7 +16,8 @@ import Glibc
     let name: String
     let inbox: Inbox
     let doorbell = Doorbell()
-    private let gate: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>
+    /// Byte offset of this stage's gate in a slot (resolved once: a key path would be walked on every post).
+    private let gateOffset: Int
     private let tick = ManagedAtomic<UInt64>(0)
     private let token = ManagedAtomic<Bool>(false)
     /// Armed timers in the stage's wheel: Monitor wakes a sleeping stage for a tick only when it has some.
@@ -26,14 +27,14 @@ import Glibc
 
     init(name: String, gate: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>, capacity: Int) {
         self.name = name
-        self.gate = gate
+        gateOffset = MemoryLayout<ConnectionSlot>.offset(of: gate)!
         inbox = Inbox(capacity: capacity)
     }
 
     /// Queues `id` unless it is queued already; wakes the thread on the empty-to-non-empty edge.
     @inline(__always)
     func post(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID) {
-        guard slot.atomic(gate).exchange(1, ordering: .acquiringAndReleasing) == 0 else { return }
+        guard gateAtomic(slot).exchange(1, ordering: .acquiringAndReleasing) == 0 else { return }
         if inbox.push(id.packed) {
             if let wake { wake() } else { doorbell.ring() }
         }
@@ -94,7 +95,12 @@ import Glibc
     /// so an event arriving meanwhile queues the id again rather than being lost.
     @inline(__always)
     func openGate(_ slot: UnsafeMutablePointer<ConnectionSlot>) {
-        slot.atomic(gate).store(0, ordering: .sequentiallyConsistent)
+        gateAtomic(slot).store(0, ordering: .sequentiallyConsistent)
+    }
+
+    @inline(__always)
+    private func gateAtomic(_ slot: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeAtomic<UInt8> {
+        UnsafeAtomic(at: (UnsafeMutableRawPointer(slot) + gateOffset).assumingMemoryBound(to: UInt8.AtomicRepresentation.self))
     }
 
     /// Monitor's clock: publishes tick `t` and wakes the stage if it has timers to run.
