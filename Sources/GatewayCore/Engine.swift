@@ -19,12 +19,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
-    private(set) var receive: ReceiveStage!
-    private(set) var deal: DealStage!
-    private(set) var send: SendStage!
+    // Unowned so that the hot hand-off paths do no reference counting; `workers` keeps them alive.
+    private(set) unowned(unsafe) var receive: ReceiveStage!
+    private(set) unowned(unsafe) var deal: DealStage!
+    private(set) unowned(unsafe) var send: SendStage!
+    private var workers: [AnyObject] = []
 
-    private let stopping = ManagedAtomic<Bool>(false)
-    private let exitStages = ManagedAtomic<Bool>(false)
+    private let stopping = UnsafeAtomic<Bool>.create(false)
+    private let exitStages = UnsafeAtomic<Bool>.create(false)
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
         self.config = config
@@ -48,9 +50,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
         let poller = self.poller
         closeRequests.wake = { poller.wake() }
-        receive = ReceiveStage(engine: self)
-        deal = DealStage(engine: self)
-        send = SendStage(engine: self)
+        let (r, d, s) = (ReceiveStage(engine: self), DealStage(engine: self), SendStage(engine: self))
+        workers = [r, d, s]
+        (receive, deal, send) = (r, d, s)
+    }
+
+    deinit {
+        stopping.destroy()
+        exitStages.destroy()
     }
 
     var stages: [StageInbox] { [receive.input, deal.input, send.input] }

@@ -10,7 +10,7 @@ import Glibc
     private let capacity: Int
     private var filling: UnsafeMutablePointer<UInt64>
     private var draining: UnsafeMutablePointer<UInt64>
-    private let count = ManagedAtomic<Int>(0)
+    private let count = UnsafeAtomic<Int>.create(0)
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -19,6 +19,7 @@ import Glibc
     }
 
     deinit {
+        count.destroy()
         VirtualMemory.release(filling, count: capacity)
         VirtualMemory.release(draining, count: capacity)
     }

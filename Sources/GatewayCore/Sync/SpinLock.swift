@@ -5,7 +5,10 @@ import CLinux
 /// are a few loads and stores. After a short spin it yields, because on two
 /// cores the holder may be waiting for this very CPU.
 final class SpinLock: @unchecked Sendable {  // the state is an atomic; safe to share
-    private let held = ManagedAtomic<Bool>(false)
+    // UnsafeAtomic rather than ManagedAtomic: its accessor inlines; the lock is on every hand-off.
+    private let held = UnsafeAtomic<Bool>.create(false)
+
+    deinit { held.destroy() }
 
     @inline(__always)
     func lock() {

@@ -16,14 +16,17 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// The connection being dealt with and its reply waiting to be pushed:
     /// replies that follow one another in memory (an echoed run of frames)
     /// leave as one descriptor.
-    private var current = DealStage.noConnection
+    // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
+    @exclusivity(unchecked) private var current = DealStage.noConnection
     private static let noConnection = ConnectionID(index: .max, generation: .max)
-    private var pending: FrameDescriptor?
-    private var pushedToCurrent = false
-    var inlineAllowance = 0
+    @exclusivity(unchecked) private var pending: FrameDescriptor?
+    @exclusivity(unchecked) private var pushedToCurrent = false
+    /// Replies queued since the counters were last updated (once per batch, not per frame).
+    @exclusivity(unchecked) private var repliesQueued: UInt64 = 0
+    @exclusivity(unchecked) var inlineAllowance = 0
     /// Where replies the handler composes are written; retired when full.
-    private var outBlock: Chunk?
-    private var outUsed = 0
+    @exclusivity(unchecked) private var outBlock: Chunk?
+    @exclusivity(unchecked) private var outUsed = 0
 
     init(engine: Engine) {
         self.engine = engine
@@ -38,6 +41,13 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     }
 
     func advanceTimers(to tick: UInt64) {}
+
+    func batchDone() {
+        if repliesQueued > 0 {
+            engine.counters.add(.framesOut, repliesQueued)
+            repliesQueued = 0
+        }
+    }
 
     func service(_ id: ConnectionID) {
         let s = table.slot(id.index)
@@ -93,7 +103,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
         current = DealStage.noConnection
-        if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send.runInline) }
+        if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send) }
         // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
@@ -142,7 +152,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         let s = table.slot(id.index)
         // A handle may outlive its connection (e.g. used from `closed`): its sends go nowhere.
         guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
-        engine.counters.add(.framesOut)
+        repliesQueued &+= 1
         if id == current, var p = pending, p.chunk == d.chunk, p.offset + p.length == d.offset {
             p.length += d.length
             pending = p

@@ -19,7 +19,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
     /// Connections of this round whose reading may still be done here (StageInbox.postOrRun).
-    private var inlineAllowance = 0
+    @exclusivity(unchecked) private var inlineAllowance = 0
     /// Accepting stopped because the process is out of descriptors; retried next tick.
     private var acceptPaused = false
 
@@ -71,11 +71,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         if events.contains(.readable) {
             if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
             if poller.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-                engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive.runInline)
+                engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
             }
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
-            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send.runInline)
+            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send)
         }
     }
 
@@ -128,8 +128,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         }
         engine.counters.add(.accepted)
         // The handler's open callback, then the idle timer and any bytes that came before registration.
-        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline)
-        engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive.runInline)
+        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
+        engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
     }
 
     // MARK: closing
@@ -145,7 +145,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         poller.remove(fd: s.pointee.fd)
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
         s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
-        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline)
+        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
     }
 
     // MARK: clock

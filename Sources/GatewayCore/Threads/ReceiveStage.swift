@@ -17,13 +17,14 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private static let lingerMilliseconds: UInt64 = 2000
     private let wheel: TimerWheel
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
-    private var block: Chunk?
-    private var blockUsed = 0
+    // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
+    @exclusivity(unchecked) private var block: Chunk?
+    @exclusivity(unchecked) private var blockUsed = 0
     /// A block with less room than this is retired, so that each read can be big.
     private static let minimumRoom = 8 << 10
-    var inlineAllowance = 0
+    @exclusivity(unchecked) var inlineAllowance = 0
     /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
-    private var rearmed = false
+    @exclusivity(unchecked) private var rearmed = false
 
     init(engine: Engine) {
         self.engine = engine
@@ -77,7 +78,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let ring = table.receiveRing(id.index)
         let fd = s.pointee.fd
         var delivered = false
-        defer { if delivered { engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal.runInline) } }
+        defer { if delivered { engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal) } }
         while true {
             // One read yields at most two descriptors (a completed frame and a run of frames).
             if ring.freeCount < 2 {

@@ -14,9 +14,9 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let stallTicks: UInt64
     private let iov: UnsafeMutablePointer<iovec>
     private let iovMax: Int
-    var inlineAllowance = 0
+    @exclusivity(unchecked) var inlineAllowance = 0
     /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
-    private var blockedSinceWake = false
+    @exclusivity(unchecked) private var blockedSinceWake = false
 
     init(engine: Engine) {
         self.engine = engine

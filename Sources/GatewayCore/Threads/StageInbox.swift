@@ -18,10 +18,11 @@ import Glibc
     let doorbell = Doorbell()
     /// Byte offset of this stage's gate in a slot (resolved once: a key path would be walked on every post).
     private let gateOffset: Int
-    private let tick = ManagedAtomic<UInt64>(0)
-    private let token = ManagedAtomic<Bool>(false)
+    // UnsafeAtomic rather than ManagedAtomic: these are read on every hand-off and its accessor inlines.
+    private let tick = UnsafeAtomic<UInt64>.create(0)
+    private let token = UnsafeAtomic<Bool>.create(false)
     /// Armed timers in the stage's wheel: Monitor wakes a sleeping stage for a tick only when it has some.
-    let armedTimers = ManagedAtomic<Int>(0)
+    let armedTimers = UnsafeAtomic<Int>.create(0)
     /// Set by a stage whose waker is not the doorbell (Monitor sleeps in the poller).
     var wake: (() -> Void)?
 
@@ -29,6 +30,12 @@ import Glibc
         self.name = name
         gateOffset = MemoryLayout<ConnectionSlot>.offset(of: gate)!
         inbox = Inbox(capacity: capacity)
+    }
+
+    deinit {
+        tick.destroy()
+        token.destroy()
+        armedTimers.destroy()
     }
 
     /// Queues `id` unless it is queued already; wakes the thread on the empty-to-non-empty edge.
@@ -64,11 +71,11 @@ import Glibc
     /// stage is asleep with nothing queued, runs the stage's work for it here
     /// and spends one unit of the allowance.
     @inline(__always)
-    func postOrRun(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID, allowance: inout Int,
-                   _ run: (ConnectionID) -> Void) {
+    func postOrRun<Worker: StageWorker>(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID,
+                                        allowance: inout Int, _ worker: Worker) {
         if allowance > 0, doorbell.isAsleep, inbox.isEmpty, tryAcquireToken() {
             allowance -= 1
-            run(id)
+            worker.runInline(id)
             releaseToken()
             if !inbox.isEmpty { doorbell.ring() }
             return
