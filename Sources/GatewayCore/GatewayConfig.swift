@@ -30,8 +30,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var spinMicroseconds = 0
     /// Connections per batch whose next stage a thread may run itself when that
     /// stage is asleep (run-to-completion); the rest are handed over. 0 keeps a
-    /// strict pipeline.
-    public var inlineBatch = 64
+    /// strict pipeline. 8 by default: small enough that a busy batch wakes the next
+    /// stage and a second core joins in, large enough for light load (README).
+    public var inlineBatch = 8
     /// listen(2) backlog.
     public var backlog = 4096
     /// Seconds a graceful stop may spend sending replies already produced
