@@ -450,4 +450,6 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.measurement(mallocsPer1000Frames, mallocs * 1000 / EchoRig.framesPerBatch)
         }
     }
+
+    registerQueueBenchmarks()
 }
