@@ -10,48 +10,70 @@ final class LoadEndToEndTests: XCTestCase {
     /// checked byte for byte.
     func testManyConcurrentPipelinedClients() throws {
         for poller in PollerKind.allCases {
-            let gateway = try startGateway(poller) { $0.maxConnections = 64 }
-            let failures = Failures()
-            let clients = 50
-            let framesPerRound = 50
-            let totalBytes = AtomicInt()
-            runThreads(clients) { c in
-                do {
-                    let client = try TestClient(port: gateway.port, timeoutSeconds: 10)
-                    var random = TestRandom(seed: UInt64(c) + 1000)
-                    for round in 0..<2 {
-                        var request: [UInt8] = []
-                        for i in 0..<framesPerRound {
-                            let size: Int
-                            switch random.below(20) {
-                            case 0: size = 0
-                            case 1: size = 70_000 + random.below(30_000)  // bigger than a read block
-                            default: size = random.below(2_000)
-                            }
-                            request += ownedFrame(owner: UInt32(c), seq: UInt32(round * 1000 + i), bodySize: size,
-                                                  cmd: UInt16(1 + random.below(0xFEFE)))
-                        }
-                        guard let reply = client.exchange(request, expect: request.count, timeoutSeconds: 20) else {
-                            failures.add("\(poller) client \(c) round \(round): connection closed or timed out")
-                            return
-                        }
-                        if reply != request { failures.add("\(poller) client \(c) round \(round): reply differs from request") }
-                        totalBytes.add(request.count)
-                    }
-                } catch {
-                    failures.add("\(poller) client \(c): \(error)")
-                }
-            }
-            failures.assertNone("\(poller)")
-            gateway.stop()
-            let s = gateway.stats()
-            XCTAssertEqual(s.framesIn, UInt64(clients * framesPerRound * 2), "\(poller)")
-            XCTAssertEqual(s.framesOut, s.framesIn, "\(poller)")
-            XCTAssertEqual(s.bytesIn, UInt64(totalBytes.load()), "\(poller)")
-            XCTAssertEqual(s.bytesOut, s.bytesIn, "\(poller)")
-            XCTAssertEqual(s.accepted, UInt64(clients), "\(poller)")
-            assertEveryCloseCounted(gateway, "\(poller)")
+            try pipelinedClients(poller, "\(poller)") { $0.maxConnections = 64 }
         }
+    }
+
+    /// The same load under every hand-off policy: a strict pipeline (each stage
+    /// on its own thread), everything carried inline by whichever thread woke
+    /// first, and stages that spin before sleeping. Order, bytes and counts hold in each.
+    func testEveryHandOffPolicyUnderLoad() throws {
+        let policies: [(String, (inout GatewayConfig) -> Void)] = [
+            ("strict pipeline", { $0.inlineBatch = 0 }),
+            ("always inline", { $0.inlineBatch = 1_000_000 }),
+            ("spinning stages", { $0.spinMicroseconds = 200 }),
+        ]
+        for (name, policy) in policies {
+            try pipelinedClients(.epoll, name) {
+                $0.maxConnections = 64
+                policy(&$0)
+            }
+        }
+    }
+
+    private func pipelinedClients(_ poller: PollerKind, _ label: String,
+                                  _ configure: (inout GatewayConfig) -> Void) throws {
+        let gateway = try startGateway(poller, configure)
+        let failures = Failures()
+        let clients = 50
+        let framesPerRound = 50
+        let totalBytes = AtomicInt()
+        runThreads(clients) { c in
+            do {
+                let client = try TestClient(port: gateway.port, timeoutSeconds: 10)
+                var random = TestRandom(seed: UInt64(c) + 1000)
+                for round in 0..<2 {
+                    var request: [UInt8] = []
+                    for i in 0..<framesPerRound {
+                        let size: Int
+                        switch random.below(20) {
+                        case 0: size = 0
+                        case 1: size = 70_000 + random.below(30_000)  // bigger than a read block
+                        default: size = random.below(2_000)
+                        }
+                        request += ownedFrame(owner: UInt32(c), seq: UInt32(round * 1000 + i), bodySize: size,
+                                              cmd: UInt16(1 + random.below(0xFEFE)))
+                    }
+                    guard let reply = client.exchange(request, expect: request.count, timeoutSeconds: 20) else {
+                        failures.add("\(label) client \(c) round \(round): connection closed or timed out")
+                        return
+                    }
+                    if reply != request { failures.add("\(label) client \(c) round \(round): reply differs from request") }
+                    totalBytes.add(request.count)
+                }
+            } catch {
+                failures.add("\(label) client \(c): \(error)")
+            }
+        }
+        failures.assertNone("\(label)")
+        gateway.stop()
+        let s = gateway.stats()
+        XCTAssertEqual(s.framesIn, UInt64(clients * framesPerRound * 2), "\(label)")
+        XCTAssertEqual(s.framesOut, s.framesIn, "\(label)")
+        XCTAssertEqual(s.bytesIn, UInt64(totalBytes.load()), "\(label)")
+        XCTAssertEqual(s.bytesOut, s.bytesIn, "\(label)")
+        XCTAssertEqual(s.accepted, UInt64(clients), "\(label)")
+        assertEveryCloseCounted(gateway, "\(label)")
     }
 
     /// Thousands of short connections (echo then close, close with a reply in
