@@ -15,6 +15,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let pool = ChunkPool()
     let counters = Counters()
     let poller: Poller
+    /// The poller's trigger mode, read on every read and dispatch: a stored Bool
+    /// costs a load, the protocol property a retain, a witness call and a release.
+    let edgeTriggered: Bool
     let inboxCapacity: Int
 
     /// Monitor's inbox: connections whose close was requested.
@@ -47,6 +50,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
                 return events
             }
         }
+        edgeTriggered = poller.edgeTriggered
         closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
         let poller = self.poller
         closeRequests.wake = { poller.wake() }

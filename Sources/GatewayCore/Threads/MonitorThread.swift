@@ -70,7 +70,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
         if events.contains(.readable) {
             if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
-            if poller.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
+            if engine.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
                 engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
             }
         }

@@ -120,7 +120,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
         }
-        if !engine.poller.edgeTriggered {
+        if !engine.edgeTriggered {
             s.atomic(\.readArmed).store(1, ordering: .releasing)
             rearmed = true
         }
@@ -144,7 +144,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             engine.requestClose(id, cause: cause)  // end of stream (or the client reset): done
             return
         }
-        if !engine.poller.edgeTriggered {
+        if !engine.edgeTriggered {
             s.atomic(\.readArmed).store(1, ordering: .releasing)
             rearmed = true
         }

@@ -135,7 +135,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             wheel.schedule(id.index, after: stallTicks)
             input.armedTimers.store(wheel.count, ordering: .relaxed)
         }
-        if newly && !engine.poller.edgeTriggered { blockedSinceWake = true }
+        if newly && !engine.edgeTriggered { blockedSinceWake = true }
     }
 
     func advanceTimers(to tick: UInt64) {
