@@ -50,8 +50,8 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("spin_us", "Microseconds an idle stage thread spins before it sleeps."))
     var spinUs: String?
 
-    @Option(help: .setting("inline_batch", "Connections per batch a thread may carry on to the next, sleeping stage itself; 0: strict pipeline."))
-    var inlineBatch: String?
+    @Option(help: .setting("inline_bytes", "Bytes of work per batch a thread may do itself for the next, sleeping stage; 0: strict pipeline."))
+    var inlineBytes: String?
 
     @Option(help: .setting("backlog", "listen(2) backlog."))
     var backlog: String?
@@ -79,7 +79,7 @@ public struct GatewayCommand: ParsableCommand {
         let values: [String: String?] = [
             "host": host, "port": port, "poller": poller, "max_connections": maxConnections,
             "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
-            "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_batch": inlineBatch, "backlog": backlog,
+            "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_bytes": inlineBytes, "backlog": backlog,
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
         ]
         return values.compactMapValues { $0 }

@@ -28,11 +28,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// 0 by default: on two shared cores a spinning stage takes CPU from the one doing
     /// the work, and inline hand-off already spares the wake-up at light load (README).
     public var spinMicroseconds = 0
-    /// Connections per batch whose next stage a thread may run itself when that
-    /// stage is asleep (run-to-completion); the rest are handed over. 0 keeps a
-    /// strict pipeline. 8 by default: small enough that a busy batch wakes the next
-    /// stage and a second core joins in, large enough for light load (README).
-    public var inlineBatch = 8
+    /// Bytes of work per batch (read, dealt, written) that a thread may do itself
+    /// for the next stage when that stage is asleep (run-to-completion); the rest
+    /// is handed over. 0 keeps a strict pipeline. Counted in bytes, not
+    /// connections, so that many small requests stay on one thread while a batch
+    /// of big ones wakes the next stage and a second core joins in (README).
+    public var inlineBytes = 64 << 10
     /// listen(2) backlog.
     public var backlog = 4096
     /// Seconds a graceful stop may spend sending replies already produced
@@ -52,7 +53,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("ring_capacity", 4...4096, \.ringCapacity),
         ("tick_ms", 1...1000, \.tickMilliseconds),
         ("spin_us", 0...100_000, \.spinMicroseconds),
-        ("inline_batch", 0...1_000_000, \.inlineBatch),
+        ("inline_bytes", 0...(1 << 30), \.inlineBytes),
         ("backlog", 1...65535, \.backlog),
         ("drain_timeout", 0...60, \.drainTimeout),
         ]

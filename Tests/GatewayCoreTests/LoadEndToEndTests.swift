@@ -19,8 +19,8 @@ final class LoadEndToEndTests: XCTestCase {
     /// first, and stages that spin before sleeping. Order, bytes and counts hold in each.
     func testEveryHandOffPolicyUnderLoad() throws {
         let policies: [(String, (inout GatewayConfig) -> Void)] = [
-            ("strict pipeline", { $0.inlineBatch = 0 }),
-            ("always inline", { $0.inlineBatch = 1_000_000 }),
+            ("strict pipeline", { $0.inlineBytes = 0 }),
+            ("always inline", { $0.inlineBytes = 1 << 30 }),
             ("spinning stages", { $0.spinMicroseconds = 200 }),
         ]
         for (name, policy) in policies {

@@ -24,6 +24,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// Replies queued since the counters were last updated (once per batch, not per frame).
     @exclusivity(unchecked) private var repliesQueued: UInt64 = 0
     @exclusivity(unchecked) var inlineAllowance = 0
+    @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// Where replies the handler composes are written; retired when full.
     @exclusivity(unchecked) private var outBlock: Chunk?
     @exclusivity(unchecked) private var outUsed = 0
@@ -94,6 +95,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                     handler.received(frame, on: connection)
                 }
                 offset += Int(header.length)
+                bytesMoved &+= Int(header.length)
                 dealt += 1
             }
             s.pointee.dealOffset = 0

@@ -18,7 +18,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private let tickNanoseconds: UInt64
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
-    /// Connections of this round whose reading may still be done here (StageInbox.postOrRun).
+    /// Bytes of this round's work that may still be done here (StageInbox.postOrRun).
     @exclusivity(unchecked) private var inlineAllowance = 0
     /// Accepting stopped because the process is out of descriptors; retried next tick.
     private var acceptPaused = false
@@ -52,7 +52,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             gw_rcu_thread_offline()
             _ = poller.wait(timeoutMs: timeout)
             gw_rcu_thread_online()
-            inlineAllowance = engine.config.inlineBatch
+            inlineAllowance = engine.config.inlineBytes
             poller.forEachReady { token, events in
                 if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
             }

@@ -23,6 +23,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// A block with less room than this is retired, so that each read can be big.
     private static let minimumRoom = 8 << 10
     @exclusivity(unchecked) var inlineAllowance = 0
+    @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
     @exclusivity(unchecked) private var rearmed = false
 
@@ -91,6 +92,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let n = read(fd, block.bytes + blockUsed, room)
             if n > 0 {
                 engine.counters.add(.bytesIn, UInt64(n))
+                bytesMoved &+= n
                 s.pointee.lastReceiveTick = wheel.now
                 let outcome = s.pointer(to: \.assembly)!.pointee.consume(
                     block: block, start: blockUsed, count: n, maxFrame: maxFrame, pool: pool

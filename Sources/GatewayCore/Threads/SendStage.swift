@@ -15,6 +15,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let iov: UnsafeMutablePointer<iovec>
     private let iovMax: Int
     @exclusivity(unchecked) var inlineAllowance = 0
+    @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
     @exclusivity(unchecked) private var blockedSinceWake = false
 
@@ -105,6 +106,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 return false
             }
             engine.counters.add(.bytesOut, UInt64(n))
+            bytesMoved &+= n
             var left = n + offset
             var done = 0
             while done < count {

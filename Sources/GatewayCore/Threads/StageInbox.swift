@@ -69,13 +69,12 @@ import Glibc
 
     /// Hands `id` over, or, if the caller still has inline allowance and the
     /// stage is asleep with nothing queued, runs the stage's work for it here
-    /// and spends one unit of the allowance.
+    /// and charges the allowance with the bytes that work moved.
     @inline(__always)
     func postOrRun<Worker: StageWorker>(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID,
                                         allowance: inout Int, _ worker: Worker) {
         if allowance > 0, doorbell.isAsleep, inbox.isEmpty, tryAcquireToken() {
-            allowance -= 1
-            worker.runInline(id)
+            allowance -= worker.runInline(id)
             releaseToken()
             if !inbox.isEmpty { doorbell.ring() }
             return

@@ -14,22 +14,28 @@ protocol StageWorker: AnyObject {
     func advanceTimers(to tick: UInt64)
     /// Called once per batch, after the inbox was drained (flush deferred work).
     func batchDone()
-    /// How many more connections of this batch may have their next stage run
-    /// here rather than handed over (StageInbox.postOrRun).
+    /// How many more bytes of this batch's work may be done here by the next
+    /// stage rather than handed over (StageInbox.postOrRun).
     var inlineAllowance: Int { get set }
+    /// Bytes this stage has moved (read, dealt or written) since it started:
+    /// what an inline run of it is charged.
+    var bytesMoved: Int { get }
 }
 
 extension StageWorker {
     func batchDone() {}
 
     /// Runs this stage's work for one connection on the calling thread (which
-    /// holds the stage's token); that connection may go on to the next stage here too.
-    func runInline(_ id: ConnectionID) {
+    /// holds the stage's token); that connection may go on to the next stage here
+    /// too. Returns the bytes the run moved.
+    func runInline(_ id: ConnectionID) -> Int {
         let saved = inlineAllowance
+        let before = bytesMoved
         inlineAllowance = 1
         service(id)
         batchDone()
         inlineAllowance = saved
+        return bytesMoved &- before
     }
 
     func runLoop(engine: Engine) {
@@ -47,7 +53,7 @@ extension StageWorker {
                 seenTick = tick
                 advanceTimers(to: tick)
             }
-            inlineAllowance = engine.config.inlineBatch
+            inlineAllowance = engine.config.inlineBytes
             if input.inbox.drain({ service(ConnectionID(packed: $0)) }) > 0 {
                 batchDone()
                 worked = true
