@@ -18,6 +18,7 @@ import Testing
             ring_capacity: 64
             tick_ms: 10
             spin_us: 0
+            inline_bytes: 4096
             backlog: 128
             drain_timeout: 2
             stats_interval: 0
@@ -36,6 +37,7 @@ import Testing
         expected.ringCapacity = 64
         expected.tickMilliseconds = 10
         expected.spinMicroseconds = 0
+        expected.inlineBytes = 4096
         expected.backlog = 128
         expected.drainTimeout = 2
         #expect(settings.config == expected)
