@@ -54,6 +54,12 @@ final class ArgumentTests: XCTestCase {
         XCTAssertEqual(settings.config.poller, .epoll)
     }
 
+    func testSourcesAreAListOfAddresses() throws {
+        XCTAssertEqual(try client(["client"]).sources, [])
+        XCTAssertEqual(try client(["client", "--source", "127.0.0.2,127.0.0.3,localhost"]).sources,
+                       ["127.0.0.2", "127.0.0.3", "127.0.0.1"])
+    }
+
     func testModeDependentDefaults() throws {
         let pingpong = try client(["client", "--mode", "pingpong"])
         XCTAssertEqual(pingpong.conns, 1)
@@ -78,6 +84,8 @@ final class ArgumentTests: XCTestCase {
             (["client", "--mode", "fast"], "--mode", "load, pingpong, connrate, idle"),
             (["client", "--mode", "idle", "--rate", "100"], "--rate", "only with --mode load or pingpong"),
             (["client", "--host", "example.com"], "--host", "IPv4"),
+            (["client", "--source", "127.0.0.2,nowhere"], "--source", "IPv4"),
+            (["client", "--source", ""], "--source", "IPv4"),
             (["server", "--poller", "kqueue"], "--poller", "epoll, poll"),
             (["1", "127.0.0.1", "99999"], "--port", "0...65535"),
         ]

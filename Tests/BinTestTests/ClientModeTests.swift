@@ -46,6 +46,20 @@ final class ClientModeTests: XCTestCase {
         XCTAssertEqual(report.exitCode, 0)
     }
 
+    func testConnectionsComeFromEachSourceInTurn() throws {
+        let server = try FaultyEchoServer()
+        defer { server.stop() }
+        let report = ClientRun.run(testSettings(port: server.port) {
+            $0.mode = .connrate
+            $0.conns = 1
+            $0.sources = ["127.0.0.2", "127.0.0.3"]
+            $0.count = 20
+        })
+        XCTAssertEqual(report.messages, [])
+        XCTAssertEqual(report.connections, 20)
+        XCTAssertEqual(server.connectionsByPeer, ["127.0.0.2": 10, "127.0.0.3": 10])
+    }
+
     func testOpenLoopNeverSendsAheadOfTheSchedule() throws {
         let report = try run {
             $0.rate = 1000

@@ -29,9 +29,10 @@ final class FaultyEchoServer: @unchecked Sendable {
     let port: Int
     private let listener: Int32
     private let fault: Fault
-    // Guards `accepted`: connection threads are started from the accept thread.
+    // Guards `accepted` and `peers`: connection threads are started from the accept thread.
     private let lock = NSLock()
     private var accepted = 0
+    private var peers: [String: Int] = [:]
 
     init(fault: Fault = .none) throws {
         self.fault = fault
@@ -61,13 +62,21 @@ final class FaultyEchoServer: @unchecked Sendable {
     }
 
     var connections: Int { lock.withLock { accepted } }
+    /// Connections accepted, by the client's address.
+    var connectionsByPeer: [String: Int] { lock.withLock { peers } }
 
     private func acceptLoop() {
         while true {
-            let fd = accept(listener, nil, nil)
+            var peer = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
+            }
             guard fd >= 0 else { return }
+            let address = String(cString: inet_ntoa(peer.sin_addr))
             let first = lock.withLock {
                 accepted += 1
+                peers[address, default: 0] += 1
                 return accepted == 1
             }
             Thread.detachNewThread { [self] in serve(fd, fault: first ? fault : .none) }

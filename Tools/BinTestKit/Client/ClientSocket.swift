@@ -16,14 +16,29 @@ enum ClientSocket {
         return address
     }
 
-    /// Starts a connect, with TCP_NODELAY set so that requests never wait for Nagle.
-    /// The outcome arrives as EPOLLOUT (or an error) on the descriptor.
-    static func connect(to address: sockaddr_in) -> Start {
+    /// Starts a connect from `source` (if given), with TCP_NODELAY set so that requests
+    /// never wait for Nagle. The outcome arrives as EPOLLOUT (or an error) on the descriptor.
+    static func connect(to address: sockaddr_in, from source: sockaddr_in?) -> Start {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = socket(AF_INET, type, 0)
         guard fd >= 0 else { return .failed(errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if var source {
+            // The port is chosen at connect, by the whole 4-tuple, not at bind: otherwise each
+            // source address would hold a port for every connection still in TIME_WAIT.
+            setsockopt(fd, Int32(IPPROTO_IP), Self.bindAddressNoPort, &one, socklen_t(MemoryLayout<Int32>.size))
+            let rc = withUnsafePointer(to: &source) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if rc != 0 {
+                let error = errno
+                close(fd)
+                return .failed(error)
+            }
+        }
         var address = address
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -43,6 +58,9 @@ enum ClientSocket {
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { return errno }
         return error
     }
+
+    /// IP_BIND_ADDRESS_NO_PORT from linux/in.h (Linux 4.2), which Glibc's module does not export.
+    private static let bindAddressNoPort: Int32 = 24
 
     static func describe(_ error: Int32) -> String { String(cString: strerror(error)) }
 }

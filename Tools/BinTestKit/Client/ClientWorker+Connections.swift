@@ -11,7 +11,12 @@ extension ClientWorker {
 
     func openConnection(_ j: Int, now: UInt64) {
         slots[j].connectStarted = now
-        switch ClientSocket.connect(to: address) {
+        var source: sockaddr_in?
+        if !sources.isEmpty {
+            source = sources[nextSource]
+            nextSource = (nextSource + 1) % sources.count
+        }
+        switch ClientSocket.connect(to: address, from: source) {
         case .failed(let error):
             connectFailed(j, reason: ClientSocket.describe(error))
         case .started(let fd):

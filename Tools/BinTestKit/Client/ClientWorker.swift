@@ -20,6 +20,9 @@ final class ClientWorker: @unchecked Sendable {
 
     let pattern: FramePattern
     let address: sockaddr_in
+    /// Local addresses to connect from, taken in turn; empty: the kernel picks.
+    let sources: [sockaddr_in]
+    var nextSource = 0
     let startTime: UInt64
     let sendDeadline: UInt64
     /// When what is still outstanding counts as stalled; idle mode moves it per phase.
@@ -59,6 +62,7 @@ final class ClientWorker: @unchecked Sendable {
         self.settings = settings
         pattern = FramePattern(bodySize: settings.size)
         address = ClientSocket.address(host: settings.host, port: settings.port)
+        sources = settings.sources.map { ClientSocket.address(host: $0, port: 0) }
         self.startTime = startTime
         sendDeadline = startTime + MonotonicTime.nanoseconds(settings.duration)
         graceNanoseconds = MonotonicTime.nanoseconds(settings.grace)

@@ -28,6 +28,8 @@ struct ClientCommand: ParsableCommand {
     var host = "127.0.0.1"
     @Option(help: "Server port (1...65535).")
     var port = "7001"
+    @Option(help: "Local IPv4 addresses to connect from, comma-separated, taken in turn (default: the kernel's choice). On loopback each of 127.0.0.2, 127.0.0.3, ... brings ephemeral ports of its own, so connrate is not capped by one address's ports.")
+    var source: String?
     @Option(help: "load | pingpong | connrate | idle.")
     var mode = "load"
     @Option(help: "Connections (1...100000; default 32, 1 in pingpong).")

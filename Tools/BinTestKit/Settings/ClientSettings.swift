@@ -2,6 +2,8 @@
 public struct ClientSettings: Sendable, Equatable {
     public var host = "127.0.0.1"
     public var port = 7001
+    /// Local addresses connections are made from, in turn; empty: the kernel picks.
+    public var sources: [String] = []
     public var mode = ClientMode.load
     public var conns = 32
     public var threads = 2
@@ -57,6 +59,11 @@ extension ClientSettings {
         self.init()
         host = try FlagValue.ipv4Host("--host", command.host)
         port = try FlagValue.integer("--port", command.port, in: Self.portRange)
+        if let text = command.source {
+            sources = try text.split(separator: ",", omittingEmptySubsequences: false).map {
+                (item) throws(SettingsError) in try FlagValue.ipv4Host("--source", String(item))
+            }
+        }
         mode = try FlagValue.choice("--mode", command.mode, as: ClientMode.self)
         conns = try FlagValue.integer("--conns", command.conns ?? (mode == .pingpong ? "1" : "32"), in: Self.connsRange)
         let threadsRange = 1...min(Self.threadsLimit, conns)
