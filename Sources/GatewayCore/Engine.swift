@@ -53,7 +53,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         edgeTriggered = poller.edgeTriggered
         closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
         let poller = self.poller
-        closeRequests.wake = { poller.wake() }
+        // Monitor sleeps in the poller: a close request wakes it there, and only while it is.
+        closeRequests.doorbell.waker = { poller.wake() }
         let (r, d, s) = (ReceiveStage(engine: self), DealStage(engine: self), SendStage(engine: self))
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
@@ -89,13 +90,12 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         closeRequests.post(s, id)
     }
 
-    /// No more input will be read: Deal deals what was received, Send sends the
-    /// replies, then the connection closes with `cause`.
-    func endInput(_ id: ConnectionID, cause: CloseCause) {
-        let s = table.slot(id.index)
-        guard s.atomic(\.inputEnded).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
-                                                      ordering: .sequentiallyConsistent).exchanged else { return }
-        deal.input.post(s, id)
+    /// No more input will be read. The first call records `cause` and returns true;
+    /// its caller then hands the connection to Deal, which deals what was received,
+    /// and Send sends the replies before the connection closes with `cause`.
+    func endInput(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) -> Bool {
+        s.atomic(\.inputEnded).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
+                                                ordering: .sequentiallyConsistent).exchanged
     }
 
     /// A frame length outside 18...max_frame: logged once for this connection, counted with its close.

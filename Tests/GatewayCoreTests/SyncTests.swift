@@ -46,14 +46,18 @@ final class SyncTests: XCTestCase {
         let table = ConnectionTable(capacity: 4, ringCapacity: 4)
         let stage = StageInbox(name: "test", gate: \.sendGate, capacity: 4)
         let wakes = AtomicInt()
-        stage.wake = { wakes.add() }
+        stage.doorbell.waker = { wakes.add() }
         let a = ConnectionID(index: 1, generation: 9)
         let b = ConnectionID(index: 2, generation: 0)
+        XCTAssertFalse(stage.doorbell.announceSleep { !stage.inbox.isEmpty })
         stage.post(table.slot(1), a)
+        XCTAssertEqual(wakes.load(), 1, "a sleeping owner is woken by the first post")
+        XCTAssertTrue(stage.doorbell.announceSleep { !stage.inbox.isEmpty }, "and sees the work when it next looks")
         stage.post(table.slot(1), a)
         stage.post(table.slot(2), b)
         stage.post(table.slot(1), a)
         XCTAssertEqual(wakes.load(), 1, "woken on the empty-to-non-empty edge only")
+        stage.doorbell.announceAwake()
         var got: [ConnectionID] = []
         _ = stage.inbox.drain { got.append(ConnectionID(packed: $0)) }
         XCTAssertEqual(got, [a, b], "each id once, in order, generation kept")
@@ -63,6 +67,11 @@ final class SyncTests: XCTestCase {
         stage.openGate(table.slot(1))
         stage.post(table.slot(1), a)
         XCTAssertFalse(stage.inbox.isEmpty)
+        XCTAssertEqual(wakes.load(), 1, "an owner that is awake is not woken")
+        _ = stage.inbox.drain { _ in }
+        stage.openGate(table.slot(1))
+        XCTAssertFalse(stage.doorbell.announceSleep { !stage.inbox.isEmpty })
+        stage.post(table.slot(1), a)
         XCTAssertEqual(wakes.load(), 2)
         // Other gates of the same slot are independent.
         XCTAssertEqual(table.slot(2).atomic(\.receiveGate).load(ordering: .relaxed), 0)
@@ -211,6 +220,59 @@ final class SyncTests: XCTestCase {
             }
         }
         XCTAssertEqual(lostAt.load(), -1, "the sleeper missed a ring")
+        XCTAssertGreaterThan(roundsDone.load(), 100)
+    }
+    /// The same for an owner that sleeps in the poller, as Monitor does: the ring
+    /// goes through `waker` (the poller's eventfd) and only while the owner has
+    /// announced its sleep; a missed ring would leave it in a 10 s wait.
+    func testDoorbellWithAWakerNeverLosesAWakeUp() throws {
+        let bell = Doorbell()
+        let poller = try EpollPoller()
+        bell.waker = { poller.wake() }
+        let posted = AtomicInt()
+        let acked = AtomicInt()
+        let stop = AtomicInt()
+        let lostAt = AtomicInt(-1)
+        let roundsDone = AtomicInt()
+        runThreads(2) { role in
+            if role == 0 {
+                var r = 0
+                while stop.load() == 0 {
+                    let p = posted.load()
+                    if p > r {
+                        r = p
+                        acked.store(r)
+                        continue
+                    }
+                    let pending = bell.announceSleep { posted.load() > r || stop.load() != 0 }
+                    if !pending {
+                        _ = poller.wait(timeoutMs: 10_000)
+                        poller.forEachReady { _, _ in }
+                    }
+                    bell.announceAwake()
+                }
+            } else {
+                var random = TestRandom(seed: 7)
+                let budget = Date().addingTimeInterval(2)  // bounds the work, not the verdict
+                var round = 0
+                while round < 20_000 && Date() < budget {
+                    round += 1
+                    let delay = random.below(4)
+                    if delay == 1 { for _ in 0..<random.below(300) { gw_cpu_relax() } }
+                    if delay == 2 { sched_yield() }
+                    posted.store(round)
+                    bell.ring()
+                    if !spinUntil(seconds: 5, { acked.load() == round }) {
+                        lostAt.store(round)
+                        break
+                    }
+                }
+                roundsDone.store(round)
+                stop.store(1)
+                bell.ring()
+            }
+        }
+        XCTAssertEqual(lostAt.load(), -1, "the owner sleeping in the poller missed a ring")
         XCTAssertGreaterThan(roundsDone.load(), 100)
     }
 }

@@ -12,6 +12,8 @@ final class Doorbell: @unchecked Sendable {  // the futex word is only touched a
 
     private let word: UnsafeMutablePointer<UInt32.AtomicRepresentation>
     private var atomic: UnsafeAtomic<UInt32> { UnsafeAtomic(at: word) }
+    /// For an owner that sleeps in something else (Monitor, in the poller): how to wake it.
+    var waker: (() -> Void)?
 
     init() {
         word = .allocate(capacity: 1)
@@ -36,6 +38,18 @@ final class Doorbell: @unchecked Sendable {  // the futex word is only touched a
         gw_rcu_thread_online()
     }
 
+    /// For an owner that sleeps elsewhere: announces the sleep, then asks `hasWork`;
+    /// true means work is there already and the owner should not block. Producers
+    /// call `waker` only between this and `announceAwake()`.
+    func announceSleep(unless hasWork: () -> Bool) -> Bool {
+        atomic.store(Self.asleep, ordering: .sequentiallyConsistent)
+        return hasWork()
+    }
+
+    func announceAwake() {
+        atomic.store(Self.awake, ordering: .relaxed)
+    }
+
     /// Wakes the sleeper if it is asleep; call after publishing work.
     @inline(__always)
     func ring() {
@@ -54,7 +68,11 @@ final class Doorbell: @unchecked Sendable {  // the futex word is only touched a
 
     private func ringSlow() {
         if atomic.compareExchange(expected: Self.asleep, desired: Self.awake, ordering: .sequentiallyConsistent).exchanged {
-            _ = gw_futex_wake(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), 1)
+            if let waker {
+                waker()
+            } else {
+                _ = gw_futex_wake(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), 1)
+            }
         }
     }
 }

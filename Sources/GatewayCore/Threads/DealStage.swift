@@ -114,7 +114,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
             let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
-            engine.send.input.post(s, id)
+            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send)
         }
     }
 

@@ -49,9 +49,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         while true {
             let now = MonotonicClock.nanoseconds()
             let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
+            let bell = engine.closeRequests.doorbell
+            let pending = bell.announceSleep { !engine.closeRequests.inbox.isEmpty }
             gw_rcu_thread_offline()
-            _ = poller.wait(timeoutMs: timeout)
+            _ = poller.wait(timeoutMs: pending ? 0 : timeout)
             gw_rcu_thread_online()
+            bell.announceAwake()
             inlineAllowance = engine.config.inlineBytes
             poller.forEachReady { token, events in
                 if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
@@ -177,7 +180,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 self.listener = nil
             }
             engine.beginStopping()
-            forEachOpen { engine.endInput($0, cause: .shutdown) }
+            forEachOpen { id in
+                let s = table.slot(id.index)
+                if engine.endInput(s, cause: .shutdown) { engine.deal.input.post(s, id) }
+            }
         }
         if table.inUse == 0 { return true }
         if now >= drainDeadline!, !forcedClose {

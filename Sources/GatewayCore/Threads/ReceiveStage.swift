@@ -56,7 +56,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
         guard !s.flag(\.inputEnded) else { return }
         if engine.isStopping {
-            engine.endInput(id, cause: .shutdown)
+            if engine.endInput(s, cause: .shutdown) {
+                engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
+            }
             return
         }
         if idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
@@ -112,7 +114,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 // unless the end of stream came in the same event: it raises none.
                 if n < room && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
             } else if n == 0 {
-                engine.endInput(id, cause: .peer)
+                // Deal, handed the connection on the way out, deals what is left and lets Send close it.
+                delivered = engine.endInput(s, cause: .peer) || delivered
                 return
             } else {
                 let e = gw_errno()

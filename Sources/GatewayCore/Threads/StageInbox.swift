@@ -23,8 +23,6 @@ import Glibc
     private let token = UnsafeAtomic<Bool>.create(false)
     /// Armed timers in the stage's wheel: Monitor wakes a sleeping stage for a tick only when it has some.
     let armedTimers = UnsafeAtomic<Int>.create(0)
-    /// Set by a stage whose waker is not the doorbell (Monitor sleeps in the poller).
-    var wake: (() -> Void)?
 
     init(name: String, gate: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>, capacity: Int) {
         self.name = name
@@ -43,7 +41,7 @@ import Glibc
     func post(_ slot: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID) {
         guard gateAtomic(slot).exchange(1, ordering: .acquiringAndReleasing) == 0 else { return }
         if inbox.push(id.packed) {
-            if let wake { wake() } else { doorbell.ring() }
+            doorbell.ring()
         }
     }
 
