@@ -126,9 +126,15 @@ final class LifecycleEndToEndTests: XCTestCase {
             var threads: [OSThread] = []
             for (c, client) in clients.enumerated() {
                 threads.append(OSThread(name: "test-send-\(c)") {
-                    for i in 0..<50_000 {
+                    // Sends until the gateway closes; while it lingers after the stop it reads and
+                    // drops input, so a count would run out first on a quiet machine. stop() closes
+                    // within drain_timeout + 1 s: 20 s bounds the loop, not the verdict.
+                    let deadline = Date().addingTimeInterval(20)
+                    var i = 0
+                    while Date() < deadline {
                         guard (try? client.send(frame(c, i))) != nil else { return }  // the gateway closed
-                        if i % 20 == 19 { usleep(500) }
+                        i += 1
+                        if i % 20 == 0 { usleep(500) }
                     }
                     failures.add("\(poller) client \(c): never closed by stop()")
                 })
