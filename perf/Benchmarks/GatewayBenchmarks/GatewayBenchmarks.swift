@@ -71,8 +71,8 @@ private func assemble(_ assembly: inout FrameAssembly, readSize: Int) -> Int {
 
 // MARK: - two-thread ring
 
-/// A joinable pthread running `body`.
-private final class Joinable: @unchecked Sendable {
+/// A joinable pthread running `body` (QueueBenchmarks uses it too).
+final class Joinable: @unchecked Sendable {  // the handle is touched only by the creating thread
     private var handle = pthread_t()
     private final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
 

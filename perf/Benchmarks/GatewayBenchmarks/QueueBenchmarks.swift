@@ -149,24 +149,7 @@ private final class WfcqHandOff: HandOff, @unchecked Sendable {  // head and tai
     }
 }
 
-// MARK: - threads
-
-/// A joinable pthread running `body`.
-private final class QueueThread: @unchecked Sendable {  // the handle is touched only by the creating thread
-    private var handle = pthread_t()
-    private final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-
-    init(_ body: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        let rc = pthread_create(&handle, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create: \(rc)")
-    }
-
-    func join() { pthread_join(handle, nil) }
-}
+// MARK: - producers and the consumer
 
 /// What one producer did, checked against what the consumer saw.
 private struct Posted {
@@ -211,10 +194,10 @@ private final class QueueConsumer<Q: HandOff>: @unchecked Sendable {  // `total`
     let taken = Atomic<Int>(0)
     private(set) var total = 0
     private(set) var sum: UInt64 = 0
-    private var thread: QueueThread?
+    private var thread: Joinable?
 
     init(_ q: Q, _ conns: QueueConns) {
-        thread = QueueThread { [self] in run(q, conns) }
+        thread = Joinable { [self] in run(q, conns) }
     }
 
     private func run(_ q: Q, _ conns: QueueConns) {
@@ -267,7 +250,7 @@ private final class QueueRig<Q: HandOff>: @unchecked Sendable {  // `main` is th
     let batch: Int
     var main = Posted()
     private let stopHelpers = Atomic<Bool>(false)
-    private var helpers: [QueueThread] = []
+    private var helpers: [Joinable] = []
     private let helperPosted: UnsafeMutablePointer<Posted>
 
     init(batch: Int, producers: Int) {
@@ -280,7 +263,7 @@ private final class QueueRig<Q: HandOff>: @unchecked Sendable {  // `main` is th
         let maxRounds = 2_000_000_000 / batch  // a bound, never reached in a 1 s benchmark
         for p in 1..<max(producers, 1) {
             let out = helperPosted + (p - 1)
-            helpers.append(QueueThread { [self] in
+            helpers.append(Joinable { [self] in
                 var posted = Posted()
                 var rounds = 0
                 while !stopHelpers.load(ordering: .relaxed), rounds < maxRounds {
