@@ -82,8 +82,15 @@ final class LoadEndToEndTests: XCTestCase {
     /// pattern: no reply may ever reach the wrong connection, and the table
     /// returns to the live connections afterwards.
     func testSlotReuseUnderChurn() throws {
-        for poller in PollerKind.allCases {
-            let gateway = try startGateway(poller) { $0.maxConnections = 512 }
+        // Both pollers with the default hand-off budget, and a strict pipeline,
+        // where every open, close and reclaim crosses the stage threads.
+        let defaultBudget = GatewayConfig().inlineBytes
+        for (poller, inlineBytes) in [(PollerKind.epoll, defaultBudget), (.poll, defaultBudget), (.epoll, 0)] {
+            let label = "\(poller) inline_bytes \(inlineBytes)"
+            let gateway = try startGateway(poller) {
+                $0.maxConnections = 512
+                $0.inlineBytes = inlineBytes
+            }
             let failures = Failures()
             let churnDone = AtomicInt()
             let longLived = 4
@@ -101,11 +108,11 @@ final class LoadEndToEndTests: XCTestCase {
                         seq += 1
                         let f = ownedFrame(owner: owner, seq: seq, bodySize: Int(seq % 300))
                         guard (try? client.send(f)) != nil, let reply = client.receiveFrame() else {
-                            failures.add("\(poller) long-lived \(owner) seq \(seq): connection lost")
+                            failures.add("\(label) long-lived \(owner) seq \(seq): connection lost")
                             return
                         }
                         if reply != f {
-                            failures.add("\(poller) long-lived \(owner) seq \(seq): got uid \(Self.uid(reply)) seq \(Self.seq(reply))")
+                            failures.add("\(label) long-lived \(owner) seq \(seq): got uid \(Self.uid(reply)) seq \(Self.seq(reply))")
                             return
                         }
                         longEchoes.add()
@@ -116,19 +123,19 @@ final class LoadEndToEndTests: XCTestCase {
                 for cycle in 0..<cyclesPerThread {
                     let owner = 0x8000_0000 | UInt32(t << 20) | UInt32(cycle)
                     guard let client = try? TestClient(port: gateway.port) else {
-                        failures.add("\(poller) churn \(t).\(cycle): connect failed")
+                        failures.add("\(label) churn \(t).\(cycle): connect failed")
                         return
                     }
                     let f = ownedFrame(owner: owner, seq: UInt32(cycle), bodySize: cycle % 200)
                     switch cycle % 4 {
                     case 0:  // echo, then close
-                        guard client.echoes(f) else { failures.add("\(poller) churn \(t).\(cycle): wrong or no echo"); return }
+                        guard client.echoes(f) else { failures.add("\(label) churn \(t).\(cycle): wrong or no echo"); return }
                         churnEchoes.add()
                     case 1:  // close with the reply in flight
                         try? client.send(f)
                     case 2:  // echo twice, then reset
                         guard client.echoes(f), client.echoes(ownedFrame(owner: owner, seq: 1, bodySize: 5)) else {
-                            failures.add("\(poller) churn \(t).\(cycle): wrong or no echo before reset")
+                            failures.add("\(label) churn \(t).\(cycle): wrong or no echo before reset")
                             return
                         }
                         churnEchoes.add()
@@ -139,22 +146,22 @@ final class LoadEndToEndTests: XCTestCase {
                     client.close()
                 }
             }
-            failures.assertNone("\(poller)")
-            XCTAssertGreaterThan(longEchoes.load(), 0, "\(poller)")
-            XCTAssertEqual(churnEchoes.load(), 3 * cyclesPerThread / 2, "\(poller)")
+            failures.assertNone("\(label)")
+            XCTAssertGreaterThan(longEchoes.load(), 0, "\(label)")
+            XCTAssertEqual(churnEchoes.load(), 3 * cyclesPerThread / 2, "\(label)")
             let s = gateway.stats()
-            XCTAssertGreaterThan(s.accepted, 512, "\(poller): more connections than slots, so slots were reused")
-            XCTAssertEqual(s.closes(.overCapacity), 0, "\(poller)")
+            XCTAssertGreaterThan(s.accepted, 512, "\(label): more connections than slots, so slots were reused")
+            XCTAssertEqual(s.closes(.overCapacity), 0, "\(label)")
             // Every churned slot comes back once its grace period has passed; the long-lived ones stay.
             XCTAssertTrue(waitUntil(seconds: 5) { gateway.stats().connectionsOpen == longLived },
-                          "\(poller): \(gateway.stats().connectionsOpen) slots held, \(longLived) connections live; accepted \(gateway.stats().accepted), closes \(gateway.stats().closes)")
+                          "\(label): \(gateway.stats().connectionsOpen) slots held, \(longLived) connections live; accepted \(gateway.stats().accepted), closes \(gateway.stats().closes)")
             for (k, client) in longClients.enumerated() {
-                XCTAssertTrue(client.echoes(ownedFrame(owner: UInt32(k + 1), seq: 0xFFFF, bodySize: 33)), "\(poller): long-lived \(k + 1) after churn")
+                XCTAssertTrue(client.echoes(ownedFrame(owner: UInt32(k + 1), seq: 0xFFFF, bodySize: 33)), "\(label): long-lived \(k + 1) after churn")
                 client.close()
             }
-            XCTAssertTrue(waitUntil(seconds: 5) { gateway.stats().connectionsOpen == 0 }, "\(poller)")
+            XCTAssertTrue(waitUntil(seconds: 5) { gateway.stats().connectionsOpen == 0 }, "\(label)")
             gateway.stop()
-            assertEveryCloseCounted(gateway, "\(poller)")
+            assertEveryCloseCounted(gateway, "\(label)")
         }
     }
 
