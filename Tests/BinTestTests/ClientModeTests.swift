@@ -5,9 +5,15 @@ import XCTest
 final class ClientModeTests: XCTestCase {
     private func run(_ fault: FaultyEchoServer.Fault = .none,
                      _ configure: (inout ClientSettings) -> Void) throws -> ClientReport {
+        try runWithServer(fault, configure).report
+    }
+
+    /// The run and the (stopped) server, for tests that check what the server saw.
+    private func runWithServer(_ fault: FaultyEchoServer.Fault = .none,
+                               _ configure: (inout ClientSettings) -> Void) throws -> (report: ClientReport, server: FaultyEchoServer) {
         let server = try FaultyEchoServer(fault: fault)
         defer { server.stop() }
-        return ClientRun.run(testSettings(port: server.port, configure))
+        return (ClientRun.run(testSettings(port: server.port, configure)), server)
     }
 
     func testPingpongKeepsOneRequestInFlight() throws {
@@ -32,13 +38,11 @@ final class ClientModeTests: XCTestCase {
     }
 
     func testConnrateCountsConnectEchoCloseCycles() throws {
-        let server = try FaultyEchoServer()
-        defer { server.stop() }
-        let report = ClientRun.run(testSettings(port: server.port) {
+        let (report, server) = try runWithServer {
             $0.mode = .connrate
             $0.conns = 2
             $0.count = 20
-        })
+        }
         XCTAssertEqual(report.messages, [])
         XCTAssertEqual(report.connections, 20)
         XCTAssertEqual(report.replies, 20)
@@ -47,14 +51,12 @@ final class ClientModeTests: XCTestCase {
     }
 
     func testConnectionsComeFromEachSourceInTurn() throws {
-        let server = try FaultyEchoServer()
-        defer { server.stop() }
-        let report = ClientRun.run(testSettings(port: server.port) {
+        let (report, server) = try runWithServer {
             $0.mode = .connrate
             $0.conns = 1
             $0.sources = ["127.0.0.2", "127.0.0.3"]
             $0.count = 20
-        })
+        }
         XCTAssertEqual(report.messages, [])
         XCTAssertEqual(report.connections, 20)
         XCTAssertEqual(server.connectionsByPeer, ["127.0.0.2": 10, "127.0.0.3": 10])

@@ -46,10 +46,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         gw_rcu_register_thread()
         defer { gw_rcu_unregister_thread() }
         nextTickAt = MonotonicClock.nanoseconds() &+ tickNanoseconds
+        // Close requests ring the poller only while Monitor has announced it sleeps there.
+        let bell = engine.closeRequests.doorbell
         while true {
             let now = MonotonicClock.nanoseconds()
             let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
-            let bell = engine.closeRequests.doorbell
             let pending = bell.announceSleep { !engine.closeRequests.inbox.isEmpty }
             gw_rcu_thread_offline()
             _ = poller.wait(timeoutMs: pending ? 0 : timeout)
