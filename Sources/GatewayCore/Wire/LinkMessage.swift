@@ -1,0 +1,231 @@
+/// A session id (docs/LINK.md): the access node's id and the client
+/// connection's slot and generation there. Names one client in the whole tree.
+public struct SessionID: Hashable, Sendable, CustomStringConvertible {
+    public static let size = 12
+    public var node: UInt32
+    public var connection: ConnectionID
+
+    public init(node: UInt32, connection: ConnectionID) {
+        self.node = node
+        self.connection = connection
+    }
+
+    @inlinable
+    public init(decoding p: UnsafeRawPointer) {
+        node = FrameHeader.loadU32(p, 0)
+        connection = ConnectionID(index: FrameHeader.loadU32(p, 4), generation: FrameHeader.loadU32(p, 8))
+    }
+
+    @inlinable
+    public func encode(into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: node.bigEndian, toByteOffset: 0, as: UInt32.self)
+        p.storeBytes(of: connection.index.bigEndian, toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: connection.generation.bigEndian, toByteOffset: 8, as: UInt32.self)
+    }
+
+    public var description: String { "\(node)/\(connection)" }
+}
+
+/// The role a node announces in HELLO.
+public enum NodeRole: UInt8, Sendable, CaseIterable {
+    case access = 1, aggregation = 2, core = 3
+}
+
+/// A client's address as OPENED carries it: IPv4 in the first four bytes, or IPv6.
+public struct PeerAddress: Equatable, Sendable {
+    public var family: UInt8  // 4 or 6
+    public var port: UInt16
+    /// 16 bytes in network order; IPv4 uses the first four.
+    public var bytes: (UInt64, UInt64)
+
+    public init(ipv4 address: UInt32, port: UInt16) {
+        family = 4
+        self.port = port
+        var b: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &b) { $0.storeBytes(of: address, as: UInt32.self) }  // already network order
+        bytes = b
+    }
+
+    public init(family: UInt8, port: UInt16, bytes: (UInt64, UInt64)) {
+        self.family = family
+        self.port = port
+        self.bytes = bytes
+    }
+
+    public static func == (a: PeerAddress, b: PeerAddress) -> Bool {
+        a.family == b.family && a.port == b.port && a.bytes == b.bytes
+    }
+}
+
+/// The link messages of docs/LINK.md, decoded from one whole frame.
+public enum LinkMessage: Equatable {
+    public static let version: UInt16 = 1
+    /// Bytes a DATA message adds around the client frame.
+    public static let dataOverhead = FrameHeader.size + SessionID.size
+
+    public enum Command {
+        public static let hello: UInt16 = 0xFF10
+        public static let heartbeat: UInt16 = 0xFF11
+        public static let opened: UInt16 = 0xFF12
+        public static let data: UInt16 = 0xFF13
+        public static let closed: UInt16 = 0xFF14
+        public static let linkDown: UInt16 = 0xFF15
+    }
+
+    /// HELLO's status from the upper side.
+    public enum HelloStatus: UInt32, Sendable {
+        case accepted = 0, unsupportedVersion = 1, roleRefused = 2, notReady = 3
+    }
+
+    public struct Hello: Equatable, Sendable {
+        public var status: UInt32
+        public var version: UInt16
+        public var role: UInt8
+        public var node: UInt32
+        public var link: UInt16
+        public var heartbeatMilliseconds: UInt32
+
+        public init(status: UInt32 = 0, version: UInt16 = LinkMessage.version, role: NodeRole, node: UInt32,
+                    link: UInt16, heartbeatMilliseconds: UInt32) {
+            self.status = status
+            self.version = version
+            self.role = role.rawValue
+            self.node = node
+            self.link = link
+            self.heartbeatMilliseconds = heartbeatMilliseconds
+        }
+    }
+
+    case hello(Hello)
+    case heartbeat
+    case opened(SessionID, link: UInt16, peer: PeerAddress)
+    /// The client frame starts `dataOverhead` bytes into the link frame.
+    case data(SessionID, clientFrameLength: UInt32)
+    case closed(SessionID, cause: UInt8)
+    case linkDown(node: UInt32, link: UInt16)
+
+    /// Why a frame is not a valid link message: the link is closed for it.
+    public enum Malformed: Error, Equatable, CustomStringConvertible {
+        case unknownCommand(UInt16)
+        case badLength(cmd: UInt16, length: UInt32)
+        case badInnerLength(outer: UInt32, inner: UInt32)
+
+        public var description: String {
+            switch self {
+            case .unknownCommand(let cmd): "unknown link command 0x\(String(cmd, radix: 16))"
+            case .badLength(let cmd, let length): "link command 0x\(String(cmd, radix: 16)) with length \(length)"
+            case .badInnerLength(let outer, let inner): "DATA of length \(outer) carries a frame of length \(inner)"
+            }
+        }
+    }
+
+    static let fixedLengths: [UInt16: UInt32] = [
+        Command.hello: 32, Command.heartbeat: 18, Command.opened: 52, Command.closed: 34, Command.linkDown: 24,
+    ]
+
+    /// Decodes one whole frame of `length` bytes (its length field already
+    /// checked against the link limit by the cutter). `maxFrame` bounds DATA's inner frame.
+    public static func decode(_ p: UnsafeRawPointer, maxFrame: Int) -> Result<LinkMessage, Malformed> {
+        let header = FrameHeader(decoding: p)
+        let length = header.length
+        if header.cmd == Command.data {
+            guard length >= UInt32(dataOverhead + FrameHeader.size) else {
+                return .failure(.badLength(cmd: header.cmd, length: length))
+            }
+            let inner = FrameHeader.length(at: p + dataOverhead)
+            guard inner == length - UInt32(dataOverhead), inner <= UInt32(maxFrame) else {
+                return .failure(.badInnerLength(outer: length, inner: inner))
+            }
+            return .success(.data(SessionID(decoding: p + FrameHeader.size), clientFrameLength: inner))
+        }
+        guard let expected = fixedLengths[header.cmd] else { return .failure(.unknownCommand(header.cmd)) }
+        guard length == expected else { return .failure(.badLength(cmd: header.cmd, length: length)) }
+        let body = p + FrameHeader.size
+        switch header.cmd {
+        case Command.hello:
+            var h = Hello(role: .access, node: 0, link: 0, heartbeatMilliseconds: 0)
+            h.status = header.status
+            h.version = UInt16(bigEndian: body.loadUnaligned(as: UInt16.self))
+            h.role = body.load(fromByteOffset: 2, as: UInt8.self)
+            h.node = FrameHeader.loadU32(body, 4)
+            h.link = UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+            h.heartbeatMilliseconds = FrameHeader.loadU32(body, 10)
+            return .success(.hello(h))
+        case Command.heartbeat:
+            return .success(.heartbeat)
+        case Command.opened:
+            let link = UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            let family = body.load(fromByteOffset: 14, as: UInt8.self)
+            let port = UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+            let bytes = (body.loadUnaligned(fromByteOffset: 18, as: UInt64.self),
+                         body.loadUnaligned(fromByteOffset: 26, as: UInt64.self))
+            return .success(.opened(SessionID(decoding: body), link: link,
+                                    peer: PeerAddress(family: family, port: port, bytes: bytes)))
+        case Command.closed:
+            return .success(.closed(SessionID(decoding: body), cause: body.load(fromByteOffset: 12, as: UInt8.self)))
+        default:  // linkDown
+            return .success(.linkDown(node: FrameHeader.loadU32(body, 0),
+                                      link: UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt16.self))))
+        }
+    }
+
+    /// Bytes `encode` writes; for DATA, the overhead only (the client frame follows it).
+    public var encodedLength: Int {
+        switch self {
+        case .data: LinkMessage.dataOverhead
+        case .hello: 32
+        case .heartbeat: 18
+        case .opened: 52
+        case .closed: 34
+        case .linkDown: 24
+        }
+    }
+
+    /// Writes the message into at least `encodedLength` bytes. For DATA only the
+    /// header and session id are written: the caller puts the client frame after them.
+    public func encode(into p: UnsafeMutableRawPointer) {
+        (p + FrameHeader.size).initializeMemory(as: UInt8.self, repeating: 0, count: encodedLength - FrameHeader.size)
+        let body = p + FrameHeader.size
+        var header = FrameHeader(length: UInt32(encodedLength), seq: 0, cmd: 0)
+        switch self {
+        case .hello(let h):
+            header.cmd = Command.hello
+            header.status = h.status
+            body.storeBytes(of: h.version.bigEndian, as: UInt16.self)
+            body.storeBytes(of: h.role, toByteOffset: 2, as: UInt8.self)
+            body.storeBytes(of: h.node.bigEndian, toByteOffset: 4, as: UInt32.self)
+            body.storeBytes(of: h.link.bigEndian, toByteOffset: 8, as: UInt16.self)
+            body.storeBytes(of: h.heartbeatMilliseconds.bigEndian, toByteOffset: 10, as: UInt32.self)
+        case .heartbeat:
+            header.cmd = Command.heartbeat
+        case .opened(let session, let link, let peer):
+            header.cmd = Command.opened
+            session.encode(into: body)
+            body.storeBytes(of: link.bigEndian, toByteOffset: 12, as: UInt16.self)
+            body.storeBytes(of: peer.family, toByteOffset: 14, as: UInt8.self)
+            body.storeBytes(of: peer.port.bigEndian, toByteOffset: 16, as: UInt16.self)
+            body.storeBytes(of: peer.bytes.0, toByteOffset: 18, as: UInt64.self)
+            body.storeBytes(of: peer.bytes.1, toByteOffset: 26, as: UInt64.self)
+        case .data(let session, let inner):
+            header.cmd = Command.data
+            header.length = UInt32(LinkMessage.dataOverhead) + inner
+            session.encode(into: body)
+        case .closed(let session, let cause):
+            header.cmd = Command.closed
+            session.encode(into: body)
+            body.storeBytes(of: cause, toByteOffset: 12, as: UInt8.self)
+        case .linkDown(let node, let link):
+            header.cmd = Command.linkDown
+            body.storeBytes(of: node.bigEndian, as: UInt32.self)
+            body.storeBytes(of: link.bigEndian, toByteOffset: 4, as: UInt16.self)
+        }
+        header.encode(into: p)
+    }
+}
+
+/// The statuses a gateway answers a client frame with itself (docs/PROTOCOL.md).
+public enum GatewayStatus {
+    public static let noUpstream: UInt32 = 0xFFFF_FF01
+    public static let overloaded: UInt32 = 0xFFFF_FF02
+    public static let reservedCommand: UInt32 = 0xFFFF_FF03
+}

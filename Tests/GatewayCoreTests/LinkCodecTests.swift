@@ -1,0 +1,163 @@
+import XCTest
+@_spi(Benchmarks) @testable import GatewayCore
+
+/// The link codec of docs/LINK.md: byte layout of every message, round trips,
+/// every bad length, and link frames cut and coalesced like client frames.
+final class LinkCodecTests: XCTestCase {
+    private let maxFrame = 1 << 20
+    private let session = SessionID(node: 0x0A0B_0C0D, connection: ConnectionID(index: 0x0102_0304, generation: 0x0506_0708))
+
+    private func encode(_ m: LinkMessage, inner: [UInt8] = []) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0xEE, count: m.encodedLength)
+        bytes.withUnsafeMutableBytes { m.encode(into: $0.baseAddress!) }
+        return bytes + inner
+    }
+
+    private func decode(_ bytes: [UInt8]) -> Result<LinkMessage, LinkMessage.Malformed> {
+        bytes.withUnsafeBytes { LinkMessage.decode($0.baseAddress!, maxFrame: maxFrame) }
+    }
+
+    func testHelloLayoutMatchesTheDocument() {
+        let hello = LinkMessage.Hello(status: 3, role: .aggregation, node: 0x1122_3344, link: 0x0506,
+                                      heartbeatMilliseconds: 0x0000_03E8)
+        let bytes = encode(.hello(hello))
+        XCTAssertEqual(bytes.count, 32)
+        XCTAssertEqual(Array(bytes[0..<4]), [0, 0, 0, 32], "length")
+        XCTAssertEqual(Array(bytes[4..<8]), [0, 0, 0, 0], "seq is 0 on links")
+        XCTAssertEqual(Array(bytes[8..<10]), [0xFF, 0x10], "cmd")
+        XCTAssertEqual(Array(bytes[10..<14]), [0, 0, 0, 3], "status")
+        XCTAssertEqual(Array(bytes[14..<18]), [0, 0, 0, 0], "uid is 0 on links")
+        XCTAssertEqual(Array(bytes[18..<20]), [0, 1], "version")
+        XCTAssertEqual(bytes[20], 2, "role")
+        XCTAssertEqual(bytes[21], 0, "reserved")
+        XCTAssertEqual(Array(bytes[22..<26]), [0x11, 0x22, 0x33, 0x44], "node")
+        XCTAssertEqual(Array(bytes[26..<28]), [0x05, 0x06], "link")
+        XCTAssertEqual(Array(bytes[28..<32]), [0, 0, 0x03, 0xE8], "heartbeat_ms")
+        XCTAssertEqual(try decode(bytes).get(), .hello(hello))
+    }
+
+    func testOpenedDataClosedAndLinkDownLayouts() throws {
+        let sessionBytes: [UInt8] = [0x0A, 0x0B, 0x0C, 0x0D, 1, 2, 3, 4, 5, 6, 7, 8]
+        let peer = PeerAddress(ipv4: UInt32(0x7F00_0001).bigEndian, port: 40_001)
+        let opened = encode(.opened(session, link: 7, peer: peer))
+        XCTAssertEqual(opened.count, 52)
+        XCTAssertEqual(Array(opened[8..<10]), [0xFF, 0x12])
+        XCTAssertEqual(Array(opened[18..<30]), sessionBytes, "session id: node, slot, generation")
+        XCTAssertEqual(Array(opened[30..<32]), [0, 7], "link number")
+        XCTAssertEqual(opened[32], 4, "family")
+        XCTAssertEqual(Array(opened[34..<36]), [0x9C, 0x41], "port 40001")
+        XCTAssertEqual(Array(opened[36..<40]), [127, 0, 0, 1], "IPv4 address")
+        XCTAssertEqual(Array(opened[40..<52]), [UInt8](repeating: 0, count: 12), "rest of the address is zero")
+        XCTAssertEqual(try decode(opened).get(), .opened(session, link: 7, peer: peer))
+
+        let client = TestClient.frame(seq: 9, bodySize: 5)
+        let data = encode(.data(session, clientFrameLength: UInt32(client.count)), inner: client)
+        XCTAssertEqual(data.count, 30 + client.count)
+        XCTAssertEqual(Array(data[0..<4]), [0, 0, 0, UInt8(30 + client.count)])
+        XCTAssertEqual(Array(data[8..<10]), [0xFF, 0x13])
+        XCTAssertEqual(Array(data[18..<30]), sessionBytes)
+        XCTAssertEqual(Array(data[30...]), client, "the client frame unchanged")
+        XCTAssertEqual(try decode(data).get(), .data(session, clientFrameLength: UInt32(client.count)))
+
+        let closed = encode(.closed(session, cause: 4))
+        XCTAssertEqual(closed.count, 34)
+        XCTAssertEqual(Array(closed[8..<10]), [0xFF, 0x14])
+        XCTAssertEqual(Array(closed[18..<30]), sessionBytes)
+        XCTAssertEqual(Array(closed[30..<34]), [4, 0, 0, 0])
+        XCTAssertEqual(try decode(closed).get(), .closed(session, cause: 4))
+
+        let down = encode(.linkDown(node: 0x0A0B_0C0D, link: 3))
+        XCTAssertEqual(down.count, 24)
+        XCTAssertEqual(Array(down[8..<10]), [0xFF, 0x15])
+        XCTAssertEqual(Array(down[18..<24]), [0x0A, 0x0B, 0x0C, 0x0D, 0, 3])
+        XCTAssertEqual(try decode(down).get(), .linkDown(node: 0x0A0B_0C0D, link: 3))
+
+        let beat = encode(.heartbeat)
+        XCTAssertEqual(beat, [0, 0, 0, 18, 0, 0, 0, 0, 0xFF, 0x11] + [UInt8](repeating: 0, count: 8))
+        XCTAssertEqual(try decode(beat).get(), .heartbeat)
+    }
+
+    func testIPv6PeerRoundTrips() throws {
+        let bytes: (UInt64, UInt64) = (0x0102_0304_0506_0708, 0x090A_0B0C_0D0E_0F10)
+        let peer = PeerAddress(family: 6, port: 443, bytes: bytes)
+        XCTAssertEqual(try decode(encode(.opened(session, link: 0, peer: peer))).get(), .opened(session, link: 0, peer: peer))
+    }
+
+    /// Every fixed-size message with any other length, and DATA with every
+    /// inconsistent inner length, is malformed; so is an unknown command.
+    func testEveryBadLengthIsMalformed() {
+        let messages: [LinkMessage] = [
+            .hello(.init(role: .access, node: 1, link: 0, heartbeatMilliseconds: 1000)), .heartbeat,
+            .opened(session, link: 0, peer: PeerAddress(ipv4: 0, port: 0)), .closed(session, cause: 0),
+            .linkDown(node: 1, link: 0),
+        ]
+        for m in messages {
+            let good = encode(m)
+            for length in [18, 19, 24, 31, 32, 33, 34, 51, 52, 53, 200] where length != good.count {
+                var bytes = good + [UInt8](repeating: 0, count: max(0, length - good.count))
+                bytes.replaceSubrange(0..<4, with: [0, 0, UInt8(length >> 8), UInt8(length & 0xFF)])
+                let cmd = UInt16(good[8]) << 8 | UInt16(good[9])
+                XCTAssertEqual(decode(bytes), .failure(.badLength(cmd: cmd, length: UInt32(length))), "\(m) at \(length)")
+            }
+        }
+        let client = TestClient.frame(seq: 1, bodySize: 10)
+        for inner in [0, 17, 18, 27, 29, 0xFFFF_FFFF] as [UInt32] {
+            var data = encode(.data(session, clientFrameLength: UInt32(client.count)), inner: client)
+            withUnsafeBytes(of: inner.bigEndian) { data.replaceSubrange(30..<34, with: $0) }
+            XCTAssertEqual(decode(data), .failure(.badInnerLength(outer: UInt32(data.count), inner: inner)))
+        }
+        // DATA too short to hold a session id and a client header.
+        var short = encode(.heartbeat)
+        short[9] = 0x13
+        XCTAssertEqual(decode(short), .failure(.badLength(cmd: 0xFF13, length: 18)))
+        // An inner frame over max_frame.
+        let big = [UInt8](repeating: 0, count: 30)
+        var oversized = big
+        let outer = UInt32(maxFrame + 1 + 30)
+        withUnsafeBytes(of: outer.bigEndian) { oversized.replaceSubrange(0..<4, with: $0) }
+        oversized[8] = 0xFF
+        oversized[9] = 0x13
+        oversized += TestClient.rawHeader(length: UInt32(maxFrame + 1))
+        XCTAssertEqual(decode(oversized), .failure(.badInnerLength(outer: outer, inner: UInt32(maxFrame + 1))))
+        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF16, 0xFF1F, 0x0001] {
+            var bytes = encode(.heartbeat)
+            bytes[8] = UInt8(cmd >> 8)
+            bytes[9] = UInt8(cmd & 0xFF)
+            XCTAssertEqual(decode(bytes), .failure(.unknownCommand(cmd)))
+        }
+    }
+
+    /// A stream of link frames cut at every position and coalesced: the frame
+    /// assembly (with the link limit, max_frame + 30) yields exactly the frames sent.
+    func testLinkFramesSurviveEverySplit() throws {
+        let client = TestClient.frame(seq: 3, bodySize: 40)
+        let stream = encode(.hello(.init(role: .access, node: 5, link: 1, heartbeatMilliseconds: 500)))
+            + encode(.opened(session, link: 1, peer: PeerAddress(ipv4: 0x0100_007F, port: 1)))
+            + encode(.data(session, clientFrameLength: UInt32(client.count)), inner: client)
+            + encode(.heartbeat) + encode(.closed(session, cause: 0))
+        let expected: [UInt16] = [0xFF10, 0xFF12, 0xFF13, 0xFF11, 0xFF14]
+        let pool = ChunkPool()
+        for cut in 1..<stream.count {
+            var assembly = FrameAssembly()
+            var cmds: [UInt16] = []
+            for piece in [Array(stream[..<cut]), Array(stream[cut...])] {
+                let block = pool.allocate(capacity: ChunkPool.blockCapacity)
+                piece.withUnsafeBytes { block.bytes.copyMemory(from: $0.baseAddress!, byteCount: piece.count) }
+                let outcome = assembly.consume(block: block, start: 0, count: piece.count,
+                                               maxFrame: maxFrame + LinkMessage.dataOverhead, pool: pool) { d in
+                    var at = 0
+                    while at < Int(d.length) {
+                        let p = d.start + at
+                        if case .failure(let e) = LinkMessage.decode(p, maxFrame: maxFrame) { XCTFail("\(e) at cut \(cut)") }
+                        cmds.append(FrameHeader(decoding: p).cmd)
+                        at += Int(FrameHeader.length(at: p))
+                    }
+                    pool.release(d.chunk)
+                }
+                guard case .ok = outcome else { return XCTFail("cut \(cut): \(outcome)") }
+                pool.release(block)
+            }
+            XCTAssertEqual(cmds, expected, "cut at \(cut)")
+        }
+    }
+}
