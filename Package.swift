@@ -5,6 +5,7 @@ let package = Package(
     name: "AccessGateway",
     products: [
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
+        .library(name: "LinkCore", targets: ["LinkCore"]),
         .library(name: "BinTestKit", targets: ["BinTestKit"]),
         .executable(name: "gateway", targets: ["gateway"]),
         .executable(name: "bin_test", targets: ["bin_test"]),
@@ -47,10 +48,15 @@ let package = Package(
             name: "gateway",
             dependencies: ["GatewayCLI"]
         ),
+        // A core server's side of the link protocol (docs/LINK.md) on the engine's public API.
+        .target(
+            name: "LinkCore",
+            dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "BinTestKit",
             dependencies: [
-                "GatewayCore", "GatewayCLI", "CLinux",
+                "GatewayCore", "GatewayCLI", "CLinux", "LinkCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -64,7 +70,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux", "CURCU"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU", "LinkCore", "BinTestKit"]
         ),
         .testTarget(
             name: "GatewayCLITests",
@@ -72,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BinTestTests",
-            dependencies: ["BinTestKit", "GatewayCore", "CLinux"]
+            dependencies: ["BinTestKit", "GatewayCore", "CLinux", "LinkCore"]
         ),
     ]
 )

@@ -17,6 +17,8 @@ public enum BinTest {
             return ServerMode.run(settings)
         case .client(let settings):
             return runClient(settings)
+        case .core(let settings):
+            return CoreMode.run(settings)
         }
     }
 

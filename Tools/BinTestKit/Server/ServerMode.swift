@@ -21,13 +21,7 @@ public enum ServerMode {
     /// Runs until SIGINT or SIGTERM, then stops the engine. Returns the exit status.
     static func run(_ settings: ServerSettings) -> Int32 {
         let logger = makeLogger()
-        // Blocked before the engine starts its threads, which inherit the mask, so the
-        // signals wait for sigwait here instead of killing the process.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let stop = StopSignal.block()
         let gateway: Gateway
         do {
             gateway = try start(settings, logger: logger)
@@ -36,8 +30,7 @@ public enum ServerMode {
             return 1
         }
         StandardError.write("bin_test server: echo on \(settings.host):\(gateway.port) (poller \(settings.poller.rawValue)); SIGINT or SIGTERM stops it\n")
-        var received: Int32 = 0
-        sigwait(&signals, &received)
+        let received = stop.wait()
         StandardError.write("bin_test server: signal \(received), stopping\n")
         gateway.stop()
         return 0

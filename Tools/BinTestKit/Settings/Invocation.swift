@@ -4,6 +4,7 @@ import ArgumentParser
 public enum Invocation: Equatable, Sendable {
     case server(ServerSettings)
     case client(ClientSettings)
+    case core(CoreSettings)
     /// --help (or no subcommand): the text to print.
     case help(String)
 
@@ -15,6 +16,7 @@ public enum Invocation: Equatable, Sendable {
             switch command {
             case let client as ClientCommand: return .client(try ClientSettings(client))
             case let server as ServerCommand: return .server(try ServerSettings(server))
+            case let core as CoreCommand: return .core(try CoreSettings(core))
             case is RootCommand: throw UsageError(message: "missing subcommand: server, client, 0 or 1 (see --help)")
             default:
                 // ArgumentParser's own help command: running it throws the help request.

@@ -4,10 +4,11 @@ import ArgumentParser
 struct RootCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bin_test",
-        abstract: "Echo server and load client for AccessGateway.",
+        abstract: "Echo server, echo core and load client for AccessGateway.",
         discussion: """
         Long forms:
           bin_test server --host 127.0.0.1 --port 7001 [--poller epoll|poll]
+          bin_test core --host 127.0.0.1 --port 7100 [--delay-us N] [--fail-every N]
           bin_test client --host H --port P [--conns N] [--threads T]
               [--pipeline D] [--size B] [--duration S] [--json] [--hgrm FILE]
               [--mode load|pingpong|connrate|idle] [--rate R] [--count N]
@@ -20,6 +21,6 @@ struct RootCommand: ParsableCommand {
                        --conns CONNS --threads THREADS
         Flags may follow the positional values: bin_test 0 127.0.0.1 7001 --json
         """,
-        subcommands: [ServerCommand.self, ClientCommand.self]
+        subcommands: [ServerCommand.self, ClientCommand.self, CoreCommand.self]
     )
 }

@@ -1,0 +1,181 @@
+import GatewayCore
+import Logging
+
+/// Application logic of a core server: the top of the tree, where the
+/// sessions of docs/LINK.md end. Every callback runs on the engine's Deal
+/// stage, one at a time; one session's frames arrive in order.
+public protocol CoreHandler: AnyObject {
+    /// A session was announced (OPENED). A second OPENED for a session replaces it: `closed` first.
+    func opened(_ session: CoreSession, peer: PeerAddress)
+    /// A client frame arrived for `session`; `frame` is the whole link DATA frame,
+    /// valid only during the call (`session.echo(frame)` sends it back without a copy).
+    func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession)
+    /// The session is gone: CLOSED, LINK_DOWN, or its link closed. Called exactly once per session.
+    func closed(_ session: CoreSession, cause: UInt8)
+}
+
+/// One session as a core sees it: its id and the link to answer on.
+public struct CoreSession {
+    public let id: SessionID
+    let link: Connection
+    unowned(unsafe) let server: CoreServer
+
+    /// Sends `frame` (a DATA frame received for this session) back unchanged, without copying it.
+    public func echo(_ frame: Frame) { link.forward(frame) }
+
+    /// Sends a client frame to the session: `header.length` is computed from the body.
+    public func send(_ header: FrameHeader, body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        server.sendData(header, body: body, to: self)
+    }
+
+    /// Closes the client once the frames sent to it before have been delivered (CLOSED downward).
+    public func close() { server.closeSession(self) }
+}
+
+/// The upper side of the link protocol as a `GatewayHandler`: answers HELLO and
+/// HEARTBEAT, checks every message, keeps the sessions of each link, and calls a
+/// `CoreHandler`. Run it in a `Gateway` whose `max_frame` is the client limit
+/// plus `LinkMessage.dataOverhead` (`CoreServer.config(...)` does that).
+public final class CoreServer: GatewayHandler {
+    private let handler: CoreHandler
+    private let node: UInt32
+    private let clientMaxFrame: Int
+    private let logger: Logger
+
+    private struct LinkState {
+        var hello: LinkMessage.Hello?
+        var sessions: Set<SessionID> = []
+    }
+    /// Deal-owned, like every handler's state. Changed on link and session events, not per frame.
+    private var links: [ConnectionID: LinkState] = [:]
+    private var sessionLinks: [SessionID: (link: Connection, number: UInt16)] = [:]
+    /// Where `send` composes a DATA body (session id + client frame); one, reused.
+    private let scratch: UnsafeMutableRawBufferPointer
+
+    public private(set) var malformedLinks = 0
+
+    public init(handler: CoreHandler, node: UInt32, clientMaxFrame: Int, logger: Logger) {
+        self.handler = handler
+        self.node = node
+        self.clientMaxFrame = clientMaxFrame
+        self.logger = logger
+        scratch = .allocate(byteCount: SessionID.size + clientMaxFrame, alignment: 8)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// An engine configuration for a core: `config` with room for DATA around the largest client frame.
+    public static func config(_ base: GatewayConfig, clientMaxFrame: Int) -> GatewayConfig {
+        var config = base
+        config.maxFrame = clientMaxFrame + LinkMessage.dataOverhead
+        return config
+    }
+
+    public func opened(_ connection: Connection) {
+        links[connection.id] = LinkState()
+    }
+
+    public func closed(_ connection: Connection, cause: CloseCause) {
+        guard let state = links.removeValue(forKey: connection.id) else { return }
+        for session in state.sessions { end(session, cause: UInt8(CloseCause.peer.rawValue)) }
+    }
+
+    public func received(_ frame: Frame, on connection: Connection) {
+        let message: LinkMessage
+        switch LinkMessage.decode(frame.bytes.baseAddress!, maxFrame: clientMaxFrame) {
+        case .success(let m): message = m
+        case .failure(let error): return malformed(connection, "\(error)")
+        }
+        let helloDone = links[connection.id]?.hello != nil
+        switch message {
+        case .hello(let hello):
+            guard !helloDone else { return malformed(connection, "second HELLO") }
+            answerHello(hello, on: connection)
+        case _ where !helloDone:
+            malformed(connection, "\(message) before HELLO")
+        case .heartbeat:
+            connection.forward(frame)
+        case .opened(let id, let number, let peer):
+            if sessionLinks[id] != nil { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
+            sessionLinks[id] = (connection, number)
+            links[connection.id]?.sessions.insert(id)
+            handler.opened(CoreSession(id: id, link: connection, server: self), peer: peer)
+        case .data(let id, let length):
+            guard sessionLinks[id] != nil else { return }  // never announced, or already closed
+            let inner = UnsafeRawBufferPointer(rebasing: frame.bytes[LinkMessage.dataOverhead...])
+            precondition(inner.count == Int(length))
+            handler.received(frame, clientFrame: inner, from: CoreSession(id: id, link: connection, server: self))
+        case .closed(let id, let cause):
+            if sessionLinks[id] != nil { end(id, cause: cause) }
+        case .linkDown(let downNode, let number):
+            let gone = sessionLinks.filter { $0.key.node == downNode && $0.value.number == number }.map(\.key)
+            for id in gone { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
+        }
+    }
+
+    private func answerHello(_ hello: LinkMessage.Hello, on connection: Connection) {
+        var status = LinkMessage.HelloStatus.accepted
+        if hello.version != LinkMessage.version {
+            status = .unsupportedVersion
+        } else if hello.role != NodeRole.access.rawValue && hello.role != NodeRole.aggregation.rawValue {
+            status = .roleRefused
+        }
+        var answer = LinkMessage.Hello(role: .core, node: node, link: hello.link,
+                                       heartbeatMilliseconds: hello.heartbeatMilliseconds)
+        answer.status = status.rawValue
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            LinkMessage.hello(answer).encode(into: raw.baseAddress!)
+            connection.send(FrameHeader(decoding: raw.baseAddress!),
+                            body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(raw)[FrameHeader.size...]))
+        }
+        if status != .accepted {
+            logger.warning("refusing link from node \(hello.node): \(status) (version \(hello.version), role \(hello.role))")
+            connection.close()
+            return
+        }
+        links[connection.id]?.hello = hello
+        logger.info("link up from node \(hello.node), link \(hello.link)")
+    }
+
+    private func malformed(_ connection: Connection, _ why: String) {
+        malformedLinks += 1
+        logger.warning("closing link \(connection.id): \(why)")
+        connection.close()
+    }
+
+    private func end(_ id: SessionID, cause: UInt8) {
+        guard let entry = sessionLinks.removeValue(forKey: id) else { return }
+        links[entry.link.id]?.sessions.remove(id)
+        handler.closed(CoreSession(id: id, link: entry.link, server: self), cause: cause)
+    }
+
+    // MARK: from CoreSession
+
+    func sendData(_ header: FrameHeader, body: UnsafeRawBufferPointer, to session: CoreSession) {
+        let length = FrameHeader.size + body.count
+        precondition(length <= clientMaxFrame, "frame of \(length) bytes over max_frame")
+        var h = header
+        h.length = UInt32(length)
+        let p = scratch.baseAddress!
+        session.id.encode(into: p)
+        h.encode(into: p + SessionID.size)
+        if body.count > 0 { (p + SessionID.size + FrameHeader.size).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+        session.link.send(FrameHeader(length: 0, seq: 0, cmd: LinkMessage.Command.data),
+                          body: UnsafeRawBufferPointer(start: p, count: SessionID.size + length))
+    }
+
+    func closeSession(_ session: CoreSession) {
+        guard sessionLinks[session.id] != nil else { return }
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            LinkMessage.closed(session.id, cause: 0).encode(into: raw.baseAddress!)
+            session.link.send(FrameHeader(length: 0, seq: 0, cmd: LinkMessage.Command.closed),
+                              body: UnsafeRawBufferPointer(start: raw.baseAddress! + FrameHeader.size, count: 16))
+        }
+        end(session.id, cause: Self.upstreamCause)
+    }
+
+    /// The close cause of docs/LINK.md for a close the core asked for.
+    public static let upstreamCause: UInt8 = 8
+}
