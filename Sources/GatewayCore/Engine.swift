@@ -117,10 +117,11 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         })
     }
 
-    /// Runs on liburcu's call_rcu thread: releases everything the connection
+    /// Runs on liburcu's call_rcu thread (or on Monitor for a link that never
+    /// connected, which no other thread saw): releases everything the connection
     /// held, closes the descriptor (only now may its number be reused) and
     /// returns the slot with a new generation.
-    private func reclaim(_ s: UnsafeMutablePointer<ConnectionSlot>) {
+    func reclaim(_ s: UnsafeMutablePointer<ConnectionSlot>) {
         let index = UInt32((UnsafeMutableRawPointer(s) - UnsafeMutableRawPointer(table.slot(0))) / table.bytesPerSlot)
         for ring in [table.receiveRing(index), table.sendRing(index)] {
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
@@ -136,6 +137,10 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         s.pointee.dealOffset = 0
         s.pointee.writeOffset = 0
         s.pointee.opened = false
+        s.pointee.routed = false
+        s.pointee.waiting = false
+        s.pointee.blocksLink = false
+        s.pointee.kind = SlotKind.client.rawValue
         s.pointee.lingerTimed = false
         s.generation.wrappingIncrement(ordering: .releasing)
         s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)

@@ -25,6 +25,11 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         precondition(monitor == nil, "Gateway.start() called twice")
         let listener = try Listener(host: config.host, port: config.port, backlog: config.backlog)
         port = listener.port
+        if let uplinks = engine.deal.uplinks {
+            uplinks.node = config.effectiveNodeID(port: port)
+            let servers = config.upstream.map(\.description).joined(separator: ",")
+            engine.logger.info("node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
+        }
         let monitor = try MonitorThread(engine: engine, listener: listener)
         self.monitor = monitor
         let engine = engine

@@ -40,7 +40,38 @@ public struct GatewayConfig: Sendable, Equatable {
     /// (stragglers are then closed; the whole stop stays under drain_timeout + 1 s).
     public var drainTimeout = 3
 
+    /// Upstream servers (core or aggregation) the access role forwards to; empty:
+    /// frames go to the in-process handler instead.
+    public var upstream: [Upstream] = []
+    /// Links to each upstream server.
+    public var upstreamLinks = 2
+    /// This node's id in session ids (docs/LINK.md); nil: derived from host and port.
+    public var nodeID: UInt32?
+    /// Milliseconds between heartbeats on a link; 3 missed ones close it.
+    public var linkHeartbeatMilliseconds = 1000
+    /// Cap of a link's reconnect back-off, in milliseconds (it starts at 1/16 of it and doubles).
+    public var linkRetryMaxMilliseconds = 1000
+
     public init() {}
+
+    /// One upstream server's address.
+    public struct Upstream: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// The node id in effect: the configured one, or a hash of the listening address.
+    public func effectiveNodeID(port actual: Int) -> UInt32 {
+        if let nodeID { return nodeID }
+        var hash: UInt32 = 2_166_136_261  // FNV-1a: stable across runs and builds
+        for byte in "\(host):\(actual)".utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return hash
+    }
 
     /// Allowed ranges, keyed by the configuration key (the YAML / environment spelling).
     public static var ranges: [(key: String, range: ClosedRange<Int>, path: WritableKeyPath<GatewayConfig, Int>)] {
@@ -56,6 +87,9 @@ public struct GatewayConfig: Sendable, Equatable {
         ("inline_bytes", 0...(1 << 30), \.inlineBytes),
         ("backlog", 1...65535, \.backlog),
         ("drain_timeout", 0...60, \.drainTimeout),
+        ("upstream_links", 1...64, \.upstreamLinks),
+        ("link_heartbeat_ms", 10...60_000, \.linkHeartbeatMilliseconds),
+        ("link_retry_max_ms", 10...60_000, \.linkRetryMaxMilliseconds),
         ]
     }
 
@@ -68,6 +102,10 @@ public struct GatewayConfig: Sendable, Equatable {
         if ringCapacity & (ringCapacity - 1) != 0 {
             throw ConfigError(key: "ring_capacity", value: String(ringCapacity),
                               allowed: "a power of two in 4...4096")
+        }
+        if upstream.count * upstreamLinks > 1024 {
+            throw ConfigError(key: "upstream", value: "\(upstream.count) servers x \(upstreamLinks) links",
+                              allowed: "at most 1024 links in all")
         }
         if host.isEmpty {
             throw ConfigError(key: "host", value: "", allowed: "an IPv4 address such as 127.0.0.1")

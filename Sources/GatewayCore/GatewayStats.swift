@@ -16,6 +16,8 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case handler
     /// The gateway is stopping.
     case shutdown
+    /// The upstream (core) asked for it with CLOSED.
+    case upstream
 
     public var description: String {
         switch self {
@@ -27,6 +29,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .ioError: "io_error"
         case .handler: "handler"
         case .shutdown: "shutdown"
+        case .upstream: "upstream"
         }
     }
 }
@@ -39,6 +42,19 @@ public struct GatewayStats: Sendable, Equatable {
     public var framesOut: UInt64 = 0
     public var bytesIn: UInt64 = 0
     public var bytesOut: UInt64 = 0
+    /// Links to upstream servers that are up (HELLO answered), and link closes.
+    public var linksUp: UInt64 = 0
+    public var linkCloses: UInt64 = 0
+    /// Client frames sent up as DATA, and DATA frames delivered down to clients.
+    public var forwardedUp: UInt64 = 0
+    public var forwardedDown: UInt64 = 0
+    /// Client frames answered by the gateway itself: no link up / a reserved command.
+    public var noUpstreamReplies: UInt64 = 0
+    public var reservedCommandReplies: UInt64 = 0
+    /// Downward messages for an unknown or closed session, dropped.
+    public var staleDrops: UInt64 = 0
+    /// Link frames that broke the link protocol (the link was closed).
+    public var linkMalformed: UInt64 = 0
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

@@ -4,8 +4,16 @@ import CURCU
 /// Life of a slot: free -> open -> closing (a close was requested, the cause is
 /// set) -> detached (Monitor unregistered it) -> reclaiming (Deal told the
 /// handler and handed the slot to liburcu; after a grace period it is free).
+/// An outbound link starts in `connecting` (Monitor owns it) and becomes `open` when connected.
 enum SlotState: UInt8 {
-    case free = 0, open, closing, detached, reclaiming
+    case free = 0, open, closing, detached, reclaiming, connecting
+}
+
+/// What a slot holds.
+enum SlotKind: UInt8 {
+    case client = 0
+    /// A link this node opened to an upstream server (docs/LINK.md).
+    case uplink = 1
 }
 
 /// One connection's fixed-size record in the connection table. Fields are
@@ -43,6 +51,9 @@ struct ConnectionSlot {
     var fd: Int32
     var peerAddress: UInt32
     var peerPort: UInt16
+    /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
+    var kind: UInt8
+    var linkPosition: UInt16
 
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
@@ -55,6 +66,17 @@ struct ConnectionSlot {
     // Deal's.
     var dealOffset: UInt32
     var opened: Bool
+    /// Forwarding clients: `route` is the link the session was announced on (OPENED sent) when `routed`.
+    var routed: Bool
+    var route: UInt64
+    /// Forwarding clients waiting for room on link `waitPosition`: a doubly linked list per link.
+    var waiting: Bool
+    var waitPosition: UInt16
+    var waitPrev: UInt32
+    var waitNext: UInt32
+    /// A link's dealing paused because this client's send ring was full; dealing this client resumes it.
+    var blocksLink: Bool
+    var blockedLinkPosition: UInt16
 
     // Send's.
     var writeOffset: UInt32

@@ -5,6 +5,9 @@ import Atomics
 final class Counters: @unchecked Sendable {  // every field is an atomic
     enum Name: Int, CaseIterable {
         case accepted, framesIn, framesOut, bytesIn, bytesOut
+        // Deal's: links and forwarding.
+        case linksUp, linkCloses, forwardedUp, forwardedDown, noUpstreamReplies, reservedCommandReplies
+        case staleDrops, linkMalformed
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -28,6 +31,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         a.store(a.load(ordering: .relaxed) &+ n, ordering: .relaxed)
     }
 
+    /// A gauge, from its owning thread.
+    func set(_ name: Name, _ value: UInt64) { atomic(name.rawValue).store(value, ordering: .relaxed) }
+
     /// Closes are counted by Deal (at finalisation) and Monitor (over capacity): one atomic add.
     func addClose(_ cause: CloseCause) {
         atomic(Counters.closeBase + cause.rawValue).wrappingIncrement(ordering: .relaxed)
@@ -41,6 +47,15 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.framesOut = atomic(Name.framesOut.rawValue).load(ordering: .relaxed)
         s.bytesIn = atomic(Name.bytesIn.rawValue).load(ordering: .relaxed)
         s.bytesOut = atomic(Name.bytesOut.rawValue).load(ordering: .relaxed)
+        func load(_ n: Name) -> UInt64 { atomic(n.rawValue).load(ordering: .relaxed) }
+        s.linksUp = load(.linksUp)
+        s.linkCloses = load(.linkCloses)
+        s.forwardedUp = load(.forwardedUp)
+        s.forwardedDown = load(.forwardedDown)
+        s.noUpstreamReplies = load(.noUpstreamReplies)
+        s.reservedCommandReplies = load(.reservedCommandReplies)
+        s.staleDrops = load(.staleDrops)
+        s.linkMalformed = load(.linkMalformed)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

@@ -8,25 +8,27 @@ import Logging
 /// only producer of every send ring, and the only caller of the handler.
 final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
-    private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
-    private let pool: ChunkPool
+    unowned(unsafe) let engine: Engine
+    let table: ConnectionTable
+    let pool: ChunkPool
     private let handler: GatewayHandler
 
     /// The connection being dealt with and its reply waiting to be pushed:
     /// replies that follow one another in memory (an echoed run of frames)
     /// leave as one descriptor.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
-    @exclusivity(unchecked) private var current = DealStage.noConnection
+    @exclusivity(unchecked) var current = DealStage.noConnection
     private static let noConnection = ConnectionID(index: .max, generation: .max)
-    @exclusivity(unchecked) private var pending: FrameDescriptor?
-    @exclusivity(unchecked) private var pushedToCurrent = false
+    @exclusivity(unchecked) var pending: FrameDescriptor?
+    @exclusivity(unchecked) var pushedToCurrent = false
     /// Replies queued since the counters were last updated (once per batch, not per frame).
-    @exclusivity(unchecked) private var repliesQueued: UInt64 = 0
+    @exclusivity(unchecked) var repliesQueued: UInt64 = 0
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// Where replies the handler composes are written; retired when full.
-    @exclusivity(unchecked) private var outBlock: Chunk?
+    @exclusivity(unchecked) var outBlock: Chunk?
+    /// The access role's links, when the gateway forwards upstream instead of calling the handler.
+    let uplinks: Uplinks?
     @exclusivity(unchecked) private var outUsed = 0
 
     init(engine: Engine) {
@@ -35,15 +37,26 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         pool = engine.pool
         handler = engine.handler
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
+        let config = engine.config
+        if config.upstream.isEmpty {
+            uplinks = nil
+        } else {
+            uplinks = Uplinks(count: config.upstream.count * config.upstreamLinks, node: 0,
+                              heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / config.tickMilliseconds))
+            input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
+        }
     }
 
     deinit {
         if let outBlock { pool.release(outBlock) }
     }
 
-    func advanceTimers(to tick: UInt64) {}
+    func advanceTimers(to tick: UInt64) {
+        if let uplinks { tickLinks(tick, uplinks) }
+    }
 
     func batchDone() {
+        if let uplinks, !uplinks.dirty.isEmpty { flushLinks(uplinks) }
         if repliesQueued > 0 {
             engine.counters.add(.framesOut, repliesQueued)
             repliesQueued = 0
@@ -56,14 +69,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         input.openGate(s)
         switch s.state {
         case .detached: finalize(id, s)
-        case .open: deal(id, s)
+        case .open:
+            if let uplinks, s.pointee.kind == SlotKind.uplink.rawValue { dealUplink(id, s, uplinks) } else { deal(id, s) }
         default: break
         }
     }
 
     private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let connection = Connection(id: id, deal: self)
-        if !s.pointee.opened {
+        if let uplinks {
+            if s.pointee.waiting { return }  // dealt again when its link has room
+            resumeBlockedLink(s, uplinks)
+        } else if !s.pointee.opened {
             s.pointee.opened = true
             handler.opened(connection)
         }
@@ -91,6 +108,11 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                                   descriptor: FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset), length: header.length))
                 if header.cmd == ReservedCommand.heartbeat {
                     connection.forward(frame)
+                } else if let uplinks {
+                    if !forwardUp(frame, id, s, uplinks) {
+                        s.pointee.dealOffset = UInt32(offset)
+                        break outer
+                    }
                 } else {
                     handler.received(frame, on: connection)
                 }
@@ -106,11 +128,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         flushPending()
         current = DealStage.noConnection
         if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send) }
-        // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-            engine.receive.input.post(s, id)
-        }
+        resumeReceive(id, s)
         if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
             let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
@@ -118,9 +136,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
+    /// Receive paused reading because the receive ring was full; Deal has made room.
+    func resumeReceive(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        // Pairs with Receive's store-then-check in readUntilDrained: both sides fence.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if s.flag(\.receivePaused), s.atomic(\.receivePaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
+            engine.receive.input.post(s, id)
+        }
+    }
+
     /// The send ring is nearly full. If the client is not reading either, it is a
     /// slow consumer and is closed; otherwise dealing pauses until Send makes room.
-    private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+    func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
         if ring.freeCount >= 2 { return true }
         if s.flag(\.writeBlocked) {
@@ -142,7 +169,16 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
         let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
-        if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
+        if let uplinks {
+            if s.pointee.kind == SlotKind.uplink.rawValue {
+                uplinkClosed(id, s, uplinks)
+                engine.scheduleReclaim(s)
+                return
+            }
+            forwardClose(id, s, cause: cause, uplinks)
+        } else if s.pointee.opened {
+            handler.closed(Connection(id: id, deal: self), cause: cause)
+        }
         engine.counters.addClose(cause)
         engine.scheduleReclaim(s)
     }
@@ -193,7 +229,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.send.input.post(s, id)
     }
 
-    private func reserve(_ length: Int) -> (Chunk, Int) {
+    func reserve(_ length: Int) -> (Chunk, Int) {
         if length > ChunkPool.blockCapacity { return (pool.allocate(capacity: length), 0) }
         if let block = outBlock, block.capacity - outUsed >= length {
             defer { outUsed += length }
@@ -206,14 +242,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         return (fresh, 0)
     }
 
-    private func flushPending() {
+    func flushPending() {
         guard let d = pending else { return }
         pending = nil
         push(d, current, table.slot(current.index))
         pushedToCurrent = true
     }
 
-    private func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+    func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         if !table.sendRing(id.index).push(d) {
             // More replies to one frame than the ring holds: the bound is the policy.
             pool.release(d.chunk)

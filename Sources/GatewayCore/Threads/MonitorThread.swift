@@ -26,13 +26,16 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private let stopRequested = ManagedAtomic<Bool>(false)
     private var drainDeadline: UInt64?
     private var forcedClose = false
+    /// Outbound links, when the gateway forwards upstream.
+    private let connector: LinkConnector?
 
-    init(engine: Engine, listener: Listener) throws(SocketError) {
+    init(engine: Engine, listener: Listener) throws {
         self.engine = engine
         table = engine.table
         poller = engine.poller
         self.listener = listener
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
+        connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
         try poller.addListener(fd: listener.fd, token: Self.listenerToken)
     }
 
@@ -46,6 +49,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         gw_rcu_register_thread()
         defer { gw_rcu_unregister_thread() }
         nextTickAt = MonotonicClock.nanoseconds() &+ tickNanoseconds
+        connector?.connectDue(now: MonotonicClock.nanoseconds())
         // Close requests ring the poller only while Monitor has announced it sleeps there.
         let bell = engine.closeRequests.doorbell
         while true {
@@ -71,7 +75,15 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Readiness of one connection, handed to the stage that acts on it.
     private func dispatch(_ id: ConnectionID, _ events: PollEvents) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
+        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        if s.state == .connecting, let connector {
+            guard connector.connectCompleted(id, s, now: MonotonicClock.nanoseconds()) else { return }
+            // Deal sends HELLO; Receive reads whatever the upstream sends first.
+            engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
+            engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
+            return
+        }
+        guard s.state == .open else { return }
         if events.contains(.readable) {
             if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
             if engine.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
@@ -148,6 +160,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.state == .closing else { return }
         poller.remove(fd: s.pointee.fd)
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
+        if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
+            let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
+            connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
+        }
         s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
         engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
     }
@@ -160,6 +176,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         tick &+= 1 &+ (now - nextTickAt) / tickNanoseconds
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
+        connector?.connectDue(now: now)
         if acceptPaused, let listener {
             acceptPaused = false
             try? poller.addListener(fd: listener.fd, token: Self.listenerToken)

@@ -1,0 +1,149 @@
+import CLinux
+import Glibc
+import Logging
+
+/// Monitor's: the outbound links (upstream servers x links per server), as
+/// muduo's Connector: connect without blocking, report the outcome, and after a
+/// failure or a close retry with exponential back-off and jitter, capped at
+/// `link_retry_max_ms`. A connected link is a slot like a client's; Deal speaks
+/// the link protocol on it.
+final class LinkConnector {
+    private enum State {
+        case waiting(until: UInt64)
+        case connecting(ConnectionID)
+        case open(ConnectionID)
+    }
+
+    private unowned(unsafe) let engine: Engine
+    private let targets: [(address: sockaddr_in, name: String)]
+    private let linksPerServer: Int
+    private var states: [State]
+    private var backoff: [UInt64]
+    /// Down was logged since the link last connected: retries stay quiet.
+    private var reportedDown: [Bool]
+    private let baseBackoff: UInt64
+    private let maxBackoff: UInt64
+    private var random = SystemRandomNumberGenerator()
+
+    init(engine: Engine) throws(ConfigError) {
+        self.engine = engine
+        let config = engine.config
+        var targets: [(sockaddr_in, String)] = []
+        for upstream in config.upstream {
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(upstream.port).bigEndian)
+            guard inet_pton(AF_INET, upstream.host, &addr.sin_addr) == 1 else {
+                throw ConfigError(key: "upstream", value: "\(upstream)", allowed: "IPv4 HOST:PORT")
+            }
+            targets.append((addr, "\(upstream)"))
+        }
+        self.targets = targets
+        linksPerServer = config.upstreamLinks
+        let count = targets.count * linksPerServer
+        maxBackoff = UInt64(config.linkRetryMaxMilliseconds) * 1_000_000
+        baseBackoff = max(maxBackoff / 16, 1_000_000)
+        states = Array(repeating: .waiting(until: 0), count: count)
+        backoff = Array(repeating: baseBackoff, count: count)
+        reportedDown = Array(repeating: false, count: count)
+    }
+
+    var count: Int { states.count }
+
+    func name(_ position: Int) -> String { "link \(position) to \(targets[position / linksPerServer].name)" }
+
+    /// Each tick: links whose back-off is over connect again (not while stopping).
+    func connectDue(now: UInt64) {
+        guard !engine.isStopping else { return }
+        for position in states.indices {
+            if case .waiting(let until) = states[position], now >= until { connect(position, now: now) }
+        }
+    }
+
+    private func connect(_ position: Int, now: UInt64) {
+        guard let index = engine.table.allocate() else {
+            retry(position, now: now, why: "no free slot (max_connections)")
+            return
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            engine.table.release(index)
+            retry(position, now: now, why: "\(SocketError("socket", gw_errno()))")
+            return
+        }
+        var one: Int32 = 1
+        if setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            engine.logger.warning("\(name(position)): TCP_NODELAY: \(SocketError("setsockopt", gw_errno()))")
+        }
+        let s = engine.table.slot(index)
+        s.pointee.fd = fd
+        var address = targets[position / linksPerServer].address
+        s.pointee.peerAddress = address.sin_addr.s_addr
+        s.pointee.peerPort = UInt16(bigEndian: address.sin_port)
+        s.pointee.kind = SlotKind.uplink.rawValue
+        s.pointee.linkPosition = UInt16(position)
+        // The poll backend watches for writability while this is set: that is how a connect completes.
+        s.atomic(\.writeBlocked).store(1, ordering: .relaxed)
+        let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+        s.atomic(\.state).store(SlotState.connecting.rawValue, ordering: .releasing)
+        states[position] = .connecting(id)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let e = rc == 0 ? 0 : gw_errno()
+        guard rc == 0 || e == EINPROGRESS else { return fail(id, s, now: now, why: "\(SocketError("connect", e))") }
+        do {
+            try engine.poller.addConnection(fd: fd, token: id.packed)
+        } catch {
+            return fail(id, s, now: now, why: "\(error)")
+        }
+    }
+
+    /// Monitor saw a connecting link's socket writable (or failed): the connect's outcome.
+    func connectCompleted(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64) -> Bool {
+        var error: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(s.pointee.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 { error = gw_errno() }
+        guard error == 0 else {
+            fail(id, s, now: now, why: "\(SocketError("connect", error))")
+            return false
+        }
+        let position = Int(s.pointee.linkPosition)
+        states[position] = .open(id)
+        reportedDown[position] = false
+        s.atomic(\.writeBlocked).store(0, ordering: .relaxed)
+        s.atomic(\.readArmed).store(1, ordering: .relaxed)
+        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        engine.logger.debug("\(name(position)): connected")
+        return true
+    }
+
+    /// A connected link closed (Monitor detached it): reconnect after the back-off.
+    /// A link that reached `open` starts again from the shortest back-off.
+    func closed(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, cause: CloseCause) {
+        let position = Int(s.pointee.linkPosition)
+        guard case .open = states[position] else { return }
+        backoff[position] = baseBackoff
+        retry(position, now: now, why: "closed (\(cause))")
+    }
+
+    /// The connect failed: the slot, seen by no other thread, is reset and freed here.
+    private func fail(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, why: String) {
+        engine.poller.remove(fd: s.pointee.fd)
+        let position = Int(s.pointee.linkPosition)
+        engine.reclaim(s)
+        retry(position, now: now, why: why)
+    }
+
+    private func retry(_ position: Int, now: UInt64, why: String) {
+        if !reportedDown[position] {
+            reportedDown[position] = true
+            engine.logger.warning("\(name(position)) down: \(why); retrying every \(maxBackoff / 1_000_000) ms at most")
+        }
+        let delay = backoff[position]
+        backoff[position] = min(delay * 2, maxBackoff)
+        // Jitter of +-25% keeps links of many nodes from reconnecting in step after an upstream restart.
+        let jitter = delay / 2 > 0 ? UInt64.random(in: 0..<(delay / 2), using: &random) : 0
+        states[position] = .waiting(until: now &+ delay &- delay / 4 &+ jitter)
+    }
+}

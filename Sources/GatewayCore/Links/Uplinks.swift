@@ -1,0 +1,46 @@
+/// Deal's view of the outbound links (one entry per configured link position):
+/// which connection holds each, whether its HELLO was answered, the link
+/// output not yet on its send ring, and the clients waiting for room on it.
+/// Owned by the Deal stage alone.
+final class Uplinks {
+    struct Link {
+        var id: ConnectionID?
+        var up = false
+        /// Composed link output that later messages may extend (they are written
+        /// back to back in Deal's reply block); pushed at the end of the batch. One
+        /// ring entry is always kept free for it.
+        var pending: FrameDescriptor?
+        var lastHeard: UInt64 = 0
+        var lastBeat: UInt64 = 0
+        /// Clients waiting for room, a list through their slots' waitPrev / waitNext.
+        var waitHead = Uplinks.none
+        var waitTail = Uplinks.none
+    }
+
+    static let none = UInt32.max
+    var links: [Link]
+    var upCount = 0
+    private var cursor = 0
+    /// Positions with a pending descriptor.
+    var dirty: [Int] = []
+    /// Set by Gateway.start before the threads run (it may depend on the bound port).
+    var node: UInt32
+    let heartbeatTicks: UInt64
+
+    init(count: Int, node: UInt32, heartbeatTicks: UInt64) {
+        links = Array(repeating: Link(), count: count)
+        dirty.reserveCapacity(count)
+        self.node = node
+        self.heartbeatTicks = max(1, heartbeatTicks)
+    }
+
+    /// The next link that is up, round-robin, or nil when none is.
+    func nextUp() -> Int? {
+        guard upCount > 0 else { return nil }
+        for _ in 0..<links.count {
+            cursor = cursor + 1 == links.count ? 0 : cursor + 1
+            if links[cursor].up { return cursor }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+import Glibc
+import XCTest
+@_spi(Benchmarks) @testable import GatewayCore
+
+/// Runs examples/echo_core.py (an echo core written from docs/LINK.md alone) and speaks
+/// the link protocol to it with the Swift codec, so the spec, the codec and the example agree.
+/// Every socket read has a timeout (TestClient sets SO_RCVTIMEO) and the process is always
+/// stopped in tearDown, so a broken script fails the test instead of hanging it.
+final class EchoCorePythonTests: XCTestCase {
+    private var process: Process?
+    private var stdout: Pipe?
+    private var stdoutBuffer: [UInt8] = []
+    private var port = 0
+    private let maxFrame = 1 << 20
+    private let heartbeatMs: UInt32 = 30_000  // long: the core must never time a test link out
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        guard let python = Self.findExecutable("python3") else { throw XCTSkip("python3 not found") }
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let p = Process()
+        p.executableURL = python
+        p.arguments = [root.appendingPathComponent("examples/echo_core.py").path,
+                       "--host", "127.0.0.1", "--port", "0"]
+        let pipe = Pipe()
+        p.standardOutput = pipe  // stderr is inherited: the script's log lines show in the test output
+        try p.run()
+        process = p
+        stdout = pipe
+        let line = try XCTUnwrap(readLine(timeout: 15), "echo_core.py printed no listening line")
+        let prefix = "echo_core listening on 127.0.0.1:"
+        XCTAssertTrue(line.hasPrefix(prefix), line)
+        port = try XCTUnwrap(Int(line.dropFirst(prefix.count)), line)
+        XCTAssertGreaterThan(port, 0)
+    }
+
+    override func tearDown() {
+        if let p = process, p.isRunning {
+            kill(p.processIdentifier, SIGTERM)
+            if !waitUntil(seconds: 5, { !p.isRunning }) {
+                kill(p.processIdentifier, SIGKILL)
+                p.waitUntilExit()
+            }
+        }
+        process = nil
+        stdout = nil
+        super.tearDown()
+    }
+
+    // MARK: - Tests
+
+    func testHelloIsAnsweredAndHeartbeatEchoed() throws {
+        let link = try openLink(node: 7, link: 5)
+        let heartbeat = encoded(.heartbeat)
+        XCTAssertTrue(link.echoes(heartbeat))
+        XCTAssertTrue(link.echoes(heartbeat), "every heartbeat is answered, not just the first")
+    }
+
+    func testDataIsEchoedByteForByteInOrderPerSession() throws {
+        let link = try openLink(node: 7, link: 0)
+        let sessions = (0..<10).map { session(node: 7, UInt32($0)) }
+        try link.send(sessions.flatMap { opened($0, link: 0) })
+
+        // 200 DATA frames, 20 per session, interleaved, with bodies from empty to 70 KB.
+        var random = TestRandom(seed: 42)
+        let sizes = [0, 1, 17, 100, 1000, 4096, 20_000, 70_000]
+        var sent: [SessionID: [[UInt8]]] = [:]
+        var stream: [UInt8] = []
+        for n in 0..<200 {
+            let s = sessions[n % sessions.count]
+            let client = TestClient.frame(seq: UInt32(n), cmd: UInt16(1 + n % 5), uid: UInt32(n % 10),
+                                          bodySize: sizes[random.below(sizes.count)])
+            let frame = data(s, client)
+            sent[s, default: []].append(frame)
+            stream += frame
+        }
+        // One coalesced buffer, sent in writes as big as the socket takes while the replies are read.
+        let reply = try XCTUnwrap(link.exchange(stream, expect: stream.count, timeoutSeconds: 30),
+                                  "the echoes of 200 DATA frames did not all come back")
+        var received: [SessionID: [[UInt8]]] = [:]
+        for frame in try cut(reply) {
+            guard case .data(let s, let inner)? = decode(frame) else { return XCTFail("not a DATA reply") }
+            XCTAssertEqual(Int(inner), frame.count - LinkMessage.dataOverhead)
+            received[s, default: []].append(frame)
+        }
+        XCTAssertEqual(received.count, sessions.count)
+        for s in sessions { XCTAssertTrue(received[s] == sent[s], "session \(s): replies differ or out of order") }
+
+        // A few frames written one byte at a time: framing must not depend on read boundaries.
+        for i in 0..<3 {
+            let frame = data(sessions[i], TestClient.frame(seq: UInt32(1000 + i), bodySize: 40 + i))
+            for byte in frame { try link.send([byte]) }
+            XCTAssertEqual(link.receiveFrame(), frame, "byte-at-a-time DATA \(i)")
+        }
+    }
+
+    func testUnsupportedVersionAndCoreRoleAreRefusedAndClosed() throws {
+        for (version, role, status) in [(UInt16(2), NodeRole.access, UInt32(1)), (1, .core, 2)] {
+            let link = try TestClient(port: port)
+            try link.send(hello(version: version, role: role, node: 7, link: 3))
+            let answer = try XCTUnwrap(link.receiveFrame(), "no HELLO answer to version \(version) role \(role)")
+            XCTAssertEqual(decode(answer), .hello(LinkMessage.Hello(
+                status: status, role: .core, node: 1, link: 3, heartbeatMilliseconds: heartbeatMs)))
+            XCTAssertTrue(link.isClosedByPeer(), "link not closed after refusing version \(version) role \(role)")
+        }
+    }
+
+    func testMalformedFrameClosesThatLinkOnly() throws {
+        let good = try openLink(node: 8, link: 0)
+        let s = session(node: 8, 1)
+        try good.send(opened(s, link: 0))
+        let probe = data(s, TestClient.frame(seq: 1, bodySize: 10))
+        XCTAssertTrue(good.echoes(probe))
+
+        var wrongInner = data(s, TestClient.frame(seq: 2, bodySize: 10))
+        withUnsafeBytes(of: UInt32(29).bigEndian) { wrongInner.replaceSubrange(30..<34, with: $0) }
+        var longHello = hello(node: 9, link: 0) + [0]
+        withUnsafeBytes(of: UInt32(33).bigEndian) { longHello.replaceSubrange(0..<4, with: $0) }
+        let cases: [(name: String, bytes: [UInt8], afterHello: Bool)] = [
+            ("length 17", TestClient.rawHeader(length: 17), true),
+            ("DATA with a wrong inner length", wrongInner, true),
+            ("length above max_frame + 30", TestClient.rawHeader(length: UInt32(maxFrame + 31)), true),
+            ("unknown command 0xFF16", TestClient.frame(seq: 0, cmd: 0xFF16, uid: 0, bodySize: 0), true),
+            ("HEARTBEAT before HELLO", encoded(.heartbeat), false),
+            ("HELLO of length 33", longHello, false),
+        ]
+        for c in cases {
+            let bad = c.afterHello ? try openLink(node: 9, link: 0) : try TestClient(port: port)
+            try bad.send(c.bytes)
+            XCTAssertTrue(bad.isClosedByPeer(), "link not closed after \(c.name)")
+            XCTAssertTrue(good.echoes(probe), "the other link stopped working after \(c.name)")
+        }
+    }
+
+    func testSummaryOnSigtermCountsSessionsAndData() throws {
+        // A: an access node's link with 6 sessions; 2 get CLOSED.
+        let a = try openLink(node: 7, link: 0)
+        let aSessions = (0..<6).map { session(node: 7, UInt32($0)) }
+        try a.send(aSessions.flatMap { opened($0, link: 0) })
+        // B: an aggregation server's link carrying node 8 link 1 (4 sessions, ended by LINK_DOWN),
+        // node 8 link 2 and node 9 link 1 (which LINK_DOWN of node 8 link 1 must leave alone).
+        let b = try openLink(node: 20, link: 0, role: .aggregation)
+        let down = (0..<4).map { session(node: 8, UInt32($0)) }
+        let kept = [(session(node: 8, 10), UInt16(2)), (session(node: 9, 0), 1), (session(node: 9, 1), 1)]
+        try b.send(down.flatMap { opened($0, link: 1) } + kept.flatMap { opened($0.0, link: $0.1) })
+        // C: 2 sessions on a link that then closes for a malformed frame.
+        let c = try openLink(node: 30, link: 0)
+        let cSessions = (0..<2).map { session(node: 30, UInt32($0)) }
+        try c.send(cSessions.flatMap { opened($0, link: 0) })
+
+        var dataSent = 0
+        for (link, sessions) in [(a, aSessions), (b, down + kept.map { $0.0 }), (c, cSessions)] {
+            let frames = sessions.flatMap { s in (0..<3).flatMap { data(s, TestClient.frame(seq: $0, bodySize: 50)) } }
+            XCTAssertEqual(link.exchange(frames, expect: frames.count), frames)
+            dataSent += sessions.count * 3
+        }
+
+        try a.send(encoded(.closed(aSessions[0], cause: 0)) + encoded(.closed(aSessions[1], cause: 1)))
+        try a.send(encoded(.closed(session(node: 7, 99), cause: 0)))  // unknown: dropped, not counted
+        try a.send(data(aSessions[0], TestClient.frame(seq: 9, bodySize: 5)))  // closed session: dropped
+        try b.send(encoded(.linkDown(node: 8, link: 1)))
+        // Each link is handled in order, so a heartbeat's echo means everything before it was handled.
+        XCTAssertTrue(a.echoes(encoded(.heartbeat)), "expected the heartbeat echo, not the dropped DATA")
+        XCTAssertTrue(b.echoes(encoded(.heartbeat)))
+        XCTAssertTrue(b.echoes(data(kept[0].0, TestClient.frame(seq: 5, bodySize: 3))), "a kept session works")
+        dataSent += 1
+        try c.send(TestClient.rawHeader(length: 17))
+        XCTAssertTrue(c.isClosedByPeer())  // the core forgets C's sessions before it closes the socket
+
+        let p = try XCTUnwrap(process)
+        kill(p.processIdentifier, SIGTERM)
+        let openedCount = aSessions.count + down.count + kept.count + cSessions.count
+        let closedCount = 2 + down.count + cSessions.count
+        XCTAssertEqual(readLine(timeout: 10), "opened=\(openedCount) closed=\(closedCount) data=\(dataSent)")
+        XCTAssertTrue(waitUntil(seconds: 10) { !p.isRunning }, "echo_core.py did not exit on SIGTERM")
+        if !p.isRunning {
+            XCTAssertEqual(p.terminationReason, .exit)
+            XCTAssertEqual(p.terminationStatus, 0)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private static func findExecutable(_ name: String) -> URL? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(name)"
+            if access(candidate, X_OK) == 0 { return URL(fileURLWithPath: candidate) }
+        }
+        return nil
+    }
+
+    /// One line of the script's stdout, or nil when none arrives within `timeout` seconds.
+    private func readLine(timeout: Double) -> String? {
+        guard let fd = stdout?.fileHandleForReading.fileDescriptor else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if let newline = stdoutBuffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: stdoutBuffer[..<newline], as: UTF8.self)
+                stdoutBuffer.removeSubrange(...newline)
+                return line
+            }
+            let leftMs = Int32(deadline.timeIntervalSinceNow * 1000)
+            if leftMs <= 0 { return nil }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&pfd, 1, leftMs)
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { return nil }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            stdoutBuffer += chunk[..<n]
+        }
+    }
+
+    /// Connects a link and completes HELLO, checking the core's answer.
+    private func openLink(node: UInt32, link: UInt16, role: NodeRole = .access,
+                          file: StaticString = #filePath, line: UInt = #line) throws -> TestClient {
+        let client = try TestClient(port: port)
+        try client.send(hello(role: role, node: node, link: link))
+        let answer = try XCTUnwrap(client.receiveFrame(), "no HELLO answer", file: file, line: line)
+        XCTAssertEqual(decode(answer), .hello(LinkMessage.Hello(
+            status: 0, role: .core, node: 1, link: link, heartbeatMilliseconds: heartbeatMs)), file: file, line: line)
+        return client
+    }
+
+    private func session(node: UInt32, _ index: UInt32) -> SessionID {
+        SessionID(node: node, connection: ConnectionID(index: index, generation: index &* 7 &+ 1))
+    }
+
+    private func encoded(_ message: LinkMessage) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: message.encodedLength)
+        out.withUnsafeMutableBytes { message.encode(into: $0.baseAddress!) }
+        return out
+    }
+
+    private func hello(version: UInt16 = LinkMessage.version, role: NodeRole = .access,
+                       node: UInt32, link: UInt16) -> [UInt8] {
+        var h = LinkMessage.Hello(role: role, node: node, link: link, heartbeatMilliseconds: heartbeatMs)
+        h.version = version
+        return encoded(.hello(h))
+    }
+
+    private func opened(_ s: SessionID, link: UInt16) -> [UInt8] {
+        encoded(.opened(s, link: link, peer: PeerAddress(ipv4: inet_addr("10.1.2.3"), port: UInt16(40_000 + link))))
+    }
+
+    private func data(_ s: SessionID, _ clientFrame: [UInt8]) -> [UInt8] {
+        encoded(.data(s, clientFrameLength: UInt32(clientFrame.count))) + clientFrame
+    }
+
+    private func decode(_ frame: [UInt8]) -> LinkMessage? {
+        frame.withUnsafeBytes { try? LinkMessage.decode($0.baseAddress!, maxFrame: maxFrame).get() }
+    }
+
+    /// Splits a byte stream into whole frames by their length fields.
+    private func cut(_ stream: [UInt8]) throws -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        var at = 0
+        while at < stream.count {
+            XCTAssertGreaterThanOrEqual(stream.count - at, FrameHeader.size)
+            let length = Int(stream.withUnsafeBytes { FrameHeader.length(at: $0.baseAddress! + at) })
+            guard length >= FrameHeader.size, at + length <= stream.count else {
+                throw SocketError("cut: bad frame length \(length) at \(at)", 0)
+            }
+            frames.append(Array(stream[at..<(at + length)]))
+            at += length
+        }
+        return frames
+    }
+}

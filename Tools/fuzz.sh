@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in Fuzz/ with swiftc (not SwiftPM, so `swift test`
+# never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
+# on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
+#   Tools/fuzz.sh [seconds]
+# Prints the inputs each target ran; exits non-zero if a target crashed (the
+# crashing input is left in .build-fuzz/crash-NAME/, the log in .build-fuzz/NAME.log).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET=${1:-60}
+ROOT=$PWD
+OUT=.build-fuzz
+W=Sources/GatewayCore
+ATOMICS=.build/checkouts/swift-atomics/Sources
+mkdir -p "$OUT/mods/CLinux"
+
+if [ ! -d "$ATOMICS/Atomics" ]; then swift package resolve; fi
+
+# --- swift-atomics as a standalone module (cached) ---------------------------
+if [ ! -f "$OUT/mods/Atomics.swiftmodule" ] || [ ! -f "$OUT/Atomics.o" ] || [ ! -f "$OUT/AtomicsShims.o" ]; then
+    echo "== building Atomics"
+    mapfile -t ATOMICS_SRC < <(find "$ATOMICS/Atomics" -name '*.swift' | sort)
+    swiftc -parse-as-library -O -wmo -module-name Atomics -enable-experimental-feature BuiltinModule \
+        -I "$ATOMICS/_AtomicsShims/include" "${ATOMICS_SRC[@]}" \
+        -emit-module -emit-module-path "$OUT/mods/Atomics.swiftmodule" -c -o "$OUT/Atomics.o"
+    clang -O2 -c -I "$ATOMICS/_AtomicsShims/include" "$ATOMICS/_AtomicsShims/src/_AtomicsShims.c" -o "$OUT/AtomicsShims.o"
+fi
+# CLinux (for SpinLock's gw_cpu_relax, a static inline): a module map over the package's header.
+cat > "$OUT/mods/CLinux/module.modulemap" <<EOF
+module CLinux {
+  header "$ROOT/$W/../CLinux/include/clinux.h"
+  export *
+}
+EOF
+
+SWIFTC=(swiftc -sanitize=fuzzer,address -use-ld=lld -parse-as-library -O -g
+        -I "$OUT/mods" -I "$OUT/mods/CLinux" -I "$ATOMICS/_AtomicsShims/include")
+LINK=("$OUT/Atomics.o" "$OUT/AtomicsShims.o")
+
+echo "== building frame-fuzzer"; rm -f "$OUT/frame-fuzzer"
+"${SWIFTC[@]}" -module-name FuzzFrames \
+    $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/FrameAssembly.swift \
+    $W/Memory/Chunk.swift $W/Memory/ChunkPool.swift $W/Sync/SpinLock.swift \
+    Fuzz/FrameFuzzer.swift "${LINK[@]}" -o "$OUT/frame-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+[ -x "$OUT/frame-fuzzer" ] || { echo "frame-fuzzer build failed"; exit 2; }
+
+echo "== building link-fuzzer"; rm -f "$OUT/link-fuzzer"
+"${SWIFTC[@]}" -module-name FuzzLink \
+    $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift \
+    $W/Connections/ConnectionID.swift \
+    Fuzz/LinkFuzzer.swift -o "$OUT/link-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+[ -x "$OUT/link-fuzzer" ] || { echo "link-fuzzer build failed"; exit 2; }
+
+# --- seeds ----------------------------------------------------------------------
+# Big-endian helpers producing printf escapes.
+be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( ($1 >> 24) & 255 )) $(( ($1 >> 16) & 255 )) $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
+be16() { printf '\\x%02x\\x%02x' $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
+zeros() { local i; for ((i = 0; i < $1; i++)); do printf '\\x00'; done; }
+# hdr LENGTH SEQ CMD STATUS UID
+hdr() { be32 "$1"; be32 "$2"; be16 "$3"; be32 "$4"; be32 "$5"; }
+seed() { printf "$2" > "$1"; }  # seed FILE ESCAPES
+
+C="$OUT/corpus-frame"; mkdir -p "$C"
+seed "$C/seed-empty-body"  "$(hdr 18 1 1 0 7)"
+seed "$C/seed-body"        "$(hdr 26 2 5 0 7)hello!!!"
+seed "$C/seed-heartbeat"   "$(hdr 18 3 0xFF01 0 0)"
+seed "$C/seed-three"       "$(hdr 20 0x0102 2 0 1)ab$(hdr 18 0x0a05 3 0 1)$(hdr 300 0x1133 4 0 1)$(zeros 282)"
+seed "$C/seed-partial"     "$(hdr 40 0x0010 9 0 2)0123456789$(hdr 18 0 1 0 2)"
+seed "$C/seed-bad"         "$(hdr 18 0x0003 1 0 3)$(hdr 5 0 1 0 3)"
+seed "$C/seed-1100"        "$(hdr 1100 0x0280 6 0x0200 4)$(zeros 1082)"
+
+L="$OUT/corpus-link"; mkdir -p "$L"
+SID="$(be32 3)$(be32 17)$(be32 2)"
+HELLO="$(hdr 32 0 0xFF10 0 0)$(be16 1)\\x01\\x00$(be32 3)$(be16 0)$(be32 1000)"
+HB="$(hdr 18 0 0xFF11 0 0)"
+OPENED="$(hdr 52 0 0xFF12 0 0)$SID$(be16 0)\\x04\\x00$(be16 40000)\\x7f\\x00\\x00\\x01$(zeros 12)"
+DATA="$(hdr 56 0 0xFF13 0 0)$SID$(hdr 26 9 5 0 42)hello!!!"
+CLOSED="$(hdr 34 0 0xFF14 0 0)$SID\\x00\\x00\\x00\\x00"
+DOWN="$(hdr 24 0 0xFF15 0 0)$(be32 3)$(be16 1)"
+seed "$L/seed-hello" "$HELLO"
+seed "$L/seed-heartbeat" "$HB"
+seed "$L/seed-opened" "$OPENED"
+seed "$L/seed-data" "$DATA"
+seed "$L/seed-closed" "$CLOSED"
+seed "$L/seed-linkdown" "$DOWN"
+seed "$L/seed-session" "$HELLO$OPENED$DATA$HB$CLOSED$DOWN"
+
+# --- run --------------------------------------------------------------------------
+status=0
+summary=()
+for name in frame link; do
+    crash="$OUT/crash-$name"; mkdir -p "$crash"
+    log="$OUT/$name.log"
+    echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"
+    set +e
+    "$OUT/$name-fuzzer" "$OUT/corpus-$name" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
+        -max_len=8192 -artifact_prefix="$crash/" > "$log" 2>&1
+    rc=$?
+    set -e
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
+    if [ $rc -ne 0 ]; then
+        status=1
+        echo "!! $name-fuzzer CRASHED (rc $rc) after ${runs:-?} inputs; artifacts in $crash/:"
+        ls "$crash"
+        grep -E 'ERROR|Fatal error|precondition|^ *#[0-9]+ 0x' "$log" | head -40
+        summary+=("$name: CRASH after ${runs:-?} inputs")
+    else
+        summary+=("$name: ${runs:-?} inputs clean in ${secs:-?}s (corpus $(ls "$OUT/corpus-$name" | wc -l) files)")
+    fi
+done
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit $status

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""An echo core server for the link protocol of docs/LINK.md (the upper side).
+
+It accepts links from access or aggregation nodes, answers HELLO and HEARTBEAT,
+tracks the sessions announced on each link and answers every DATA of a known
+session with the identical frame. Python 3 standard library only; one thread
+per link, because each link is one ordered stream and threads keep that obvious.
+
+    python3 examples/echo_core.py --host 127.0.0.1 --port 9000 [--node-id 1]
+
+On SIGTERM or SIGINT it prints `opened=N closed=M data=K` and exits 0:
+N = OPENED messages received, M = sessions that ended (by CLOSED, LINK_DOWN,
+their link closing, or a repeated OPENED replacing them), K = DATA frames echoed.
+"""
+import argparse
+import signal
+import socket
+import struct
+import sys
+import threading
+
+HEADER = struct.Struct(">IIHII")  # length, seq, cmd, status, uid (PROTOCOL.md)
+HEADER_SIZE = 18
+SESSION_SIZE = 12
+DATA_OVERHEAD = HEADER_SIZE + SESSION_SIZE
+
+HELLO, HEARTBEAT, OPENED, DATA, CLOSED, LINK_DOWN = range(0xFF10, 0xFF16)
+FIXED_LENGTHS = {HELLO: 32, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24}
+VERSION = 1
+ROLE_ACCESS, ROLE_AGGREGATION, ROLE_CORE = 1, 2, 3
+STATUS_ACCEPTED, STATUS_BAD_VERSION, STATUS_ROLE_REFUSED = 0, 1, 2
+HELLO_BODY = struct.Struct(">HBBIHI")  # version, role, reserved, node, link, heartbeat_ms
+
+# Before HELLO there is no heartbeat interval yet; a link that says nothing goes.
+HELLO_TIMEOUT_S = 10.0
+
+
+class Malformed(Exception):
+    """A frame that breaks LINK.md: the link is closed for it."""
+
+
+class Stats:
+    """Counters shared by all link threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.opened = self.closed = self.data = 0
+
+    def add(self, opened=0, closed=0, data=0):
+        with self.lock:
+            self.opened += opened
+            self.closed += closed
+            self.data += data
+
+
+class Link:
+    """One accepted link: reads whole frames, answers them, owns its sessions."""
+
+    def __init__(self, sock, peer, node_id, max_frame, stats):
+        self.sock, self.peer = sock, peer
+        self.node_id, self.max_frame, self.stats = node_id, max_frame, stats
+        self.buffer = bytearray()
+        # session id (12 opaque bytes) -> the access node's link number from OPENED,
+        # which LINK_DOWN needs to find the sessions it ends.
+        self.sessions = {}
+
+    def log(self, message):
+        print(f"echo_core: link {self.peer[0]}:{self.peer[1]}: {message}", file=sys.stderr, flush=True)
+
+    def read_exact(self, count):
+        """Returns `count` bytes, or None on end of stream (framing never depends on reads)."""
+        while len(self.buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        out = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return out
+
+    def read_frame(self):
+        header = self.read_exact(HEADER_SIZE)
+        if header is None:
+            return None
+        length, _seq, cmd, status, _uid = HEADER.unpack(header)
+        # Check the length before reading the body so a bad one cannot make us wait or allocate.
+        if not HEADER_SIZE <= length <= self.max_frame + DATA_OVERHEAD:
+            raise Malformed(f"length {length}")
+        if cmd == DATA:
+            if length < DATA_OVERHEAD + HEADER_SIZE:
+                raise Malformed(f"DATA of length {length}")
+        elif cmd not in FIXED_LENGTHS:
+            raise Malformed(f"unknown command 0x{cmd:04x}")
+        elif length != FIXED_LENGTHS[cmd]:
+            raise Malformed(f"command 0x{cmd:04x} with length {length}")
+        body = self.read_exact(length - HEADER_SIZE)
+        if body is None:
+            return None
+        if cmd == DATA:
+            inner = struct.unpack_from(">I", body, SESSION_SIZE)[0]
+            if inner != length - DATA_OVERHEAD or inner > self.max_frame:
+                raise Malformed(f"DATA of length {length} carries a frame of length {inner}")
+        return cmd, status, header + body
+
+    def hello(self, frame):
+        """Answers the lower side's HELLO; returns its heartbeat_ms, or None when refused."""
+        version, role, _reserved, _node, link, heartbeat_ms = HELLO_BODY.unpack_from(frame, HEADER_SIZE)
+        status = STATUS_ACCEPTED
+        if version != VERSION:
+            status = STATUS_BAD_VERSION
+        elif role not in (ROLE_ACCESS, ROLE_AGGREGATION):  # only these connect upward
+            status = STATUS_ROLE_REFUSED
+        answer = HEADER.pack(32, 0, HELLO, status, 0) + HELLO_BODY.pack(
+            VERSION, ROLE_CORE, 0, self.node_id, link, heartbeat_ms)
+        self.sock.sendall(answer)
+        if status != STATUS_ACCEPTED:
+            self.log(f"refused HELLO (version {version}, role {role}): status {status}")
+            return None
+        return heartbeat_ms
+
+    def forget(self, session_ids):
+        for sid in session_ids:
+            del self.sessions[sid]
+        self.stats.add(closed=len(session_ids))
+
+    def handle(self, cmd, frame):
+        if cmd == HELLO:
+            raise Malformed("second HELLO")  # the lower side sends it exactly once
+        if cmd == HEARTBEAT:
+            self.sock.sendall(frame)
+        elif cmd == OPENED:
+            sid = frame[18:30]
+            link = struct.unpack_from(">H", frame, 30)[0]
+            if sid in self.sessions:  # a repeated OPENED replaces (closes) the old session
+                self.forget([sid])
+            self.sessions[sid] = link
+            self.stats.add(opened=1)
+        elif cmd == DATA:
+            if frame[18:30] in self.sessions:
+                self.sock.sendall(frame)  # the echo: same session id, same client frame
+                self.stats.add(data=1)
+            else:
+                self.log("DATA for an unknown session, dropped")
+        elif cmd == CLOSED:
+            sid = frame[18:30]
+            if sid in self.sessions:
+                self.forget([sid])
+            else:
+                self.log("CLOSED for an unknown session, dropped")
+        elif cmd == LINK_DOWN:
+            node, link = struct.unpack_from(">IH", frame, 18)
+            gone = [sid for sid, lk in self.sessions.items()
+                    if lk == link and struct.unpack_from(">I", sid)[0] == node]
+            self.forget(gone)
+
+    def run(self):
+        try:
+            self.sock.settimeout(HELLO_TIMEOUT_S)
+            first = self.read_frame()
+            if first is None:
+                return
+            if first[0] != HELLO:
+                raise Malformed(f"command 0x{first[0]:04x} before HELLO")
+            heartbeat_ms = self.hello(first[2])
+            if heartbeat_ms is None:
+                return
+            # Silence for 3 heartbeat intervals means the lower side is gone.
+            self.sock.settimeout(3 * heartbeat_ms / 1000 if heartbeat_ms else None)
+            while True:
+                got = self.read_frame()
+                if got is None:
+                    return
+                self.handle(got[0], got[2])
+        except Malformed as e:
+            self.log(f"malformed frame ({e}), closing")
+        except socket.timeout:
+            self.log("nothing received in time, closing")
+        except OSError as e:
+            self.log(f"I/O error ({e}), closing")
+        finally:
+            # Every session announced on this link is gone with it.
+            self.forget(list(self.sessions))
+            self.sock.close()
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT."""
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Echo core server for the link protocol (docs/LINK.md)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--node-id", type=int, default=1)
+    parser.add_argument("--max-frame", type=int, default=1 << 20, help="client frame limit (PROTOCOL.md)")
+    args = parser.parse_args()
+
+    def stop(_signum, _frame):
+        raise Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    stats = Stats()
+    server = socket.create_server((args.host, args.port), reuse_port=False, backlog=128)
+    host, port = server.getsockname()[:2]
+    print(f"echo_core listening on {host}:{port}", flush=True)
+    try:
+        while True:
+            sock, peer = server.accept()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            link = Link(sock, peer, args.node_id, args.max_frame, stats)
+            # Daemon threads: shutting down does not wait for links to end.
+            threading.Thread(target=link.run, daemon=True).start()
+    except Stop:
+        pass
+    finally:
+        server.close()
+    with stats.lock:
+        print(f"opened={stats.opened} closed={stats.closed} data={stats.data}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
