@@ -59,6 +59,23 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("drain_timeout", "Seconds a graceful stop may spend sending replies already produced."))
     var drainTimeout: String?
 
+    @Option(help: .setting("upstream", "Core or aggregation servers to forward to; none: answer with the echo handler.",
+                           default: "none", allowed: "IPv4 HOST:PORT[,HOST:PORT...]", valueName: "servers"))
+    var upstream: String?
+
+    @Option(help: .setting("upstream_links", "Links to each upstream server."))
+    var upstreamLinks: String?
+
+    @Option(help: .setting("node_id", "This node's id in session ids.", default: "derived from host and port",
+                           allowed: "0...4294967295", valueName: "n"))
+    var nodeId: String?
+
+    @Option(help: .setting("link_heartbeat_ms", "Milliseconds between link heartbeats; 3 missed close the link."))
+    var linkHeartbeatMs: String?
+
+    @Option(help: .setting("link_retry_max_ms", "Cap of a link's reconnect back-off, in milliseconds."))
+    var linkRetryMaxMs: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -81,6 +98,8 @@ public struct GatewayCommand: ParsableCommand {
             "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
             "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_bytes": inlineBytes, "backlog": backlog,
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
+            "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
+            "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
         ]
         return values.compactMapValues { $0 }
     }

@@ -25,6 +25,29 @@ enum SettingParsers {
     }
 }
 
+extension SettingParsers {
+    static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
+
+    /// "127.0.0.1:7100,127.0.0.2:7100" (or the items of a YAML list) as upstream servers.
+    static func upstream(_ items: [String]) throws(ConfigError) -> [GatewayConfig.Upstream] {
+        let parts = items.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }
+        var servers: [GatewayConfig.Upstream] = []
+        for part in parts where !part.isEmpty {
+            guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
+                  (1...65535).contains(port) else {
+                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+            }
+            let host = String(part[..<colon])
+            var address = in_addr()
+            guard inet_pton(AF_INET, host, &address) == 1 else {
+                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+            }
+            servers.append(GatewayConfig.Upstream(host: host, port: port))
+        }
+        return servers
+    }
+}
+
 extension PollerKind {
     public static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
 

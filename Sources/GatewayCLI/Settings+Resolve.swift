@@ -41,6 +41,14 @@ extension Settings {
                 settings.config[keyPath: entry.path] = try SettingParsers.int(value, key: entry.key, range: entry.range)
             }
         }
+        if let upstream = text("upstream") {
+            settings.config.upstream = try SettingParsers.upstream([upstream])
+        } else if let list = reader.stringArray(forKey: ConfigKey(["upstream"])) {
+            settings.config.upstream = try SettingParsers.upstream(list)
+        }
+        if let node = text("node_id") {
+            settings.config.nodeID = UInt32(try SettingParsers.int(node, key: "node_id", range: 0...Int(UInt32.max)))
+        }
         if let interval = text("stats_interval") {
             settings.statsInterval = try SettingParsers.int(interval, key: "stats_interval", range: statsIntervalRange)
         }

@@ -15,6 +15,19 @@ public enum StatsSummary {
             return count > 0 ? "\(cause) \(count)" : nil
         }
         if !closes.isEmpty { line += ", closes " + closes.joined(separator: " ") }
+        if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
+            line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"
+                + ", forwarded/s up \(Int(rate(\.forwardedUp).rounded())) down \(Int(rate(\.forwardedDown).rounded()))"
+            let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
+                ("no_upstream", \.noUpstreamReplies), ("reserved_command", \.reservedCommandReplies),
+                ("stale", \.staleDrops), ("link_malformed", \.linkMalformed),
+            ]
+            let counted = drops.compactMap { name, path -> String? in
+                let n = new[keyPath: path] - old[keyPath: path]
+                return n > 0 ? "\(name) \(n)" : nil
+            }
+            if !counted.isEmpty { line += ", answered/dropped " + counted.joined(separator: " ") }
+        }
         return line
     }
 
