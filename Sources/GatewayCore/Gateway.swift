@@ -4,7 +4,7 @@ import Logging
 
 /// The access server: four threads (Monitor, Receive, Deal, Send) around a
 /// preallocated connection table, speaking the frame protocol of
-/// shared/PROTOCOL.md to clients and handing frames to a `GatewayHandler`.
+/// docs/PROTOCOL.md to clients and handing frames to a `GatewayHandler`.
 public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
     public let config: GatewayConfig
     private let engine: Engine

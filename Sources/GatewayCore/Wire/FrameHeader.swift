@@ -1,4 +1,4 @@
-/// The 18-byte frame header of shared/PROTOCOL.md: big-endian, packed.
+/// The 18-byte frame header of docs/PROTOCOL.md: big-endian, packed.
 public struct FrameHeader: Equatable, Sendable {
     public static let size = 18
 
