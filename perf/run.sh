@@ -6,10 +6,12 @@
 #   perf/run.sh                      all scenarios, 5 s per run, 3 repetitions
 #   perf/run.sh --quick              1 s per run, still 3 repetitions
 #   perf/run.sh --scenarios a,b      only some scenarios
+#   perf/run.sh --scenarios h,i      one hop: gateway --upstream vs HAProxy (installed when
+#                                    missing), and the direct echo beside them
 #
 # Every flag has an environment twin (flags win): PERF_DURATION, PERF_REPS,
 # PERF_IDLE_DURATION, PERF_SCENARIOS, PERF_CLIENT_THREADS, PERF_SERVER_CPUS,
-# PERF_CLIENT_CPUS. Binaries can be overridden
+# PERF_CLIENT_CPUS, PERF_RESULTS. Binaries can be overridden
 # with PERF_GATEWAY, PERF_BIN_TEST, PERF_NIO, PERF_C_ECHO (skips building that one).
 set -uo pipefail
 
@@ -20,10 +22,11 @@ ROOT=$(dirname "$PERF_DIR")
 DURATION=${PERF_DURATION:-5}
 REPS=${PERF_REPS:-3}
 IDLE_DURATION=${PERF_IDLE_DURATION:-5}
-SCENARIOS=${PERF_SCENARIOS:-a,b,c,d,e,f,g}
+SCENARIOS=${PERF_SCENARIOS:-a,b,c,d,e,f,g,h,i}
 CLIENT_THREADS=${PERF_CLIENT_THREADS:-}
 SERVER_CPUS=${PERF_SERVER_CPUS:-}
 CLIENT_CPUS=${PERF_CLIENT_CPUS:-}
+RESULTS=${PERF_RESULTS:-}
 RATE=""
 BUILD=1
 PLOTS=1
@@ -36,11 +39,12 @@ usage: perf/run.sh [options]
   --reps N            repetitions per server and scenario, at least 3 (default 3; env PERF_REPS)
   --quick             short runs: --duration 1 (repetitions stay at 3 or more)
   --idle-duration S   how long (e) holds its 10,000 connections (default 5; env PERF_IDLE_DURATION)
-  --scenarios LIST    comma-separated subset of a,b,c,d,e,f,g (default all; env PERF_SCENARIOS)
+  --scenarios LIST    comma-separated subset of a,b,c,d,e,f,g,h,i (default all; env PERF_SCENARIOS)
   --client-threads T  pass --threads T to bin_test client (default: bin_test's own; env PERF_CLIENT_THREADS)
   --server-cpus LIST  run every server under taskset -c LIST (env PERF_SERVER_CPUS; default: no pinning)
   --client-cpus LIST  run bin_test under taskset -c LIST (env PERF_CLIENT_CPUS; default: no pinning)
   --rate R            (g) rate when (a) is not in this run
+  --results FILE      write the report here instead of perf/RESULTS.md (relative to perf/; env PERF_RESULTS)
   --no-build          use the binaries already built
   --no-plots          no PNGs (no matplotlib venv)
   --micro             also run the micro-benchmarks (swift package benchmark) into RESULTS.md
@@ -48,6 +52,9 @@ usage: perf/run.sh [options]
 Scenarios: (a) 32x16x512 B  (b) ping-pong 64 B  (c) 1,000x1x64 B  (d) connection rate
            (e) 10,000 idle connections, memory  (f) gateway epoll vs poll, 8x64x1 KiB
            (g) open-loop latency at half of (a)'s gateway median
+           (h) one hop, 32x16x512 B and ping-pong 64 B: gateway --upstream -> bin_test core
+               vs HAProxy (mode tcp) -> c_echo; HAProxy is installed with apt-get when missing
+           (i) the direct echo (bin_test server) beside (h)'s gateway, in the same alternation
 EOF
 }
 
@@ -60,6 +67,7 @@ while [ $# -gt 0 ]; do
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --client-threads) CLIENT_THREADS=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
+        --results) RESULTS=$2; shift 2 ;;
         --server-cpus) SERVER_CPUS=$2; shift 2 ;;
         --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -110,13 +118,17 @@ build() {
     fi
 }
 
+# SwiftNIO only when a scenario runs it ((f), (h) and (i) do not).
+NEED_NIO=0
+printf ',%s,' "$SCENARIOS" | grep -qE ',[abcdeg],' && NEED_NIO=1
 if [ "$BUILD" = 1 ]; then
     [ -n "${PERF_GATEWAY:-}" ] || build gateway "$ROOT" gateway
     [ -n "${PERF_BIN_TEST:-}" ] || build bin_test "$ROOT" bin_test
-    [ -n "${PERF_NIO:-}" ] || build NIOEcho "$PERF_DIR" NIOEcho
+    [ -n "${PERF_NIO:-}" ] || [ "$NEED_NIO" = 0 ] || build NIOEcho "$PERF_DIR" NIOEcho
 fi
 ROOT_BIN=$(cd "$ROOT" && swift build -c release --show-bin-path 2>/dev/null)
-PERF_BIN=$(cd "$PERF_DIR" && swift build -c release --show-bin-path 2>/dev/null)
+PERF_BIN="$PERF_DIR/.build/release"
+[ "$NEED_NIO" = 0 ] || PERF_BIN=$(cd "$PERF_DIR" && swift build -c release --show-bin-path 2>/dev/null)
 GATEWAY=${PERF_GATEWAY:-$ROOT_BIN/gateway}
 BIN_TEST=${PERF_BIN_TEST:-$ROOT_BIN/bin_test}
 NIO=${PERF_NIO:-$PERF_BIN/NIOEcho}
@@ -128,7 +140,9 @@ if [ -z "${PERF_C_ECHO:-}" ] && { [ "$BUILD" = 1 ] || [ ! -x "$C_ECHO" ]; }; the
         note "c_echo: cc failed: $(head -c 200 "$RUN_DIR/build-c_echo.log")"
     fi
 fi
-for bin in "$GATEWAY" "$BIN_TEST" "$NIO" "$C_ECHO"; do
+needed=("$GATEWAY" "$BIN_TEST" "$C_ECHO")
+[ "$NEED_NIO" = 0 ] || needed+=("$NIO")
+for bin in "${needed[@]}"; do
     [ -x "$bin" ] || note "missing binary: $bin (its runs are recorded as failed)"
 done
 
@@ -168,6 +182,7 @@ args=(--run-dir "$RUN_DIR" --gateway "$GATEWAY" --bin-test "$BIN_TEST" --nio "$N
       --build-notes "$BUILD_NOTES" --started "$STARTED")
 [ -n "$CLIENT_THREADS" ] && args+=(--client-threads "$CLIENT_THREADS")
 [ -n "$RATE" ] && args+=(--rate "$RATE")
+[ -n "$RESULTS" ] && args+=(--results "$RESULTS")
 [ -n "$SERVER_CPUS" ] && args+=(--server-cpus "$SERVER_CPUS")
 [ -n "$CLIENT_CPUS" ] && args+=(--client-cpus "$CLIENT_CPUS")
 [ -n "$PLOT_PY" ] && args+=(--plot-python "$PLOT_PY")

@@ -18,11 +18,13 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +48,37 @@ class Scenario:
     notes: list[str] = field(default_factory=list)
 
 
-def scenarios(duration: float, idle_duration: float) -> dict[str, Scenario]:
+# What a user selects (--scenarios) and the scenarios each selection runs: (h) and (i) are a
+# load part and a ping-pong part each; (i) adds the direct echo to (h)'s alternation.
+SELECTABLE = "abcdefghi"
+HOP_KEYS = ("h", "hp")
+
+
+def expand(selected: list[str]) -> list[str]:
+    keys: list[str] = []
+    for k in selected:
+        if k in ("h", "i"):
+            for part in HOP_KEYS:
+                if part not in keys:
+                    keys.append(part)
+        elif k not in keys:
+            keys.append(k)
+    return keys
+
+
+def hop_servers(selected: list[str]) -> list[str]:
+    """(h): gateway (access) -> core and HAProxy -> C; (i): the direct echo beside the gateway."""
+    servers = ["access"]
+    if "h" in selected:
+        servers.append("haproxy")
+    if "i" in selected:
+        servers.append("direct")
+    return servers
+
+
+def scenarios(duration: float, idle_duration: float, selected: list[str] | None = None) -> dict[str, Scenario]:
     d = fmt_num(duration)
+    hop = hop_servers(selected or ["h"])
     return {
         "a": Scenario(
             "a", "(a) throughput: 32 connections x 16 in flight x 512 B",
@@ -104,6 +135,24 @@ def scenarios(duration: float, idle_duration: float) -> dict[str, Scenario]:
             ["gateway", "nio", "c"],
             ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512", "--duration", d],
             "p99_us", False),
+        "h": Scenario(
+            "h", "(h) one hop: 32 connections x 16 in flight x 512 B through a proxy",
+            "The shape of (a) through one hop: the gateway in the access role "
+            "(`gateway --upstream`) in front of the echo core `bin_test core`, against HAProxy "
+            "in TCP mode (one frontend, one backend server) in front of the C echo peer"
+            + (", and the direct echo `bin_test server` (no hop) beside them" if "direct" in hop else "")
+            + ". Each set-up's processes are started fresh for every run; the server CPU column "
+            "is the sum over the set-up's processes (proxy and echo).",
+            hop,
+            ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512", "--duration", d],
+            "replies_per_s", True),
+        "hp": Scenario(
+            "hp", "(h) one hop: ping-pong, 1 connection, 64 B",
+            "The shape of (b) through the same set-ups as the load part of (h): the median "
+            "round trip (p50) includes the hop.",
+            hop,
+            ["--mode", "pingpong", "--conns", "1", "--pipeline", "1", "--size", "64", "--duration", d],
+            "p50_us", False),
     }
 
 
@@ -113,7 +162,35 @@ SERVER_LABEL = {
     "gateway-poll": "gateway --poller poll",
     "nio": "SwiftNIO (NIOEcho)",
     "c": "C epoll (c_echo)",
+    "access": "gateway --upstream -> bin_test core",
+    "haproxy": "HAProxy (mode tcp) -> c_echo",
+    "direct": "bin_test server (direct, no hop)",
 }
+
+HAPROXY_INSTALL = ("command -v haproxy || (apt-get update -qq && "
+                   "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy)")
+
+
+def haproxy_config(front_port: int, back_port: int) -> str:
+    """One TCP frontend, one backend server; everything else HAProxy's defaults (threads: one per CPU)."""
+    return f"""global
+    log stderr format raw local0 err
+    maxconn 20000
+
+defaults
+    mode tcp
+    log global
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+
+frontend perf_front
+    bind {HOST}:{front_port}
+    default_backend perf_back
+
+backend perf_back
+    server echo {HOST}:{back_port}
+"""
 
 # --------------------------------------------------------------------------- helpers
 
@@ -287,7 +364,11 @@ class Runner:
         self.rundir = Path(args.run_dir).resolve()
         self.rundir.mkdir(parents=True, exist_ok=True)
         self.ports = Ports(20000 + (os.getpid() % 50) * 200)
-        self.scen = scenarios(args.duration, args.idle_duration)
+        self.selected = [k for k in args.scenarios.split(",") if k]
+        self.keys = expand(self.selected)
+        self.scen = scenarios(args.duration, args.idle_duration, self.selected)
+        self.haproxy: str | None = None
+        self.haproxy_note = ""
         self.runs: list[dict] = []
         self.rate_note = ""
         self.machine = machine_info()  # once, as the run begins
@@ -309,7 +390,69 @@ class Runner:
             return [a.nio] + base
         if variant == "c":
             return [a.c_echo] + base
+        if variant == "direct":
+            return [a.bin_test, "server"] + base
         raise ValueError(variant)
+
+    def setup(self, variant: str, port: int, tag: str) -> tuple[list[tuple[str, list[str], int]], list[Path]]:
+        """The processes of one set-up in start order, (name, argv, port), the front (the one the
+        client talks to) last; and the temporary files to remove after the run."""
+        a = self.args
+        if variant == "access":
+            core = self.ports.take()
+            return [("core", [a.bin_test, "core", "--host", HOST, "--port", str(core)], core),
+                    ("gateway", [a.gateway, "--host", HOST, "--port", str(port),
+                                 "--upstream", f"{HOST}:{core}"], port)], []
+        if variant == "haproxy":
+            back = self.ports.take()
+            fd, cfg = tempfile.mkstemp(prefix=f"perf-{tag}-", suffix=".haproxy.cfg")
+            with os.fdopen(fd, "w") as f:
+                f.write(haproxy_config(port, back))
+            return [("c_echo", [a.c_echo, "--host", HOST, "--port", str(back)], back),
+                    ("haproxy", [self.haproxy or "haproxy", "-db", "-f", cfg], port)], [Path(cfg)]
+        return [(variant, self.server_argv(variant, port, ""), port)], []
+
+    def ensure_haproxy(self) -> None:
+        """Installs HAProxy when it is missing (the command in HAPROXY_INSTALL)."""
+        if not any("haproxy" in self.scen[k].servers for k in self.keys):
+            return
+        found = shutil.which("haproxy")
+        if not found:
+            log(f"haproxy not found: {HAPROXY_INSTALL}")
+            res = subprocess.run(["sh", "-c", HAPROXY_INSTALL], capture_output=True, text=True, timeout=900)
+            (self.rundir / "haproxy-install.log").write_text(res.stdout + res.stderr)
+            found = shutil.which("haproxy")
+            if not found:
+                self.haproxy_note = (f"haproxy could not be installed (`{HAPROXY_INSTALL}` exited "
+                                     f"{res.returncode}; log: haproxy-install.log): its runs failed")
+                log(self.haproxy_note)
+                return
+        self.haproxy = found
+        version = sh([found, "-v"]).splitlines()
+        self.haproxy_version = version[0] if version else ""
+        log(f"using {found}: {self.haproxy_version}")
+
+    def links_up(self, port: int, proc: subprocess.Popen, timeout: float = 15.0) -> str | None:
+        """Polls until a short bin_test ping-pong through the set-up gets every reply with no error
+        (the gateway answers no_upstream until a link is up). Returns an error text or None."""
+        probe = [self.args.bin_test, "client", "--host", HOST, "--port", str(port), "--mode", "pingpong",
+                 "--conns", "1", "--size", "64", "--count", "5", "--duration", "2", "--grace", "1",
+                 "--json", "--quiet"]
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return f"exited with code {proc.returncode} while waiting for its upstream"
+            try:
+                res = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+                got = parse_json_stdout(res.stdout) or {}
+                if res.returncode == 0 and num(got.get("errors")) == 0:
+                    return None
+                last = (res.stderr.strip().splitlines() or [""])[-1][:200]
+            except (OSError, subprocess.TimeoutExpired) as e:
+                last = str(e)
+            time.sleep(0.1)
+        return f"no clean ping-pong through {HOST}:{port} within {timeout:.0f} s: {last}"
 
     def client_argv(self, sc: Scenario, port: int, hgrm: Path, rate: float | None) -> list[str]:
         argv = [self.args.bin_test, "client", "--host", HOST, "--port", str(port)] + sc.client
@@ -324,10 +467,13 @@ class Runner:
     def run_one(self, sc: Scenario, variant: str, rep: int, rate: float | None) -> dict:
         """One run; whatever happens (even Ctrl-C), its server and client do not outlive it."""
         self.live: list[subprocess.Popen] = []
+        self.temp_files: list[Path] = []
         try:
             return self._run_one(sc, variant, rep, rate)
         finally:
-            for p in self.live:
+            for f in self.temp_files:
+                f.unlink(missing_ok=True)
+            for p in reversed(self.live):
                 if p.poll() is None:
                     p.kill()
                     try:
@@ -341,27 +487,45 @@ class Runner:
         hgrm = self.rundir / f"{tag}.hgrm"
         rec: dict = {"scenario": sc.key, "server": variant, "rep": rep, "port": port,
                      "ok": False, "error": None, "notes": [], "metrics": {}, "hgrm": None}
-        server_argv = self.server_argv(variant, port, sc.key)
+        procs, self.temp_files = self.setup(variant, port, tag)
         client = self.client_argv(sc, port, hgrm, rate)
         # Optional placement: taskset execs the program, so the pid stays the server's own.
         if self.args.server_cpus:
-            server_argv = ["taskset", "-c", self.args.server_cpus] + server_argv
+            procs = [(n, ["taskset", "-c", self.args.server_cpus] + argv, p) for n, argv, p in procs]
         if self.args.client_cpus:
             client = ["taskset", "-c", self.args.client_cpus] + client
-        server = Server(variant, server_argv, port, self.rundir, tag)
+        chain = [Server(n, argv, p, self.rundir, tag if i == len(procs) - 1 else f"{tag}.{n}")
+                 for i, (n, argv, p) in enumerate(procs)]
+        server = chain[-1]
         rec["server_cmd"] = shlex.join(server.argv)
+        rec["server_cmds"] = [shlex.join(s.argv) for s in chain]
         rec["client_cmd"] = shlex.join(client)
-        err = server.start()
-        if server.proc is not None:
-            self.live.append(server.proc)
-        if err:
-            rec["error"] = f"server failed to start: {err}"
-            server.stop()
-            return rec
+        for s in self.temp_files:
+            if s.suffix == ".cfg":
+                rec["haproxy_cfg"] = s.read_text()
+        started: list[Server] = []
+        for s in chain:
+            err = s.start()
+            if s.proc is not None:
+                self.live.append(s.proc)
+                started.append(s)
+            if err:
+                rec["error"] = f"{s.name} failed to start: {err}" if len(chain) > 1 else f"server failed to start: {err}"
+                for t in reversed(started):
+                    t.stop()
+                return rec
+        if sc.key in HOP_KEYS:
+            err = self.links_up(port, server.proc)
+            if err:
+                rec["error"] = f"set-up not ready: {err}"
+                for t in reversed(started):
+                    t.stop()
+                return rec
         pid = server.proc.pid
+        pids = [s.proc.pid for s in chain]
         rss_before = read_status_kib(pid, "VmRSS")
         fds_before = count_fds(pid)
-        cpu_before = cpu_seconds(pid)
+        cpu_before = [cpu_seconds(p) for p in pids]
         run_seconds = sc.duration if sc.duration is not None else self.args.duration
         limit = run_seconds + (180 if sc.key == "e" else 60)
         out_path = self.rundir / f"{tag}.client.out"
@@ -375,7 +539,8 @@ class Runner:
                                         start_new_session=True)
             except OSError as e:
                 rec["error"] = f"bin_test could not start: {e}"
-                server.stop()
+                for t in reversed(chain):
+                    t.stop()
                 return rec
             self.live.append(proc)
             while proc.poll() is None:
@@ -390,9 +555,13 @@ class Runner:
                         samples.append((fds, rss))
                 time.sleep(0.1 if sc.key == "e" else 0.05)
         wall = time.monotonic() - t0
-        cpu_after = cpu_seconds(pid)
-        server_alive = server.proc.poll() is None
+        cpu_after = [cpu_seconds(p) for p in pids]
+        server_alive = all(s.proc.poll() is None for s in chain)
         code, killed = server.stop()
+        for s in reversed(chain[:-1]):  # the front first, then what it forwards to
+            c2, k2 = s.stop()
+            if k2:
+                rec["notes"].append(f"{s.name} did not stop within 10 s of SIGTERM and was killed")
         rec["client_exit"] = proc.returncode
         rec["client_wall_s"] = round(wall, 3)
         rec["server_exit"] = code
@@ -400,10 +569,10 @@ class Runner:
             rec["notes"].append("server did not stop within 10 s of SIGTERM and was killed")
         elif not server_alive:
             rec["notes"].append(f"server exited (code {code}) before the client finished")
-        elif code not in (0, None) and variant.startswith("gateway"):
+        elif code not in (0, None) and (variant.startswith("gateway") or variant == "access"):
             rec["notes"].append(f"gateway exited with code {code} on SIGTERM (expected 0)")
-        if cpu_before is not None and cpu_after is not None and wall > 0:
-            rec["metrics"]["server_cpu_cores"] = (cpu_after - cpu_before) / wall
+        if None not in cpu_before and None not in cpu_after and wall > 0:
+            rec["metrics"]["server_cpu_cores"] = (sum(cpu_after) - sum(cpu_before)) / wall
         if timed_out:
             rec["error"] = f"bin_test did not finish within {limit:.0f} s and was killed"
             return rec
@@ -474,7 +643,8 @@ class Runner:
         return None
 
     def measure(self) -> None:
-        keys = [k for k in self.args.scenarios.split(",") if k]
+        keys = self.keys
+        self.ensure_haproxy()
         total_runs = sum(len(self.scen[k].servers) for k in keys) * self.args.reps
         est = sum(len(self.scen[k].servers) * ((self.scen[k].duration or self.args.duration) + 3)
                   for k in keys) * self.args.reps
@@ -527,6 +697,8 @@ class Runner:
             "idle_duration_s": self.args.idle_duration, "scenarios": self.args.scenarios,
             "client_threads": self.args.client_threads,
             "server_cpus": self.args.server_cpus, "client_cpus": self.args.client_cpus,
+            "keys": self.keys, "haproxy": getattr(self, "haproxy_version", ""),
+            "haproxy_note": self.haproxy_note,
         }
 
 
@@ -619,6 +791,8 @@ COLUMNS = {
     "e": ["kib_per_conn", "rss_before_kib", "rss_held_kib", "conns_held"],
     "f": ["replies_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us", "server_cpu_cores"],
     "g": ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "replies_per_s", "server_cpu_cores"],
+    "h": ["replies_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us", "server_cpu_cores"],
+    "hp": ["p50_us", "p90_us", "p99_us", "p999_us", "replies_per_s", "server_cpu_cores"],
 }
 
 
@@ -658,7 +832,7 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
                  build_notes: list[str], micro: str) -> None:
     meta = data["meta"]
     runs = data["runs"]
-    keys = [k for k in meta["scenarios"].split(",") if k]
+    keys = meta.get("keys") or expand([k for k in meta["scenarios"].split(",") if k])
     L: list[str] = []
     w = L.append
     w("# perf results")
@@ -705,7 +879,7 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     w("|---|---|---:|---:|---:|---:|---:|")
     for key in keys:
         sc = scen[key]
-        if key == "f":
+        if key in ("f",) + HOP_KEYS:
             continue
         if key == "g" and not any(r["scenario"] == "g" for r in runs):
             continue
@@ -727,6 +901,8 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             e = values_of(runs, "f", "gateway-epoll", metric)
             p = values_of(runs, "f", "gateway-poll", metric)
             w(f"| (f) | {METRIC_TEXT[metric][0]} | {cell(metric, e)} | {cell(metric, p)} | {ratio(p, e)} |")
+    if "h" in keys:
+        hop_summary(w, runs, scen["h"].servers)
     w("")
 
     # ---- pictures
@@ -751,6 +927,18 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
         w("")
         if key == "g":
             w(data.get("rate_note") or "")
+            w("")
+        if key == "h" and meta.get("haproxy"):
+            w(f"{meta['haproxy']}; its configuration (ports differ per run):")
+            w("")
+            cfg = next((r["haproxy_cfg"] for r in runs if r.get("haproxy_cfg")), "")
+            if cfg:
+                w("```")
+                w(cfg.rstrip())
+                w("```")
+                w("")
+        if key == "h" and meta.get("haproxy_note"):
+            w(meta["haproxy_note"])
             w("")
         srv_runs = [r for r in runs if r["scenario"] == key]
         if not srv_runs:
@@ -777,7 +965,7 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             if not rr:
                 continue
             port = str(rr[0]["port"])
-            for cmd in (rr[0]["server_cmd"], rr[0]["client_cmd"]):
+            for cmd in rr[0].get("server_cmds", [rr[0]["server_cmd"]]) + [rr[0]["client_cmd"]]:
                 cmd = cmd.replace(f"--port {port}", "--port PORT")
                 cmd = cmd.replace(str(perf_dir.parent) + "/", "")
                 cmd = shlex_hgrm(cmd)
@@ -812,6 +1000,24 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     w("Raw output (JSON per run, .hgrm files, server and client logs) stays in "
       "`perf/runs/` (not committed).")
     out.write_text("\n".join(L) + "\n")
+
+
+def hop_summary(w, runs: list[dict], servers: list[str]) -> None:
+    """(h)/(i): the gateway as access hop against HAProxy, and against the direct echo."""
+    cols = [s for s in ("access", "haproxy", "direct") if s in servers]
+    head = ["gateway --upstream -> core", "HAProxy -> C echo", "gateway / HAProxy",
+            "direct echo (no hop)", "gateway / direct"]
+    keep = [True, "haproxy" in cols, "haproxy" in cols, "direct" in cols, "direct" in cols]
+    w("")
+    w("| scenario | figure | " + " | ".join(h for h, k in zip(head, keep) if k) + " |")
+    w("|---|---|" + "---:|" * sum(keep))
+    for key, metric in (("h", "replies_per_s"), ("hp", "p50_us"), ("h", "p99_us")):
+        g = values_of(runs, key, "access", metric)
+        hx = values_of(runs, key, "haproxy", metric)
+        d = values_of(runs, key, "direct", metric)
+        row = [cell(metric, g), cell(metric, hx), ratio(g, hx), cell(metric, d), ratio(g, d)]
+        label = "(h) load" if key == "h" else "(h) ping-pong"
+        w(f"| {label} | {METRIC_TEXT[metric][0]} | " + " | ".join(c for c, k in zip(row, keep) if k) + " |")
 
 
 def shlex_hgrm(cmd: str) -> str:
@@ -856,7 +1062,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--idle-duration", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--scenarios", default="a,b,c,d,e,f,g")
+    ap.add_argument("--scenarios", default="a,b,c,d,e,f,g,h,i")
     ap.add_argument("--rate", type=float, default=None, help="(g) rate when (a) is not run")
     ap.add_argument("--client-threads", type=int, default=None)
     ap.add_argument("--server-cpus", default=None, help="run servers under taskset -c LIST")
@@ -873,7 +1079,7 @@ def main() -> int:
         log(f"--reps {args.reps} raised to 3: medians need at least three runs")
         args.reps = 3
     keys = [k for k in args.scenarios.split(",") if k]
-    unknown = [k for k in keys if k not in "abcdefg"]
+    unknown = [k for k in keys if k not in SELECTABLE]
     if unknown:
         print(f"unknown scenarios: {unknown}", file=sys.stderr)
         return 2

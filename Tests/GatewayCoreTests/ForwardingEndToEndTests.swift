@@ -1,4 +1,7 @@
 import XCTest
+import Foundation
+import Glibc
+import Synchronization
 @testable import BinTestKit
 @_spi(Benchmarks) @testable import GatewayCore
 import LinkCore
@@ -127,5 +130,149 @@ final class ForwardingEndToEndTests: XCTestCase {
         }
         XCTAssertEqual(core2.opened, 8, "the new core hears OPENED for every client before its data")
         XCTAssertEqual(access.stats().closes.reduce(0, +), 0, "no client was closed")
+    }
+}
+
+/// Failures on the way up: a slow core, a core that breaks the protocol, and
+/// thousands of sessions opened and closed across the tiers.
+final class ForwardingFailureTests: XCTestCase {
+    private var running: [Gateway] = []
+    private let log = LogRecorder()
+
+    override func tearDown() {
+        for g in running.reversed() { g.stop() }
+        running = []
+    }
+
+    private func access(upstream port: Int, ringCapacity: Int = 32) throws -> Gateway {
+        var config = GatewayConfig()
+        config.port = 0
+        config.maxConnections = 4000
+        config.tickMilliseconds = 10
+        config.ringCapacity = ringCapacity
+        config.linkRetryMaxMilliseconds = 100
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: port)]
+        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
+        try g.start()
+        running.append(g)
+        return g
+    }
+
+    private func core(delayMicroseconds: Int = 0) throws -> (Gateway, EchoCore) {
+        var settings = CoreSettings()
+        settings.port = 0
+        settings.delayMicroseconds = delayMicroseconds
+        let (g, c) = try CoreMode.start(settings, logger: log.logger)
+        running.append(g)
+        return (g, c)
+    }
+
+    private func waitFor(_ what: String, seconds: Double = 10, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() && Date() < deadline { usleep(5_000) }
+        XCTAssertTrue(condition(), what)
+    }
+
+    /// A core that answers slowly: link rings fill, clients wait and stop being
+    /// read; every frame still arrives, in order, and nothing is dropped or closed.
+    func testSlowCoreBackPressuresClientsWithoutLoss() throws {
+        let (coreGateway, _) = try core(delayMicroseconds: 300)
+        let g = try access(upstream: coreGateway.port, ringCapacity: 4)
+        waitFor("links up") { g.stats().linksUp == 2 }
+        let clients = try (0..<6).map { _ in try TestClient(port: g.port) }
+        var requests: [[UInt8]] = []
+        for i in 0..<clients.count {
+            var r: [UInt8] = []
+            for n in 0..<120 { r += TestClient.frame(seq: UInt32(n), uid: UInt32(i), bodySize: 4000) }
+            requests.append(r)
+        }
+        // All clients send at once (on their own threads), so the links are really full.
+        let results = Mutex<[Int: Bool]>([:])
+        nonisolated(unsafe) let (sockets, sent) = (clients, requests)  // each thread uses its own client only
+        DispatchQueue.concurrentPerform(iterations: clients.count) { i in
+            let ok = sockets[i].exchange(sent[i], expect: sent[i].count, timeoutSeconds: 60) == sent[i]
+            results.withLock { $0[i] = ok }
+        }
+        for i in 0..<clients.count { XCTAssertEqual(results.withLock { $0[i] }, true, "client \(i)") }
+        let stats = g.stats()
+        XCTAssertEqual(stats.forwardedUp, UInt64(clients.count * 120))
+        XCTAssertEqual(stats.forwardedDown, UInt64(clients.count * 120))
+        XCTAssertEqual(stats.closes.reduce(0, +), 0)
+        XCTAssertEqual(stats.noUpstreamReplies, 0)
+    }
+
+    /// A core that answers HELLO and then sends a frame of length 17: that link is
+    /// closed and reconnected; the client on the gateway is not touched.
+    func testMalformedLinkFrameClosesTheLinkOnly() throws {
+        let listener = try Listener(host: "127.0.0.1", port: 0, backlog: 16)
+        defer { close(listener.fd) }
+        var flags = fcntl(listener.fd, F_GETFL)
+        flags &= ~O_NONBLOCK
+        _ = fcntl(listener.fd, F_SETFL, flags)
+        let accepts = Mutex(0)
+        let fake = Thread {
+            var hello = [UInt8](repeating: 0, count: 32)
+            LinkMessage.hello(.init(role: .core, node: 1, link: 0, heartbeatMilliseconds: 1000))
+                .encode(into: &hello)
+            let deadline = Date().addingTimeInterval(10)
+            var held: [Int32] = []
+            while Date() < deadline && accepts.withLock({ $0 }) < 3 {
+                let fd = accept(listener.fd, nil, nil)
+                guard fd >= 0 else { break }
+                accepts.withLock { $0 += 1 }
+                var tv = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var buffer = [UInt8](repeating: 0, count: 32)
+                _ = recv(fd, &buffer, 32, Int32(MSG_WAITALL))
+                _ = send(fd, hello, 32, Int32(MSG_NOSIGNAL))
+                let bad = TestClient.rawHeader(length: 17)
+                _ = send(fd, bad, bad.count, Int32(MSG_NOSIGNAL))
+                held.append(fd)
+            }
+            for fd in held { close(fd) }
+        }
+        fake.start()
+        var config = GatewayConfig()
+        config.port = 0
+        config.tickMilliseconds = 10
+        config.linkRetryMaxMilliseconds = 50
+        config.upstreamLinks = 1
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: listener.port)]
+        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
+        try g.start()
+        running.append(g)
+        let client = try TestClient(port: g.port)
+        waitFor("the link is closed for the bad frame and reconnected") {
+            g.stats().linkMalformed >= 2 && accepts.withLock { $0 } >= 2
+        }
+        XCTAssertTrue(log.messages(atLeast: .warning).contains { $0.contains("frame length 17") })
+        XCTAssertTrue(client.echoes(TestClient.frame(seq: 1, cmd: ReservedCommand.heartbeat, bodySize: 0)),
+                      "the client is untouched")
+        XCTAssertEqual(g.stats().closes.reduce(0, +), 0)
+    }
+
+    /// Thousands of sessions opened and closed through access -> core while others
+    /// echo: every reply on its own connection, the core's counts exact, no stale drop.
+    func testSlotReuseUnderChurnAcrossTheTiers() throws {
+        let (coreGateway, echoCore) = try core()
+        let g = try access(upstream: coreGateway.port)
+        waitFor("links up") { g.stats().linksUp == 2 }
+        let steady = try (0..<4).map { _ in try TestClient(port: g.port) }
+        let cycles = 1500
+        for n in 0..<cycles {
+            let c = try TestClient(port: g.port)
+            let request = TestClient.frame(seq: UInt32(n), uid: UInt32(n), bodySize: n % 300)
+            XCTAssertTrue(c.echoes(request), "cycle \(n)")
+            c.close()
+            if n % 100 == 0 {
+                for (i, s) in steady.enumerated() {
+                    XCTAssertTrue(s.echoes(TestClient.frame(seq: UInt32(n), uid: UInt32(i), bodySize: 64)))
+                }
+            }
+        }
+        waitFor("every churned session closed at the core") { echoCore.closed == cycles }
+        XCTAssertEqual(echoCore.opened, cycles + steady.count)
+        XCTAssertEqual(g.stats().staleDrops, 0)
+        XCTAssertLessThan(g.stats().connectionsOpen, 200, "slots are reclaimed")
     }
 }

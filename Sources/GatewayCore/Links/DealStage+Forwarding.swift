@@ -204,7 +204,7 @@ extension DealStage {
         case .hello(let hello) where !uplinks.links[position].up:
             guard hello.status == LinkMessage.HelloStatus.accepted.rawValue, hello.version == LinkMessage.version else {
                 engine.logger.warning("\(linkName(position)): refused by node \(hello.node): status \(hello.status), version \(hello.version)")
-                engine.requestClose(link, cause: .protocolError)
+                engine.requestClose(link, cause: .upstream)
                 return .closeLink
             }
             uplinks.links[position].up = true
@@ -278,7 +278,6 @@ extension DealStage {
     }
 
     private func malformedLink(_ link: ConnectionID, _ position: Int, _ why: String) -> LinkStep {
-        engine.counters.add(.linkMalformed)
         engine.logger.warning("\(linkName(position)): closing, malformed: \(why)")
         engine.requestClose(link, cause: .protocolError)
         return .closeLink
@@ -290,7 +289,10 @@ extension DealStage {
     }
 
     /// A link is gone: its clients move to other links at their next frame.
-    func uplinkClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
+    func uplinkClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,
+                      _ uplinks: Uplinks) {
+        // Counted here, once, whether Receive's cutter or Deal's decoder found the bad frame.
+        if cause == .protocolError { engine.counters.add(.linkMalformed) }
         let position = Int(s.pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == id else { return }
         if uplinks.links[position].up {

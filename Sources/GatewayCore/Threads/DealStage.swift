@@ -171,7 +171,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
         if let uplinks {
             if s.pointee.kind == SlotKind.uplink.rawValue {
-                uplinkClosed(id, s, uplinks)
+                uplinkClosed(id, s, cause: cause, uplinks)
                 engine.scheduleReclaim(s)
                 return
             }
