@@ -192,5 +192,5 @@ python3 "$PERF_DIR/runner.py" "${args[@]}"
 rc=$?
 
 ELAPSED=$(python3 -c "import time; print(f'{(time.time() - $STARTED) / 60:.1f}')")
-say "done in $ELAPSED min (builds included): perf/RESULTS.md"
+say "done in $ELAPSED min (builds included): perf/${RESULTS:-RESULTS.md}"
 exit $rc

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -175,7 +176,7 @@ def haproxy_config(front_port: int, back_port: int) -> str:
     """One TCP frontend, one backend server; everything else HAProxy's defaults (threads: one per CPU)."""
     return f"""global
     log stderr format raw local0 err
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode tcp
@@ -929,10 +930,18 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             w(data.get("rate_note") or "")
             w("")
         if key == "h" and meta.get("haproxy"):
-            w(f"{meta['haproxy']}; its configuration (ports differ per run):")
+            w(f"{meta['haproxy']}; its configuration:")
             w("")
-            cfg = next((r["haproxy_cfg"] for r in runs if r.get("haproxy_cfg")), "")
+            first = next((r for r in runs if r.get("haproxy_cfg")), None)
+            cfg = first["haproxy_cfg"] if first else ""
             if cfg:
+                cfg = cfg.replace(f":{first['port']}\n", ":PORT\n")
+                back = back_port(first.get("server_cmds", []))
+                if back:
+                    cfg = cfg.replace(f":{back}\n", ":PORT2\n")
+                w("(`HAPROXY_CFG` below, a temporary file written per run and removed after it; "
+                  "PORT is the port the client uses, PORT2 the echo's behind it.)")
+                w("")
                 w("```")
                 w(cfg.rstrip())
                 w("```")
@@ -965,8 +974,13 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             if not rr:
                 continue
             port = str(rr[0]["port"])
-            for cmd in rr[0].get("server_cmds", [rr[0]["server_cmd"]]) + [rr[0]["client_cmd"]]:
+            cmds = rr[0].get("server_cmds", [rr[0]["server_cmd"]])
+            back = back_port(cmds)
+            for cmd in cmds + [rr[0]["client_cmd"]]:
                 cmd = cmd.replace(f"--port {port}", "--port PORT")
+                if back:
+                    cmd = cmd.replace(f"--port {back}", "--port PORT2").replace(f":{back}", ":PORT2")
+                cmd = re.sub(r"/\S*/perf-[^ ]*\.haproxy\.cfg", "HAPROXY_CFG", cmd)
                 cmd = cmd.replace(str(perf_dir.parent) + "/", "")
                 cmd = shlex_hgrm(cmd)
                 if cmd not in seen:
@@ -1000,6 +1014,14 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     w("Raw output (JSON per run, .hgrm files, server and client logs) stays in "
       "`perf/runs/` (not committed).")
     out.write_text("\n".join(L) + "\n")
+
+
+def back_port(server_cmds: list[str]) -> str | None:
+    """The port of what a two-process set-up forwards to (its first command's --port)."""
+    if len(server_cmds) < 2:
+        return None
+    m = re.search(r"--port (\d+)", server_cmds[0])
+    return m.group(1) if m else None
 
 
 def hop_summary(w, runs: list[dict], servers: list[str]) -> None:
@@ -1101,7 +1123,6 @@ def main() -> int:
         notes = [l.strip() for l in Path(args.build_notes).read_text().splitlines() if l.strip()]
     micro = Path(args.micro).read_text(errors="replace") if args.micro and Path(args.micro).exists() else ""
     if micro:
-        import re
         micro = re.sub(r"\x1b\[[0-9;]*m", "", micro)  # no terminal colours in Markdown
         start = micro.find("Running Benchmarks")
         if start >= 0:  # drop the build lines before the tables

@@ -86,7 +86,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         guard s.generation.load(ordering: .acquiring) == id.generation else { return }
         guard s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue, desired: SlotState.closing.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
-        s.atomic(\.closeCause).store(UInt8(cause.rawValue), ordering: .releasing)
+        s.atomic(\.closeCause).store(cause.flag, ordering: .releasing)
         closeRequests.post(s, id)
     }
 
@@ -94,7 +94,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// its caller then hands the connection to Deal, which deals what was received,
     /// and Send sends the replies before the connection closes with `cause`.
     func endInput(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) -> Bool {
-        s.atomic(\.inputEnded).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
+        s.atomic(\.inputEnded).compareExchange(expected: 0, desired: cause.flag,
                                                 ordering: .sequentiallyConsistent).exchanged
     }
 
@@ -129,21 +129,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         }
         s.pointer(to: \.assembly)!.pointee.discard(pool: pool)
         close(s.pointee.fd)
-        for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
-            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
-             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause] {
-            s.atomic(flag).store(0, ordering: .relaxed)
-        }
-        s.pointee.dealOffset = 0
-        s.pointee.writeOffset = 0
-        s.pointee.opened = false
-        s.pointee.routed = false
-        s.pointee.waiting = false
-        s.pointee.blocksLink = false
-        s.pointee.kind = SlotKind.client.rawValue
-        s.pointee.lingerTimed = false
-        s.generation.wrappingIncrement(ordering: .releasing)
-        s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+        s.resetForReuse()
         table.release(index)
     }
 }

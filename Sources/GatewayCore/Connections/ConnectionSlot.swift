@@ -1,10 +1,24 @@
 import Atomics
 import CURCU
 
-/// Life of a slot: free -> open -> closing (a close was requested, the cause is
-/// set) -> detached (Monitor unregistered it) -> reclaiming (Deal told the
-/// handler and handed the slot to liburcu; after a grace period it is free).
-/// An outbound link starts in `connecting` (Monitor owns it) and becomes `open` when connected.
+/// Life of a slot, all of it in this file's types and `Engine` (requestClose, reclaim):
+///
+/// ```
+///  free --accept (Monitor)--------------------------------> open
+///  free --connect (Monitor, links)--> connecting --SO_ERROR 0--> open
+///                                     connecting --failed--> reset here, free (no other thread saw it)
+///  open: graceful endings set a cause flag first and keep the slot open:
+///        inputEnded (end of stream, stop) --Deal dealt the rest--> flushThenClose
+///        flushThenClose (handler or core close) --Send sent the rest--> lingering (shut write side)
+///        lingering --client's end of stream or 2 s--> requestClose
+///  open --requestClose(cause): first one wins, closeCause set--> closing
+///  closing --Monitor: unregister, shutdown(2)--> detached
+///  detached --Deal: handler / core told, counted--> reclaiming --QSBR grace period,
+///        liburcu's thread: rings released, fd closed, resetForReuse()--> free (generation + 1)
+/// ```
+///
+/// Every flag that carries a cause stores `CloseCause.flag` (cause + 1, 0 = unset) and is
+/// read with `slot.cause(\.field)`.
 enum SlotState: UInt8 {
     case free = 0, open, closing, detached, reclaiming, connecting
 }
@@ -89,6 +103,43 @@ struct ConnectionSlot {
 
     var receiveIndices: FrameRing.Indices
     var sendIndices: FrameRing.Indices
+}
+
+/// Flags that hold a close cause store `flag` (0 means unset); `slot.cause(field)` reads one back.
+extension CloseCause {
+    var flag: UInt8 { UInt8(rawValue + 1) }
+}
+
+extension UnsafeMutablePointer where Pointee == ConnectionSlot {
+    /// The cause a flag holds, or nil while it is unset.
+    @inline(__always)
+    func cause(_ field: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>) -> CloseCause? {
+        let value = atomic(field).load(ordering: .acquiring)
+        return value == 0 ? nil : CloseCause(rawValue: Int(value) - 1)
+    }
+
+    /// The one reset for reuse, after the rings were emptied and the descriptor closed:
+    /// every flag and per-stage field back to its free value, then a new generation and
+    /// `free`. Timer nodes stay linked (wheels drop stale entries by generation) and the
+    /// RCU head belongs to liburcu.
+    func resetForReuse() {
+        for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
+            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
+             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause] {
+            atomic(flag).store(0, ordering: .relaxed)
+        }
+        pointee.kind = SlotKind.client.rawValue
+        pointee.assembly = FrameAssembly()
+        pointee.lingerTimed = false
+        pointee.dealOffset = 0
+        pointee.opened = false
+        pointee.routed = false
+        pointee.waiting = false
+        pointee.blocksLink = false
+        pointee.writeOffset = 0
+        generation.wrappingIncrement(ordering: .releasing)
+        atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+    }
 }
 
 /// Typed access to a slot's atomics without copying the record.

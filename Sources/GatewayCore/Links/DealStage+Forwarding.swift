@@ -222,7 +222,7 @@ extension DealStage {
             return deliverDown(inner, cid, cs, position) ? .next : .wait
         case .closed(let session, _):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
-            if cs.atomic(\.flushThenClose).compareExchange(expected: 0, desired: UInt8(CloseCause.upstream.rawValue + 1),
+            if cs.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.upstream.flag,
                                                            ordering: .sequentiallyConsistent).exchanged {
                 engine.send.input.post(cs, cid)
             }

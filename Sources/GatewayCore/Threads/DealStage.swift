@@ -168,7 +168,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private func finalize(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
-        let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
+        let cause = s.cause(\.closeCause) ?? .ioError
         if let uplinks {
             if s.pointee.kind == SlotKind.uplink.rawValue {
                 uplinkClosed(id, s, cause: cause, uplinks)
@@ -222,7 +222,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func closeAfterReplies(_ id: ConnectionID) {
         let s = table.slot(id.index)
         guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
-        let cause = UInt8(CloseCause.handler.rawValue + 1)
+        let cause = CloseCause.handler.flag
         guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause, ordering: .sequentiallyConsistent).exchanged
         else { return }
         if id == current { flushPending() }

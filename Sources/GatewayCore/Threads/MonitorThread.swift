@@ -161,7 +161,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         poller.remove(fd: s.pointee.fd)
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
-            let cause = CloseCause(rawValue: Int(s.atomic(\.closeCause).load(ordering: .acquiring))) ?? .ioError
+            let cause = s.cause(\.closeCause) ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
         s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)

@@ -49,9 +49,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         input.openGate(s)
         guard s.state == .open else { return }
         if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
-        let lingering = s.atomic(\.lingering).load(ordering: .acquiring)
-        if lingering != 0 {
-            discardUntilEnd(id, s, cause: CloseCause(rawValue: Int(lingering) - 1) ?? .shutdown)
+        if let lingering = s.cause(\.lingering) {
+            discardUntilEnd(id, s, cause: lingering)
             return
         }
         guard !s.flag(\.inputEnded) else { return }
@@ -173,9 +172,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)
             guard s.pointee.receiveTimerGeneration == gen, s.state == .open else { return }
-            let lingering = s.atomic(\.lingering).load(ordering: .acquiring)
-            if lingering != 0 {
-                engine.requestClose(ConnectionID(index: index, generation: gen), cause: CloseCause(rawValue: Int(lingering) - 1) ?? .shutdown)
+            if let lingering = s.cause(\.lingering) {
+                engine.requestClose(ConnectionID(index: index, generation: gen), cause: lingering)
                 return
             }
             let silent = wheel.now &- s.pointee.lastReceiveTick

@@ -46,9 +46,8 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 wheel.cancel(id.index)
                 input.armedTimers.store(wheel.count, ordering: .relaxed)
             }
-            let cause = s.atomic(\.flushThenClose).load(ordering: .sequentiallyConsistent)
-            if cause != 0 {
-                finishGracefully(id, s, cause: CloseCause(rawValue: Int(cause) - 1) ?? .handler)
+            if let cause = s.cause(\.flushThenClose) {
+                finishGracefully(id, s, cause: cause)
                 return
             }
         }
@@ -64,11 +63,11 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// lingers, discarding input until the client closes, because closing with
     /// unread input would reset the connection and lose replies still in flight.
     private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        if s.atomic(\.inputEnded).load(ordering: .acquiring) == UInt8(CloseCause.peer.rawValue + 1) {
+        if s.cause(\.inputEnded) == .peer {
             engine.requestClose(id, cause: cause)
             return
         }
-        guard s.atomic(\.lingering).compareExchange(expected: 0, desired: UInt8(cause.rawValue + 1),
+        guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
                                                      ordering: .sequentiallyConsistent).exchanged else { return }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
