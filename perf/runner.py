@@ -873,12 +873,16 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
     # ---- summary
     w("## Summary")
     w("")
-    w("Ratios are gateway ÷ C and gateway ÷ SwiftNIO on the medians. For throughput a ratio above 1 "
+    w("Ratios are gateway ÷ C and gateway ÷ SwiftNIO on the medians"
+      + ("; in (h), gateway ÷ HAProxy and gateway ÷ the direct echo" if "h" in keys else "")
+      + ". For throughput a ratio above 1 "
       "means the gateway is faster; for latency and memory a ratio below 1 means the gateway is better.")
     w("")
-    w("| scenario | figure | gateway | SwiftNIO | C epoll | gateway / C | gateway / NIO |")
-    w("|---|---|---:|---:|---:|---:|---:|")
-    for key in keys:
+    side_by_side = [k for k in keys if k in "abcdeg"]
+    if side_by_side:
+        w("| scenario | figure | gateway | SwiftNIO | C epoll | gateway / C | gateway / NIO |")
+        w("|---|---|---:|---:|---:|---:|---:|")
+    for key in side_by_side:
         sc = scen[key]
         if key in ("f",) + HOP_KEYS:
             continue
@@ -903,6 +907,8 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             p = values_of(runs, "f", "gateway-poll", metric)
             w(f"| (f) | {METRIC_TEXT[metric][0]} | {cell(metric, e)} | {cell(metric, p)} | {ratio(p, e)} |")
     if "h" in keys:
+        if side_by_side or "f" in keys:
+            w("")
         hop_summary(w, runs, scen["h"].servers)
     w("")
 
@@ -1030,7 +1036,6 @@ def hop_summary(w, runs: list[dict], servers: list[str]) -> None:
     head = ["gateway --upstream -> core", "HAProxy -> C echo", "gateway / HAProxy",
             "direct echo (no hop)", "gateway / direct"]
     keep = [True, "haproxy" in cols, "haproxy" in cols, "direct" in cols, "direct" in cols]
-    w("")
     w("| scenario | figure | " + " | ".join(h for h, k in zip(head, keep) if k) + " |")
     w("|---|---|" + "---:|" * sum(keep))
     for key, metric in (("h", "replies_per_s"), ("hp", "p50_us"), ("h", "p99_us")):

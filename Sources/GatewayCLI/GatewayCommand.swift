@@ -76,6 +76,10 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("link_retry_max_ms", "Cap of a link's reconnect back-off, in milliseconds."))
     var linkRetryMaxMs: String?
 
+    @Option(help: .setting("max_queue_wait",
+                           "Milliseconds a frame may wait for room on its link before it is answered overloaded; 0: no limit."))
+    var maxQueueWait: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -100,6 +104,7 @@ public struct GatewayCommand: ParsableCommand {
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
+            "max_queue_wait": maxQueueWait,
         ]
         return values.compactMapValues { $0 }
     }

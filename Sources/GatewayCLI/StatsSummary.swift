@@ -20,6 +20,7 @@ public enum StatsSummary {
                 + ", forwarded/s up \(Int(rate(\.forwardedUp).rounded())) down \(Int(rate(\.forwardedDown).rounded()))"
             let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
                 ("no_upstream", \.noUpstreamReplies), ("reserved_command", \.reservedCommandReplies),
+                ("overloaded", \.overloadedReplies),
                 ("stale", \.staleDrops), ("link_malformed", \.linkMalformed),
             ]
             let counted = drops.compactMap { name, path -> String? in

@@ -23,6 +23,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Binds, listens and starts the threads.
     public func start() throws {
         precondition(monitor == nil, "Gateway.start() called twice")
+        // writev to a connection the peer has reset must fail with EPIPE, not kill the process.
+        signal(SIGPIPE, SIG_IGN)
         let listener = try Listener(host: config.host, port: config.port, backlog: config.backlog)
         port = listener.port
         if let uplinks = engine.deal.uplinks {

@@ -51,6 +51,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var linkHeartbeatMilliseconds = 1000
     /// Cap of a link's reconnect back-off, in milliseconds (it starts at 1/16 of it and doubles).
     public var linkRetryMaxMilliseconds = 1000
+    /// Milliseconds a client's frames may wait for room on its link; then every frame
+    /// queued for it is answered `overloaded` and dropped (counted). 0: wait as long as it takes.
+    public var maxQueueWait = 1000
 
     public init() {}
 
@@ -90,6 +93,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("upstream_links", 1...64, \.upstreamLinks),
         ("link_heartbeat_ms", 10...60_000, \.linkHeartbeatMilliseconds),
         ("link_retry_max_ms", 10...60_000, \.linkRetryMaxMilliseconds),
+        ("max_queue_wait", 0...600_000, \.maxQueueWait),
         ]
     }
 

@@ -51,6 +51,8 @@ public struct GatewayStats: Sendable, Equatable {
     /// Client frames answered by the gateway itself: no link up / a reserved command.
     public var noUpstreamReplies: UInt64 = 0
     public var reservedCommandReplies: UInt64 = 0
+    /// Client frames answered `overloaded`: they waited longer than max_queue_wait for their link.
+    public var overloadedReplies: UInt64 = 0
     /// Downward messages for an unknown or closed session, dropped.
     public var staleDrops: UInt64 = 0
     /// Link frames that broke the link protocol (the link was closed).

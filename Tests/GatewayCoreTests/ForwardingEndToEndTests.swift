@@ -201,6 +201,63 @@ final class ForwardingFailureTests: XCTestCase {
         XCTAssertEqual(stats.noUpstreamReplies, 0)
     }
 
+    /// Frames that wait longer than max_queue_wait for room on their link are answered
+    /// `overloaded` and dropped, counted; every frame gets exactly one answer.
+    func testFramesWaitingPastMaxQueueWaitAreAnsweredOverloaded() throws {
+        let (coreGateway, _) = try core(delayMicroseconds: 2000)
+        var config = GatewayConfig()
+        config.port = 0
+        config.tickMilliseconds = 10
+        config.ringCapacity = 4
+        config.maxQueueWait = 50
+        config.upstreamLinks = 1
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: coreGateway.port)]
+        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
+        try g.start()
+        running.append(g)
+        waitFor("link up") { g.stats().linksUp == 1 }
+        let frames = 150
+        let clients = try (0..<4).map { _ in try TestClient(port: g.port, timeoutSeconds: 20) }
+        let outcome = Mutex<[Int: (echoed: Int, overloaded: Int, wrong: Int)]>([:])
+        nonisolated(unsafe) let sockets = clients
+        DispatchQueue.concurrentPerform(iterations: clients.count * 2) { job in
+            let i = job / 2
+            let requests = (0..<frames).map { TestClient.frame(seq: UInt32($0), uid: UInt32(i), bodySize: 60_000) }
+            if job % 2 == 0 {
+                for r in requests { try? sockets[i].send(r) }
+                return
+            }
+            var counts = (echoed: 0, overloaded: 0, wrong: 0)
+            var seen = Set<UInt32>()
+            for _ in 0..<frames {
+                guard let answer = sockets[i].receiveFrame() else { break }
+                let h = answer.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
+                if !seen.insert(h.seq).inserted || Int(h.seq) >= frames {
+                    counts.wrong += 1
+                } else if h.status == GatewayStatus.overloaded && answer.count == FrameHeader.size && h.uid == UInt32(i) {
+                    counts.overloaded += 1
+                } else if answer == requests[Int(h.seq)] {
+                    counts.echoed += 1
+                } else {
+                    counts.wrong += 1
+                }
+            }
+            outcome.withLock { $0[i] = counts }
+        }
+        var overloaded = 0
+        for i in 0..<clients.count {
+            let c = try XCTUnwrap(outcome.withLock { $0[i] })
+            XCTAssertEqual(c.echoed + c.overloaded, frames, "client \(i): one answer per frame")
+            XCTAssertEqual(c.wrong, 0, "client \(i)")
+            overloaded += c.overloaded
+        }
+        XCTAssertGreaterThan(overloaded, 0, "the slow core made frames wait past max_queue_wait")
+        let stats = g.stats()
+        XCTAssertEqual(stats.overloadedReplies, UInt64(overloaded))
+        XCTAssertEqual(stats.overloadedReplies + stats.forwardedUp, UInt64(clients.count * frames))
+        XCTAssertEqual(stats.closes.reduce(0, +), 0)
+    }
+
     /// A core that answers HELLO and then sends a frame of length 17: that link is
     /// closed and reconnected; the client on the gateway is not touched.
     func testMalformedLinkFrameClosesTheLinkOnly() throws {

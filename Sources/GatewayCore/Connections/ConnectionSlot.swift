@@ -91,6 +91,10 @@ struct ConnectionSlot {
     /// A link's dealing paused because this client's send ring was full; dealing this client resumes it.
     var blocksLink: Bool
     var blockedLinkPosition: UInt16
+    /// The tick the client began waiting; past max_queue_wait it is `shed`: what it has queued is
+    /// answered `overloaded`.
+    var waitSince: UInt64
+    var shed: Bool
 
     // Send's.
     var writeOffset: UInt32
@@ -136,6 +140,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.routed = false
         pointee.waiting = false
         pointee.blocksLink = false
+        pointee.shed = false
         pointee.writeOffset = 0
         generation.wrappingIncrement(ordering: .releasing)
         atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)

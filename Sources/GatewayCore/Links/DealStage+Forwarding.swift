@@ -19,6 +19,11 @@ extension DealStage {
             Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.reservedCommand)
             return true
         }
+        if s.pointee.shed {
+            engine.counters.add(.overloadedReplies)
+            Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.overloaded)
+            return true
+        }
         guard let position = route(s, uplinks) else {
             engine.counters.add(.noUpstreamReplies)
             Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.noUpstream)
@@ -97,6 +102,7 @@ extension DealStage {
     private func waitForLink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
                              _ ls: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
         s.pointee.waiting = true
+        s.pointee.waitSince = input.currentTick
         s.pointee.waitPosition = UInt16(position)
         s.pointee.waitNext = Uplinks.none
         s.pointee.waitPrev = uplinks.links[position].waitTail
@@ -141,6 +147,7 @@ extension DealStage {
     func forwardClose(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,
                       _ uplinks: Uplinks) {
         stopWaiting(s, uplinks)
+        resumeBlockedLink(s, uplinks)
         guard s.pointee.routed, cause != .upstream else { return }
         let link = ConnectionID(packed: s.pointee.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
@@ -247,17 +254,12 @@ extension DealStage {
     }
 
     /// Puts a client frame from a link on the client's send ring (no copy). A full
-    /// ring pauses the link until the client's Send makes room, unless the client
-    /// has stopped reading: then it is closed as a slow consumer.
+    /// ring pauses the link until the client's Send makes room; a client that takes
+    /// nothing for write_stall_timeout is closed by Send, which lets the link go on.
     private func deliverDown(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
                              _ position: Int) -> Bool {
         let ring = table.sendRing(id.index)
         if ring.freeCount < 1 {
-            if s.flag(\.writeBlocked) {
-                engine.requestClose(id, cause: .slowConsumer)
-                engine.counters.add(.staleDrops)
-                return true
-            }
             s.pointee.blocksLink = true
             s.pointee.blockedLinkPosition = UInt16(position)
             s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
@@ -306,10 +308,19 @@ extension DealStage {
         engine.counters.add(.linkCloses)
     }
 
-    /// Every tick: heartbeats on links that are up, and the deadline on every link.
+    /// Every tick: heartbeats on links that are up, the deadline on every link, and
+    /// max_queue_wait on the clients waiting for one (oldest first: the list is in order).
     func tickLinks(_ tick: UInt64, _ uplinks: Uplinks) {
         for position in uplinks.links.indices {
             guard let link = uplinks.links[position].id else { continue }
+            while uplinks.maxWaitTicks > 0, uplinks.links[position].waitHead != Uplinks.none {
+                let index = uplinks.links[position].waitHead
+                let s = table.slot(index)
+                guard tick &- s.pointee.waitSince > uplinks.maxWaitTicks else { break }
+                stopWaiting(s, uplinks)
+                s.pointee.shed = true
+                input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))
+            }
             if tick &- uplinks.links[position].lastHeard > 3 * uplinks.heartbeatTicks {
                 engine.logger.warning("\(linkName(position)): nothing heard for 3 heartbeats, closing")
                 uplinks.links[position].lastHeard = tick  // asked once

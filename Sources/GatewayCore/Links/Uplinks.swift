@@ -26,8 +26,11 @@ final class Uplinks {
     /// Set by Gateway.start before the threads run (it may depend on the bound port).
     var node: UInt32
     let heartbeatTicks: UInt64
+    /// max_queue_wait in ticks; 0: no limit.
+    let maxWaitTicks: UInt64
 
-    init(count: Int, node: UInt32, heartbeatTicks: UInt64) {
+    init(count: Int, node: UInt32, heartbeatTicks: UInt64, maxWaitTicks: UInt64) {
+        self.maxWaitTicks = maxWaitTicks
         links = Array(repeating: Link(), count: count)
         dirty.reserveCapacity(count)
         self.node = node

@@ -7,7 +7,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case accepted, framesIn, framesOut, bytesIn, bytesOut
         // Deal's: links and forwarding.
         case linksUp, linkCloses, forwardedUp, forwardedDown, noUpstreamReplies, reservedCommandReplies
-        case staleDrops, linkMalformed
+        case staleDrops, linkMalformed, overloadedReplies
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -55,6 +55,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.noUpstreamReplies = load(.noUpstreamReplies)
         s.reservedCommandReplies = load(.reservedCommandReplies)
         s.staleDrops = load(.staleDrops)
+        s.overloadedReplies = load(.overloadedReplies)
         s.linkMalformed = load(.linkMalformed)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)

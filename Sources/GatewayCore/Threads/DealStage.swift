@@ -42,7 +42,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             uplinks = nil
         } else {
             uplinks = Uplinks(count: config.upstream.count * config.upstreamLinks, node: 0,
-                              heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / config.tickMilliseconds))
+                              heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / config.tickMilliseconds),
+                              maxWaitTicks: UInt64((config.maxQueueWait + config.tickMilliseconds - 1) / config.tickMilliseconds))
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
     }
@@ -129,6 +130,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         current = DealStage.noConnection
         if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send) }
         resumeReceive(id, s)
+        if ring.count == 0 { s.pointee.shed = false }
         if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
             let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
