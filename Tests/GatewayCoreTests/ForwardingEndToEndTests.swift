@@ -333,3 +333,49 @@ final class ForwardingFailureTests: XCTestCase {
         XCTAssertLessThan(g.stats().connectionsOpen, 200, "slots are reclaimed")
     }
 }
+
+/// A core that echoes, and closes the session after answering a frame with cmd 99.
+private final class ClosingCore: CoreHandler {
+    let closes = Mutex(0)
+    func opened(_ session: CoreSession, peer: PeerAddress) {}
+    func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
+        session.echo(frame)
+        if FrameHeader(decoding: clientFrame.baseAddress!).cmd == 99 { session.close() }
+    }
+    func closed(_ session: CoreSession, cause: UInt8) { closes.withLock { $0 += 1 } }
+}
+
+final class ForwardingCloseTests: XCTestCase {
+    /// CLOSED downward: the client gets every reply sent before it, then a clean end of
+    /// stream; counted as an upstream close; the core is not told again.
+    func testCoreClosingASessionDeliversTheRepliesBeforeIt() throws {
+        let log = LogRecorder()
+        let handler = ClosingCore()
+        var base = GatewayConfig()
+        base.port = 0
+        let core = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame),
+                               handler: CoreServer(handler: handler, node: 1, clientMaxFrame: base.maxFrame,
+                                                   logger: log.logger), logger: log.logger)
+        try core.start()
+        defer { core.stop() }
+        var config = GatewayConfig()
+        config.port = 0
+        config.tickMilliseconds = 10
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: core.port)]
+        let access = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
+        try access.start()
+        defer { access.stop() }
+        let deadline = Date().addingTimeInterval(10)
+        while access.stats().linksUp < 2 && Date() < deadline { usleep(5_000) }
+        let client = try TestClient(port: access.port)
+        var request: [UInt8] = []
+        for n in 0..<20 { request += TestClient.frame(seq: UInt32(n), bodySize: 100 + n) }
+        request += TestClient.frame(seq: 20, cmd: 99, bodySize: 7)
+        XCTAssertEqual(client.exchange(request, expect: request.count), request, "every reply before the close")
+        XCTAssertTrue(client.isClosedByPeer(), "then a clean close")
+        while access.stats().closes(.upstream) < 1 && Date() < deadline { usleep(5_000) }
+        XCTAssertEqual(access.stats().closes(.upstream), 1)
+        usleep(50_000)
+        XCTAssertEqual(handler.closes.withLock { $0 }, 1, "the core's session ended once")
+    }
+}
