@@ -258,54 +258,84 @@ final class ForwardingFailureTests: XCTestCase {
         XCTAssertEqual(stats.closes.reduce(0, +), 0)
     }
 
+    /// A fake core on a blocking listener: each link it accepts gets HELLO back, then
+    /// `after` (if any), then silence. Counts the links it accepted.
+    private final class FakeCore: @unchecked Sendable {  // `accepts` is a Mutex; the rest is set once
+        final class Count: Sendable { let value = Mutex(0) }
+        let listener: Listener
+        let count = Count()
+        private let thread: Thread
+        var accepts: Int { count.value.withLock { $0 } }
+
+        init(after: [UInt8], limit: Int) throws {
+            let listener = try Listener(host: "127.0.0.1", port: 0, backlog: 16)
+            _ = fcntl(listener.fd, F_SETFL, fcntl(listener.fd, F_GETFL) & ~O_NONBLOCK)
+            self.listener = listener
+            let accepts = count
+            thread = Thread {
+                var hello = [UInt8](repeating: 0, count: 32)
+                LinkMessage.hello(.init(role: .core, node: 1, link: 0, heartbeatMilliseconds: 1000)).encode(into: &hello)
+                var held: [Int32] = []
+                while accepts.value.withLock({ $0 }) < limit {
+                    let fd = accept(listener.fd, nil, nil)
+                    guard fd >= 0 else { break }
+                    accepts.value.withLock { $0 += 1 }
+                    var tv = timeval(tv_sec: 2, tv_usec: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                    var buffer = [UInt8](repeating: 0, count: 32)
+                    _ = recv(fd, &buffer, 32, Int32(MSG_WAITALL))
+                    _ = send(fd, hello, 32, Int32(MSG_NOSIGNAL))
+                    if !after.isEmpty { _ = send(fd, after, after.count, Int32(MSG_NOSIGNAL)) }
+                    held.append(fd)
+                }
+                for fd in held { close(fd) }
+            }
+            thread.start()
+        }
+
+        func access(_ log: LogRecorder, heartbeatMs: Int = 1000) throws -> Gateway {
+            var config = GatewayConfig()
+            config.port = 0
+            config.tickMilliseconds = 10
+            config.linkRetryMaxMilliseconds = 50
+            config.linkHeartbeatMilliseconds = heartbeatMs
+            config.upstreamLinks = 1
+            config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: listener.port)]
+            let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
+            try g.start()
+            return g
+        }
+    }
+
     /// A core that answers HELLO and then sends a frame of length 17: that link is
     /// closed and reconnected; the client on the gateway is not touched.
     func testMalformedLinkFrameClosesTheLinkOnly() throws {
-        let listener = try Listener(host: "127.0.0.1", port: 0, backlog: 16)
-        defer { close(listener.fd) }
-        var flags = fcntl(listener.fd, F_GETFL)
-        flags &= ~O_NONBLOCK
-        _ = fcntl(listener.fd, F_SETFL, flags)
-        let accepts = Mutex(0)
-        let fake = Thread {
-            var hello = [UInt8](repeating: 0, count: 32)
-            LinkMessage.hello(.init(role: .core, node: 1, link: 0, heartbeatMilliseconds: 1000))
-                .encode(into: &hello)
-            let deadline = Date().addingTimeInterval(10)
-            var held: [Int32] = []
-            while Date() < deadline && accepts.withLock({ $0 }) < 3 {
-                let fd = accept(listener.fd, nil, nil)
-                guard fd >= 0 else { break }
-                accepts.withLock { $0 += 1 }
-                var tv = timeval(tv_sec: 2, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                var buffer = [UInt8](repeating: 0, count: 32)
-                _ = recv(fd, &buffer, 32, Int32(MSG_WAITALL))
-                _ = send(fd, hello, 32, Int32(MSG_NOSIGNAL))
-                let bad = TestClient.rawHeader(length: 17)
-                _ = send(fd, bad, bad.count, Int32(MSG_NOSIGNAL))
-                held.append(fd)
-            }
-            for fd in held { close(fd) }
-        }
-        fake.start()
-        var config = GatewayConfig()
-        config.port = 0
-        config.tickMilliseconds = 10
-        config.linkRetryMaxMilliseconds = 50
-        config.upstreamLinks = 1
-        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: listener.port)]
-        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
-        try g.start()
+        let fake = try FakeCore(after: TestClient.rawHeader(length: 17), limit: 3)
+        defer { close(fake.listener.fd) }
+        let g = try fake.access(log)
         running.append(g)
         let client = try TestClient(port: g.port)
         waitFor("the link is closed for the bad frame and reconnected") {
-            g.stats().linkMalformed >= 2 && accepts.withLock { $0 } >= 2
+            g.stats().linkMalformed >= 2 && fake.accepts >= 2
         }
         XCTAssertTrue(log.messages(atLeast: .warning).contains { $0.contains("frame length 17") })
         XCTAssertTrue(client.echoes(TestClient.frame(seq: 1, cmd: ReservedCommand.heartbeat, bodySize: 0)),
                       "the client is untouched")
         XCTAssertEqual(g.stats().closes.reduce(0, +), 0)
+    }
+
+    /// A core that answers HELLO and then never a heartbeat: after three missed
+    /// heartbeats the link is closed and connected again.
+    func testSilentCoreMissesItsHeartbeatDeadline() throws {
+        let fake = try FakeCore(after: [], limit: 3)
+        defer { close(fake.listener.fd) }
+        let g = try fake.access(log, heartbeatMs: 50)
+        running.append(g)
+        waitFor("the silent link is closed and reconnected") {
+            fake.accepts >= 2 && g.stats().linkCloses >= 1
+        }
+        XCTAssertTrue(log.messages(atLeast: .warning).contains { $0.contains("nothing heard for 3 heartbeats") })
+        XCTAssertEqual(g.stats().linkMalformed, 0)
     }
 
     /// Thousands of sessions opened and closed through access -> core while others
