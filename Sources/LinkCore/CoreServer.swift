@@ -24,7 +24,8 @@ public struct CoreSession {
     public func echo(_ frame: Frame) { link.forward(frame) }
 
     /// Sends a client frame to the session: `header.length` is computed from the body.
-    public func send(_ header: FrameHeader, body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+    public func send(_ header: FrameHeader,
+                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         server.sendData(header, body: body, to: self)
     }
 
@@ -130,7 +131,8 @@ public final class CoreServer: GatewayHandler {
                             body: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(raw)[FrameHeader.size...]))
         }
         if status != .accepted {
-            logger.warning("refusing link from node \(hello.node): \(status) (version \(hello.version), role \(hello.role))")
+            logger.warning(
+                "refusing link from node \(hello.node): \(status) (version \(hello.version), role \(hello.role))")
             connection.close()
             return
         }
@@ -160,7 +162,9 @@ public final class CoreServer: GatewayHandler {
         let p = scratch.baseAddress!
         session.id.encode(into: p)
         h.encode(into: p + SessionID.size)
-        if body.count > 0 { (p + SessionID.size + FrameHeader.size).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+        if body.count > 0 {
+            (p + SessionID.size + FrameHeader.size).copyMemory(from: body.baseAddress!, byteCount: body.count)
+        }
         session.link.send(FrameHeader(length: 0, seq: 0, cmd: LinkMessage.Command.data),
                           body: UnsafeRawBufferPointer(start: p, count: SessionID.size + length))
     }

@@ -124,8 +124,16 @@ extension DealStage {
         s.pointee.waiting = false
         let position = Int(s.pointee.waitPosition)
         let (prev, next) = (s.pointee.waitPrev, s.pointee.waitNext)
-        if prev == Uplinks.none { uplinks.links[position].waitHead = next } else { table.slot(prev).pointee.waitNext = next }
-        if next == Uplinks.none { uplinks.links[position].waitTail = prev } else { table.slot(next).pointee.waitPrev = prev }
+        if prev == Uplinks.none {
+            uplinks.links[position].waitHead = next
+        } else {
+            table.slot(prev).pointee.waitNext = next
+        }
+        if next == Uplinks.none {
+            uplinks.links[position].waitTail = prev
+        } else {
+            table.slot(next).pointee.waitPrev = prev
+        }
     }
 
     /// Every client waiting on the link is dealt again (it may find room, another link, or none).
@@ -210,7 +218,9 @@ extension DealStage {
         switch message {
         case .hello(let hello) where !uplinks.links[position].up:
             guard hello.status == LinkMessage.HelloStatus.accepted.rawValue, hello.version == LinkMessage.version else {
-                engine.logger.warning("\(linkName(position)): refused by node \(hello.node): status \(hello.status), version \(hello.version)")
+                engine.logger.warning(
+                    "\(linkName(position)): refused by node \(hello.node): "
+                        + "status \(hello.status), version \(hello.version)")
                 engine.requestClose(link, cause: .upstream)
                 return .closeLink
             }
@@ -225,7 +235,8 @@ extension DealStage {
             return .next
         case .data(let session, let length):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
-            let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead), length: length)
+            let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead),
+                                        length: length)
             return deliverDown(inner, cid, cs, position) ? .next : .wait
         case .closed(let session, _):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
@@ -240,7 +251,8 @@ extension DealStage {
     }
 
     /// The open client a downward message is for, or nil (counted) when it is stale.
-    private func client(_ session: SessionID, _ uplinks: Uplinks) -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
+    private func client(_ session: SessionID, _ uplinks: Uplinks)
+        -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)

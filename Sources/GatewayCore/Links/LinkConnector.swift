@@ -65,7 +65,8 @@ final class LinkConnector {
             retry(position, now: now, why: "no free slot (max_connections)")
             return
         }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(AF_INET, type, 0)
         guard fd >= 0 else {
             engine.table.release(index)
             retry(position, now: now, why: "\(SocketError("socket", gw_errno()))")
@@ -88,7 +89,9 @@ final class LinkConnector {
         s.atomic(\.state).store(SlotState.connecting.rawValue, ordering: .releasing)
         states[position] = .connecting(id)
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         let e = rc == 0 ? 0 : gw_errno()
         guard rc == 0 || e == EINPROGRESS else { return fail(id, s, now: now, why: "\(SocketError("connect", e))") }

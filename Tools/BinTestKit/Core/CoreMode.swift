@@ -30,7 +30,8 @@ public enum CoreMode {
             StandardError.write("bin_test: core failed to start: \(error)\n")
             return 1
         }
-        StandardError.write("bin_test core: echo core on \(settings.host):\(gateway.port); SIGINT or SIGTERM stops it\n")
+        StandardError.write(
+            "bin_test core: echo core on \(settings.host):\(gateway.port); SIGINT or SIGTERM stops it\n")
         _ = stop.wait()
         gateway.stop()
         print("opened=\(core.opened) closed=\(core.closed) data=\(core.dataFrames.load(ordering: .relaxed))")
