@@ -218,9 +218,8 @@ extension DealStage {
         switch message {
         case .hello(let hello) where !uplinks.links[position].up:
             guard hello.status == LinkMessage.HelloStatus.accepted.rawValue, hello.version == LinkMessage.version else {
-                engine.logger.warning(
-                    "\(linkName(position)): refused by node \(hello.node): "
-                        + "status \(hello.status), version \(hello.version)")
+                let why = "status \(hello.status), version \(hello.version)"
+                engine.logger.warning("\(linkName(position)): refused by node \(hello.node): \(why)")
                 engine.requestClose(link, cause: .upstream)
                 return .closeLink
             }
