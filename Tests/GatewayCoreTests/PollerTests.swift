@@ -139,8 +139,8 @@ final class PollerTests: XCTestCase {
             XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [100, 102, 103], "\(name): removed one no longer reported")
             for p in pairs { p.drainA() }
             if poller.edgeTriggered { _ = collect(poller, timeoutMs: 0) }
-            poller.remove(fd: pairs[3].a)
-            poller.remove(fd: pairs[3].a)  // twice: harmless
+            XCTAssertTrue(poller.remove(fd: pairs[3].a), name)
+            XCTAssertFalse(poller.remove(fd: pairs[3].a), "\(name): removing twice is reported, and harmless")
             for p in pairs { p.write(toA: 3) }
             XCTAssertEqual(Set(collect(poller, timeoutMs: 2000).keys), [100, 102], name)
             for p in pairs { p.drainA() }

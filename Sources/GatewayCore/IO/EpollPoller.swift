@@ -38,9 +38,10 @@ final class EpollPoller: Poller {
         try control(EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, token)
     }
 
-    func remove(fd: Int32) {
+    @discardableResult
+    func remove(fd: Int32) -> Bool {
         var ev = epoll_event()
-        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev)
+        return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev) == 0
     }
 
     func wait(timeoutMs: Int32) -> Int {

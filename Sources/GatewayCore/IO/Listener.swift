@@ -13,8 +13,12 @@ struct Listener {
         guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw SocketError("inet_pton(\(host))", EINVAL) }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", gw_errno()) }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        do {
+            try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+        } catch {
+            close(fd)
+            throw error
+        }
         let bound = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -39,8 +39,9 @@ final class PollPoller: Poller {
         register(fd: fd, token: token, listener: true)
     }
 
-    func remove(fd: Int32) {
-        guard Int(fd) < position.count, position[Int(fd)] >= 0 else { return }
+    @discardableResult
+    func remove(fd: Int32) -> Bool {
+        guard Int(fd) < position.count, position[Int(fd)] >= 0 else { return false }
         let at = Int(position[Int(fd)])
         let last = fds.count - 1
         if at != last {
@@ -55,6 +56,7 @@ final class PollPoller: Poller {
         tokens.removeLast()
         isListener.removeLast()
         position[Int(fd)] = -1
+        return true
     }
 
     func wait(timeoutMs: Int32) -> Int {

@@ -18,7 +18,9 @@ protocol Poller: AnyObject {
     func addConnection(fd: Int32, token: UInt64) throws(SocketError)
     /// Watches a listening socket (level-triggered, so accepting may stop at a budget).
     func addListener(fd: Int32, token: UInt64) throws(SocketError)
-    func remove(fd: Int32)
+    /// False if `fd` was not registered (errno tells why for epoll).
+    @discardableResult
+    func remove(fd: Int32) -> Bool
 
     /// Waits up to `timeoutMs` (-1: forever) for readiness; returns how many
     /// descriptors are ready. The caller blocks here, so it is the only call a

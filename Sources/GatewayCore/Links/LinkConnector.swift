@@ -72,9 +72,10 @@ final class LinkConnector {
             retry(position, now: now, why: "\(SocketError("socket", gw_errno()))")
             return
         }
-        var one: Int32 = 1
-        if setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-            engine.logger.warning("\(name(position)): TCP_NODELAY: \(SocketError("setsockopt", gw_errno()))")
+        do {
+            try SocketOptions.noDelay(fd)
+        } catch {
+            engine.logger.warning("\(name(position)): \(error)")
         }
         let s = engine.table.slot(index)
         s.pointee.fd = fd
@@ -132,7 +133,7 @@ final class LinkConnector {
 
     /// The connect failed: the slot, seen by no other thread, is reset and freed here.
     private func fail(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, why: String) {
-        engine.poller.remove(fd: s.pointee.fd)
+        engine.poller.remove(fd: s.pointee.fd)  // false when the connect failed before registration
         let position = Int(s.pointee.linkPosition)
         engine.reclaim(s)
         retry(position, now: now, why: why)

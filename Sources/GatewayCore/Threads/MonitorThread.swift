@@ -124,8 +124,13 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.counters.addClose(.overCapacity)
             return
         }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        do {
+            try SocketOptions.noDelay(fd)
+        } catch {
+            // Only latency depends on it: the connection is served anyway.
+            let peer = formatPeer(address: addr.sin_addr.s_addr, port: UInt16(bigEndian: addr.sin_port))
+            engine.logger.warning("accepted \(peer): \(error)")
+        }
         let s = table.slot(index)
         s.pointee.fd = fd
         s.pointee.peerAddress = addr.sin_addr.s_addr
@@ -158,7 +163,9 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.generation.load(ordering: .acquiring) == id.generation else { return }
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
-        poller.remove(fd: s.pointee.fd)
+        if !poller.remove(fd: s.pointee.fd) {
+            engine.logger.error("unregistering \(id): \(SocketError("epoll_ctl(DEL)", gw_errno()))")
+        }
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
             let cause = s.cause(\.closeCause) ?? .ioError
@@ -178,8 +185,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         for stage in engine.stages { stage.advanceTick(to: tick) }
         connector?.connectDue(now: now)
         if acceptPaused, let listener {
-            acceptPaused = false
-            try? poller.addListener(fd: listener.fd, token: Self.listenerToken)
+            do {
+                try poller.addListener(fd: listener.fd, token: Self.listenerToken)
+                acceptPaused = false
+            } catch {
+                engine.logger.error("accept still paused: \(error); retrying next tick")
+            }
         }
     }
 
