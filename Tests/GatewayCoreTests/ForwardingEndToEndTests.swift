@@ -6,47 +6,51 @@ import Synchronization
 @_spi(Benchmarks) @testable import GatewayCore
 import LinkCore
 
-/// The access role end to end: clients -> gateway --upstream -> bin_test core,
-/// under both pollers; every reply byte-checked on its own connection.
-final class ForwardingEndToEndTests: XCTestCase {
-    private var running: [Gateway] = []
-    private let log = LogRecorder()
+/// What the forwarding tests share: started engines (stopped in reverse order),
+/// a log recorder, an echo core, an access gateway in front of some ports, waiting.
+class ForwardingTestCase: XCTestCase {
+    var running: [Gateway] = []
+    let log = LogRecorder()
 
     override func tearDown() {
         for g in running.reversed() { g.stop() }
         running = []
     }
 
-    private func startCore(port: Int = 0) throws -> (Gateway, EchoCore) {
+    func startCore(port: Int = 0, delayMicroseconds: Int = 0) throws -> (Gateway, EchoCore) {
         var settings = CoreSettings()
         settings.port = port
+        settings.delayMicroseconds = delayMicroseconds
         let (g, c) = try CoreMode.start(settings, logger: log.logger)
         running.append(g)
         return (g, c)
     }
 
-    private func startAccess(upstream ports: [Int], poller: PollerKind = .epoll) throws -> Gateway {
+    /// An access gateway forwarding to `ports` on loopback, with a fast clock and fast reconnects.
+    func startAccess(upstream ports: [Int], _ configure: (inout GatewayConfig) -> Void = { _ in }) throws -> Gateway {
         var config = GatewayConfig()
         config.port = 0
-        config.poller = poller
-        config.maxConnections = 2000
+        config.maxConnections = 4000
         config.tickMilliseconds = 10
         config.linkRetryMaxMilliseconds = 200
-        config.linkHeartbeatMilliseconds = 100
-        config.nodeID = 77
         config.upstream = ports.map { GatewayConfig.Upstream(host: "127.0.0.1", port: $0) }
+        configure(&config)
         let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
         try g.start()
         running.append(g)
         return g
     }
 
-    private func waitFor(_ what: String, seconds: Double = 10, _ condition: () -> Bool) {
+    func waitFor(_ what: String, seconds: Double = 10, _ condition: () -> Bool) {
         let deadline = Date().addingTimeInterval(seconds)
         while !condition() && Date() < deadline { usleep(5_000) }
         XCTAssertTrue(condition(), what)
     }
+}
 
+/// The access role end to end: clients -> gateway --upstream -> bin_test core,
+/// under both pollers; every reply byte-checked on its own connection.
+final class ForwardingEndToEndTests: ForwardingTestCase {
     private func pipelined(_ client: TestClient, seqBase: UInt32, count: Int) -> Bool {
         var request: [UInt8] = []
         for n in 0..<count {
@@ -59,7 +63,11 @@ final class ForwardingEndToEndTests: XCTestCase {
         for poller in [PollerKind.epoll, .poll] {
             let (_, core) = try startCore()
             let corePort = running.last!.port
-            let access = try startAccess(upstream: [corePort], poller: poller)
+            let access = try startAccess(upstream: [corePort]) {
+                $0.poller = poller
+                $0.linkHeartbeatMilliseconds = 100
+                $0.nodeID = 77
+            }
             waitFor("both links up (\(poller))") { access.stats().linksUp == 2 }
             let clients = try (0..<24).map { _ in try TestClient(port: access.port) }
             for round in 0..<3 {
@@ -135,49 +143,12 @@ final class ForwardingEndToEndTests: XCTestCase {
 
 /// Failures on the way up: a slow core, a core that breaks the protocol, and
 /// thousands of sessions opened and closed across the tiers.
-final class ForwardingFailureTests: XCTestCase {
-    private var running: [Gateway] = []
-    private let log = LogRecorder()
-
-    override func tearDown() {
-        for g in running.reversed() { g.stop() }
-        running = []
-    }
-
-    private func access(upstream port: Int, ringCapacity: Int = 32) throws -> Gateway {
-        var config = GatewayConfig()
-        config.port = 0
-        config.maxConnections = 4000
-        config.tickMilliseconds = 10
-        config.ringCapacity = ringCapacity
-        config.linkRetryMaxMilliseconds = 100
-        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: port)]
-        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
-        try g.start()
-        running.append(g)
-        return g
-    }
-
-    private func core(delayMicroseconds: Int = 0) throws -> (Gateway, EchoCore) {
-        var settings = CoreSettings()
-        settings.port = 0
-        settings.delayMicroseconds = delayMicroseconds
-        let (g, c) = try CoreMode.start(settings, logger: log.logger)
-        running.append(g)
-        return (g, c)
-    }
-
-    private func waitFor(_ what: String, seconds: Double = 10, _ condition: () -> Bool) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !condition() && Date() < deadline { usleep(5_000) }
-        XCTAssertTrue(condition(), what)
-    }
-
+final class ForwardingFailureTests: ForwardingTestCase {
     /// A core that answers slowly: link rings fill, clients wait and stop being
     /// read; every frame still arrives, in order, and nothing is dropped or closed.
     func testSlowCoreBackPressuresClientsWithoutLoss() throws {
-        let (coreGateway, _) = try core(delayMicroseconds: 300)
-        let g = try access(upstream: coreGateway.port, ringCapacity: 4)
+        let (coreGateway, _) = try startCore(delayMicroseconds: 300)
+        let g = try startAccess(upstream: [coreGateway.port]) { $0.ringCapacity = 4 }
         waitFor("links up") { g.stats().linksUp == 2 }
         let clients = try (0..<6).map { _ in try TestClient(port: g.port) }
         var requests: [[UInt8]] = []
@@ -204,17 +175,12 @@ final class ForwardingFailureTests: XCTestCase {
     /// Frames that wait longer than max_queue_wait for room on their link are answered
     /// `overloaded` and dropped, counted; every frame gets exactly one answer.
     func testFramesWaitingPastMaxQueueWaitAreAnsweredOverloaded() throws {
-        let (coreGateway, _) = try core(delayMicroseconds: 2000)
-        var config = GatewayConfig()
-        config.port = 0
-        config.tickMilliseconds = 10
-        config.ringCapacity = 4
-        config.maxQueueWait = 50
-        config.upstreamLinks = 1
-        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: coreGateway.port)]
-        let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
-        try g.start()
-        running.append(g)
+        let (coreGateway, _) = try startCore(delayMicroseconds: 2000)
+        let g = try startAccess(upstream: [coreGateway.port]) {
+            $0.ringCapacity = 4
+            $0.maxQueueWait = 50
+            $0.upstreamLinks = 1
+        }
         waitFor("link up") { g.stats().linksUp == 1 }
         let frames = 150
         let clients = try (0..<4).map { _ in try TestClient(port: g.port, timeoutSeconds: 20) }
@@ -292,19 +258,6 @@ final class ForwardingFailureTests: XCTestCase {
             }
             thread.start()
         }
-
-        func access(_ log: LogRecorder, heartbeatMs: Int = 1000) throws -> Gateway {
-            var config = GatewayConfig()
-            config.port = 0
-            config.tickMilliseconds = 10
-            config.linkRetryMaxMilliseconds = 50
-            config.linkHeartbeatMilliseconds = heartbeatMs
-            config.upstreamLinks = 1
-            config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: listener.port)]
-            let g = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
-            try g.start()
-            return g
-        }
     }
 
     /// A core that answers HELLO and then sends a frame of length 17: that link is
@@ -312,8 +265,10 @@ final class ForwardingFailureTests: XCTestCase {
     func testMalformedLinkFrameClosesTheLinkOnly() throws {
         let fake = try FakeCore(after: TestClient.rawHeader(length: 17), limit: 3)
         defer { close(fake.listener.fd) }
-        let g = try fake.access(log)
-        running.append(g)
+        let g = try startAccess(upstream: [fake.listener.port]) {
+            $0.upstreamLinks = 1
+            $0.linkRetryMaxMilliseconds = 50
+        }
         let client = try TestClient(port: g.port)
         waitFor("the link is closed for the bad frame and reconnected") {
             g.stats().linkMalformed >= 2 && fake.accepts >= 2
@@ -329,8 +284,11 @@ final class ForwardingFailureTests: XCTestCase {
     func testSilentCoreMissesItsHeartbeatDeadline() throws {
         let fake = try FakeCore(after: [], limit: 3)
         defer { close(fake.listener.fd) }
-        let g = try fake.access(log, heartbeatMs: 50)
-        running.append(g)
+        let g = try startAccess(upstream: [fake.listener.port]) {
+            $0.upstreamLinks = 1
+            $0.linkRetryMaxMilliseconds = 50
+            $0.linkHeartbeatMilliseconds = 50
+        }
         waitFor("the silent link is closed and reconnected") {
             fake.accepts >= 2 && g.stats().linkCloses >= 1
         }
@@ -341,8 +299,8 @@ final class ForwardingFailureTests: XCTestCase {
     /// Thousands of sessions opened and closed through access -> core while others
     /// echo: every reply on its own connection, the core's counts exact, no stale drop.
     func testSlotReuseUnderChurnAcrossTheTiers() throws {
-        let (coreGateway, echoCore) = try core()
-        let g = try access(upstream: coreGateway.port)
+        let (coreGateway, echoCore) = try startCore()
+        let g = try startAccess(upstream: [coreGateway.port])
         waitFor("links up") { g.stats().linksUp == 2 }
         let steady = try (0..<4).map { _ in try TestClient(port: g.port) }
         let cycles = 1500
@@ -375,11 +333,10 @@ private final class ClosingCore: CoreHandler {
     func closed(_ session: CoreSession, cause: UInt8) { closes.withLock { $0 += 1 } }
 }
 
-final class ForwardingCloseTests: XCTestCase {
+final class ForwardingCloseTests: ForwardingTestCase {
     /// CLOSED downward: the client gets every reply sent before it, then a clean end of
     /// stream; counted as an upstream close; the core is not told again.
     func testCoreClosingASessionDeliversTheRepliesBeforeIt() throws {
-        let log = LogRecorder()
         let handler = ClosingCore()
         var base = GatewayConfig()
         base.port = 0
@@ -387,14 +344,8 @@ final class ForwardingCloseTests: XCTestCase {
                                handler: CoreServer(handler: handler, node: 1, clientMaxFrame: base.maxFrame,
                                                    logger: log.logger), logger: log.logger)
         try core.start()
-        defer { core.stop() }
-        var config = GatewayConfig()
-        config.port = 0
-        config.tickMilliseconds = 10
-        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: core.port)]
-        let access = try Gateway(config: config, handler: EchoHandler(), logger: log.logger)
-        try access.start()
-        defer { access.stop() }
+        running.append(core)
+        let access = try startAccess(upstream: [core.port])
         let deadline = Date().addingTimeInterval(10)
         while access.stats().linksUp < 2 && Date() < deadline { usleep(5_000) }
         let client = try TestClient(port: access.port)

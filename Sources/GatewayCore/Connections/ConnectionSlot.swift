@@ -122,7 +122,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         return value == 0 ? nil : CloseCause(rawValue: Int(value) - 1)
     }
 
-    /// The one reset for reuse, after the rings were emptied and the descriptor closed:
+    /// The one reset for reuse, after the rings and the assembly were emptied and the descriptor closed:
     /// every flag and per-stage field back to its free value, then a new generation and
     /// `free`. Timer nodes stay linked (wheels drop stale entries by generation) and the
     /// RCU head belongs to liburcu.
@@ -133,7 +133,6 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue
-        pointee.assembly = FrameAssembly()
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false

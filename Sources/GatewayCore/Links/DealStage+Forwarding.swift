@@ -75,7 +75,7 @@ extension DealStage {
             uplinks.links[position].pending = p
         } else {
             if let p = uplinks.links[position].pending {
-                _ = table.sendRing(uplinks.links[position].id!.index).push(p)  // room was checked
+                pushReserved(p, on: uplinks.links[position].id!)
             } else {
                 uplinks.dirty.append(position)
             }
@@ -85,14 +85,20 @@ extension DealStage {
         if chunk != outBlock { pool.release(chunk) }  // a message too big for the block got a chunk of its own
     }
 
+    /// Pushes link output into the ring entry kept free for it (every caller of
+    /// composeOnLink checked the room first); a failure would lose link messages.
+    private func pushReserved(_ d: FrameDescriptor, on link: ConnectionID) {
+        let pushed = table.sendRing(link.index).push(d)
+        precondition(pushed, "link send ring had no entry for its pending output")
+    }
+
     /// End of a batch: every link's pending output goes on its ring, and Send is told.
     func flushLinks(_ uplinks: Uplinks) {
         for position in uplinks.dirty {
             guard let d = uplinks.links[position].pending, let link = uplinks.links[position].id else { continue }
             uplinks.links[position].pending = nil
-            let ls = table.slot(link.index)
-            _ = table.sendRing(link.index).push(d)
-            engine.send.input.post(ls, link)
+            pushReserved(d, on: link)
+            engine.send.input.post(table.slot(link.index), link)
         }
         uplinks.dirty.removeAll(keepingCapacity: true)
     }
@@ -160,8 +166,13 @@ extension DealStage {
         let link = ConnectionID(packed: s.pointee.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
+        guard table.sendRing(link.index).freeCount >= 2 else {
+            // No room on a link stalled this long: the core learns of the close when the link is reset.
+            engine.logger.warning("\(linkName(position)): full, CLOSED for \(id) not sent; closing the link")
+            engine.requestClose(link, cause: .slowConsumer)
+            return
+        }
         let closed = LinkMessage.closed(SessionID(node: uplinks.node, connection: id), cause: UInt8(cause.rawValue))
-        if table.sendRing(link.index).freeCount < 2 { flushLinks(uplinks) }
         composeOnLink(position, uplinks, length: closed.encodedLength) { closed.encode(into: $0) }
     }
 

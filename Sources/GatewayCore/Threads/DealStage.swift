@@ -17,19 +17,19 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// replies that follow one another in memory (an echoed run of frames)
     /// leave as one descriptor.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
-    @exclusivity(unchecked) var current = DealStage.noConnection
+    @exclusivity(unchecked) private var current = DealStage.noConnection
     private static let noConnection = ConnectionID(index: .max, generation: .max)
-    @exclusivity(unchecked) var pending: FrameDescriptor?
-    @exclusivity(unchecked) var pushedToCurrent = false
+    @exclusivity(unchecked) private var pending: FrameDescriptor?
+    @exclusivity(unchecked) private var pushedToCurrent = false
     /// Replies queued since the counters were last updated (once per batch, not per frame).
-    @exclusivity(unchecked) var repliesQueued: UInt64 = 0
+    @exclusivity(unchecked) private var repliesQueued: UInt64 = 0
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// Where replies the handler composes are written; retired when full.
     @exclusivity(unchecked) var outBlock: Chunk?
+    @exclusivity(unchecked) private var outUsed = 0
     /// The access role's links, when the gateway forwards upstream instead of calling the handler.
     let uplinks: Uplinks?
-    @exclusivity(unchecked) private var outUsed = 0
 
     init(engine: Engine) {
         self.engine = engine
@@ -149,7 +149,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// The send ring is nearly full. If the client is not reading either, it is a
     /// slow consumer and is closed; otherwise dealing pauses until Send makes room.
-    func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+    private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
         if ring.freeCount >= 2 { return true }
         if s.flag(\.writeBlocked) {
@@ -244,14 +244,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         return (fresh, 0)
     }
 
-    func flushPending() {
+    private func flushPending() {
         guard let d = pending else { return }
         pending = nil
         push(d, current, table.slot(current.index))
         pushedToCurrent = true
     }
 
-    func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+    private func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         if !table.sendRing(id.index).push(d) {
             // More replies to one frame than the ring holds: the bound is the policy.
             pool.release(d.chunk)

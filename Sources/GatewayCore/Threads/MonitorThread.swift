@@ -164,7 +164,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
         if !poller.remove(fd: s.pointee.fd) {
-            engine.logger.error("unregistering \(id): \(SocketError("epoll_ctl(DEL)", gw_errno()))")
+            engine.logger.error("detaching \(id): it was not registered with the poller")
         }
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {

@@ -12,7 +12,9 @@ public final class EchoCore: CoreHandler {
     private let delayMicroseconds: UInt32
     private let failEvery: Int
     private var answered = 0
-    private let counts = ManagedAtomic<Int>(0)  // opened << 32 | closed, read by other threads
+    // Written on the core's Deal stage, read by other threads.
+    private let openedCount = ManagedAtomic<Int>(0)
+    private let closedCount = ManagedAtomic<Int>(0)
     public let dataFrames = ManagedAtomic<Int>(0)
 
     public init(delayMicroseconds: Int = 0, failEvery: Int = 0) {
@@ -20,15 +22,15 @@ public final class EchoCore: CoreHandler {
         self.failEvery = failEvery
     }
 
-    public var opened: Int { counts.load(ordering: .relaxed) >> 32 }
-    public var closed: Int { counts.load(ordering: .relaxed) & 0xFFFF_FFFF }
+    public var opened: Int { openedCount.load(ordering: .relaxed) }
+    public var closed: Int { closedCount.load(ordering: .relaxed) }
 
     public func opened(_ session: CoreSession, peer: PeerAddress) {
-        counts.wrappingIncrement(by: 1 << 32, ordering: .relaxed)
+        openedCount.wrappingIncrement(ordering: .relaxed)
     }
 
     public func closed(_ session: CoreSession, cause: UInt8) {
-        counts.wrappingIncrement(ordering: .relaxed)
+        closedCount.wrappingIncrement(ordering: .relaxed)
     }
 
     public func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {

@@ -42,9 +42,7 @@ public struct CoreSettings: Sendable, Equatable {
 extension CoreSettings {
     init(_ command: CoreCommand) throws(SettingsError) {
         self.init()
-        host = try FlagValue.ipv4Host("--host", command.host)
-        port = try FlagValue.integer("--port", command.port, in: ServerSettings.portRange)
-        poller = try FlagValue.choice("--poller", command.poller, as: PollerKind.self)
+        (host, port, poller) = try ServerSettings.listen(host: command.host, port: command.port, poller: command.poller)
         nodeID = UInt32(try FlagValue.integer("--node-id", command.nodeId, in: 0...Int(UInt32.max)))
         delayMicroseconds = try FlagValue.integer("--delay-us", command.delayUs, in: 0...1_000_000)
         failEvery = try FlagValue.integer("--fail-every", command.failEvery, in: 0...1_000_000_000)

@@ -24,8 +24,12 @@ public struct ServerSettings: Sendable, Equatable {
 extension ServerSettings {
     init(_ command: ServerCommand) throws(SettingsError) {
         self.init()
-        host = try FlagValue.ipv4Host("--host", command.host)
-        port = try FlagValue.integer("--port", command.port, in: Self.portRange)
-        poller = try FlagValue.choice("--poller", command.poller, as: PollerKind.self)
+        (host, port, poller) = try Self.listen(host: command.host, port: command.port, poller: command.poller)
+    }
+
+    /// --host, --port and --poller as every server mode (server, core) takes them.
+    static func listen(host: String, port: String, poller: String) throws(SettingsError) -> (String, Int, PollerKind) {
+        (try FlagValue.ipv4Host("--host", host), try FlagValue.integer("--port", port, in: portRange),
+         try FlagValue.choice("--poller", poller, as: PollerKind.self))
     }
 }
