@@ -7,7 +7,10 @@ import Logging
 public struct GatewayCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "TCP access gateway: frames clients' messages and answers each with the echo handler.",
+        abstract: """
+            TCP access gateway: frames clients' messages and forwards them upstream (--upstream) or answers \
+            each with the echo handler; with --role aggregation it carries access servers' links upstream.
+            """,
         discussion: """
             Each setting comes from, lowest precedence first: its default, the YAML file given by \
             --config (top-level snake_case keys, e.g. `max_connections: 50000`), the environment \
@@ -28,6 +31,11 @@ public struct GatewayCommand: ParsableCommand {
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
     var poller: String?
+
+    @Option(help: .setting("role", "access: clients connect; aggregation: access servers' links connect (needs --upstream).",
+                           default: GatewayConfig().role.rawValue, allowed: GatewayRole.allowedNames,
+                           valueName: GatewayRole.allowedNames))
+    var role: String?
 
     @Option(help: .setting("max_connections", "Slots in the connection table."))
     var maxConnections: String?
@@ -98,7 +106,7 @@ public struct GatewayCommand: ParsableCommand {
     /// reported like a bad file or environment value: one line naming key and range.
     var flags: [String: String] {
         let values: [String: String?] = [
-            "host": host, "port": port, "poller": poller, "max_connections": maxConnections,
+            "host": host, "port": port, "poller": poller, "role": role, "max_connections": maxConnections,
             "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
             "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_bytes": inlineBytes, "backlog": backlog,
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,

@@ -60,6 +60,17 @@ extension PollerKind {
     }
 }
 
+extension GatewayRole {
+    public static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
+
+    init(parsing text: String, key: String = "role") throws(ConfigError) {
+        guard let role = GatewayRole(rawValue: text.trimmingWhitespace.lowercased()) else {
+            throw ConfigError(key: key, value: text, allowed: Self.allowedNames)
+        }
+        self = role
+    }
+}
+
 extension Logger.Level {
     static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
 

@@ -18,6 +18,9 @@ public enum StatsSummary {
         if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
             line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"
                 + ", forwarded/s up \(Int(rate(\.forwardedUp).rounded())) down \(Int(rate(\.forwardedDown).rounded()))"
+            if new.downlinksUp > 0 || new.linksRefused > old.linksRefused {
+                line += ", lower links up \(new.downlinksUp) refused \(new.linksRefused - old.linksRefused)"
+            }
             let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
                 ("no_upstream", \.noUpstreamReplies), ("reserved_command", \.reservedCommandReplies),
                 ("overloaded", \.overloadedReplies),

@@ -30,7 +30,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         if let uplinks = engine.deal.uplinks {
             uplinks.node = config.effectiveNodeID(port: port)
             let servers = config.upstream.map(\.description).joined(separator: ",")
-            engine.logger.info("node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
+            engine.logger.info(
+                "\(config.role) node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
         }
         let monitor = try MonitorThread(engine: engine, listener: listener)
         self.monitor = monitor

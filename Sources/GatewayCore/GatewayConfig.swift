@@ -5,6 +5,14 @@ public enum PollerKind: String, CaseIterable, Sendable {
     case poll
 }
 
+/// What a gateway is in the tree (docs/LINK.md): an access server takes client
+/// connections; an aggregation server takes links from access (or lower
+/// aggregation) servers and carries them to its own upstream.
+public enum GatewayRole: String, CaseIterable, Sendable {
+    case access
+    case aggregation
+}
+
 /// Everything the engine needs to start. Every numeric field has an allowed
 /// range in `GatewayConfig.ranges`; `validate()` names the first key outside it.
 public struct GatewayConfig: Sendable, Equatable {
@@ -12,6 +20,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// 0 binds an ephemeral port; `Gateway.port` tells which.
     public var port = 7000
     public var poller = PollerKind.epoll
+    /// access: clients connect; aggregation: lower nodes' links connect (needs `upstream`).
+    public var role = GatewayRole.access
     /// Slots in the connection table; reserved as virtual memory, touched only when used.
     public var maxConnections = 100_000
     /// Largest frame accepted, header included.
@@ -110,6 +120,9 @@ public struct GatewayConfig: Sendable, Equatable {
         if upstream.count * upstreamLinks > 1024 {
             throw ConfigError(key: "upstream", value: "\(upstream.count) servers x \(upstreamLinks) links",
                               allowed: "at most 1024 links in all")
+        }
+        if role == .aggregation && upstream.isEmpty {
+            throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")
         }
         if host.isEmpty {
             throw ConfigError(key: "host", value: "", allowed: "an IPv4 address such as 127.0.0.1")

@@ -16,8 +16,10 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case handler
     /// The gateway is stopping.
     case shutdown
-    /// The upstream (core) asked for it with CLOSED.
+    /// The upstream (core) asked for it with CLOSED; for a link, its upstream side went away.
     case upstream
+    /// A link whose HELLO was refused: bad version or role, or no upstream link up yet.
+    case linkRefused
 
     public var description: String {
         switch self {
@@ -30,6 +32,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .handler: "handler"
         case .shutdown: "shutdown"
         case .upstream: "upstream"
+        case .linkRefused: "link_refused"
         }
     }
 }
@@ -57,6 +60,9 @@ public struct GatewayStats: Sendable, Equatable {
     public var staleDrops: UInt64 = 0
     /// Link frames that broke the link protocol (the link was closed).
     public var linkMalformed: UInt64 = 0
+    /// Aggregation role: links from lower nodes that are up, and HELLOs it refused.
+    public var downlinksUp: UInt64 = 0
+    public var linksRefused: UInt64 = 0
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

@@ -59,4 +59,24 @@ import Testing
         #expect(GatewayConfig().effectiveNodeID(port: 7000) == GatewayConfig().effectiveNodeID(port: 7000))
         #expect(GatewayConfig().effectiveNodeID(port: 7000) != GatewayConfig().effectiveNodeID(port: 7001))
     }
+
+    @Test func roleFromEveryLayerAndItsChecks() throws {
+        #expect(GatewayConfig().role == .access)
+        let flag = try Settings.resolve(flags: ["role": "Aggregation", "upstream": "127.0.0.1:7100"],
+                                        environment: [:], configFile: nil)
+        #expect(flag.config.role == .aggregation)
+        let env = try Settings.resolve(flags: [:], environment: ["GATEWAY_ROLE": "aggregation",
+                                                                 "GATEWAY_UPSTREAM": "127.0.0.1:7100"], configFile: nil)
+        #expect(env.config.role == .aggregation)
+        for (flags, allowed) in [(["role": "core"], "access|aggregation"),
+                                 (["role": "aggregation"], "aggregation with upstream set")] {
+            do {
+                _ = try Settings.resolve(flags: flags, environment: [:], configFile: nil)
+                Issue.record("\(flags) accepted")
+            } catch {
+                #expect(error.key == "role")
+                #expect(error.allowed.contains(allowed), "\(error)")
+            }
+        }
+    }
 }

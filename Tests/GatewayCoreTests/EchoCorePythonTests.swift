@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import XCTest
 @_spi(Benchmarks) @testable import GatewayCore
 
@@ -132,6 +133,40 @@ final class EchoCorePythonTests: XCTestCase {
             XCTAssertTrue(bad.isClosedByPeer(), "link not closed after \(c.name)")
             XCTAssertTrue(good.echoes(probe), "the other link stopped working after \(c.name)")
         }
+    }
+
+    /// The same end-to-end run as the Swift core's: clients through an access gateway to the
+    /// script, directly and through an aggregation server; every reply byte-checked.
+    func testClientsThroughTheTiersToThePythonCore() throws {
+        var gateways: [Gateway] = []
+        defer { for g in gateways.reversed() { g.stop() } }
+        func start(_ role: GatewayRole, upstream: Int) throws -> Gateway {
+            var config = GatewayConfig()
+            config.port = 0
+            config.role = role
+            config.poller = role == .aggregation ? .poll : .epoll
+            config.tickMilliseconds = 10
+            config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: upstream)]
+            let g = try Gateway(config: config, handler: EchoHandler(), logger: Logger(label: "python-tiers"))
+            try g.start()
+            gateways.append(g)
+            XCTAssertTrue(waitUntil(seconds: 10) { g.stats().linksUp == 2 }, "\(role) links up")
+            return g
+        }
+        let aggregation = try start(.aggregation, upstream: port)
+        for access in [try start(.access, upstream: port), try start(.access, upstream: aggregation.port)] {
+            let clients = try (0..<8).map { _ in try TestClient(port: access.port) }
+            for (i, c) in clients.enumerated() {
+                var request: [UInt8] = []
+                for n in 0..<30 {
+                    request += TestClient.frame(seq: UInt32(n), uid: UInt32(i), bodySize: (n * 37) % 700)
+                }
+                XCTAssertEqual(c.exchange(request, expect: request.count), request, "client \(i)")
+            }
+            XCTAssertEqual(access.stats().forwardedDown, 8 * 30)
+            XCTAssertEqual(access.stats().staleDrops, 0)
+        }
+        XCTAssertEqual(aggregation.stats().forwardedUp, 8 * 30)
     }
 
     func testSummaryOnSigtermCountsSessionsAndData() throws {

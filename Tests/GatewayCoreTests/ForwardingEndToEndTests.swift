@@ -41,6 +41,26 @@ class ForwardingTestCase: XCTestCase {
         return g
     }
 
+    /// Sends `count` frames of varied sizes at once; true when every reply came back byte for byte.
+    func pipelined(_ client: TestClient, seqBase: UInt32, count: Int) -> Bool {
+        var request: [UInt8] = []
+        for n in 0..<count {
+            request += TestClient.frame(seq: seqBase + UInt32(n), uid: seqBase, bodySize: (n * 53 + Int(seqBase)) % 900)
+        }
+        return client.exchange(request, expect: request.count) == request
+    }
+
+    /// An aggregation server (poll, like the tier runs) forwarding to `ports`, with a fast clock.
+    func startAggregation(upstream ports: [Int], port: Int = 0,
+                          _ configure: (inout GatewayConfig) -> Void = { _ in }) throws -> Gateway {
+        try startAccess(upstream: ports) {
+            $0.role = .aggregation
+            $0.poller = .poll
+            $0.port = port
+            configure(&$0)
+        }
+    }
+
     func waitFor(_ what: String, seconds: Double = 10, _ condition: () -> Bool) {
         let deadline = Date().addingTimeInterval(seconds)
         while !condition() && Date() < deadline { usleep(5_000) }
@@ -51,14 +71,6 @@ class ForwardingTestCase: XCTestCase {
 /// The access role end to end: clients -> gateway --upstream -> bin_test core,
 /// under both pollers; every reply byte-checked on its own connection.
 final class ForwardingEndToEndTests: ForwardingTestCase {
-    private func pipelined(_ client: TestClient, seqBase: UInt32, count: Int) -> Bool {
-        var request: [UInt8] = []
-        for n in 0..<count {
-            request += TestClient.frame(seq: seqBase + UInt32(n), uid: seqBase, bodySize: (n * 53 + Int(seqBase)) % 900)
-        }
-        return client.exchange(request, expect: request.count) == request
-    }
-
     func testClientsThroughAccessToCoreUnderBothPollers() throws {
         for poller in [PollerKind.epoll, .poll] {
             let (_, core) = try startCore()

@@ -54,6 +54,35 @@ final class PollerTests: XCTestCase {
         return [("epoll", try EpollPoller(), Interest()), ("poll", try PollPoller { interest.get($0) }, interest)]
     }
 
+    /// A report that removes descriptors (Monitor closing a link whose connect failed) must
+    /// not break the pass: everything still registered is reported, now or at the next wait.
+    func testRemovingDescriptorsWhileReporting() throws {
+        for (name, poller, interest) in try pollers() {
+            let pairs = (0..<5).map { _ in Pair() }
+            for (i, p) in pairs.enumerated() {
+                interest.set(UInt64(i + 1), Interest.read)
+                try poller.addConnection(fd: p.a, token: UInt64(i + 1))
+                p.write()
+            }
+            var reported = Set<UInt64>()
+            var removed = Set<UInt64>()
+            for _ in 0..<3 {
+                _ = poller.wait(timeoutMs: 100)
+                poller.forEachReady { token, _ in
+                    reported.insert(token)
+                    if removed.isEmpty {  // the first report removes two others
+                        for other in [UInt64(1), 2, 3].filter({ $0 != token }).prefix(2) {
+                            XCTAssertTrue(poller.remove(fd: pairs[Int(other) - 1].a), name)
+                            removed.insert(other)
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(reported.union(removed), Set((1...5).map(UInt64.init)), name)
+            for (i, p) in pairs.enumerated() where !removed.contains(UInt64(i + 1)) { poller.remove(fd: p.a) }
+        }
+    }
+
     func testReadableAndWritable() throws {
         for (name, poller, interest) in try pollers() {
             let pair = Pair()

@@ -143,3 +143,12 @@ final class Failures: Sendable {
         XCTAssertTrue(found.isEmpty, "\(label): \(found.joined(separator: "; "))", file: file, line: line)
     }
 }
+
+extension LinkMessage {
+    /// The message as bytes; for DATA, the 30-byte overhead only (append the client frame).
+    var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: encodedLength)
+        out.withUnsafeMutableBytes { encode(into: $0.baseAddress!) }
+        return out
+    }
+}

@@ -28,6 +28,8 @@ enum SlotKind: UInt8 {
     case client = 0
     /// A link this node opened to an upstream server (docs/LINK.md).
     case uplink = 1
+    /// A link a lower node opened to this aggregation server.
+    case downlink = 2
 }
 
 /// One connection's fixed-size record in the connection table. Fields are

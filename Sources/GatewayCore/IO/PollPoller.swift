@@ -78,13 +78,18 @@ final class PollPoller: Poller {
             _ = read(wakeFd, &value, 8)
         }
         let readMask = Int16(POLLIN | POLLHUP | POLLERR) | GW_POLLRDHUP
-        for i in 1..<fds.count where fds[i].revents != 0 {
+        // `report` may remove descriptors (a failed connect), which moves the last entry into
+        // the hole: the count is read each time, and a skipped entry is reported by the next poll.
+        var i = 1
+        while i < fds.count {
             let revents = fds[i].revents
+            fds[i].revents = 0
             var ready: PollEvents = []
             if revents & readMask != 0 { ready.insert(.readable) }
             if revents & Int16(POLLOUT) != 0 { ready.insert(.writable) }
             if revents & (Int16(POLLHUP | POLLERR) | GW_POLLRDHUP) != 0 { ready.insert(.hangup) }
             if !ready.isEmpty { report(tokens[i], ready) }
+            i += 1
         }
     }
 

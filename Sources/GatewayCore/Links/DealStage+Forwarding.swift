@@ -7,7 +7,7 @@ import Logging
 /// producer of every send ring, clients' and links' alike, so routing needs no lock.
 extension DealStage {
     /// Link output needs one ring entry for the pending descriptor plus one per message it may start.
-    private static let linkRoom = 3
+    static let linkRoom = 3
 
     // MARK: upward
 
@@ -65,7 +65,7 @@ extension DealStage {
     }
 
     /// Writes a link message into the reply block and appends it to the link's pending output.
-    private func composeOnLink(_ position: Int, _ uplinks: Uplinks, length: Int,
+    func composeOnLink(_ position: Int, _ uplinks: Uplinks, length: Int,
                                _ write: (UnsafeMutableRawPointer) -> Void) {
         let (chunk, offset) = reserve(length)
         write(chunk.bytes + offset)
@@ -74,11 +74,8 @@ extension DealStage {
             p.length += d.length
             uplinks.links[position].pending = p
         } else {
-            if let p = uplinks.links[position].pending {
-                pushReserved(p, on: uplinks.links[position].id!)
-            } else {
-                uplinks.dirty.append(position)
-            }
+            if let p = uplinks.links[position].pending { pushReserved(p, on: uplinks.links[position].id!) }
+            uplinks.markDirty(position)
             d.chunk.retain()
             uplinks.links[position].pending = d
         }
@@ -87,7 +84,7 @@ extension DealStage {
 
     /// Pushes link output into the ring entry kept free for it (every caller of
     /// composeOnLink checked the room first); a failure would lose link messages.
-    private func pushReserved(_ d: FrameDescriptor, on link: ConnectionID) {
+    func pushReserved(_ d: FrameDescriptor, on link: ConnectionID) {
         let pushed = table.sendRing(link.index).push(d)
         precondition(pushed, "link send ring had no entry for its pending output")
     }
@@ -95,9 +92,12 @@ extension DealStage {
     /// End of a batch: every link's pending output goes on its ring, and Send is told.
     func flushLinks(_ uplinks: Uplinks) {
         for position in uplinks.dirty {
-            guard let d = uplinks.links[position].pending, let link = uplinks.links[position].id else { continue }
-            uplinks.links[position].pending = nil
-            pushReserved(d, on: link)
+            uplinks.links[position].dirty = false
+            guard let link = uplinks.links[position].id else { continue }
+            if let d = uplinks.links[position].pending {
+                uplinks.links[position].pending = nil
+                pushReserved(d, on: link)
+            }
             engine.send.input.post(table.slot(link.index), link)
         }
         uplinks.dirty.removeAll(keepingCapacity: true)
@@ -105,7 +105,7 @@ extension DealStage {
 
     /// The link's ring is full: the client waits in the link's list; Send posts
     /// the link back to Deal when it has made room (the link's dealPaused flag).
-    private func waitForLink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
+    func waitForLink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
                              _ ls: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
         s.pointee.waiting = true
         s.pointee.waitSince = input.currentTick
@@ -184,7 +184,8 @@ extension DealStage {
         let now = input.currentTick
         if uplinks.links[position].id != id {
             uplinks.links[position] = Uplinks.Link(id: id, lastHeard: now, lastBeat: now)
-            let hello = LinkMessage.hello(.init(role: .access, node: uplinks.node, link: UInt16(position),
+            let role: NodeRole = downlinks == nil ? .access : .aggregation
+            let hello = LinkMessage.hello(.init(role: role, node: uplinks.node, link: UInt16(position),
                                                 heartbeatMilliseconds: UInt32(engine.config.linkHeartbeatMilliseconds)))
             composeOnLink(position, uplinks, length: hello.encodedLength) { hello.encode(into: $0) }
         }
@@ -200,11 +201,14 @@ extension DealStage {
                 let length = Int(FrameHeader.length(at: start))
                 switch linkFrame(start, FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
                                                         length: UInt32(length)), id, position, uplinks) {
-                case .next: offset += length
+                case .next:
+                    offset += length
+                    bytesMoved &+= length
                 case .wait:
                     s.pointee.dealOffset = UInt32(offset)
                     break outer
                 case .closeLink:
+                    if let downlinks { flushDownRun(downlinks) }
                     return
                 }
                 uplinks.links[position].lastHeard = now
@@ -213,6 +217,7 @@ extension DealStage {
             ring.pop(1)
             pool.release(d.chunk)
         }
+        if let downlinks { flushDownRun(downlinks) }
         resumeReceive(id, s)
         if ring.count == 0, s.flag(\.inputEnded) { engine.requestClose(id, cause: .peer) }
     }
@@ -229,11 +234,17 @@ extension DealStage {
         switch message {
         case .hello(let hello) where !uplinks.links[position].up:
             guard hello.status == LinkMessage.HelloStatus.accepted.rawValue, hello.version == LinkMessage.version else {
-                let why = "status \(hello.status), version \(hello.version)"
-                engine.logger.warning("\(linkName(position)): refused by node \(hello.node): \(why)")
-                engine.requestClose(link, cause: .upstream)
+                if uplinks.refusals[position] != hello.status {
+                    uplinks.refusals[position] = hello.status
+                    let why = LinkMessage.HelloStatus(rawValue: hello.status).map { "\($0)" }
+                        ?? "status \(hello.status)"
+                    engine.logger.warning(
+                        "\(linkName(position)): refused by node \(hello.node): \(why), version \(hello.version)")
+                }
+                engine.requestClose(link, cause: .linkRefused)
                 return .closeLink
             }
+            uplinks.refusals[position] = nil
             uplinks.links[position].up = true
             uplinks.upCount += 1
             engine.counters.set(.linksUp, UInt64(uplinks.upCount))
@@ -243,6 +254,10 @@ extension DealStage {
             return malformedLink(link, position, "\(message) before HELLO")
         case .heartbeat:
             return .next
+        case .data(let session, _) where downlinks != nil:
+            return routeDown(d, session, isData: true, from: position, downlinks!) ? .next : .wait
+        case .closed(let session, _) where downlinks != nil:
+            return routeDown(d, session, isData: false, from: position, downlinks!) ? .next : .wait
         case .data(let session, let length):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
             let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead),
@@ -280,17 +295,23 @@ extension DealStage {
     /// nothing for write_stall_timeout is closed by Send, which lets the link go on.
     private func deliverDown(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
                              _ position: Int) -> Bool {
-        let ring = table.sendRing(id.index)
-        if ring.freeCount < 1 {
-            s.pointee.blocksLink = true
-            s.pointee.blockedLinkPosition = UInt16(position)
-            s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-            if ring.freeCount < 1 { return false }
-            s.atomic(\.dealPaused).store(0, ordering: .relaxed)
-            s.pointee.blocksLink = false
-        }
+        guard roomOrPauseLink(s, table.sendRing(id.index), position) else { return false }
         enqueue(d, to: id)
         engine.counters.add(.forwardedDown)
+        return true
+    }
+
+    /// Room for one more descriptor on `s`'s send ring; with none, the link at `position`
+    /// pauses, and dealing `s` again (Send made room) resumes it.
+    func roomOrPauseLink(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing, _ position: Int) -> Bool {
+        if ring.freeCount > 0 { return true }
+        s.pointee.blocksLink = true
+        s.pointee.blockedLinkPosition = UInt16(position)
+        s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
+        // Pairs with Send's fence before it reads dealPaused: room made meanwhile is not missed.
+        if ring.freeCount < 1 { return false }
+        s.atomic(\.dealPaused).store(0, ordering: .relaxed)
+        s.pointee.blocksLink = false
         return true
     }
 
@@ -326,6 +347,7 @@ extension DealStage {
         }
         if let p = uplinks.links[position].pending { pool.release(p.chunk) }
         wakeWaiters(position, uplinks)
+        if let downlinks { closeDownlinks(of: id, downlinks) }
         uplinks.links[position] = Uplinks.Link()
         engine.counters.add(.linkCloses)
     }

@@ -12,7 +12,10 @@ final class Uplinks {
         var pending: FrameDescriptor?
         var lastHeard: UInt64 = 0
         var lastBeat: UInt64 = 0
-        /// Clients waiting for room, a list through their slots' waitPrev / waitNext.
+        /// In `dirty`: Send is told about this link at the end of the batch.
+        var dirty = false
+        /// Clients (or, on an aggregation server, lower links) waiting for room, a
+        /// list through their slots' waitPrev / waitNext.
         var waitHead = Uplinks.none
         var waitTail = Uplinks.none
     }
@@ -21,8 +24,11 @@ final class Uplinks {
     var links: [Link]
     var upCount = 0
     private var cursor = 0
-    /// Positions with a pending descriptor.
+    /// Positions with output Send has not been told about: a pending descriptor, or forwarded ones.
     var dirty: [Int] = []
+    /// The HELLO status each link was last refused with (nil: not refused), so a
+    /// link that keeps being refused is logged once per change.
+    var refusals: [UInt32?]
     /// Set by Gateway.start before the threads run (it may depend on the bound port).
     var node: UInt32
     let heartbeatTicks: UInt64
@@ -33,8 +39,16 @@ final class Uplinks {
         self.maxWaitTicks = maxWaitTicks
         links = Array(repeating: Link(), count: count)
         dirty.reserveCapacity(count)
+        refusals = Array(repeating: nil, count: count)
         self.node = node
         self.heartbeatTicks = max(1, heartbeatTicks)
+    }
+
+    /// Send must hear about the link's output at the end of the batch.
+    func markDirty(_ position: Int) {
+        guard !links[position].dirty else { return }
+        links[position].dirty = true
+        dirty.append(position)
     }
 
     /// The next link that is up, round-robin, or nil when none is.

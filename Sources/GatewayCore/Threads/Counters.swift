@@ -8,6 +8,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         // Deal's: links and forwarding.
         case linksUp, linkCloses, forwardedUp, forwardedDown, noUpstreamReplies, reservedCommandReplies
         case staleDrops, linkMalformed, overloadedReplies
+        // Deal's: the aggregation role's links from lower nodes.
+        case downlinksUp, linksRefused
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -57,6 +59,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.staleDrops = load(.staleDrops)
         s.overloadedReplies = load(.overloadedReplies)
         s.linkMalformed = load(.linkMalformed)
+        s.downlinksUp = load(.downlinksUp)
+        s.linksRefused = load(.linksRefused)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

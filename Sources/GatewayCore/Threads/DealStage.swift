@@ -24,12 +24,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// Replies queued since the counters were last updated (once per batch, not per frame).
     @exclusivity(unchecked) private var repliesQueued: UInt64 = 0
     @exclusivity(unchecked) var inlineAllowance = 0
-    @exclusivity(unchecked) private(set) var bytesMoved = 0
+    @exclusivity(unchecked) var bytesMoved = 0
     /// Where replies the handler composes are written; retired when full.
     @exclusivity(unchecked) var outBlock: Chunk?
     @exclusivity(unchecked) private var outUsed = 0
-    /// The access role's links, when the gateway forwards upstream instead of calling the handler.
+    /// The links to upstream servers, when the gateway forwards instead of calling the handler.
     let uplinks: Uplinks?
+    /// The aggregation role's links from lower nodes.
+    let downlinks: Downlinks?
 
     init(engine: Engine) {
         self.engine = engine
@@ -38,14 +40,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         handler = engine.handler
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
         let config = engine.config
+        let tick = config.tickMilliseconds
         if config.upstream.isEmpty {
             uplinks = nil
         } else {
+            // max_queue_wait sheds clients' frames; lower links' traffic is never answered by the aggregation tier.
+            let maxWait = config.role == .access ? (config.maxQueueWait + tick - 1) / tick : 0
             uplinks = Uplinks(count: config.upstream.count * config.upstreamLinks, node: 0,
-                              heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / config.tickMilliseconds),
-                              maxWaitTicks: UInt64((config.maxQueueWait + config.tickMilliseconds - 1) / config.tickMilliseconds))
+                              heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / tick),
+                              maxWaitTicks: UInt64(maxWait))
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
+        downlinks = config.role == .aggregation ? Downlinks() : nil
     }
 
     deinit {
@@ -54,6 +60,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     func advanceTimers(to tick: UInt64) {
         if let uplinks { tickLinks(tick, uplinks) }
+        if let downlinks { tickDownlinks(tick, downlinks) }
     }
 
     func batchDone() {
@@ -71,7 +78,12 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         switch s.state {
         case .detached: finalize(id, s)
         case .open:
-            if let uplinks, s.pointee.kind == SlotKind.uplink.rawValue { dealUplink(id, s, uplinks) } else { deal(id, s) }
+            guard let uplinks else { return deal(id, s) }
+            switch SlotKind(rawValue: s.pointee.kind)! {
+            case .client: deal(id, s)
+            case .uplink: dealUplink(id, s, uplinks)
+            case .downlink: dealDownlink(id, s, uplinks, downlinks!)
+            }
         default: break
         }
     }
@@ -172,12 +184,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
         let cause = s.cause(\.closeCause) ?? .ioError
         if let uplinks {
-            if s.pointee.kind == SlotKind.uplink.rawValue {
+            switch SlotKind(rawValue: s.pointee.kind)! {
+            case .client: forwardClose(id, s, cause: cause, uplinks)
+            case .uplink:
                 uplinkClosed(id, s, cause: cause, uplinks)
                 engine.scheduleReclaim(s)
                 return
+            case .downlink: downlinkClosed(id, s, cause: cause, uplinks, downlinks!)
             }
-            forwardClose(id, s, cause: cause, uplinks)
         } else if s.pointee.opened {
             handler.closed(Connection(id: id, deal: self), cause: cause)
         }

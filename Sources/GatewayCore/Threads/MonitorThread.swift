@@ -135,6 +135,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.fd = fd
         s.pointee.peerAddress = addr.sin_addr.s_addr
         s.pointee.peerPort = UInt16(bigEndian: addr.sin_port)
+        // An aggregation server's listener takes links from lower nodes, never clients.
+        if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
         s.atomic(\.readArmed).store(1, ordering: .relaxed)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)

@@ -96,7 +96,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 bytesMoved &+= n
                 s.pointee.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
-                let limit = s.pointee.kind == SlotKind.uplink.rawValue ? maxFrame + LinkMessage.dataOverhead : maxFrame
+                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.dataOverhead : maxFrame
                 let outcome = s.pointer(to: \.assembly)!.pointee.consume(
                     block: block, start: blockUsed, count: n, maxFrame: limit, pool: pool
                 ) { d in

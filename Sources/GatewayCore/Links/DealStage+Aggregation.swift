@@ -1,0 +1,281 @@
+import Atomics
+import Logging
+
+/// The aggregation role on the Deal stage (docs/LINK.md, routing): what a lower
+/// link sends goes up unchanged over the upper link chosen at its HELLO, as
+/// descriptors of the blocks it was read into (no copy); what comes down is
+/// routed by the session's node to one of that node's lower links, also without
+/// a copy. HELLO and HEARTBEAT are answered here and go no further.
+extension DealStage {
+    // MARK: upward: a lower link's turn
+
+    private enum LowerStep { case forward(isData: Bool), heartbeat, hello(LinkMessage.Hello), skip, malformed(String) }
+
+    func dealDownlink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks,
+                      _ downlinks: Downlinks) {
+        let now = input.currentTick
+        if downlinks.links[id.index]?.id != id {
+            downlinks.links[id.index] = Downlinks.Link(id: id, heartbeatTicks: uplinks.heartbeatTicks, lastHeard: now)
+        }
+        resumeBlockedLink(s, uplinks)
+        if s.pointee.waiting { return }  // dealt again when its upper link has room
+        let ring = table.receiveRing(id.index)
+        if ring.count > 0 { downlinks.links[id.index]!.lastHeard = now }
+        outer: while ring.count > 0 {
+            let d = ring.peek(0).pointee
+            var offset = Int(s.pointee.dealOffset)
+            var runStart = offset
+            var runData = 0
+            while offset < Int(d.length) {
+                let length = Int(FrameHeader.length(at: d.start + offset))
+                switch lowerFrame(d.start + offset, downlinks.links[id.index]!) {
+                case .forward(let isData):
+                    if isData { runData += 1 }
+                case .heartbeat:
+                    // Answered here: what came before it goes up first.
+                    guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
+                        s.pointee.dealOffset = UInt32(runStart)
+                        break outer
+                    }
+                    if table.sendRing(id.index).freeCount > 0 {  // a full ring: replies are flowing, skip the echo
+                        enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
+                                                length: UInt32(length)), to: id)
+                    }
+                    (runStart, runData) = (offset + length, 0)
+                case .hello(let hello):
+                    answerHello(hello, id, s, uplinks, downlinks)
+                    runStart = offset + length
+                case .skip:
+                    runStart = offset + length
+                case .malformed(let why):
+                    let link = downlinks.links[id.index]!
+                    engine.logger.warning("link from node \(link.node) (\(id)): closing, malformed: \(why)")
+                    engine.requestClose(id, cause: .protocolError)
+                    return
+                }
+                offset += length
+                bytesMoved &+= length
+            }
+            guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
+                s.pointee.dealOffset = UInt32(runStart)
+                break outer
+            }
+            s.pointee.dealOffset = 0
+            ring.pop(1)
+            pool.release(d.chunk)
+        }
+        resumeReceive(id, s)
+        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
+            s.atomic(\.flushThenClose).store(s.atomic(\.inputEnded).load(ordering: .acquiring),
+                                             ordering: .sequentiallyConsistent)
+            engine.send.input.post(s, id)
+        }
+    }
+
+    /// Checks one message from a lower link: it must be well formed, follow HELLO, and
+    /// carry sessions of the node that sent HELLO (an access node speaks only for itself).
+    private func lowerFrame(_ p: UnsafeMutableRawPointer, _ link: Downlinks.Link) -> LowerStep {
+        let message: LinkMessage
+        switch LinkMessage.decode(p, maxFrame: engine.config.maxFrame) {
+        case .success(let m): message = m
+        case .failure(let error): return .malformed("\(error)")
+        }
+        if link.refused { return .skip }  // closing once its refusal is sent
+        switch message {
+        case .hello(let hello) where !link.up: return .hello(hello)
+        case _ where !link.up: return .malformed("\(message) before HELLO")
+        case .hello: return .malformed("a second HELLO")
+        case .heartbeat: return .heartbeat
+        case .opened(let session, _, _), .closed(let session, _):
+            return ownSession(session, link) ? .forward(isData: false) : .malformed("a session of node \(session.node)")
+        case .data(let session, _):
+            return ownSession(session, link) ? .forward(isData: true) : .malformed("a session of node \(session.node)")
+        case .linkDown:
+            return link.role == NodeRole.aggregation.rawValue ? .forward(isData: false) : .malformed("LINK_DOWN")
+        }
+    }
+
+    private func ownSession(_ session: SessionID, _ link: Downlinks.Link) -> Bool {
+        link.role == NodeRole.aggregation.rawValue || session.node == link.node
+    }
+
+    /// Puts `range` of `d` (whole, checked link messages) on the upper link's
+    /// send ring as one descriptor; false when that link has no room (the lower
+    /// link waits in its list, and its reading pauses once its own ring fills).
+    private func forwardRun(_ d: FrameDescriptor, _ range: Range<Int>, _ dataFrames: Int,
+                            _ s: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID,
+                            _ uplinks: Uplinks, _ downlinks: Downlinks) -> Bool {
+        guard !range.isEmpty else { return true }
+        let link = downlinks.links[id.index]!
+        let position = link.upper
+        guard uplinks.links[position].id == link.upperID else {
+            // Its upper link is gone: this link is being closed (closeDownlinks), and what it sent with it.
+            engine.requestClose(id, cause: .upstream)
+            return false
+        }
+        let ls = table.slot(link.upperID.index)
+        guard table.sendRing(link.upperID.index).freeCount >= Self.linkRoom else {
+            waitForLink(id, s, position, ls, uplinks)
+            return false
+        }
+        if let p = uplinks.links[position].pending {  // composed output (heartbeats, LINK_DOWN) keeps its place
+            uplinks.links[position].pending = nil
+            pushReserved(p, on: link.upperID)
+        }
+        d.chunk.retain()
+        pushReserved(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(range.lowerBound),
+                                     length: UInt32(range.count)), on: link.upperID)
+        uplinks.markDirty(position)
+        engine.counters.add(.forwardedUp, UInt64(dataFrames))
+        return true
+    }
+
+    /// Answers a lower link's HELLO: accepted with an upper link to carry it, or
+    /// refused (then closed once the answer is sent).
+    private func answerHello(_ hello: LinkMessage.Hello, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
+                             _ uplinks: Uplinks, _ downlinks: Downlinks) {
+        var status = LinkMessage.HelloStatus.accepted
+        var upper: Int?
+        var why = ""
+        if hello.version != LinkMessage.version {
+            status = .unsupportedVersion
+            why = "version \(hello.version), this server speaks \(LinkMessage.version)"
+        } else if hello.role != NodeRole.access.rawValue && hello.role != NodeRole.aggregation.rawValue {
+            status = .roleRefused
+            why = "role \(hello.role): only access and aggregation nodes connect upward"
+        } else if let old = downlinks.routes[hello.node]?
+            .first(where: { downlinks.links[$0.index]?.number == hello.link }) {
+            // The node reconnected a link this server still holds: the old one goes (its LINK_DOWN
+            // goes up first), and the node's retry finds the number free.
+            status = .notReady
+            why = "its link \(hello.link) is still up here; closing that one"
+            engine.requestClose(old.id, cause: .peer)
+        } else if let chosen = downlinks.chooseUpper(node: hello.node, among: uplinks) {
+            upper = chosen
+        } else {
+            status = .notReady
+            why = "no upstream link up"
+        }
+        var answer = LinkMessage.Hello(role: .aggregation, node: uplinks.node, link: hello.link,
+                                       heartbeatMilliseconds: hello.heartbeatMilliseconds)
+        answer.status = status.rawValue
+        sendLinkMessage(.hello(answer), to: id)
+        guard let upper, let upperID = uplinks.links[upper].id else {
+            engine.counters.add(.linksRefused)
+            if downlinks.loggedRefusals.insert(UInt64(hello.node) << 8 | UInt64(status.rawValue)).inserted {
+                engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
+            }
+            downlinks.links[id.index]!.refused = true
+            if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.linkRefused.flag,
+                                                          ordering: .sequentiallyConsistent).exchanged {
+                engine.send.input.post(s, id)
+            }
+            return
+        }
+        var link = downlinks.links[id.index]!
+        link.up = true
+        link.node = hello.node
+        link.number = hello.link
+        link.role = hello.role
+        link.heartbeatTicks = max(1, UInt64(hello.heartbeatMilliseconds) / UInt64(engine.config.tickMilliseconds))
+        link.upper = upper
+        link.upperID = upperID
+        downlinks.links[id.index] = link
+        downlinks.addRoute(link)
+        downlinks.loggedRefusals = downlinks.loggedRefusals.filter { $0 >> 8 != UInt64(hello.node) }
+        engine.counters.set(.downlinksUp, UInt64(downlinks.upCount))
+        engine.logger.info("link \(hello.link) from node \(hello.node) up, carried on upstream link \(upper)")
+    }
+
+    /// Composes a link message into the reply block and queues it for `id`.
+    private func sendLinkMessage(_ message: LinkMessage, to id: ConnectionID) {
+        let (chunk, offset) = reserve(message.encodedLength)
+        message.encode(into: chunk.bytes + offset)
+        enqueue(FrameDescriptor(chunk: chunk, offset: UInt32(offset), length: UInt32(message.encodedLength)), to: id)
+    }
+
+    // MARK: downward
+
+    /// Routes one DATA or CLOSED that came down upper link `position` to a lower
+    /// link of the session's node, extending the run of frames for that link when
+    /// it follows in memory; false when that link's ring is full (the upper link
+    /// pauses until the lower one makes room). No link for the node: a stale drop.
+    func routeDown(_ d: FrameDescriptor, _ session: SessionID, isData: Bool, from position: Int,
+                   _ downlinks: Downlinks) -> Bool {
+        guard let route = downlinks.route(node: session.node, upper: position, key: session.connection.index) else {
+            engine.counters.add(.staleDrops)
+            return true
+        }
+        if var run = downlinks.run, downlinks.runTarget == route.id, run.chunk == d.chunk,
+           run.offset + run.length == d.offset {
+            run.length += d.length
+            downlinks.run = run
+            if isData { engine.counters.add(.forwardedDown) }
+            return true
+        }
+        flushDownRun(downlinks)
+        guard roomOrPauseLink(table.slot(route.index), table.sendRing(route.index), position) else { return false }
+        d.chunk.retain()
+        downlinks.run = d
+        downlinks.runTarget = route.id
+        if isData { engine.counters.add(.forwardedDown) }
+        return true
+    }
+
+    /// The run of downward frames goes on its lower link's send ring (room was checked when it began).
+    func flushDownRun(_ downlinks: Downlinks) {
+        guard let run = downlinks.run else { return }
+        downlinks.run = nil
+        let target = downlinks.runTarget
+        let pushed = table.sendRing(target.index).push(run)
+        precondition(pushed, "lower link's send ring lost the room checked for its run")
+        engine.send.input.post(table.slot(target.index), target)
+    }
+
+    // MARK: link events
+
+    /// A lower link is gone: the upper side hears LINK_DOWN for it, so the core
+    /// forgets the sessions announced on it (the access node re-announces them).
+    func downlinkClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,
+                        _ uplinks: Uplinks, _ downlinks: Downlinks) {
+        if cause == .protocolError { engine.counters.add(.linkMalformed) }
+        stopWaiting(s, uplinks)
+        resumeBlockedLink(s, uplinks)
+        guard let link = downlinks.links.removeValue(forKey: id.index), link.id == id, link.up else { return }
+        downlinks.removeRoute(link)
+        engine.counters.set(.downlinksUp, UInt64(downlinks.upCount))
+        engine.logger.info("link \(link.number) from node \(link.node) down (\(cause))")
+        let position = link.upper
+        guard uplinks.links[position].id == link.upperID else { return }  // the core lost them with that link
+        guard table.sendRing(link.upperID.index).freeCount >= 2 else {
+            engine.logger.warning("upstream link \(position): full, LINK_DOWN not sent; closing the link")
+            engine.requestClose(link.upperID, cause: .slowConsumer)
+            return
+        }
+        let down = LinkMessage.linkDown(node: link.node, link: link.number)
+        composeOnLink(position, uplinks, length: down.encodedLength) { down.encode(into: $0) }
+    }
+
+    /// An upper link is gone: the lower links whose traffic it carried are closed
+    /// (the core lost their sessions with it); their nodes reconnect and re-announce.
+    func closeDownlinks(of upper: ConnectionID, _ downlinks: Downlinks) {
+        var closed = 0
+        for link in downlinks.links.values where link.up && link.upperID == upper {
+            engine.requestClose(link.id, cause: .upstream)
+            closed += 1
+        }
+        if closed > 0 { engine.logger.warning("closing \(closed) lower links its upstream link carried") }
+    }
+
+    /// Every tick: a lower link from which nothing arrived for 3 of its heartbeats
+    /// is closed, unless what arrived is still waiting to be dealt (then the
+    /// delay is this server's, not the link's).
+    func tickDownlinks(_ tick: UInt64, _ downlinks: Downlinks) {
+        for link in downlinks.links.values where tick &- link.lastHeard > 3 * link.heartbeatTicks {
+            let s = table.slot(link.id.index)
+            guard s.state == .open, table.receiveRing(link.id.index).count == 0, !s.pointee.waiting else { continue }
+            engine.logger.warning("link \(link.number) from node \(link.node): nothing heard for 3 heartbeats, closing")
+            engine.requestClose(link.id, cause: .idle)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+/// Deal's view of the links lower nodes opened to this aggregation server
+/// (docs/LINK.md, routing): each link's HELLO, the upper link its traffic goes
+/// up on, and, per lower node, its links that are up, for routing downward.
+/// Owned by the Deal stage alone; changed on link events, read per frame.
+final class Downlinks {
+    struct Link {
+        let id: ConnectionID
+        var up = false
+        /// Its HELLO was refused: it closes once the answer is sent; what follows is ignored.
+        var refused = false
+        /// From the lower side's HELLO.
+        var node: UInt32 = 0
+        var number: UInt16 = 0
+        var role: UInt8 = 0
+        var heartbeatTicks: UInt64
+        var lastHeard: UInt64
+        /// The upper link (its position in `Uplinks`) everything from this link goes up on.
+        var upper = 0
+        var upperID = ConnectionID(index: .max, generation: .max)
+    }
+
+    /// A node's link that is up, as downward routing needs it.
+    struct Route {
+        let index: UInt32
+        let id: ConnectionID
+        let upper: Int
+    }
+
+    /// By slot index.
+    var links: [UInt32: Link] = [:]
+    /// The links that are up, by lower node id.
+    var routes: [UInt32: [Route]] = [:]
+    var upCount = 0
+    /// (node, HELLO status) pairs already logged: a node retrying every second is logged once
+    /// per refusal until one of its links comes up (the stats line counts every refusal).
+    var loggedRefusals: Set<UInt64> = []
+
+    /// Frames for one lower link that follow one another in memory, not yet on
+    /// its send ring: a run of downward messages leaves as one descriptor.
+    var run: FrameDescriptor?
+    var runTarget = ConnectionID(index: .max, generation: .max)
+
+    /// The lower link a downward message for `node` goes on, having come down
+    /// upper link `upper`: one of the node's links mapped to that upper link when
+    /// there is one (the core answers on the link the session used), else any of
+    /// the node's links; chosen by `key` so one session's messages keep one link.
+    func route(node: UInt32, upper: Int, key: UInt32) -> Route? {
+        guard let candidates = routes[node], !candidates.isEmpty else { return nil }
+        let spread = key &* 2_654_435_761  // Fibonacci hashing spreads consecutive slot indices
+        var matching = 0
+        for r in candidates where r.upper == upper { matching += 1 }
+        guard matching > 0 else { return candidates[Int(spread % UInt32(candidates.count))] }
+        var pick = Int(spread % UInt32(matching))
+        for r in candidates where r.upper == upper {
+            if pick == 0 { return r }
+            pick -= 1
+        }
+        return nil
+    }
+
+    /// The upper link for a new lower link of `node`: among the upper links that
+    /// are up, the one carrying fewest of this node's links, then fewest links at
+    /// all; so a node's links usually map one to one onto upper links and replies
+    /// come back down the link the request went up.
+    func chooseUpper(node: UInt32, among uplinks: Uplinks) -> Int? {
+        var best: (position: Int, mine: Int, all: Int)?
+        for position in uplinks.links.indices where uplinks.links[position].up {
+            let mine = routes[node]?.reduce(0) { $0 + ($1.upper == position ? 1 : 0) } ?? 0
+            let all = links.values.reduce(0) { $0 + ($1.up && $1.upper == position ? 1 : 0) }
+            if best == nil || (mine, all) < (best!.mine, best!.all) { best = (position, mine, all) }
+        }
+        return best?.position
+    }
+
+    func addRoute(_ link: Link) {
+        routes[link.node, default: []].append(Route(index: link.id.index, id: link.id, upper: link.upper))
+        upCount += 1
+    }
+
+    func removeRoute(_ link: Link) {
+        routes[link.node]?.removeAll { $0.id == link.id }
+        if routes[link.node]?.isEmpty == true { routes[link.node] = nil }
+        upCount -= 1
+    }
+}
