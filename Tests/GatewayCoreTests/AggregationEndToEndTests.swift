@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Glibc
+import Synchronization
 @testable import BinTestKit
 @_spi(Benchmarks) @testable import GatewayCore
 
@@ -137,6 +138,32 @@ final class AggregationEndToEndTests: ForwardingTestCase {
         }
         XCTAssertEqual(access.stats().closes.reduce(0, +), 0, "no client was closed")
         XCTAssertEqual(access.stats().staleDrops, 0)
+    }
+
+    /// A slow core behind the aggregation tier: every ring on the way fills (4 entries),
+    /// back-pressure reaches the clients, and every frame still arrives, in order, none lost.
+    func testSlowCoreBackPressuresThroughTheAggregationTier() throws {
+        let (coreGateway, _) = try startCore(delayMicroseconds: 300)
+        let aggregation = try startAggregation(upstream: [coreGateway.port]) { $0.ringCapacity = 4 }
+        waitFor("aggregation links up") { aggregation.stats().linksUp == 2 }
+        let access = try startAccess(upstream: [aggregation.port]) {
+            $0.ringCapacity = 4
+            $0.maxQueueWait = 0
+        }
+        waitFor("access links up") { access.stats().linksUp == 2 }
+        let clients = try (0..<6).map { _ in try TestClient(port: access.port) }
+        let requests = (0..<clients.count).map { i in
+            (0..<100).flatMap { TestClient.frame(seq: UInt32($0), uid: UInt32(i), bodySize: 5000) }
+        }
+        let results = Mutex<[Int: Bool]>([:])
+        nonisolated(unsafe) let sockets = clients  // each thread uses its own client only
+        DispatchQueue.concurrentPerform(iterations: clients.count) { i in
+            let ok = sockets[i].exchange(requests[i], expect: requests[i].count, timeoutSeconds: 60) == requests[i]
+            results.withLock { $0[i] = ok }
+        }
+        for i in 0..<clients.count { XCTAssertEqual(results.withLock { $0[i] }, true, "client \(i)") }
+        XCTAssertEqual(aggregation.stats().forwardedDown, UInt64(clients.count * 100))
+        XCTAssertEqual(access.stats().closes.reduce(0, +) + aggregation.stats().closes.reduce(0, +), 0)
     }
 
     /// Thousands of sessions opened and closed through all three tiers while others echo.

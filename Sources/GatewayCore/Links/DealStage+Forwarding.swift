@@ -365,7 +365,9 @@ extension DealStage {
                 s.pointee.shed = true
                 input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))
             }
-            if tick &- uplinks.links[position].lastHeard > 3 * uplinks.heartbeatTicks {
+            // Frames still waiting here to be dealt (a full client paused the link) are news enough.
+            if tick &- uplinks.links[position].lastHeard > 3 * uplinks.heartbeatTicks,
+               table.receiveRing(link.index).count == 0 {
                 engine.logger.warning("\(linkName(position)): nothing heard for 3 heartbeats, closing")
                 uplinks.links[position].lastHeard = tick  // asked once
                 engine.requestClose(link, cause: .idle)
