@@ -11,6 +11,7 @@ let package = Package(
         .package(name: "AccessGateway", path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -26,6 +27,8 @@ let package = Package(
             name: "GatewayBenchmarks",
             dependencies: [
                 .product(name: "GatewayCore", package: "AccessGateway"),
+                .product(name: "LinkCore", package: "AccessGateway"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/GatewayBenchmarks",

@@ -7,7 +7,7 @@
 #   perf/run.sh --quick              1 s per run, still 3 repetitions
 #   perf/run.sh --scenarios a,b      only some scenarios
 #   perf/run.sh --scenarios h,i      one hop: gateway --upstream vs HAProxy (installed when
-#                                    missing), and the direct echo beside them
+#                                    missing), and three tiers and the direct echo beside them
 #
 # Every flag has an environment twin (flags win): PERF_DURATION, PERF_REPS,
 # PERF_IDLE_DURATION, PERF_SCENARIOS, PERF_CLIENT_THREADS, PERF_SERVER_CPUS,
@@ -54,7 +54,8 @@ Scenarios: (a) 32x16x512 B  (b) ping-pong 64 B  (c) 1,000x1x64 B  (d) connection
            (g) open-loop latency at half of (a)'s gateway median
            (h) one hop, 32x16x512 B and ping-pong 64 B: gateway --upstream -> bin_test core
                vs HAProxy (mode tcp) -> c_echo; HAProxy is installed with apt-get when missing
-           (i) the direct echo (bin_test server) beside (h)'s gateway, in the same alternation
+           (i) three tiers (gateway -> gateway --role aggregation --poller poll -> bin_test core)
+               and the direct echo (bin_test server) beside (h)'s gateway, in the same alternation
 EOF
 }
 

@@ -50,7 +50,7 @@ class Scenario:
 
 
 # What a user selects (--scenarios) and the scenarios each selection runs: (h) and (i) are a
-# load part and a ping-pong part each; (i) adds the direct echo to (h)'s alternation.
+# load part and a ping-pong part each; (i) adds three tiers and the direct echo to (h)'s alternation.
 SELECTABLE = "abcdefghi"
 HOP_KEYS = ("h", "hp")
 
@@ -68,12 +68,13 @@ def expand(selected: list[str]) -> list[str]:
 
 
 def hop_servers(selected: list[str]) -> list[str]:
-    """(h): gateway (access) -> core and HAProxy -> C; (i): the direct echo beside the gateway."""
+    """(h): gateway (access) -> core and HAProxy -> C; (i): access -> aggregation -> core, and the
+    direct echo, beside the gateway."""
     servers = ["access"]
     if "h" in selected:
         servers.append("haproxy")
     if "i" in selected:
-        servers.append("direct")
+        servers += ["tiers", "direct"]
     return servers
 
 
@@ -141,7 +142,9 @@ def scenarios(duration: float, idle_duration: float, selected: list[str] | None 
             "The shape of (a) through one hop: the gateway in the access role "
             "(`gateway --upstream`) in front of the echo core `bin_test core`, against HAProxy "
             "in TCP mode (one frontend, one backend server) in front of the C echo peer"
-            + (", and the direct echo `bin_test server` (no hop) beside them" if "direct" in hop else "")
+            + (", and (i) beside them: three tiers (`gateway --upstream` -> `gateway --role aggregation "
+               "--poller poll` -> `bin_test core`) and the direct echo `bin_test server` (no hop)"
+               if "direct" in hop else "")
             + ". Each set-up's processes are started fresh for every run; the server CPU column "
             "is the sum over the set-up's processes (proxy and echo).",
             hop,
@@ -166,6 +169,7 @@ SERVER_LABEL = {
     "access": "gateway --upstream -> bin_test core",
     "haproxy": "HAProxy (mode tcp) -> c_echo",
     "direct": "bin_test server (direct, no hop)",
+    "tiers": "gateway -> gateway --role aggregation -> bin_test core",
 }
 
 HAPROXY_INSTALL = ("command -v haproxy || (apt-get update -qq && "
@@ -404,6 +408,13 @@ class Runner:
             return [("core", [a.bin_test, "core", "--host", HOST, "--port", str(core)], core),
                     ("gateway", [a.gateway, "--host", HOST, "--port", str(port),
                                  "--upstream", f"{HOST}:{core}"], port)], []
+        if variant == "tiers":
+            core, aggregation = self.ports.take(), self.ports.take()
+            return [("core", [a.bin_test, "core", "--host", HOST, "--port", str(core)], core),
+                    ("aggregation", [a.gateway, "--role", "aggregation", "--poller", "poll", "--host", HOST,
+                                     "--port", str(aggregation), "--upstream", f"{HOST}:{core}"], aggregation),
+                    ("gateway", [a.gateway, "--host", HOST, "--port", str(port),
+                                 "--upstream", f"{HOST}:{aggregation}"], port)], []
         if variant == "haproxy":
             back = self.ports.take()
             fd, cfg = tempfile.mkstemp(prefix=f"perf-{tag}-", suffix=".haproxy.cfg")
@@ -570,7 +581,7 @@ class Runner:
             rec["notes"].append("server did not stop within 10 s of SIGTERM and was killed")
         elif not server_alive:
             rec["notes"].append(f"server exited (code {code}) before the client finished")
-        elif code not in (0, None) and (variant.startswith("gateway") or variant == "access"):
+        elif code not in (0, None) and (variant.startswith("gateway") or variant in ("access", "tiers")):
             rec["notes"].append(f"gateway exited with code {code} on SIGTERM (expected 0)")
         if None not in cpu_before and None not in cpu_after and wall > 0:
             rec["metrics"]["server_cpu_cores"] = (sum(cpu_after) - sum(cpu_before)) / wall
@@ -1032,17 +1043,20 @@ def back_port(server_cmds: list[str]) -> str | None:
 
 def hop_summary(w, runs: list[dict], servers: list[str]) -> None:
     """(h)/(i): the gateway as access hop against HAProxy, and against the direct echo."""
-    cols = [s for s in ("access", "haproxy", "direct") if s in servers]
+    cols = [s for s in ("access", "haproxy", "tiers", "direct") if s in servers]
     head = ["gateway --upstream -> core", "HAProxy -> C echo", "gateway / HAProxy",
-            "direct echo (no hop)", "gateway / direct"]
-    keep = [True, "haproxy" in cols, "haproxy" in cols, "direct" in cols, "direct" in cols]
+            "three tiers (i)", "three tiers / gateway", "direct echo (no hop)", "gateway / direct"]
+    keep = [True, "haproxy" in cols, "haproxy" in cols, "tiers" in cols, "tiers" in cols,
+            "direct" in cols, "direct" in cols]
     w("| scenario | figure | " + " | ".join(h for h, k in zip(head, keep) if k) + " |")
     w("|---|---|" + "---:|" * sum(keep))
     for key, metric in (("h", "replies_per_s"), ("hp", "p50_us"), ("h", "p99_us")):
         g = values_of(runs, key, "access", metric)
         hx = values_of(runs, key, "haproxy", metric)
+        t = values_of(runs, key, "tiers", metric)
         d = values_of(runs, key, "direct", metric)
-        row = [cell(metric, g), cell(metric, hx), ratio(g, hx), cell(metric, d), ratio(g, d)]
+        row = [cell(metric, g), cell(metric, hx), ratio(g, hx), cell(metric, t), ratio(t, g),
+               cell(metric, d), ratio(g, d)]
         label = "(h) load" if key == "h" else "(h) ping-pong"
         w(f"| {label} | {METRIC_TEXT[metric][0]} | " + " | ".join(c for c, k in zip(row, keep) if k) + " |")
 

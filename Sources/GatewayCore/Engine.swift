@@ -58,6 +58,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let (r, d, s) = (ReceiveStage(engine: self), DealStage(engine: self), SendStage(engine: self))
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
+        stages = [r.input, d.input, s.input]
     }
 
     deinit {
@@ -65,7 +66,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         exitStages.destroy()
     }
 
-    var stages: [StageInbox] { [receive.input, deal.input, send.input] }
+    /// Built once: Monitor walks it every tick, and a computed array would allocate each time.
+    private(set) var stages: [StageInbox] = []
 
     /// Set when a graceful stop begins: Receive reads no more.
     var isStopping: Bool { stopping.load(ordering: .relaxed) }

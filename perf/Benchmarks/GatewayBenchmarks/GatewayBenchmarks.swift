@@ -16,7 +16,7 @@ import MallocInterposerSwift
 
 /// `count` back-to-back frames of `size` bytes each (header + body), with
 /// distinct header fields so nothing folds into a constant.
-private func makeFrames(count: Int, size: Int) -> UnsafeMutableRawBufferPointer {
+func makeFrames(count: Int, size: Int) -> UnsafeMutableRawBufferPointer {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count * size, alignment: 16)
     buffer.initializeMemory(as: UInt8.self, repeating: 0xA5)
     for i in 0..<count {
@@ -173,39 +173,12 @@ private final class EchoRig: @unchecked Sendable {  // used from the benchmark t
         gateway = try Gateway(config: config, handler: EchoHandler())
         try gateway.start()
 
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        precondition(fd >= 0, "socket: errno \(errno)")
-        var one: Int32 = 1
-        _ = setsockopt(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = UInt16(gateway.port).bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        precondition(rc == 0, "connect to the gateway on port \(gateway.port): errno \(errno)")
+        fd = loopbackClient(port: gateway.port)
     }
 
     /// Writes one batch and reads all of its replies.
     @inline(__always)
-    func echoBatch() {
-        let total = request.count
-        var sent = 0
-        while sent < total {
-            let n = write(fd, request.baseAddress! + sent, total - sent)
-            precondition(n > 0 || errno == EINTR, "write: errno \(errno)")
-            if n > 0 { sent += n }
-        }
-        var got = 0
-        while got < total {
-            let n = read(fd, reply.baseAddress! + got, reply.count - got)
-            precondition(n > 0 || (n < 0 && errno == EINTR), "read: \(n), errno \(errno)")
-            if n > 0 { got += n }
-        }
-    }
+    func echoBatch() { exchange(fd, request, reply) }
 
     func shutdown() {
         close(fd)
@@ -220,13 +193,50 @@ private final class EchoRig: @unchecked Sendable {  // used from the benchmark t
 
 nonisolated(unsafe) private var echo: EchoRig?
 
-private func writeStderr(_ s: String) {
+/// A blocking TCP_NODELAY connection to 127.0.0.1:port.
+func loopbackClient(port: Int) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    precondition(fd >= 0, "socket: errno \(errno)")
+    var one: Int32 = 1
+    _ = setsockopt(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, &one, socklen_t(MemoryLayout<Int32>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = UInt16(port).bigEndian
+    addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    precondition(rc == 0, "connect to 127.0.0.1:\(port): errno \(errno)")
+    return fd
+}
+
+/// Writes all of `request`, then reads until `request.count` bytes of replies are in `reply`.
+@inline(__always)
+func exchange(_ fd: Int32, _ request: UnsafeMutableRawBufferPointer, _ reply: UnsafeMutableRawBufferPointer) {
+    let total = request.count
+    var sent = 0
+    while sent < total {
+        let n = write(fd, request.baseAddress! + sent, total - sent)
+        precondition(n > 0 || errno == EINTR, "write: errno \(errno)")
+        if n > 0 { sent += n }
+    }
+    var got = 0
+    while got < total {
+        let n = read(fd, reply.baseAddress! + got, reply.count - got)
+        precondition(n > 0 || (n < 0 && errno == EINTR), "read: \(n), errno \(errno)")
+        if n > 0 { got += n }
+    }
+}
+
+func writeStderr(_ s: String) {
     var s = s
     s.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
 @inline(__always)
-private func mallocsSoFar() -> Int {
+func mallocsSoFar() -> Int {
     #if canImport(MallocInterposerSwift)
     MallocInterposerSwift.getStatistics().mallocCount
     #else
@@ -452,4 +462,5 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     registerQueueBenchmarks()
+    registerForwardingBenchmarks()
 }
