@@ -229,7 +229,7 @@ extension DealStage {
         let target = downlinks.runTarget
         let pushed = table.sendRing(target.index).push(run)
         precondition(pushed, "lower link's send ring lost the room checked for its run")
-        engine.send.input.post(table.slot(target.index), target)
+        engine.send.postOrRun(table.slot(target.index), target, allowance: &inlineAllowance)
     }
 
     // MARK: link events

@@ -98,7 +98,7 @@ extension DealStage {
                 uplinks.links[position].pending = nil
                 pushReserved(d, on: link)
             }
-            engine.send.input.post(table.slot(link.index), link)
+            engine.send.postOrRun(table.slot(link.index), link, allowance: &inlineAllowance)
         }
         uplinks.dirty.removeAll(keepingCapacity: true)
     }

@@ -140,13 +140,13 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.counters.add(.framesIn, UInt64(dealt))
         flushPending()
         current = DealStage.noConnection
-        if pushedToCurrent { engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send) }
+        if pushedToCurrent { engine.send.postOrRun(s, id, allowance: &inlineAllowance) }
         resumeReceive(id, s)
         if ring.count == 0 { s.pointee.shed = false }
         if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
             let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
-            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send)
+            engine.send.postOrRun(s, id, allowance: &inlineAllowance)
         }
     }
 
@@ -219,6 +219,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             return
         }
         push(d, id, s)
+        // Posted, not run here: a link's batch feeds many clients, and Send writing them on its
+        // own core beats Deal writing them in turn (perf/RESULTS.md, (h)).
         engine.send.input.post(s, id)
     }
 

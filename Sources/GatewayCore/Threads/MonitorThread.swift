@@ -79,19 +79,19 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         if s.state == .connecting, let connector {
             guard connector.connectCompleted(id, s, now: MonotonicClock.nanoseconds()) else { return }
             // Deal sends HELLO; Receive reads whatever the upstream sends first.
-            engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
-            engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
+            engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
+            engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
             return
         }
         guard s.state == .open else { return }
         if events.contains(.readable) {
             if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
             if engine.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-                engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
+                engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
             }
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
-            engine.send.input.postOrRun(s, id, allowance: &inlineAllowance, engine.send)
+            engine.send.postOrRun(s, id, allowance: &inlineAllowance)
         }
     }
 
@@ -151,8 +151,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         }
         engine.counters.add(.accepted)
         // The handler's open callback, then the idle timer and any bytes that came before registration.
-        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
-        engine.receive.input.postOrRun(s, id, allowance: &inlineAllowance, engine.receive)
+        engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
+        engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
     }
 
     // MARK: closing
@@ -174,7 +174,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
         s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
-        engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
+        engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
     }
 
     // MARK: clock

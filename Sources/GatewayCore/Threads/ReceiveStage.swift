@@ -56,7 +56,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         guard !s.flag(\.inputEnded) else { return }
         if engine.isStopping {
             if engine.endInput(s, cause: .shutdown) {
-                engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal)
+                engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
             }
             return
         }
@@ -80,7 +80,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let ring = table.receiveRing(id.index)
         let fd = s.pointee.fd
         var delivered = false
-        defer { if delivered { engine.deal.input.postOrRun(s, id, allowance: &inlineAllowance, engine.deal) } }
+        defer { if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) } }
         while true {
             // One read yields at most two descriptors (a completed frame and a run of frames).
             if ring.freeCount < 2 {

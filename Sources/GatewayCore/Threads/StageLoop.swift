@@ -25,6 +25,13 @@ protocol StageWorker: AnyObject {
 extension StageWorker {
     func batchDone() {}
 
+    /// Hands `id` to this stage, or runs its work for it on the caller's thread
+    /// when the stage sleeps and the caller's `allowance` permits (StageInbox.postOrRun).
+    @inline(__always)
+    func postOrRun(_ s: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID, allowance: inout Int) {
+        input.postOrRun(s, id, allowance: &allowance, self)
+    }
+
     /// Runs this stage's work for one connection on the calling thread (which
     /// holds the stage's token); that connection may go on to the next stage here
     /// too. Returns the bytes the run moved.
