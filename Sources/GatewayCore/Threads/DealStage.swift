@@ -159,15 +159,13 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
-    /// The send ring is nearly full. If the client is not reading either, it is a
-    /// slow consumer and is closed; otherwise dealing pauses until Send makes room.
+    /// The send ring is nearly full: dealing pauses until Send makes room, so the
+    /// receive ring fills, Receive stops reading and TCP pushes back on the client.
+    /// A full ring is not a fault: only Send's stall timer closes a client, after
+    /// write_stall_timeout without write progress.
     private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
         if ring.freeCount >= 2 { return true }
-        if s.flag(\.writeBlocked) {
-            engine.requestClose(id, cause: .slowConsumer)
-            return false
-        }
         s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
         if ring.freeCount >= 2 {
             s.atomic(\.dealPaused).store(0, ordering: .relaxed)
