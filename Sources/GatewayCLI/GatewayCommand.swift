@@ -32,7 +32,8 @@ public struct GatewayCommand: ParsableCommand {
                            valueName: PollerKind.allowedNames))
     var poller: String?
 
-    @Option(help: .setting("role", "access: clients connect; aggregation: access servers' links connect (needs --upstream).",
+    @Option(help: .setting("role",
+                           "access: clients connect; aggregation: access servers' links connect (needs --upstream).",
                            default: GatewayConfig().role.rawValue, allowed: GatewayRole.allowedNames,
                            valueName: GatewayRole.allowedNames))
     var role: String?
@@ -85,8 +86,23 @@ public struct GatewayCommand: ParsableCommand {
     var linkRetryMaxMs: String?
 
     @Option(help: .setting("max_queue_wait",
-                           "Milliseconds a frame may wait for room on its link before it is answered overloaded; 0: no limit."))
+                           "Milliseconds a frame may wait for room on its link before it is answered overloaded; "
+                           + "0: no limit."))
     var maxQueueWait: String?
+
+    @Option(help: .setting("auth_timeout",
+                           "Seconds a forwarded client may stay unbound (no BIND from the core) before it is closed; "
+                           + "0: off."))
+    var authTimeout: String?
+
+    @Option(help: .setting("max_rooms_per_session", "Rooms one session may be in; later JOINs are ignored, counted."))
+    var maxRoomsPerSession: String?
+
+    @Option(help: .setting("push_overflow",
+                           "A push to a session whose send ring is full: close it (slow consumer) or drop.",
+                           default: GatewayConfig().pushOverflow.rawValue, allowed: PushOverflow.allowedNames,
+                           valueName: PushOverflow.allowedNames))
+    var pushOverflow: String?
 
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
@@ -112,7 +128,8 @@ public struct GatewayCommand: ParsableCommand {
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
-            "max_queue_wait": maxQueueWait,
+            "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
+            "push_overflow": pushOverflow,
         ]
         return values.compactMapValues { $0 }
     }

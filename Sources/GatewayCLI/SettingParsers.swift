@@ -48,39 +48,27 @@ extension SettingParsers {
     }
 }
 
-extension PollerKind {
-    public static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
+/// A setting whose value is one of a few names (poller, role, push_overflow, log_level):
+/// parsed case-insensitively, refused with the key and the names allowed.
+public protocol NamedSetting: CaseIterable, RawRepresentable where RawValue == String {
+    static var settingKey: String { get }
+}
 
-    /// Parses a poller name, e.g. from a flag; throws naming `key` and the allowed names.
-    public init(parsing text: String, key: String = "poller") throws(ConfigError) {
-        guard let kind = PollerKind(rawValue: text.trimmingWhitespace.lowercased()) else {
+extension NamedSetting {
+    public static var allowedNames: String { allCases.map(\.rawValue).joined(separator: "|") }
+
+    public init(parsing text: String, key: String = Self.settingKey) throws(ConfigError) {
+        guard let value = Self(rawValue: text.trimmingWhitespace.lowercased()) else {
             throw ConfigError(key: key, value: text, allowed: Self.allowedNames)
         }
-        self = kind
+        self = value
     }
 }
 
-extension GatewayRole {
-    public static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
-
-    init(parsing text: String, key: String = "role") throws(ConfigError) {
-        guard let role = GatewayRole(rawValue: text.trimmingWhitespace.lowercased()) else {
-            throw ConfigError(key: key, value: text, allowed: Self.allowedNames)
-        }
-        self = role
-    }
-}
-
-extension Logger.Level {
-    static let allowedNames = allCases.map(\.rawValue).joined(separator: "|")
-
-    init(parsing text: String, key: String = "log_level") throws(ConfigError) {
-        guard let level = Logger.Level(rawValue: text.trimmingWhitespace.lowercased()) else {
-            throw ConfigError(key: key, value: text, allowed: Self.allowedNames)
-        }
-        self = level
-    }
-}
+extension PollerKind: NamedSetting { public static var settingKey: String { "poller" } }
+extension GatewayRole: NamedSetting { public static var settingKey: String { "role" } }
+extension PushOverflow: NamedSetting { public static var settingKey: String { "push_overflow" } }
+extension Logger.Level: NamedSetting { public static var settingKey: String { "log_level" } }
 
 extension String {
     var trimmingWhitespace: String { trimmingCharacters(in: .whitespacesAndNewlines) }

@@ -37,6 +37,7 @@ extension Settings {
         if let host = text("host") { settings.config.host = try SettingParsers.host(host) }
         if let poller = text("poller") { settings.config.poller = try PollerKind(parsing: poller) }
         if let role = text("role") { settings.config.role = try GatewayRole(parsing: role) }
+        if let policy = text("push_overflow") { settings.config.pushOverflow = try PushOverflow(parsing: policy) }
         for entry in GatewayConfig.ranges {
             if let value = text(entry.key) {
                 settings.config[keyPath: entry.path] = try SettingParsers.int(value, key: entry.key, range: entry.range)

@@ -16,7 +16,7 @@ public struct Settings: Sendable, Equatable {
     static let statsIntervalRange = 0...86_400
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "upstream", "node_id", "stats_interval", "log_level"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "node_id", "stats_interval", "log_level"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.
@@ -29,7 +29,9 @@ public struct Settings: Sendable, Equatable {
         let numeric = GatewayConfig.ranges.filter { $0.key != "port" }
             .map { "\($0.key)=\(config[keyPath: $0.path])" }
         let upstream = config.upstream.isEmpty ? "none" : config.upstream.map(\.description).joined(separator: ",")
-        return (["poller=\(config.poller)", "role=\(config.role)", "upstream=\(upstream)"] + numeric + ["stats_interval=\(statsInterval)", "log_level=\(logLevel)"])
+        let named = ["poller=\(config.poller)", "role=\(config.role)", "push_overflow=\(config.pushOverflow)",
+                     "upstream=\(upstream)"]
+        return (named + numeric + ["stats_interval=\(statsInterval)", "log_level=\(logLevel)"])
             .joined(separator: " ")
     }
 }

@@ -32,6 +32,20 @@ public enum StatsSummary {
             }
             if !counted.isEmpty { line += ", answered/dropped " + counted.joined(separator: " ") }
         }
+        if new.sessionsBound > 0 || new.rooms > 0 || new.pushes > old.pushes {
+            line += ", bound \(new.sessionsBound) uids \(new.uids) rooms \(new.rooms)"
+                + ", pushes/s \(Int(rate(\.pushes).rounded())) delivered/s \(Int(rate(\.pushDeliveries).rounded()))"
+            let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
+                ("nobody", \.pushNobody), ("dropped", \.pushDropped), ("overflow_closed", \.pushOverflowCloses),
+                ("duplicates", \.duplicates), ("joins_refused", \.joinsRefused),
+                ("presence_dropped", \.presenceDropped),
+            ]
+            let counted = drops.compactMap { name, path -> String? in
+                let n = new[keyPath: path] - old[keyPath: path]
+                return n > 0 ? "\(name) \(n)" : nil
+            }
+            if !counted.isEmpty { line += ", push " + counted.joined(separator: " ") }
+        }
         return line
     }
 

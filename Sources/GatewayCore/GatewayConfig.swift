@@ -13,6 +13,14 @@ public enum GatewayRole: String, CaseIterable, Sendable {
     case aggregation
 }
 
+/// What a push does to a recipient whose send ring is full (docs/LINK.md).
+public enum PushOverflow: String, CaseIterable, Sendable {
+    /// Skip that recipient, counted.
+    case drop
+    /// Close it as a slow consumer, counted.
+    case close
+}
+
 /// Everything the engine needs to start. Every numeric field has an allowed
 /// range in `GatewayConfig.ranges`; `validate()` names the first key outside it.
 public struct GatewayConfig: Sendable, Equatable {
@@ -64,6 +72,12 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Milliseconds a client's frames may wait for room on its link; then every frame
     /// queued for it is answered `overloaded` and dropped (counted). 0: wait as long as it takes.
     public var maxQueueWait = 1000
+    /// Seconds a forwarded client may go without the core binding it to a uid; then it
+    /// is closed with cause auth_timeout. 0: no limit.
+    public var authTimeout = 0
+    /// Rooms one session may be in; later JOINs are ignored, counted.
+    public var maxRoomsPerSession = 64
+    public var pushOverflow = PushOverflow.close
 
     public init() {}
 
@@ -104,6 +118,8 @@ public struct GatewayConfig: Sendable, Equatable {
         ("link_heartbeat_ms", 10...60_000, \.linkHeartbeatMilliseconds),
         ("link_retry_max_ms", 10...60_000, \.linkRetryMaxMilliseconds),
         ("max_queue_wait", 0...600_000, \.maxQueueWait),
+        ("auth_timeout", 0...86_400, \.authTimeout),
+        ("max_rooms_per_session", 1...65_535, \.maxRoomsPerSession),
         ]
     }
 

@@ -20,6 +20,10 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case upstream
     /// A link whose HELLO was refused: bad version or role, or no upstream link up yet.
     case linkRefused
+    /// The core closed it with KICK.
+    case kicked
+    /// Not bound to a uid by the core within `auth_timeout`.
+    case authTimeout
 
     public var description: String {
         switch self {
@@ -33,6 +37,8 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .shutdown: "shutdown"
         case .upstream: "upstream"
         case .linkRefused: "link_refused"
+        case .kicked: "kicked"
+        case .authTimeout: "auth_timeout"
         }
     }
 }
@@ -63,6 +69,23 @@ public struct GatewayStats: Sendable, Equatable {
     /// Aggregation role: links from lower nodes that are up, and HELLOs it refused.
     public var downlinksUp: UInt64 = 0
     public var linksRefused: UInt64 = 0
+    /// Users and rooms: sessions bound to a uid, distinct uids, rooms, memberships (levels).
+    public var sessionsBound: UInt64 = 0
+    public var uids: UInt64 = 0
+    public var rooms: UInt64 = 0
+    public var memberships: UInt64 = 0
+    /// PUSH messages applied, frames delivered by them, pushes that reached nobody here.
+    public var pushes: UInt64 = 0
+    public var pushDeliveries: UInt64 = 0
+    public var pushNobody: UInt64 = 0
+    /// Recipients skipped (`push_overflow: drop`, or closing) and closed (`push_overflow: close`).
+    public var pushDropped: UInt64 = 0
+    public var pushOverflowCloses: UInt64 = 0
+    /// Tree-wide messages already passed on, or too old, arriving by another path: dropped.
+    public var duplicates: UInt64 = 0
+    /// JOINs beyond max_rooms_per_session; PRESENCE answers that found their link full.
+    public var joinsRefused: UInt64 = 0
+    public var presenceDropped: UInt64 = 0
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

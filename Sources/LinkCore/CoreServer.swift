@@ -1,4 +1,5 @@
 import GatewayCore
+import Glibc
 import Logging
 
 /// Application logic of a core server: the top of the tree, where the
@@ -12,6 +13,12 @@ public protocol CoreHandler: AnyObject {
     func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession)
     /// The session is gone: CLOSED, LINK_DOWN, or its link closed. Called exactly once per session.
     func closed(_ session: CoreSession, cause: UInt8)
+    /// One access node's answer to `queryPresence`; `query.seq` is what that call returned.
+    func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32)
+}
+
+extension CoreHandler {
+    public func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {}
 }
 
 /// One session as a core sees it: its id and the link to answer on.
@@ -31,6 +38,12 @@ public struct CoreSession {
 
     /// Closes the client once the frames sent to it before have been delivered (CLOSED downward).
     public func close() { server.closeSession(self) }
+
+    /// Binds the session to `uid`: pushes to the uid reach it (BIND). Rebinding replaces the uid.
+    public func bind(uid: UInt32) { server.sendSessionMessage(.bind(id, uid: uid), on: link) }
+    public func unbind() { server.sendSessionMessage(.unbind(id), on: link) }
+    public func join(room: UInt32) { server.sendSessionMessage(.join(id, room: room), on: link) }
+    public func leave(room: UInt32) { server.sendSessionMessage(.leave(id, room: room), on: link) }
 }
 
 /// The upper side of the link protocol as a `GatewayHandler`: answers HELLO and
@@ -44,6 +57,7 @@ public final class CoreServer: GatewayHandler {
     private let logger: Logger
 
     private struct LinkState {
+        let connection: Connection
         var hello: LinkMessage.Hello?
         var sessions: Set<SessionID> = []
     }
@@ -54,13 +68,21 @@ public final class CoreServer: GatewayHandler {
     private let scratch: UnsafeMutableRawBufferPointer
 
     public private(set) var malformedLinks = 0
+    /// The seq of the next tree-wide message: from the start time in microseconds, so a
+    /// restarted core's messages are newer than its old ones (docs/LINK.md).
+    private var nextSeq: UInt64 = {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec / 1000)
+    }()
 
     public init(handler: CoreHandler, node: UInt32, clientMaxFrame: Int, logger: Logger) {
         self.handler = handler
         self.node = node
         self.clientMaxFrame = clientMaxFrame
         self.logger = logger
-        scratch = .allocate(byteCount: SessionID.size + clientMaxFrame, alignment: 8)
+        // A DATA body (session id + frame) or a whole PUSH (its 38 bytes + frame).
+        scratch = .allocate(byteCount: LinkMessage.pushOverhead + clientMaxFrame, alignment: 8)
     }
 
     deinit { scratch.deallocate() }
@@ -73,7 +95,7 @@ public final class CoreServer: GatewayHandler {
     }
 
     public func opened(_ connection: Connection) {
-        links[connection.id] = LinkState()
+        links[connection.id] = LinkState(connection: connection)
     }
 
     public func closed(_ connection: Connection, cause: CloseCause) {
@@ -111,6 +133,10 @@ public final class CoreServer: GatewayHandler {
         case .linkDown(let downNode, let number):
             let gone = sessionLinks.filter { $0.key.node == downNode && $0.value.number == number }.map(\.key)
             for id in gone { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
+        case .presence(let query, let answering, let count):
+            handler.presence(query, node: answering, count: count)
+        case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
+            malformed(connection, "\(message) sent upward")
         }
     }
 
@@ -178,6 +204,74 @@ public final class CoreServer: GatewayHandler {
                               body: UnsafeRawBufferPointer(start: raw.baseAddress! + FrameHeader.size, count: 16))
         }
         end(session.id, cause: Self.upstreamCause)
+    }
+
+    // MARK: users, rooms and push
+
+    func sendSessionMessage(_ message: LinkMessage, on link: Connection) {
+        guard sessionLinks[sessionID(of: message)] != nil else { return }  // closed: nothing to tell
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            message.encode(into: raw.baseAddress!)
+            link.send(FrameHeader(decoding: raw.baseAddress!), body: UnsafeRawBufferPointer(
+                start: raw.baseAddress! + FrameHeader.size, count: message.encodedLength - FrameHeader.size))
+        }
+    }
+
+    private func sessionID(of message: LinkMessage) -> SessionID {
+        switch message {
+        case .bind(let id, _), .unbind(let id), .join(let id, _), .leave(let id, _): id
+        default: preconditionFailure("not a session message")
+        }
+    }
+
+    /// Sends a client frame to every session `scope` and `target` name, on every link up
+    /// (each access node applies it once). The frame is composed once per link.
+    public func push(_ scope: LinkMessage.Scope, target: UInt32, _ header: FrameHeader,
+                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+        let length = FrameHeader.size + body.count
+        precondition(length <= clientMaxFrame, "frame of \(length) bytes over max_frame")
+        var h = header
+        h.length = UInt32(length)
+        let p = scratch.baseAddress!
+        let tree = treeWide(scope, target)
+        LinkMessage.push(tree, clientFrameLength: UInt32(length)).encode(into: p)
+        h.encode(into: p + LinkMessage.pushOverhead)
+        if body.count > 0 { (p + LinkMessage.pushOverhead + FrameHeader.size).copyMemory(from: body.baseAddress!,
+                                                                                        byteCount: body.count) }
+        sendOnEveryLink(p, length: LinkMessage.pushOverhead + length)
+    }
+
+    /// Closes every session the scope names once what is queued for it is sent.
+    public func kick(_ scope: LinkMessage.Scope, target: UInt32) {
+        sendTreeWide(.kick(treeWide(scope, target)))
+    }
+
+    /// Asks every access node for its count; answers come to `CoreHandler.presence` with this seq.
+    @discardableResult
+    public func queryPresence(_ scope: LinkMessage.Scope, target: UInt32) -> UInt64 {
+        let tree = treeWide(scope, target)
+        sendTreeWide(.presenceQuery(tree))
+        return tree.seq
+    }
+
+    private func treeWide(_ scope: LinkMessage.Scope, _ target: UInt32) -> LinkMessage.TreeWide {
+        nextSeq += 1
+        return LinkMessage.TreeWide(scope: scope, target: target, origin: node, seq: nextSeq)
+    }
+
+    private func sendTreeWide(_ message: LinkMessage) {
+        let p = scratch.baseAddress!
+        message.encode(into: p)
+        sendOnEveryLink(p, length: message.encodedLength)
+    }
+
+    private func sendOnEveryLink(_ p: UnsafeMutableRawPointer, length: Int) {
+        let header = FrameHeader(decoding: p)
+        let body = UnsafeRawBufferPointer(start: p + FrameHeader.size, count: length - FrameHeader.size)
+        for state in links.values where state.hello != nil {
+            state.connection.send(header, body: body)
+        }
     }
 
     /// The close cause of docs/LINK.md for a close the core asked for.

@@ -77,6 +77,56 @@ final class LinkCodecTests: XCTestCase {
         XCTAssertEqual(try decode(beat).get(), .heartbeat)
     }
 
+    private let tree = LinkMessage.TreeWide(scope: .room, target: 0x1122_3344, origin: 0x5566_7788,
+                                            seq: 0x0102_0304_0506_0708)
+
+    func testUserRoomAndPushLayouts() throws {
+        let sessionBytes: [UInt8] = [0x0A, 0x0B, 0x0C, 0x0D, 1, 2, 3, 4, 5, 6, 7, 8]
+        for (m, cmd, value) in [(LinkMessage.bind(session, uid: 0x0102_0304), UInt8(0x16), [UInt8]([1, 2, 3, 4])),
+                                (.join(session, room: 9), 0x18, [0, 0, 0, 9]), (.leave(session, room: 9), 0x19, [0, 0, 0, 9])] {
+            let bytes = encode(m)
+            XCTAssertEqual(bytes.count, 34, "\(m)")
+            XCTAssertEqual(Array(bytes[8..<10]), [0xFF, cmd])
+            XCTAssertEqual(Array(bytes[18..<30]), sessionBytes)
+            XCTAssertEqual(Array(bytes[30..<34]), value)
+            XCTAssertEqual(try decode(bytes).get(), m)
+        }
+        let unbind = encode(.unbind(session))
+        XCTAssertEqual(unbind.count, 30)
+        XCTAssertEqual(try decode(unbind).get(), .unbind(session))
+
+        let treeBytes: [UInt8] = [2, 0, 0, 0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 1, 2, 3, 4, 5, 6, 7, 8]
+        let client = TestClient.frame(seq: 4, cmd: 99, bodySize: 7)
+        let push = encode(.push(tree, clientFrameLength: UInt32(client.count)), inner: client)
+        XCTAssertEqual(push.count, 38 + client.count)
+        XCTAssertEqual(Array(push[8..<10]), [0xFF, 0x1A])
+        XCTAssertEqual(Array(push[18..<38]), treeBytes, "scope, reserved, target, origin, seq")
+        XCTAssertEqual(Array(push[38...]), client, "the client frame unchanged")
+        XCTAssertEqual(try decode(push).get(), .push(tree, clientFrameLength: UInt32(client.count)))
+        for (m, cmd) in [(LinkMessage.kick(tree), UInt8(0x1B)), (.presenceQuery(tree), 0x1C)] {
+            let bytes = encode(m)
+            XCTAssertEqual(bytes.count, 38)
+            XCTAssertEqual(Array(bytes[8..<10]), [0xFF, cmd])
+            XCTAssertEqual(Array(bytes[18..<38]), treeBytes)
+            XCTAssertEqual(try decode(bytes).get(), m)
+        }
+        let presence = encode(.presence(tree, node: 0x0A0B_0C0D, count: 3))
+        XCTAssertEqual(presence.count, 46)
+        XCTAssertEqual(Array(presence[18..<38]), treeBytes)
+        XCTAssertEqual(Array(presence[38..<46]), [0x0A, 0x0B, 0x0C, 0x0D, 0, 0, 0, 3])
+        XCTAssertEqual(try decode(presence).get(), .presence(tree, node: 0x0A0B_0C0D, count: 3))
+
+        // A scope outside 1...4, and a PUSH whose inner frame disagrees with its length.
+        var badScope = encode(.kick(tree))
+        badScope[18] = 5
+        XCTAssertEqual(decode(badScope), .failure(.badScope(5)))
+        var badPush = push
+        badPush[41] &+= 1
+        XCTAssertEqual(decode(badPush), .failure(.badInnerLength(outer: UInt32(push.count),
+                                                                 inner: UInt32(client.count) + 1)))
+        XCTAssertEqual(decode(Array(push[..<(38 + 17)]).withLength()), .failure(.badLength(cmd: 0xFF1A, length: 55)))
+    }
+
     func testIPv6PeerRoundTrips() throws {
         let bytes: (UInt64, UInt64) = (0x0102_0304_0506_0708, 0x090A_0B0C_0D0E_0F10)
         let peer = PeerAddress(family: 6, port: 443, bytes: bytes)
@@ -89,11 +139,12 @@ final class LinkCodecTests: XCTestCase {
         let messages: [LinkMessage] = [
             .hello(.init(role: .access, node: 1, link: 0, heartbeatMilliseconds: 1000)), .heartbeat,
             .opened(session, link: 0, peer: PeerAddress(ipv4: 0, port: 0)), .closed(session, cause: 0),
-            .linkDown(node: 1, link: 0),
+            .linkDown(node: 1, link: 0), .bind(session, uid: 1), .unbind(session), .join(session, room: 1),
+            .leave(session, room: 1), .kick(tree), .presenceQuery(tree), .presence(tree, node: 1, count: 2),
         ]
         for m in messages {
             let good = encode(m)
-            for length in [18, 19, 24, 31, 32, 33, 34, 51, 52, 53, 200] where length != good.count {
+            for length in [18, 19, 24, 30, 31, 32, 33, 34, 38, 46, 51, 52, 53, 200] where length != good.count {
                 var bytes = good + [UInt8](repeating: 0, count: max(0, length - good.count))
                 bytes.replaceSubrange(0..<4, with: [0, 0, UInt8(length >> 8), UInt8(length & 0xFF)])
                 let cmd = UInt16(good[8]) << 8 | UInt16(good[9])
@@ -119,7 +170,7 @@ final class LinkCodecTests: XCTestCase {
         oversized[9] = 0x13
         oversized += TestClient.rawHeader(length: UInt32(maxFrame + 1))
         XCTAssertEqual(decode(oversized), .failure(.badInnerLength(outer: outer, inner: UInt32(maxFrame + 1))))
-        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF16, 0xFF1F, 0x0001] {
+        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF1E, 0xFF1F, 0x0001] {
             var bytes = encode(.heartbeat)
             bytes[8] = UInt8(cmd >> 8)
             bytes[9] = UInt8(cmd & 0xFF)
@@ -159,5 +210,14 @@ final class LinkCodecTests: XCTestCase {
             }
             XCTAssertEqual(cmds, expected, "cut at \(cut)")
         }
+    }
+}
+
+private extension Array where Element == UInt8 {
+    /// The frame with its length field set to its size.
+    func withLength() -> [UInt8] {
+        var copy = self
+        Swift.withUnsafeBytes(of: UInt32(count).bigEndian) { copy.replaceSubrange(0..<4, with: $0) }
+        return copy
     }
 }

@@ -97,6 +97,14 @@ struct ConnectionSlot {
     /// answered `overloaded`.
     var waitSince: UInt64
     var shed: Bool
+    /// Users and rooms (Sessions/SessionDirectory): the uid the core bound it to, its
+    /// neighbours in that uid's list, and its room memberships (links are index + 1).
+    var bound: Bool
+    var uid: UInt32
+    var uidPrev: UInt32
+    var uidNext: UInt32
+    var roomsHead: UInt32
+    var roomCount: UInt16
 
     // Send's.
     var writeOffset: UInt32
@@ -142,6 +150,9 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.waiting = false
         pointee.blocksLink = false
         pointee.shed = false
+        pointee.bound = false
+        pointee.roomsHead = 0
+        pointee.roomCount = 0
         pointee.writeOffset = 0
         generation.wrappingIncrement(ordering: .releasing)
         atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)

@@ -92,6 +92,11 @@ extension DealStage {
             return ownSession(session, link) ? .forward(isData: true) : .malformed("a session of node \(session.node)")
         case .linkDown:
             return link.role == NodeRole.aggregation.rawValue ? .forward(isData: false) : .malformed("LINK_DOWN")
+        case .presence(_, let node, _):
+            return link.role == NodeRole.aggregation.rawValue || node == link.node
+                ? .forward(isData: false) : .malformed("PRESENCE of node \(node)")
+        case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
+            return .malformed("\(message) sent upward")
         }
     }
 
@@ -196,13 +201,55 @@ extension DealStage {
 
     // MARK: downward
 
+    /// A message that came down upper link `position`: session messages go to their
+    /// node's link, tree-wide ones to one link of every node (of the one node for scope node).
+    func routeDownward(_ message: LinkMessage, _ d: FrameDescriptor, _ link: ConnectionID, _ position: Int,
+                       _ uplinks: Uplinks, _ downlinks: Downlinks) -> LinkStep {
+        switch message {
+        case .data(let session, _):
+            return routeDown(d, session, isData: true, from: position, downlinks) ? .next : .wait
+        case .closed(let session, _), .bind(let session, _), .unbind(let session), .join(let session, _),
+             .leave(let session, _):
+            return routeDown(d, session, isData: false, from: position, downlinks) ? .next : .wait
+        case .push(let tree, _), .kick(let tree), .presenceQuery(let tree):
+            return fanOut(d, tree, from: position, downlinks) ? .next : .wait
+        default:
+            return malformedLink(link, position, "\(message) sent downward")
+        }
+    }
+
+    /// A tree-wide message, the first time it comes (by any path): a copy of the same
+    /// bytes on one link of every lower node. Every target needs room before any gets
+    /// it, so that waiting for room repeats nobody's copy.
+    private func fanOut(_ d: FrameDescriptor, _ tree: LinkMessage.TreeWide, from position: Int,
+                        _ downlinks: Downlinks) -> Bool {
+        guard downlinks.filter.isNew(origin: tree.origin, seq: tree.seq) else {
+            engine.counters.add(.duplicates)
+            return true
+        }
+        flushDownRun(downlinks)
+        for (node, routes) in downlinks.routes where tree.scope != .node || node == tree.target {
+            guard let r = downlinks.lowest(routes) else { continue }
+            guard roomOrPauseLink(table.slot(r.index), table.sendRing(r.index), position) else { return false }
+        }
+        for (node, routes) in downlinks.routes where tree.scope != .node || node == tree.target {
+            guard let r = downlinks.lowest(routes) else { continue }
+            d.chunk.retain()
+            let pushed = table.sendRing(r.index).push(d)
+            precondition(pushed, "lower link's send ring lost the room just checked")
+            engine.send.input.post(table.slot(r.index), r.id)
+        }
+        downlinks.filter.mark(origin: tree.origin, seq: tree.seq)
+        return true
+    }
+
     /// Routes one DATA or CLOSED that came down upper link `position` to a lower
     /// link of the session's node, extending the run of frames for that link when
     /// it follows in memory; false when that link's ring is full (the upper link
     /// pauses until the lower one makes room). No link for the node: a stale drop.
     func routeDown(_ d: FrameDescriptor, _ session: SessionID, isData: Bool, from position: Int,
                    _ downlinks: Downlinks) -> Bool {
-        guard let route = downlinks.route(node: session.node, upper: position, key: session.connection.index) else {
+        guard let route = downlinks.route(node: session.node, upper: position) else {
             engine.counters.add(.staleDrops)
             return true
         }

@@ -222,7 +222,7 @@ extension DealStage {
         if ring.count == 0, s.flag(\.inputEnded) { engine.requestClose(id, cause: .peer) }
     }
 
-    private enum LinkStep { case next, wait, closeLink }
+    enum LinkStep { case next, wait, closeLink }
 
     private func linkFrame(_ p: UnsafeMutableRawPointer, _ d: FrameDescriptor, _ link: ConnectionID, _ position: Int,
                            _ uplinks: Uplinks) -> LinkStep {
@@ -254,10 +254,8 @@ extension DealStage {
             return malformedLink(link, position, "\(message) before HELLO")
         case .heartbeat:
             return .next
-        case .data(let session, _) where downlinks != nil:
-            return routeDown(d, session, isData: true, from: position, downlinks!) ? .next : .wait
-        case .closed(let session, _) where downlinks != nil:
-            return routeDown(d, session, isData: false, from: position, downlinks!) ? .next : .wait
+        case _ where downlinks != nil:
+            return routeDownward(message, d, link, position, uplinks, downlinks!)
         case .data(let session, let length):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
             let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead),
@@ -270,13 +268,16 @@ extension DealStage {
                 engine.send.input.post(cs, cid)
             }
             return .next
+        case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
+            applySessionMessage(message, d, position, uplinks, sessions!)
+            return .next
         default:
             return malformedLink(link, position, "\(message) sent downward")
         }
     }
 
     /// The open client a downward message is for, or nil (counted) when it is stale.
-    private func client(_ session: SessionID, _ uplinks: Uplinks)
+    func client(_ session: SessionID, _ uplinks: Uplinks)
         -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
@@ -322,7 +323,7 @@ extension DealStage {
         if let link = uplinks.links[Int(s.pointee.blockedLinkPosition)].id { input.post(table.slot(link.index), link) }
     }
 
-    private func malformedLink(_ link: ConnectionID, _ position: Int, _ why: String) -> LinkStep {
+    func malformedLink(_ link: ConnectionID, _ position: Int, _ why: String) -> LinkStep {
         engine.logger.warning("\(linkName(position)): closing, malformed: \(why)")
         engine.requestClose(link, cause: .protocolError)
         return .closeLink

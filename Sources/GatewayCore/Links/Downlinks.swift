@@ -23,6 +23,7 @@ final class Downlinks {
     struct Route {
         let index: UInt32
         let id: ConnectionID
+        let number: UInt16
         let upper: Int
     }
 
@@ -40,22 +41,25 @@ final class Downlinks {
     var run: FrameDescriptor?
     var runTarget = ConnectionID(index: .max, generation: .max)
 
-    /// The lower link a downward message for `node` goes on, having come down
-    /// upper link `upper`: one of the node's links mapped to that upper link when
-    /// there is one (the core answers on the link the session used), else any of
-    /// the node's links; chosen by `key` so one session's messages keep one link.
-    func route(node: UInt32, upper: Int, key: UInt32) -> Route? {
-        guard let candidates = routes[node], !candidates.isEmpty else { return nil }
-        let spread = key &* 2_654_435_761  // Fibonacci hashing spreads consecutive slot indices
-        var matching = 0
-        for r in candidates where r.upper == upper { matching += 1 }
-        guard matching > 0 else { return candidates[Int(spread % UInt32(candidates.count))] }
-        var pick = Int(spread % UInt32(matching))
-        for r in candidates where r.upper == upper {
-            if pick == 0 { return r }
-            pick -= 1
-        }
-        return nil
+    /// Tree-wide messages (docs/LINK.md) passed on here once each.
+    var filter = TreeWideFilter()
+
+    /// The lower link a session message for `node` goes on, having come down upper
+    /// link `upper`: the node's lowest-numbered link fed by that upper link (the core
+    /// answers on the link the session used), else its lowest-numbered link. One
+    /// choice for every message from one upper link, so their order holds.
+    func route(node: UInt32, upper: Int) -> Route? {
+        guard let candidates = routes[node] else { return nil }
+        var best: Route?
+        for r in candidates where r.upper == upper && r.number < (best?.number ?? .max) { best = r }
+        return best ?? lowest(candidates)
+    }
+
+    /// The node's lowest-numbered link: where tree-wide messages go.
+    func lowest(_ candidates: [Route]) -> Route? {
+        var best: Route?
+        for r in candidates where best == nil || r.number < best!.number { best = r }
+        return best
     }
 
     /// The upper link for a new lower link of `node`: among the upper links that
@@ -73,7 +77,8 @@ final class Downlinks {
     }
 
     func addRoute(_ link: Link) {
-        routes[link.node, default: []].append(Route(index: link.id.index, id: link.id, upper: link.upper))
+        routes[link.node, default: []].append(Route(index: link.id.index, id: link.id, number: link.number,
+                                                    upper: link.upper))
         upCount += 1
     }
 

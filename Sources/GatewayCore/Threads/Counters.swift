@@ -10,6 +10,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case staleDrops, linkMalformed, overloadedReplies
         // Deal's: the aggregation role's links from lower nodes.
         case downlinksUp, linksRefused
+        // Deal's: users, rooms and push.
+        case sessionsBound, uids, rooms, memberships, pushes, pushDeliveries, pushNobody, pushDropped
+        case pushOverflowCloses, duplicates, joinsRefused, presenceDropped
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -61,6 +64,18 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.linkMalformed = load(.linkMalformed)
         s.downlinksUp = load(.downlinksUp)
         s.linksRefused = load(.linksRefused)
+        s.sessionsBound = load(.sessionsBound)
+        s.uids = load(.uids)
+        s.rooms = load(.rooms)
+        s.memberships = load(.memberships)
+        s.pushes = load(.pushes)
+        s.pushDeliveries = load(.pushDeliveries)
+        s.pushNobody = load(.pushNobody)
+        s.pushDropped = load(.pushDropped)
+        s.pushOverflowCloses = load(.pushOverflowCloses)
+        s.duplicates = load(.duplicates)
+        s.joinsRefused = load(.joinsRefused)
+        s.presenceDropped = load(.presenceDropped)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

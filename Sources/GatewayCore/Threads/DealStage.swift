@@ -32,6 +32,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let uplinks: Uplinks?
     /// The aggregation role's links from lower nodes.
     let downlinks: Downlinks?
+    /// The access role's users and rooms, when it forwards.
+    let sessions: Sessions?
 
     init(engine: Engine) {
         self.engine = engine
@@ -52,6 +54,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
         downlinks = config.role == .aggregation ? Downlinks() : nil
+        sessions = uplinks != nil && config.role == .access ? Sessions(table: table, config: config) : nil
     }
 
     deinit {
@@ -61,6 +64,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func advanceTimers(to tick: UInt64) {
         if let uplinks { tickLinks(tick, uplinks) }
         if let downlinks { tickDownlinks(tick, downlinks) }
+        if let sessions { tickSessions(tick, sessions) }
     }
 
     func batchDone() {
@@ -93,6 +97,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if let uplinks {
             if s.pointee.waiting { return }  // dealt again when its link has room
             resumeBlockedLink(s, uplinks)
+            if !s.pointee.opened, let sessions { sessionOpened(id, s, sessions) }
         } else if !s.pointee.opened {
             s.pointee.opened = true
             handler.opened(connection)
@@ -183,7 +188,9 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         let cause = s.cause(\.closeCause) ?? .ioError
         if let uplinks {
             switch SlotKind(rawValue: s.pointee.kind)! {
-            case .client: forwardClose(id, s, cause: cause, uplinks)
+            case .client:
+                forwardClose(id, s, cause: cause, uplinks)
+                if let sessions { sessionClosed(id, s, sessions) }
             case .uplink:
                 uplinkClosed(id, s, cause: cause, uplinks)
                 engine.scheduleReclaim(s)

@@ -70,6 +70,51 @@ public enum LinkMessage: Equatable {
         public static let data: UInt16 = 0xFF13
         public static let closed: UInt16 = 0xFF14
         public static let linkDown: UInt16 = 0xFF15
+        public static let bind: UInt16 = 0xFF16
+        public static let unbind: UInt16 = 0xFF17
+        public static let join: UInt16 = 0xFF18
+        public static let leave: UInt16 = 0xFF19
+        public static let push: UInt16 = 0xFF1A
+        public static let kick: UInt16 = 0xFF1B
+        public static let presenceQuery: UInt16 = 0xFF1C
+        public static let presence: UInt16 = 0xFF1D
+    }
+
+    /// Bytes a PUSH message adds before the client frame.
+    public static let pushOverhead = 38
+
+    /// Whom a tree-wide message names.
+    public enum Scope: UInt8, Sendable, CaseIterable {
+        case uid = 1, room = 2, node = 3, all = 4
+    }
+
+    /// The common part of PUSH, KICK, PRESENCE_QUERY and PRESENCE: the sessions
+    /// named, and (origin, seq), which every server passes on once.
+    public struct TreeWide: Equatable, Sendable {
+        public var scope: Scope
+        public var target: UInt32
+        public var origin: UInt32
+        public var seq: UInt64
+
+        public init(scope: Scope, target: UInt32, origin: UInt32, seq: UInt64) {
+            self.scope = scope
+            self.target = target
+            self.origin = origin
+            self.seq = seq
+        }
+
+        static func decode(_ body: UnsafeRawPointer) -> TreeWide? {
+            guard let scope = Scope(rawValue: body.load(as: UInt8.self)) else { return nil }
+            return TreeWide(scope: scope, target: FrameHeader.loadU32(body, 4), origin: FrameHeader.loadU32(body, 8),
+                            seq: UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 12, as: UInt64.self)))
+        }
+
+        func encode(into body: UnsafeMutableRawPointer) {
+            body.storeBytes(of: scope.rawValue, as: UInt8.self)
+            body.storeBytes(of: target.bigEndian, toByteOffset: 4, as: UInt32.self)
+            body.storeBytes(of: origin.bigEndian, toByteOffset: 8, as: UInt32.self)
+            body.storeBytes(of: seq.bigEndian, toByteOffset: 12, as: UInt64.self)
+        }
     }
 
     /// HELLO's status from the upper side.
@@ -103,24 +148,37 @@ public enum LinkMessage: Equatable {
     case data(SessionID, clientFrameLength: UInt32)
     case closed(SessionID, cause: UInt8)
     case linkDown(node: UInt32, link: UInt16)
+    case bind(SessionID, uid: UInt32)
+    case unbind(SessionID)
+    case join(SessionID, room: UInt32)
+    case leave(SessionID, room: UInt32)
+    /// The client frame starts `pushOverhead` bytes into the link frame.
+    case push(TreeWide, clientFrameLength: UInt32)
+    case kick(TreeWide)
+    case presenceQuery(TreeWide)
+    case presence(TreeWide, node: UInt32, count: UInt32)
 
     /// Why a frame is not a valid link message: the link is closed for it.
     public enum Malformed: Error, Equatable, CustomStringConvertible {
         case unknownCommand(UInt16)
         case badLength(cmd: UInt16, length: UInt32)
         case badInnerLength(outer: UInt32, inner: UInt32)
+        case badScope(UInt8)
 
         public var description: String {
             switch self {
             case .unknownCommand(let cmd): "unknown link command 0x\(String(cmd, radix: 16))"
             case .badLength(let cmd, let length): "link command 0x\(String(cmd, radix: 16)) with length \(length)"
             case .badInnerLength(let outer, let inner): "DATA of length \(outer) carries a frame of length \(inner)"
+            case .badScope(let scope): "scope \(scope) (allowed 1...4)"
             }
         }
     }
 
     static let fixedLengths: [UInt16: UInt32] = [
         Command.hello: 32, Command.heartbeat: 18, Command.opened: 52, Command.closed: 34, Command.linkDown: 24,
+        Command.bind: 34, Command.unbind: 30, Command.join: 34, Command.leave: 34, Command.kick: 38,
+        Command.presenceQuery: 38, Command.presence: 46,
     ]
 
     /// Decodes one whole frame of `length` bytes (its length field already
@@ -137,6 +195,19 @@ public enum LinkMessage: Equatable {
                 return .failure(.badInnerLength(outer: length, inner: inner))
             }
             return .success(.data(SessionID(decoding: p + FrameHeader.size), clientFrameLength: inner))
+        }
+        if header.cmd == Command.push {
+            guard length >= UInt32(pushOverhead + FrameHeader.size) else {
+                return .failure(.badLength(cmd: header.cmd, length: length))
+            }
+            let inner = FrameHeader.length(at: p + pushOverhead)
+            guard inner == length - UInt32(pushOverhead), inner <= UInt32(maxFrame) else {
+                return .failure(.badInnerLength(outer: length, inner: inner))
+            }
+            guard let tree = TreeWide.decode(p + FrameHeader.size) else {
+                return .failure(.badScope((p + FrameHeader.size).load(as: UInt8.self)))
+            }
+            return .success(.push(tree, clientFrameLength: inner))
         }
         guard let expected = fixedLengths[header.cmd] else { return .failure(.unknownCommand(header.cmd)) }
         guard length == expected else { return .failure(.badLength(cmd: header.cmd, length: length)) }
@@ -163,6 +234,23 @@ public enum LinkMessage: Equatable {
                                     peer: PeerAddress(family: family, port: port, bytes: bytes)))
         case Command.closed:
             return .success(.closed(SessionID(decoding: body), cause: body.load(fromByteOffset: 12, as: UInt8.self)))
+        case Command.bind:
+            return .success(.bind(SessionID(decoding: body), uid: FrameHeader.loadU32(body, 12)))
+        case Command.unbind:
+            return .success(.unbind(SessionID(decoding: body)))
+        case Command.join:
+            return .success(.join(SessionID(decoding: body), room: FrameHeader.loadU32(body, 12)))
+        case Command.leave:
+            return .success(.leave(SessionID(decoding: body), room: FrameHeader.loadU32(body, 12)))
+        case Command.kick, Command.presenceQuery, Command.presence:
+            guard let tree = TreeWide.decode(body) else { return .failure(.badScope(body.load(as: UInt8.self))) }
+            switch header.cmd {
+            case Command.kick: return .success(.kick(tree))
+            case Command.presenceQuery: return .success(.presenceQuery(tree))
+            default:
+                return .success(.presence(tree, node: FrameHeader.loadU32(body, 20),
+                                          count: FrameHeader.loadU32(body, 24)))
+            }
         default:  // linkDown
             return .success(.linkDown(node: FrameHeader.loadU32(body, 0),
                                       link: UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt16.self))))
@@ -178,6 +266,11 @@ public enum LinkMessage: Equatable {
         case .opened: 52
         case .closed: 34
         case .linkDown: 24
+        case .bind, .join, .leave: 34
+        case .unbind: 30
+        case .push: LinkMessage.pushOverhead
+        case .kick, .presenceQuery: 38
+        case .presence: 46
         }
     }
 
@@ -218,6 +311,29 @@ public enum LinkMessage: Equatable {
             header.cmd = Command.linkDown
             body.storeBytes(of: node.bigEndian, as: UInt32.self)
             body.storeBytes(of: link.bigEndian, toByteOffset: 4, as: UInt16.self)
+        case .bind(let session, let value), .join(let session, let value), .leave(let session, let value):
+            header.cmd = if case .bind = self { Command.bind } else if case .join = self { Command.join }
+                         else { Command.leave }
+            session.encode(into: body)
+            body.storeBytes(of: value.bigEndian, toByteOffset: 12, as: UInt32.self)
+        case .unbind(let session):
+            header.cmd = Command.unbind
+            session.encode(into: body)
+        case .push(let tree, let inner):
+            header.cmd = Command.push
+            header.length = UInt32(LinkMessage.pushOverhead) + inner
+            tree.encode(into: body)
+        case .kick(let tree):
+            header.cmd = Command.kick
+            tree.encode(into: body)
+        case .presenceQuery(let tree):
+            header.cmd = Command.presenceQuery
+            tree.encode(into: body)
+        case .presence(let tree, let node, let count):
+            header.cmd = Command.presence
+            tree.encode(into: body)
+            body.storeBytes(of: node.bigEndian, toByteOffset: 20, as: UInt32.self)
+            body.storeBytes(of: count.bigEndian, toByteOffset: 24, as: UInt32.self)
         }
         header.encode(into: p)
     }

@@ -1,0 +1,170 @@
+import Atomics
+import Logging
+
+/// Users, rooms and push on the access node's Deal stage (docs/LINK.md): the
+/// core's BIND, UNBIND, JOIN and LEAVE shape `Sessions`; PUSH delivers one
+/// client frame to every session a scope names, sharing the link block it
+/// arrived in (a descriptor and a reference per recipient, no copy); KICK closes
+/// them after what is queued; PRESENCE_QUERY is answered with counts.
+extension DealStage {
+    /// A session message or a tree-wide message that came down link `position`.
+    func applySessionMessage(_ message: LinkMessage, _ d: FrameDescriptor, _ position: Int, _ uplinks: Uplinks,
+                             _ sessions: Sessions) {
+        switch message {
+        case .bind(let session, let uid):
+            guard let (id, _) = client(session, uplinks) else { return }
+            sessions.directory.bind(id.index, uid: uid)
+        case .unbind(let session):
+            guard let (id, _) = client(session, uplinks) else { return }
+            sessions.directory.unbind(id.index)
+        case .join(let session, let room):
+            guard let (id, _) = client(session, uplinks) else { return }
+            if sessions.directory.join(id.index, room: room) == .full { engine.counters.add(.joinsRefused) }
+        case .leave(let session, let room):
+            guard let (id, _) = client(session, uplinks) else { return }
+            sessions.directory.leave(id.index, room: room)
+        case .push(let tree, let length):
+            guard firstCopy(tree, sessions) else { return }
+            let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.pushOverhead),
+                                        length: length)
+            push(inner, to: tree, uplinks, sessions)
+        case .kick(let tree):
+            guard firstCopy(tree, sessions) else { return }
+            forEachSession(named: tree, uplinks, sessions) { index in
+                let s = table.slot(index)
+                if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.kicked.flag,
+                                                              ordering: .sequentiallyConsistent).exchanged {
+                    let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+                    engine.send.input.post(s, id)
+                }
+            }
+        case .presenceQuery(let tree):
+            guard firstCopy(tree, sessions) else { return }
+            answerPresence(tree, on: position, uplinks, sessions)
+        default:
+            preconditionFailure("not a session message: \(message)")
+        }
+        publishSessionGauges(sessions)
+    }
+
+    /// Tree-wide messages may come by several paths: the first copy is applied.
+    private func firstCopy(_ tree: LinkMessage.TreeWide, _ sessions: Sessions) -> Bool {
+        guard sessions.filter.isNew(origin: tree.origin, seq: tree.seq) else {
+            engine.counters.add(.duplicates)
+            return false
+        }
+        sessions.filter.mark(origin: tree.origin, seq: tree.seq)
+        return true
+    }
+
+    /// Calls `body` with the slot of every open client session on this node the scope names.
+    private func forEachSession(named tree: LinkMessage.TreeWide, _ uplinks: Uplinks, _ sessions: Sessions,
+                                _ body: (UInt32) -> Void) {
+        switch tree.scope {
+        case .uid: sessions.directory.forEach(uid: tree.target, body)
+        case .room: sessions.directory.forEach(room: tree.target, body)
+        case .node where tree.target != uplinks.node: return
+        case .node, .all:
+            for index in table.usedRange {
+                let s = table.slot(index)
+                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.opened { body(index) }
+            }
+        }
+    }
+
+    /// One frame to every recipient: each gets a descriptor of the same bytes. A full
+    /// send ring does what push_overflow says; a recipient already closing is skipped.
+    private func push(_ inner: FrameDescriptor, to tree: LinkMessage.TreeWide, _ uplinks: Uplinks,
+                      _ sessions: Sessions) {
+        var delivered: UInt64 = 0
+        var dropped: UInt64 = 0
+        var closed: UInt64 = 0
+        let closeOnOverflow = engine.config.pushOverflow == .close
+        forEachSession(named: tree, uplinks, sessions) { index in
+            let s = table.slot(index)
+            let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+            guard s.state == .open, !s.flag(\.flushThenClose) else {
+                dropped += 1
+                return
+            }
+            let ring = table.sendRing(index)
+            guard ring.freeCount > 0 else {
+                if closeOnOverflow {
+                    closed += 1
+                    engine.requestClose(id, cause: .slowConsumer)
+                } else {
+                    dropped += 1
+                }
+                return
+            }
+            inner.chunk.retain()
+            let pushed = ring.push(inner)
+            precondition(pushed, "send ring lost the room just checked")
+            engine.send.input.post(s, id)
+            delivered += 1
+        }
+        let counters = engine.counters
+        counters.add(.pushes)
+        counters.add(.pushDeliveries, delivered)
+        counters.add(.framesOut, delivered)
+        if delivered + dropped + closed == 0 { counters.add(.pushNobody) }
+        if dropped > 0 { counters.add(.pushDropped, dropped) }
+        if closed > 0 { counters.add(.pushOverflowCloses, closed) }
+    }
+
+    /// PRESENCE up the link the query came down: this node's count for the scope.
+    private func answerPresence(_ tree: LinkMessage.TreeWide, on position: Int, _ uplinks: Uplinks,
+                                _ sessions: Sessions) {
+        let count: Int
+        switch tree.scope {
+        case .uid: count = sessions.directory.count(uid: tree.target)
+        case .room: count = sessions.directory.count(room: tree.target)
+        case .node where tree.target != uplinks.node: return  // another node's question
+        case .node, .all: count = sessions.open
+        }
+        guard let link = uplinks.links[position].id, table.sendRing(link.index).freeCount >= Self.linkRoom else {
+            engine.counters.add(.presenceDropped)
+            return
+        }
+        let answer = LinkMessage.presence(tree, node: uplinks.node, count: UInt32(clamping: count))
+        composeOnLink(position, uplinks, length: answer.encodedLength) { answer.encode(into: $0) }
+    }
+
+    private func publishSessionGauges(_ sessions: Sessions) {
+        let directory = sessions.directory
+        engine.counters.set(.sessionsBound, UInt64(directory.boundCount))
+        engine.counters.set(.uids, UInt64(directory.uidCount))
+        engine.counters.set(.rooms, UInt64(directory.roomCount))
+        engine.counters.set(.memberships, UInt64(directory.membershipCount))
+    }
+
+    // MARK: session life
+
+    /// A forwarded client's first turn on Deal: counted, and timed for auth_timeout.
+    func sessionOpened(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
+        s.pointee.opened = true
+        sessions.open += 1
+        let table = self.table
+        sessions.deadlines?.add(id, now: input.currentTick) { pending in
+            let p = table.slot(pending.index)
+            return p.generation.load(ordering: .acquiring) == pending.generation && !p.pointee.bound
+        }
+    }
+
+    /// A forwarded client closed: it leaves its uid and rooms.
+    func sessionClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
+        guard s.pointee.opened else { return }
+        sessions.open -= 1
+        sessions.directory.remove(id.index)
+        publishSessionGauges(sessions)
+    }
+
+    /// Every tick: sessions the core has not bound within auth_timeout are closed.
+    func tickSessions(_ tick: UInt64, _ sessions: Sessions) {
+        sessions.deadlines?.expire(now: tick) { id in
+            let s = table.slot(id.index)
+            guard s.generation.load(ordering: .acquiring) == id.generation, !s.pointee.bound else { return }
+            engine.requestClose(id, cause: .authTimeout)
+        }
+    }
+}

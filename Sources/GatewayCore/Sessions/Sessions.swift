@@ -1,0 +1,19 @@
+/// The access role's view of its client sessions as the core shapes them: who is
+/// bound to which uid and in which rooms, which tree-wide messages were applied,
+/// and who must be bound before auth_timeout. Deal-owned.
+final class Sessions {
+    let directory: SessionDirectory
+    var filter = TreeWideFilter()
+    var deadlines: AuthDeadlines?
+    /// Client sessions open (presence of the node).
+    var open = 0
+
+    init(table: ConnectionTable, config: GatewayConfig) {
+        directory = SessionDirectory(table: table, maxRooms: config.maxRoomsPerSession)
+        if config.authTimeout > 0 {
+            let ticks = (UInt64(config.authTimeout) * 1000 + UInt64(config.tickMilliseconds) - 1)
+                / UInt64(config.tickMilliseconds)
+            deadlines = AuthDeadlines(capacity: config.maxConnections, ticks: ticks)
+        }
+    }
+}

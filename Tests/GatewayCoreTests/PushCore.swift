@@ -1,0 +1,86 @@
+import Foundation
+import Glibc
+import Synchronization
+@_spi(Benchmarks) @testable import GatewayCore
+import LinkCore
+
+/// A core for the users-and-push tests, driven by the clients' own frames (the
+/// core's API runs on its Deal stage, so the tests reach it through a client):
+///   10 LOGIN uid          binds the session to uid (body: u32)
+///   11 JOIN room / 12 LEAVE room / 13 UNBIND
+///   20 PUSH scope target payload    pushes a frame of cmd 99, seq = the request's, body = payload
+///   21 KICK scope target            22 PRESENCE scope target (answers summed per target)
+/// Every request is echoed after it is acted on, so its echo follows the link messages it caused.
+final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mutex; the rest is Deal's
+    static let pushedCmd: UInt16 = 99
+    private(set) var server: CoreServer!
+    let answers = Mutex<[UInt32: (nodes: Int, count: Int)]>([:])
+
+    static func start(log: LogRecorder, node: UInt32 = 1) throws -> (Gateway, PushCore) {
+        let core = PushCore()
+        var base = GatewayConfig()
+        base.port = 0
+        base.tickMilliseconds = 10
+        let server = CoreServer(handler: core, node: node, clientMaxFrame: base.maxFrame, logger: log.logger)
+        core.server = server
+        let g = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame), handler: server,
+                            logger: log.logger)
+        try g.start()
+        return (g, core)
+    }
+
+    func opened(_ session: CoreSession, peer: PeerAddress) {}
+    func closed(_ session: CoreSession, cause: UInt8) {}
+
+    func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
+        let header = FrameHeader(decoding: clientFrame.baseAddress!)
+        let body = UnsafeRawBufferPointer(rebasing: clientFrame[FrameHeader.size...])
+        func u32(_ at: Int) -> UInt32 { FrameHeader.loadU32(body.baseAddress!, at) }
+        func scope() -> LinkMessage.Scope { LinkMessage.Scope(rawValue: body[0])! }
+        switch header.cmd {
+        case 10: session.bind(uid: u32(0))
+        case 11: session.join(room: u32(0))
+        case 12: session.leave(room: u32(0))
+        case 13: session.unbind()
+        case 20:
+            server.push(scope(), target: u32(1), FrameHeader(length: 0, seq: header.seq, cmd: Self.pushedCmd,
+                                                              uid: u32(1)),
+                        body: UnsafeRawBufferPointer(rebasing: body[5...]))
+        case 21: server.kick(scope(), target: u32(1))
+        case 22: server.queryPresence(scope(), target: u32(1))
+        default: break
+        }
+        session.echo(frame)
+    }
+
+    func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {
+        answers.withLock { $0[query.target, default: (0, 0)] = ($0[query.target, default: (0, 0)].nodes + 1,
+                                                                 $0[query.target, default: (0, 0)].count + Int(count)) }
+    }
+
+    // MARK: client side
+
+    static func request(_ cmd: UInt16, seq: UInt32, _ body: [UInt8]) -> [UInt8] {
+        TestClient.frame(seq: seq, cmd: cmd, uid: 0, body: body)
+    }
+
+    static func u32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+
+    static func scoped(_ scope: LinkMessage.Scope, _ target: UInt32, _ payload: [UInt8] = []) -> [UInt8] {
+        [scope.rawValue] + u32(target) + payload
+    }
+}
+
+extension TestClient {
+    /// The next frame, which must be a push (cmd 99): its body, or nil.
+    func nextPush() -> [UInt8]? {
+        guard let f = receiveFrame() else { return nil }
+        let h = f.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
+        return h.cmd == PushCore.pushedCmd ? Array(f[FrameHeader.size...]) : nil
+    }
+
+    /// True when no push is waiting: a heartbeat's echo is the next frame.
+    func hasNoPush() -> Bool {
+        echoes(TestClient.frame(seq: 0, cmd: ReservedCommand.heartbeat, bodySize: 0))
+    }
+}
