@@ -7,11 +7,17 @@ public protocol GatewayHandler: AnyObject {
     func received(_ frame: Frame, on connection: Connection)
     /// The connection is gone; its handle no longer sends.
     func closed(_ connection: Connection, cause: CloseCause)
+    /// True when `tick` should be called on every clock tick (`tick_ms`).
+    var wantsTicks: Bool { get }
+    /// A clock tick on the Deal stage, for work of the handler's own (a core pushing on a schedule).
+    func tick(milliseconds: UInt64)
 }
 
 extension GatewayHandler {
     public func opened(_ connection: Connection) {}
     public func closed(_ connection: Connection, cause: CloseCause) {}
+    public var wantsTicks: Bool { false }
+    public func tick(milliseconds: UInt64) {}
 }
 
 /// A received frame, borrowed for the length of a handler callback.

@@ -15,10 +15,16 @@ public protocol CoreHandler: AnyObject {
     func closed(_ session: CoreSession, cause: UInt8)
     /// One access node's answer to `queryPresence`; `query.seq` is what that call returned.
     func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32)
+    /// True when `tick` should run on every clock tick of the core's engine.
+    var wantsTicks: Bool { get }
+    /// A clock tick on the Deal stage: a core's scheduled work (`CoreServer.push` and the like).
+    func tick(milliseconds: UInt64, server: CoreServer)
 }
 
 extension CoreHandler {
     public func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {}
+    public var wantsTicks: Bool { false }
+    public func tick(milliseconds: UInt64, server: CoreServer) {}
 }
 
 /// One session as a core sees it: its id and the link to answer on.
@@ -97,6 +103,9 @@ public final class CoreServer: GatewayHandler {
     public func opened(_ connection: Connection) {
         links[connection.id] = LinkState(connection: connection)
     }
+
+    public var wantsTicks: Bool { handler.wantsTicks }
+    public func tick(milliseconds: UInt64) { handler.tick(milliseconds: milliseconds, server: self) }
 
     public func closed(_ connection: Connection, cause: CloseCause) {
         guard let state = links.removeValue(forKey: connection.id) else { return }

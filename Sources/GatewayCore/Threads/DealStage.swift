@@ -34,6 +34,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let downlinks: Downlinks?
     /// The access role's users and rooms, when it forwards.
     let sessions: Sessions?
+    /// The handler asked for `tick` on every clock tick.
+    private let handlerTicks: Bool
 
     init(engine: Engine) {
         self.engine = engine
@@ -53,6 +55,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                               maxWaitTicks: UInt64(maxWait))
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
+        handlerTicks = engine.handler.wantsTicks
+        if handlerTicks { input.armedTimers.store(1, ordering: .relaxed) }
         downlinks = config.role == .aggregation ? Downlinks() : nil
         sessions = uplinks != nil && config.role == .access ? Sessions(table: table, config: config) : nil
     }
@@ -65,6 +69,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if let uplinks { tickLinks(tick, uplinks) }
         if let downlinks { tickDownlinks(tick, downlinks) }
         if let sessions { tickSessions(tick, sessions) }
+        if handlerTicks { handler.tick(milliseconds: tick &* UInt64(engine.config.tickMilliseconds)) }
     }
 
     func batchDone() {
