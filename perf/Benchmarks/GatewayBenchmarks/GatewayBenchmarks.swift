@@ -212,7 +212,7 @@ func loopbackClient(port: Int) -> Int32 {
     return fd
 }
 
-/// Writes all of `request`, then reads until `request.count` bytes of replies are in `reply`.
+/// Writes all of `request`, then reads until `reply` is full.
 @inline(__always)
 func exchange(_ fd: Int32, _ request: UnsafeMutableRawBufferPointer, _ reply: UnsafeMutableRawBufferPointer) {
     let total = request.count
@@ -223,7 +223,7 @@ func exchange(_ fd: Int32, _ request: UnsafeMutableRawBufferPointer, _ reply: Un
         if n > 0 { sent += n }
     }
     var got = 0
-    while got < total {
+    while got < reply.count {
         let n = read(fd, reply.baseAddress! + got, reply.count - got)
         precondition(n > 0 || (n < 0 && errno == EINTR), "read: \(n), errno \(errno)")
         if n > 0 { got += n }
@@ -463,4 +463,5 @@ let benchmarks: @Sendable () -> Void = {
 
     registerQueueBenchmarks()
     registerForwardingBenchmarks()
+    registerPushBenchmarks()
 }
