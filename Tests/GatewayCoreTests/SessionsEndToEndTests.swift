@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import XCTest
 @_spi(Benchmarks) @testable import GatewayCore
 
@@ -117,6 +118,43 @@ final class SessionsEndToEndTests: ForwardingTestCase {
         let everyone = members + outsiders.dropFirst()
         for (i, c) in everyone.enumerated() { XCTAssertEqual(c.nextPush(), Array("everyone".utf8), "client \(i)") }
         for (i, c) in (everyone + [control]).enumerated() { XCTAssertTrue(c.hasNoPush(), "client \(i): once") }
+    }
+
+    /// Broadcasts while other clients connect and close on another thread: every steady
+    /// client gets every broadcast exactly once, in order.
+    func testBroadcastDuringChurn() throws {
+        let (coreGateway, _) = try startPushCore()
+        let access = try startAccess(upstream: [coreGateway.port])
+        waitFor("links up") { access.stats().linksUp == 2 }
+        let steady = try (0..<10).map { _ in try TestClient(port: access.port) }
+        let control = try TestClient(port: access.port)
+        let port = access.port
+        let stop = Mutex(false)
+        let churned = Mutex(0)
+        let churn = Thread {
+            while !stop.withLock({ $0 }) {
+                guard let c = try? TestClient(port: port) else { continue }
+                _ = c.echoes(TestClient.frame(seq: 1, cmd: ReservedCommand.heartbeat, bodySize: 0))
+                c.close()
+                churned.withLock { $0 += 1 }
+            }
+        }
+        churn.start()
+        let rounds = 300
+        for n in 0..<rounds {
+            seq += 1
+            // The control client is a recipient too: its push and its echo come in either order.
+            try control.send(PushCore.request(20, seq: seq, PushCore.scoped(.all, 0, PushCore.u32(UInt32(n)))))
+            XCTAssertEqual([control.receiveFrame(), control.receiveFrame()].compactMap { $0 }.count, 2)
+        }
+        stop.withLock { $0 = true }
+        while !churn.isFinished { usleep(1_000) }
+        for (i, c) in steady.enumerated() {
+            for n in 0..<rounds { XCTAssertEqual(c.nextPush(), PushCore.u32(UInt32(n)), "client \(i) push \(n)") }
+            XCTAssertTrue(c.hasNoPush(), "client \(i): each once")
+        }
+        XCTAssertGreaterThan(churned.withLock { $0 }, 0, "clients came and went meanwhile")
+        XCTAssertEqual(access.stats().closes(.slowConsumer), 0)
     }
 
     /// A push for a uid whose only session closed, after its slot went to a new
