@@ -104,6 +104,13 @@ public struct GatewayCommand: ParsableCommand {
                            valueName: PushOverflow.allowedNames))
     var pushOverflow: String?
 
+    @Option(help: .setting("frame_timeout", "Seconds a frame that has begun may take to complete; 0: no limit."))
+    var frameTimeout: String?
+
+    @Option(help: .setting("max_pending_bytes",
+                           "Bytes all incomplete frames may hold; past it the biggest holders are closed. 0: no limit."))
+    var maxPendingBytes: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -129,7 +136,7 @@ public struct GatewayCommand: ParsableCommand {
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
-            "push_overflow": pushOverflow,
+            "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
         ]
         return values.compactMapValues { $0 }
     }

@@ -28,6 +28,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     private(set) unowned(unsafe) var send: SendStage!
     private var workers: [AnyObject] = []
 
+    /// Bytes held by every connection's incomplete frame: Receive adds as they grow and
+    /// shrink, reclamation subtracts what a closed connection held.
+    let pendingBytes = UnsafeAtomic<Int>.create(0)
     private let stopping = UnsafeAtomic<Bool>.create(false)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
 
@@ -62,6 +65,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     }
 
     deinit {
+        pendingBytes.destroy()
         stopping.destroy()
         exitStages.destroy()
     }
@@ -129,7 +133,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
             ring.reset()
         }
-        s.pointer(to: \.assembly)!.pointee.discard(pool: pool)
+        let assembly = s.pointer(to: \.assembly)!
+        if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
+        assembly.pointee.discard(pool: pool)
         close(s.pointee.fd)
         s.resetForReuse()
         table.release(index)

@@ -61,6 +61,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     /// Counters since start.
     public func stats() -> GatewayStats {
-        engine.counters.snapshot(connectionsOpen: engine.table.inUse)
+        engine.counters.snapshot(connectionsOpen: engine.table.inUse,
+                                 pendingBytes: engine.pendingBytes.load(ordering: .relaxed))
     }
 }

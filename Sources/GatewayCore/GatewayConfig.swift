@@ -78,6 +78,11 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Rooms one session may be in; later JOINs are ignored, counted.
     public var maxRoomsPerSession = 64
     public var pushOverflow = PushOverflow.close
+    /// Seconds a frame that has begun may take to complete (slowloris); 0: no limit.
+    public var frameTimeout = 30
+    /// Bytes all connections together may hold in incomplete frames; past it, the
+    /// connections holding the most are closed first. 0: no limit.
+    public var maxPendingBytes = 256 << 20
 
     public init() {}
 
@@ -120,6 +125,8 @@ public struct GatewayConfig: Sendable, Equatable {
         ("max_queue_wait", 0...600_000, \.maxQueueWait),
         ("auth_timeout", 0...86_400, \.authTimeout),
         ("max_rooms_per_session", 1...65_535, \.maxRoomsPerSession),
+        ("frame_timeout", 0...86_400, \.frameTimeout),
+        ("max_pending_bytes", 0...(1 << 40), \.maxPendingBytes),
         ]
     }
 

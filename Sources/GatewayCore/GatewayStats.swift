@@ -24,6 +24,10 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case kicked
     /// Not bound to a uid by the core within `auth_timeout`.
     case authTimeout
+    /// A frame begun and not completed within `frame_timeout`.
+    case frameTimeout
+    /// It held the most bytes of incomplete frames when all of them passed `max_pending_bytes`.
+    case pendingBytes
 
     public var description: String {
         switch self {
@@ -39,6 +43,8 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .linkRefused: "link_refused"
         case .kicked: "kicked"
         case .authTimeout: "auth_timeout"
+        case .frameTimeout: "frame_timeout"
+        case .pendingBytes: "pending_bytes"
         }
     }
 }
@@ -86,6 +92,8 @@ public struct GatewayStats: Sendable, Equatable {
     /// JOINs beyond max_rooms_per_session; PRESENCE answers that found their link full.
     public var joinsRefused: UInt64 = 0
     public var presenceDropped: UInt64 = 0
+    /// Bytes held for incomplete frames across all connections (a level; capped by max_pending_bytes).
+    public var pendingBytes: UInt64 = 0
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

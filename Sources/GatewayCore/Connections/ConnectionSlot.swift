@@ -74,6 +74,8 @@ struct ConnectionSlot {
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
     var lastReceiveTick: UInt64
+    /// When the frame being assembled began (frame_timeout).
+    var frameStartTick: UInt64
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool

@@ -44,9 +44,10 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         atomic(Counters.closeBase + cause.rawValue).wrappingIncrement(ordering: .relaxed)
     }
 
-    func snapshot(connectionsOpen: Int) -> GatewayStats {
+    func snapshot(connectionsOpen: Int, pendingBytes: Int) -> GatewayStats {
         var s = GatewayStats()
         s.connectionsOpen = connectionsOpen
+        s.pendingBytes = UInt64(max(0, pendingBytes))
         s.accepted = atomic(Name.accepted.rawValue).load(ordering: .relaxed)
         s.framesIn = atomic(Name.framesIn.rawValue).load(ordering: .relaxed)
         s.framesOut = atomic(Name.framesOut.rawValue).load(ordering: .relaxed)

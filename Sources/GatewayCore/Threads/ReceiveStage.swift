@@ -12,6 +12,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let pool: ChunkPool
     private let maxFrame: Int
     private let idleTicks: UInt64
+    private let frameTicks: UInt64
+    private let maxPendingBytes: Int
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
@@ -26,6 +28,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
     @exclusivity(unchecked) private var rearmed = false
+    /// Of the bytes held in incomplete frames, those of connections closing (when last scanned).
+    @exclusivity(unchecked) private var doomedPendingBytes = 0
 
     init(engine: Engine) {
         self.engine = engine
@@ -34,6 +38,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         maxFrame = engine.config.maxFrame
         let tickMs = UInt64(engine.config.tickMilliseconds)
         idleTicks = (UInt64(engine.config.idleTimeout) * 1000 + tickMs - 1) / tickMs
+        frameTicks = (UInt64(engine.config.frameTimeout) * 1000 + tickMs - 1) / tickMs
+        maxPendingBytes = engine.config.maxPendingBytes
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
@@ -97,11 +103,15 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 s.pointee.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
                 let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.dataOverhead : maxFrame
-                let outcome = s.pointer(to: \.assembly)!.pointee.consume(
+                let assembly = s.pointer(to: \.assembly)!
+                let (heldBefore, wasPartial) = (assembly.pointee.heldBytes, assembly.pointee.isPartial)
+                let outcome = assembly.pointee.consume(
                     block: block, start: blockUsed, count: n, maxFrame: limit, pool: pool
                 ) { d in
                     _ = ring.push(d)
                 }
+                if assembly.pointee.heldBytes != heldBefore { pendingChanged(by: assembly.pointee.heldBytes - heldBefore) }
+                if !wasPartial && assembly.pointee.isPartial { frameBegan(id, s) }
                 switch outcome {
                 case .ok(let end, let frames):
                     blockUsed = end
@@ -167,22 +177,82 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         return fresh
     }
 
+    /// One timer per connection bounds both idleness and an incomplete frame's age:
+    /// it is armed for whichever is due first and, when it fires, checks both.
     func advanceTimers(to tick: UInt64) {
         wheel.advance(to: tick) { index in
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)
             guard s.pointee.receiveTimerGeneration == gen, s.state == .open else { return }
+            let id = ConnectionID(index: index, generation: gen)
             if let lingering = s.cause(\.lingering) {
-                engine.requestClose(ConnectionID(index: index, generation: gen), cause: lingering)
+                engine.requestClose(id, cause: lingering)
                 return
             }
-            let silent = wheel.now &- s.pointee.lastReceiveTick
-            if silent >= idleTicks {
-                engine.requestClose(ConnectionID(index: index, generation: gen), cause: .idle)
-            } else {
-                wheel.schedule(index, after: idleTicks - silent)
+            let now = wheel.now
+            if idleTicks > 0, now &- s.pointee.lastReceiveTick >= idleTicks {
+                engine.requestClose(id, cause: .idle)
+            } else if frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= frameTicks {
+                let peer = formatPeer(address: s.pointee.peerAddress, port: s.pointee.peerPort)
+                engine.logger.debug("closing \(peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
+                engine.requestClose(id, cause: .frameTimeout)
+            } else if let due = nextDue(s) {
+                wheel.schedule(index, after: max(1, due &- now))
             }
         }
         input.armedTimers.store(wheel.count, ordering: .relaxed)
+    }
+
+    /// The tick the receive timer must fire at next, if any limit applies.
+    private func nextDue(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64? {
+        var due: UInt64?
+        if idleTicks > 0 { due = s.pointee.lastReceiveTick &+ idleTicks }
+        if frameTicks > 0, s.pointee.assembly.isPartial {
+            due = min(due ?? .max, s.pointee.frameStartTick &+ frameTicks)
+        }
+        return due
+    }
+
+    /// A frame began in this read and is not complete: frame_timeout starts, and the
+    /// timer moves nearer if it was armed later (or not at all).
+    private func frameBegan(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        guard frameTicks > 0 else { return }
+        s.pointee.frameStartTick = wheel.now
+        if idleTicks == 0 || frameTicks < idleTicks || s.pointee.receiveTimerGeneration != id.generation {
+            s.pointee.receiveTimerGeneration = id.generation
+            wheel.schedule(id.index, after: min(frameTicks, idleTicks == 0 ? frameTicks : idleTicks))
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+        }
+    }
+
+    /// Incomplete frames grew or shrank by `delta` bytes. Past max_pending_bytes the
+    /// open connections holding the most are closed until the rest fit.
+    private func pendingChanged(by delta: Int) {
+        let total = engine.pendingBytes.loadThenWrappingIncrement(by: delta, ordering: .relaxed) + delta
+        // Connections already closing hold their bytes until reclaimed: they do not count again.
+        guard delta > 0, maxPendingBytes > 0, total - doomedPendingBytes > maxPendingBytes else { return }
+        var held: [(bytes: Int, index: UInt32)] = []  // only under attack: the scan and its array
+        var open = 0
+        for index in table.usedRange {
+            let s = table.slot(index)
+            let bytes = s.pointee.assembly.heldBytes
+            guard bytes > 0, s.state == .open else { continue }
+            held.append((bytes, index))
+            open += bytes
+        }
+        held.sort { $0.bytes > $1.bytes }
+        var closed = 0
+        doomedPendingBytes = total - open
+        for victim in held where open > maxPendingBytes {
+            let s = table.slot(victim.index)
+            engine.requestClose(ConnectionID(index: victim.index, generation: s.generation.load(ordering: .acquiring)),
+                                cause: .pendingBytes)
+            open -= victim.bytes
+            doomedPendingBytes += victim.bytes
+            closed += 1
+        }
+        guard closed > 0 else { return }
+        let why = "incomplete frames hold \(total) bytes, over max_pending_bytes \(maxPendingBytes)"
+        engine.logger.warning("\(why): closed the \(closed) connections holding the most")
     }
 }

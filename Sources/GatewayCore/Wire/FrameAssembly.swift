@@ -3,8 +3,11 @@ import Glibc
 /// Turns the bytes of successive reads on one connection into frame
 /// descriptors, whatever the read boundaries. Whole frames stay in the read
 /// block where they landed (one descriptor covers the whole run of them); only
-/// a frame cut by a read boundary is copied, into a chunk of its own sized
-/// from its length field, so an idle connection holds no read buffer.
+/// a frame cut by a read boundary is copied, into a chunk of its own, so an idle
+/// connection holds no read buffer. That chunk grows with the bytes that arrive
+/// (doubling, up to the length the header claims), not with the claim: a peer
+/// that announces a big frame and trickles it holds at most about four times
+/// what it sent (the pool's size classes), and twice beyond 64 KiB.
 @_spi(Benchmarks) public struct FrameAssembly {
     /// The frame being assembled (nil while fewer than 4 bytes of it are known).
     private var chunk: Chunk?
@@ -25,6 +28,12 @@ import Glibc
 
     /// True while part of a frame is held.
     public var isPartial: Bool { filled > 0 }
+
+    /// Bytes of chunk memory held for the incomplete frame.
+    public var heldBytes: Int { chunk?.capacity ?? 0 }
+
+    /// The smallest chunk an incomplete frame starts in.
+    static let firstCapacity = 256
 
     /// Consumes `count` bytes just read into `block` at `start`. Calls `emit` at
     /// most twice: a frame completed from earlier reads, then the run of whole
@@ -90,13 +99,21 @@ import Glibc
             }
             guard filled == 4 else { return .taken(taken) }
             guard FrameCutter.isValid(lengthBytes, maxFrame: maxFrame) else { return .bad(lengthBytes) }
-            let c = pool.allocate(capacity: Int(lengthBytes))
+            let c = pool.allocate(capacity: min(Int(lengthBytes), max(Self.firstCapacity, 4 + available - taken)))
             c.bytes.storeBytes(of: lengthBytes.bigEndian, as: UInt32.self)
             chunk = c
         }
-        let c = chunk!
+        var c = chunk!
         let length = Int(c.bytes.loadUnaligned(as: UInt32.self).bigEndian)
         let n = min(length - Int(filled), available - taken)
+        if Int(filled) + n > c.capacity {
+            // Grow by doubling (at least to what arrived), never past the frame's length.
+            let grown = pool.allocate(capacity: min(length, max(2 * c.capacity, Int(filled) + n)))
+            grown.bytes.copyMemory(from: c.bytes, byteCount: Int(filled))
+            pool.release(c)
+            c = grown
+            chunk = grown
+        }
         (c.bytes + Int(filled)).copyMemory(from: p + taken, byteCount: n)
         filled += UInt32(n)
         taken += n
