@@ -17,7 +17,10 @@ import Glibc
 private let maxFrame = 4096
 private let linkLimit = maxFrame + LinkMessage.dataOverhead
 
-private let fixed: [UInt16: Int] = [0xFF10: 32, 0xFF11: 18, 0xFF12: 52, 0xFF14: 34, 0xFF15: 24]
+private let fixed: [UInt16: Int] = [0xFF10: 32, 0xFF11: 18, 0xFF12: 52, 0xFF14: 34, 0xFF15: 24,
+                                    0xFF16: 34, 0xFF17: 30, 0xFF18: 34, 0xFF19: 34, 0xFF1B: 38, 0xFF1C: 38, 0xFF1D: 46]
+/// Messages whose byte 18 is a scope (1...4) and bytes 19-21 reserved.
+private let scoped: Set<UInt16> = [0xFF1A, 0xFF1B, 0xFF1C, 0xFF1D]
 
 /// Byte offsets the spec does not pin for a command (beyond seq 4-7 and uid 14-17).
 private func ignored(cmd: UInt16) -> Set<Int> {
@@ -27,6 +30,7 @@ private func ignored(cmd: UInt16) -> Set<Int> {
     case LinkMessage.Command.hello: s.insert(21)
     case LinkMessage.Command.opened: s.insert(33)
     case LinkMessage.Command.closed: s.formUnion(31...33)
+    case _ where scoped.contains(cmd): s.formUnion(19...21)
     default: break
     }
     return s
@@ -45,28 +49,45 @@ private func check(frame q: UnsafeRawPointer, length: Int) {
             let inner = Int(be32(q, 30))
             wellFormed = inner == length - 30 && inner >= 18 && inner <= maxFrame
         }
+    } else if cmd == LinkMessage.Command.push {
+        if length >= 56 {
+            let inner = Int(be32(q, 38))
+            wellFormed = inner == length - 38 && inner >= 18 && inner <= maxFrame
+        }
     } else if let want = fixed[cmd] {
         wellFormed = length == want
     }
+    let scopeOK = !scoped.contains(cmd) || length <= 18 || (1...4).contains(q.load(fromByteOffset: 18, as: UInt8.self))
+    let lengthOK = wellFormed
+    wellFormed = wellFormed && scopeOK
 
     switch LinkMessage.decode(q, maxFrame: maxFrame) {
     case .failure(let why):
         precondition(!wellFormed, "decode rejected a well-formed frame (cmd 0x\(String(cmd, radix: 16)), length \(length)): \(why)")
+        let variable = cmd == LinkMessage.Command.data || cmd == LinkMessage.Command.push
         switch why {
         case .unknownCommand(let c):
-            precondition(c == cmd && cmd != LinkMessage.Command.data && fixed[cmd] == nil, "\(why) for cmd 0x\(String(cmd, radix: 16))")
+            precondition(c == cmd && !variable && fixed[cmd] == nil, "\(why) for cmd 0x\(String(cmd, radix: 16))")
         case .badLength(let c, let l):
             precondition(c == cmd && Int(l) == length, "\(why) for cmd 0x\(String(cmd, radix: 16)) length \(length)")
-            precondition(cmd == LinkMessage.Command.data || fixed[cmd] != nil, "\(why) for an unknown command")
+            precondition(variable || fixed[cmd] != nil, "\(why) for an unknown command")
         case .badInnerLength(let outer, let inner):
-            precondition(cmd == LinkMessage.Command.data && Int(outer) == length && length >= 48 && inner == be32(q, 30),
+            let at = cmd == LinkMessage.Command.data ? 30 : 38
+            precondition(variable && Int(outer) == length && length >= at + 18 && inner == be32(q, at),
                          "\(why) for cmd 0x\(String(cmd, radix: 16)) length \(length)")
+        case .badScope(let scope):
+            precondition(lengthOK && !scopeOK && scope == q.load(fromByteOffset: 18, as: UInt8.self),
+                         "\(why) for cmd 0x\(String(cmd, radix: 16))")
         }
     case .success(let m):
         precondition(wellFormed, "decode accepted a malformed frame (cmd 0x\(String(cmd, radix: 16)), length \(length)): \(m)")
         var total = m.encodedLength
         if case .data(_, let inner) = m {
             precondition(Int(inner) == length - LinkMessage.dataOverhead, "DATA inner \(inner) for length \(length)")
+            total += Int(inner)
+        }
+        if case .push(_, let inner) = m {
+            precondition(Int(inner) == length - LinkMessage.pushOverhead, "PUSH inner \(inner) for length \(length)")
             total += Int(inner)
         }
         precondition(total == length, "\(m) encodes to \(total) bytes, frame has \(length)")

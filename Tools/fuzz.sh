@@ -51,6 +51,12 @@ echo "== building link-fuzzer"; rm -f "$OUT/link-fuzzer"
     Fuzz/LinkFuzzer.swift -o "$OUT/link-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
 [ -x "$OUT/link-fuzzer" ] || { echo "link-fuzzer build failed"; exit 2; }
 
+echo "== building cidr-fuzzer"; rm -f "$OUT/cidr-fuzzer"
+"${SWIFTC[@]}" -module-name FuzzCIDR \
+    $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
+    Fuzz/CIDRFuzzer.swift -o "$OUT/cidr-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+[ -x "$OUT/cidr-fuzzer" ] || { echo "cidr-fuzzer build failed"; exit 2; }
+
 # --- seeds ----------------------------------------------------------------------
 # Big-endian helpers producing printf escapes.
 be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( ($1 >> 24) & 255 )) $(( ($1 >> 16) & 255 )) $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
@@ -84,11 +90,23 @@ seed "$L/seed-data" "$DATA"
 seed "$L/seed-closed" "$CLOSED"
 seed "$L/seed-linkdown" "$DOWN"
 seed "$L/seed-session" "$HELLO$OPENED$DATA$HB$CLOSED$DOWN"
+TREE="\x02\x00\x00\x00$(be32 5)$(be32 1)$(be32 0)$(be32 77)"
+seed "$L/seed-bind" "$(hdr 34 0 0xFF16 0 0)$SID$(be32 42)"
+seed "$L/seed-unbind" "$(hdr 30 0 0xFF17 0 0)$SID"
+seed "$L/seed-join" "$(hdr 34 0 0xFF18 0 0)$SID$(be32 5)"
+seed "$L/seed-push" "$(hdr 64 0 0xFF1A 0 0)$TREE$(hdr 26 9 99 0 5)hello!!!"
+seed "$L/seed-kick" "$(hdr 38 0 0xFF1B 0 0)$TREE"
+seed "$L/seed-presence" "$(hdr 38 0 0xFF1C 0 0)$TREE$(hdr 46 0 0xFF1D 0 0)$TREE$(be32 3)$(be32 2)"
+
+P="$OUT/corpus-cidr"; mkdir -p "$P"
+for c in 10.0.0.0/8 127.0.0.1 0.0.0.0/0 ::1 2001:db8::/32 fe80::1/64 ::ffff:10.0.0.1/120 1.2.3.4/33 ::/0; do
+    printf '%s' "$c" > "$P/seed-$(printf '%s' "$c" | tr '/:' '__')"
+done
 
 # --- run --------------------------------------------------------------------------
 status=0
 summary=()
-for name in frame link; do
+for name in frame link cidr; do
     crash="$OUT/crash-$name"; mkdir -p "$crash"
     log="$OUT/$name.log"
     echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"

@@ -111,6 +111,29 @@ public struct GatewayCommand: ParsableCommand {
                            "Bytes all incomplete frames may hold; past it the biggest holders are closed. 0: no limit."))
     var maxPendingBytes: String?
 
+    @Option(help: .setting("max_conns_per_ip", "Connections open at once from one address (IPv4 /32, IPv6 /64); 0: off."))
+    var maxConnsPerIp: String?
+
+    @Option(help: .setting("conn_rate_per_ip", "New connections a second from one address; 0: off."))
+    var connRatePerIp: String?
+
+    @Option(help: .setting("accept_rate", "New connections a second on the listener; 0: off."))
+    var acceptRate: String?
+
+    @Option(help: .setting("allow", "Networks allowed to connect; none given: all.", default: "all",
+                           allowed: "CIDRs, IPv4 or IPv6, comma-separated", valueName: "networks"))
+    var allow: String?
+
+    @Option(help: .setting("deny", "Networks refused at accept (checked before allow).", default: "none",
+                           allowed: "CIDRs, IPv4 or IPv6, comma-separated", valueName: "networks"))
+    var deny: String?
+
+    @Option(help: .setting("flood_frames_per_s", "Frames a second one connection may send; beyond: closed (flood). 0: off."))
+    var floodFramesPerS: String?
+
+    @Option(help: .setting("flood_bytes_per_s", "Bytes a second one connection may send; beyond: closed (flood). 0: off."))
+    var floodBytesPerS: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -137,6 +160,8 @@ public struct GatewayCommand: ParsableCommand {
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
             "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
+            "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
+            "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
         ]
         return values.compactMapValues { $0 }
     }

@@ -28,6 +28,21 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
 
+    /// "10.0.0.0/8,::1" (or the items of a YAML list) as networks, for `key` (allow or deny).
+    static func cidrs(_ items: [String], key: String) throws(ConfigError) -> [CIDR] {
+        var networks: [CIDR] = []
+        for item in items {
+            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+                guard let network = CIDR(parsing: part) else {
+                    throw ConfigError(key: key, value: part,
+                                      allowed: "IPv4 or IPv6 addresses or networks, e.g. 10.0.0.0/8,2001:db8::/32,::1")
+                }
+                networks.append(network)
+            }
+        }
+        return networks
+    }
+
     /// "127.0.0.1:7100,127.0.0.2:7100" (or the items of a YAML list) as upstream servers.
     static func upstream(_ items: [String]) throws(ConfigError) -> [GatewayConfig.Upstream] {
         let parts = items.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }

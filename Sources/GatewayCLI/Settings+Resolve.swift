@@ -48,6 +48,17 @@ extension Settings {
         } else if let list = reader.stringArray(forKey: ConfigKey(["upstream"])) {
             settings.config.upstream = try SettingParsers.upstream(list)
         }
+        for key in ["allow", "deny"] {
+            let list: [CIDR]
+            if let value = text(key) {
+                list = try SettingParsers.cidrs([value], key: key)
+            } else if let items = reader.stringArray(forKey: ConfigKey([key])) {
+                list = try SettingParsers.cidrs(items, key: key)
+            } else {
+                continue
+            }
+            if key == "allow" { settings.config.allow = list } else { settings.config.deny = list }
+        }
         if let node = text("node_id") {
             settings.config.nodeID = UInt32(try SettingParsers.int(node, key: "node_id", range: 0...Int(UInt32.max)))
         }

@@ -107,7 +107,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// A frame length outside 18...max_frame: logged once for this connection, counted with its close.
     func protocolError(_ id: ConnectionID, length: UInt32) {
         let s = table.slot(id.index)
-        logger.warning("closing \(formatPeer(address: s.pointee.peerAddress, port: s.pointee.peerPort)): frame length \(length) outside \(FrameHeader.size)...\(config.maxFrame)")
+        let allowed = "\(FrameHeader.size)...\(config.maxFrame)"
+        logger.warning("closing \(s.pointee.peer): frame length \(length) outside \(allowed)")
         requestClose(id, cause: .protocolError)
     }
 

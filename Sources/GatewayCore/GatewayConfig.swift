@@ -83,6 +83,19 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Bytes all connections together may hold in incomplete frames; past it, the
     /// connections holding the most are closed first. 0: no limit.
     public var maxPendingBytes = 256 << 20
+    /// Connections open at once from one address (IPv4 /32, IPv6 /64); 0: no limit.
+    public var maxConnsPerIP = 0
+    /// New connections a second from one address (a token bucket of one second); 0: no limit.
+    public var connRatePerIP = 0
+    /// New connections a second on the listener; 0: no limit.
+    public var acceptRate = 0
+    /// Networks allowed to connect (empty: all) and denied (checked first).
+    public var allow: [CIDR] = []
+    public var deny: [CIDR] = []
+    /// Frames and bytes a second one connection may send (token buckets of one second);
+    /// beyond them it is closed with cause flood. 0: no limit.
+    public var floodFramesPerSecond = 0
+    public var floodBytesPerSecond = 0
 
     public init() {}
 
@@ -127,6 +140,11 @@ public struct GatewayConfig: Sendable, Equatable {
         ("max_rooms_per_session", 1...65_535, \.maxRoomsPerSession),
         ("frame_timeout", 0...86_400, \.frameTimeout),
         ("max_pending_bytes", 0...(1 << 40), \.maxPendingBytes),
+        ("max_conns_per_ip", 0...1_000_000, \.maxConnsPerIP),
+        ("conn_rate_per_ip", 0...1_000_000, \.connRatePerIP),
+        ("accept_rate", 0...10_000_000, \.acceptRate),
+        ("flood_frames_per_s", 0...100_000_000, \.floodFramesPerSecond),
+        ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ]
     }
 

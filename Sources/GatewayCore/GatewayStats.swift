@@ -28,6 +28,16 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case frameTimeout
     /// It held the most bytes of incomplete frames when all of them passed `max_pending_bytes`.
     case pendingBytes
+    /// Refused at accept: its address is denied, or not allowed.
+    case denied
+    /// Refused at accept: `max_conns_per_ip` connections from its address are open.
+    case perAddress
+    /// Refused at accept: its address opened more than `conn_rate_per_ip` connections a second.
+    case addressRate
+    /// Refused at accept: the listener took more than `accept_rate` connections a second.
+    case acceptRate
+    /// It sent more than `flood_frames_per_s` frames or `flood_bytes_per_s` bytes a second.
+    case flood
 
     public var description: String {
         switch self {
@@ -45,6 +55,11 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .authTimeout: "auth_timeout"
         case .frameTimeout: "frame_timeout"
         case .pendingBytes: "pending_bytes"
+        case .denied: "denied"
+        case .perAddress: "max_conns_per_ip"
+        case .addressRate: "conn_rate_per_ip"
+        case .acceptRate: "accept_rate"
+        case .flood: "flood"
         }
     }
 }

@@ -9,11 +9,26 @@ final class TestClient {
     private(set) var fd: Int32
 
     /// - Parameter receiveBuffer: SO_RCVBUF set before connecting (a small one makes a slow reader).
-    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil) throws {
+    /// - Parameter source: a local address to connect from (another 127.0.0.0/8 address looks
+    ///   like another client to per-address limits).
+    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil, source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", errno) }
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw SocketError("bind \(source)", e)
+            }
         }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

@@ -65,8 +65,8 @@ struct ConnectionSlot {
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
-    var peerAddress: UInt32
-    var peerPort: UInt16
+    /// The client's address (as PROXY protocol gives it, behind a balancer), or the upstream server's.
+    var peer: PeerAddress
     /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
     var kind: UInt8
     var linkPosition: UInt16
@@ -107,6 +107,11 @@ struct ConnectionSlot {
     var uidNext: UInt32
     var roomsHead: UInt32
     var roomCount: UInt16
+    /// Flood limits (Protection/FloodLimits): tokens left this second, and the tick they were counted at.
+    var floodArmed: Bool
+    var floodFrames: Double
+    var floodBytes: Double
+    var floodTick: UInt64
 
     // Send's.
     var writeOffset: UInt32
@@ -153,6 +158,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.blocksLink = false
         pointee.shed = false
         pointee.bound = false
+        pointee.floodArmed = false
         pointee.roomsHead = 0
         pointee.roomCount = 0
         pointee.writeOffset = 0

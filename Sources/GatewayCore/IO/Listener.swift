@@ -42,8 +42,3 @@ struct Listener {
     }
 }
 
-/// "a.b.c.d:port" for log lines.
-func formatPeer(address: UInt32, port: UInt16) -> String {
-    let a = UInt32(bigEndian: address)
-    return "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF):\(port)"
-}

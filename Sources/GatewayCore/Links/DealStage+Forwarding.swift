@@ -38,7 +38,7 @@ extension DealStage {
         let session = SessionID(node: uplinks.node, connection: id)
         if !s.pointee.routed || s.pointee.route != link.packed {
             let opened = LinkMessage.opened(session, link: UInt16(position),
-                                            peer: PeerAddress(ipv4: s.pointee.peerAddress, port: s.pointee.peerPort))
+                                            peer: s.pointee.peer)
             composeOnLink(position, uplinks, length: opened.encodedLength) { opened.encode(into: $0) }
             s.pointee.routed = true
             s.pointee.route = link.packed

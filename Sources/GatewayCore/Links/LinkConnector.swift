@@ -80,8 +80,7 @@ final class LinkConnector {
         let s = engine.table.slot(index)
         s.pointee.fd = fd
         var address = targets[position / linksPerServer].address
-        s.pointee.peerAddress = address.sin_addr.s_addr
-        s.pointee.peerPort = UInt16(bigEndian: address.sin_port)
+        s.pointee.peer = PeerAddress(ipv4: address.sin_addr.s_addr, port: UInt16(bigEndian: address.sin_port))
         s.pointee.kind = SlotKind.uplink.rawValue
         s.pointee.linkPosition = UInt16(position)
         // The poll backend watches for writability while this is set: that is how a connect completes.

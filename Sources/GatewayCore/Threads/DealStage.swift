@@ -36,6 +36,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let sessions: Sessions?
     /// The handler asked for `tick` on every clock tick.
     private let handlerTicks: Bool
+    /// flood_frames_per_s / flood_bytes_per_s, when either is set.
+    @exclusivity(unchecked) private var flood: FloodLimits?
 
     init(engine: Engine) {
         self.engine = engine
@@ -55,6 +57,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                               maxWaitTicks: UInt64(maxWait))
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
+        flood = FloodLimits(config: config)
         handlerTicks = engine.handler.wantsTicks
         if handlerTicks { input.armedTimers.store(1, ordering: .relaxed) }
         downlinks = config.role == .aggregation ? Downlinks() : nil
@@ -109,6 +112,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         current = id
         pushedToCurrent = false
+        if let flood { flood.refill(s, now: input.currentTick) }
         let ring = table.receiveRing(id.index)
         let sendRing = table.sendRing(id.index)
         var dealt = 0
@@ -126,6 +130,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 }
                 let start = d.start + offset
                 let header = FrameHeader(decoding: start)
+                if let flood, !flood.spend(s, length: Int(header.length)) {
+                    floodClose(id, s)
+                    break outer
+                }
                 let frame = Frame(header: header,
                                   bytes: UnsafeRawBufferPointer(start: start, count: Int(header.length)),
                                   descriptor: FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset), length: header.length))
@@ -158,6 +166,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
             engine.send.postOrRun(s, id, allowance: &inlineAllowance)
         }
+    }
+
+    /// Over a flood limit: closed at once (what it queued is dropped with it), logged
+    /// at most once per 10 s with the count since the last line.
+    private func floodClose(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        engine.requestClose(id, cause: .flood)
+        flood!.unlogged += 1
+        let now = input.currentTick
+        guard now &- flood!.loggedAt >= flood!.logEveryTicks || flood!.loggedAt == 0 else { return }
+        engine.logger.warning("closing \(s.pointee.peer) for flood (\(flood!.unlogged) since the last such line)")
+        flood!.unlogged = 0
+        flood!.loggedAt = now
     }
 
     /// Receive paused reading because the receive ring was full; Deal has made room.

@@ -193,8 +193,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if idleTicks > 0, now &- s.pointee.lastReceiveTick >= idleTicks {
                 engine.requestClose(id, cause: .idle)
             } else if frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= frameTicks {
-                let peer = formatPeer(address: s.pointee.peerAddress, port: s.pointee.peerPort)
-                engine.logger.debug("closing \(peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
+                engine.logger.debug("closing \(s.pointee.peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
                 engine.requestClose(id, cause: .frameTimeout)
             } else if let due = nextDue(s) {
                 wheel.schedule(index, after: max(1, due &- now))

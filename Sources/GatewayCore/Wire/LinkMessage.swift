@@ -1,3 +1,5 @@
+import Glibc
+
 /// A session id (docs/LINK.md): the access node's id and the client
 /// connection's slot and generation there. Names one client in the whole tree.
 public struct SessionID: Hashable, Sendable, CustomStringConvertible {
@@ -54,6 +56,21 @@ public struct PeerAddress: Equatable, Sendable {
 
     public static func == (a: PeerAddress, b: PeerAddress) -> Bool {
         a.family == b.family && a.port == b.port && a.bytes == b.bytes
+    }
+}
+
+extension PeerAddress: CustomStringConvertible {
+    /// The IPv4 address in network order (family 4).
+    public var ipv4: UInt32 { withUnsafeBytes(of: bytes) { $0.load(as: UInt32.self) } }
+
+    /// "10.0.0.1:4000" or "[2001:db8::1]:4000", for logs.
+    public var description: String {
+        withUnsafeBytes(of: bytes) { raw in
+            if family == 4 { return "\(raw[0]).\(raw[1]).\(raw[2]).\(raw[3]):\(port)" }
+            var text = [CChar](repeating: 0, count: 46)  // INET6_ADDRSTRLEN
+            _ = inet_ntop(AF_INET6, raw.baseAddress, &text, socklen_t(text.count))
+            return "[\(String(cString: text))]:\(port)"
+        }
     }
 }
 

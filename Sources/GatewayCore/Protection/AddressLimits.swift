@@ -1,0 +1,84 @@
+/// Per-address limits at accept, before a slot is taken (Monitor-owned): live
+/// connections per address (an IPv4 /32, an IPv6 /64), new connections per
+/// second per address and for the whole listener (token buckets holding one
+/// second's worth). One dictionary entry per address with connections or an
+/// unfull bucket; idle entries are swept once a second.
+struct AddressLimits {
+    enum Refusal { case perAddress, addressRate, acceptRate }
+
+    private struct Entry {
+        var connections: Int
+        var tokens: Double
+        var refilledAt: UInt64
+    }
+
+    let maxPerAddress: Int
+    let ratePerAddress: Double
+    let acceptRate: Double
+    private var entries: [CIDR.Key: Entry] = [:]
+    private var acceptTokens: Double
+    private var acceptRefilledAt: UInt64 = 0
+    private var sweptAt: UInt64 = 0
+
+    init(maxPerAddress: Int, ratePerAddress: Int, acceptRate: Int) {
+        self.maxPerAddress = maxPerAddress
+        self.ratePerAddress = Double(ratePerAddress)
+        self.acceptRate = Double(acceptRate)
+        acceptTokens = Double(acceptRate)
+    }
+
+    var isActive: Bool { maxPerAddress > 0 || ratePerAddress > 0 || acceptRate > 0 }
+    /// Whether connections must be counted per address (then `closed` must be called for each admitted one).
+    var countsConnections: Bool { maxPerAddress > 0 || ratePerAddress > 0 }
+
+    /// The address an IPv4 peer is counted under (/32), or an IPv6 one (/64).
+    static func key(_ peer: PeerAddress) -> CIDR.Key {
+        CIDR.masked(CIDR.key(peer.bytes), prefix: peer.family == 4 ? 32 : 64)
+    }
+
+    /// Admits (and counts) a new connection from `peer` at `now` (nanoseconds), or says why not.
+    mutating func admit(_ peer: PeerAddress, now: UInt64) -> Refusal? {
+        if acceptRate > 0 {
+            acceptTokens = min(acceptRate, acceptTokens + acceptRate * Double(now &- acceptRefilledAt) / 1e9)
+            acceptRefilledAt = now
+            guard acceptTokens >= 1 else { return .acceptRate }
+        }
+        if countsConnections {
+            let key = Self.key(peer)
+            var entry = entries[key] ?? Entry(connections: 0, tokens: ratePerAddress, refilledAt: now)
+            if maxPerAddress > 0, entry.connections >= maxPerAddress { return .perAddress }
+            if ratePerAddress > 0 {
+                entry.tokens = min(ratePerAddress, entry.tokens + ratePerAddress * Double(now &- entry.refilledAt) / 1e9)
+                entry.refilledAt = now
+                guard entry.tokens >= 1 else {
+                    entries[key] = entry
+                    return .addressRate
+                }
+                entry.tokens -= 1
+            }
+            entry.connections += 1
+            entries[key] = entry
+        }
+        if acceptRate > 0 { acceptTokens -= 1 }
+        return nil
+    }
+
+    /// An admitted connection from `peer` closed.
+    mutating func closed(_ peer: PeerAddress) {
+        guard countsConnections else { return }
+        let key = Self.key(peer)
+        guard var entry = entries[key] else { return }
+        entry.connections -= 1
+        entries[key] = entry
+    }
+
+    /// Drops entries with no connection whose bucket is full again (at most once a second).
+    mutating func sweep(now: UInt64) {
+        guard now &- sweptAt >= 1_000_000_000 else { return }
+        sweptAt = now
+        let full = ratePerAddress
+        entries = entries.filter { _, e in
+            e.connections > 0 || (full > 0 && e.tokens + full * Double(now &- e.refilledAt) / 1e9 < full)
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/// flood_frames_per_s and flood_bytes_per_s: two token buckets per connection,
+/// each holding one second's worth, refilled by clock ticks and spent by every
+/// frame Deal takes off the receive ring. Deal-owned; the tokens live in the slot.
+struct FloodLimits {
+    let frames: Double
+    let bytes: Double
+    private let secondsPerTick: Double
+    /// Closes for flood since the last log line, and when that line was written.
+    var unlogged = 0
+    var loggedAt: UInt64 = 0
+    let logEveryTicks: UInt64
+
+    init?(config: GatewayConfig) {
+        guard config.floodFramesPerSecond > 0 || config.floodBytesPerSecond > 0 else { return nil }
+        frames = Double(config.floodFramesPerSecond)
+        bytes = Double(config.floodBytesPerSecond)
+        secondsPerTick = Double(config.tickMilliseconds) / 1000
+        logEveryTicks = max(1, 10_000 / UInt64(config.tickMilliseconds))
+    }
+
+    /// Refills the connection's buckets for the ticks since it was last dealt.
+    func refill(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64) {
+        if !s.pointee.floodArmed {
+            s.pointee.floodArmed = true
+            (s.pointee.floodFrames, s.pointee.floodBytes, s.pointee.floodTick) = (frames, bytes, now)
+            return
+        }
+        let seconds = Double(now &- s.pointee.floodTick) * secondsPerTick
+        guard seconds > 0 else { return }
+        s.pointee.floodTick = now
+        s.pointee.floodFrames = min(frames, s.pointee.floodFrames + frames * seconds)
+        s.pointee.floodBytes = min(bytes, s.pointee.floodBytes + bytes * seconds)
+    }
+
+    /// Spends one frame of `length` bytes; false when either bucket is overdrawn.
+    @inline(__always)
+    func spend(_ s: UnsafeMutablePointer<ConnectionSlot>, length: Int) -> Bool {
+        s.pointee.floodFrames -= 1
+        s.pointee.floodBytes -= Double(length)
+        return (frames == 0 || s.pointee.floodFrames >= 0) && (bytes == 0 || s.pointee.floodBytes >= 0)
+    }
+}
