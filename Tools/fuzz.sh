@@ -57,6 +57,13 @@ echo "== building cidr-fuzzer"; rm -f "$OUT/cidr-fuzzer"
     Fuzz/CIDRFuzzer.swift -o "$OUT/cidr-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
 [ -x "$OUT/cidr-fuzzer" ] || { echo "cidr-fuzzer build failed"; exit 2; }
 
+echo "== building proxy-fuzzer"; rm -f "$OUT/proxy-fuzzer"
+"${SWIFTC[@]}" -module-name FuzzProxy \
+    $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
+    $W/Protection/ProxyHeader.swift Fuzz/ProxyFuzzer.swift -o "$OUT/proxy-fuzzer" 2>&1 \
+    | grep -v 'Cannot export local symbol' || true
+[ -x "$OUT/proxy-fuzzer" ] || { echo "proxy-fuzzer build failed"; exit 2; }
+
 # --- seeds ----------------------------------------------------------------------
 # Big-endian helpers producing printf escapes.
 be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( ($1 >> 24) & 255 )) $(( ($1 >> 16) & 255 )) $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
@@ -103,10 +110,17 @@ for c in 10.0.0.0/8 127.0.0.1 0.0.0.0/0 ::1 2001:db8::/32 fe80::1/64 ::ffff:10.0
     printf '%s' "$c" > "$P/seed-$(printf '%s' "$c" | tr '/:' '__')"
 done
 
+X="$OUT/corpus-proxy"; mkdir -p "$X"
+printf 'PROXY TCP4 192.168.1.7 10.0.0.1 56324 443\r\nrest' > "$X/seed-v1-tcp4"
+printf 'PROXY TCP6 2001:db8::5 ::1 4000 80\r\n' > "$X/seed-v1-tcp6"
+printf 'PROXY UNKNOWN\r\n' > "$X/seed-v1-unknown"
+printf '\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\x0a\x01\x02\x03\x0a\x00\x00\x01\x1f\x90\x01\xbb' > "$X/seed-v2-ipv4"
+printf '\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00' > "$X/seed-v2-local"
+
 # --- run --------------------------------------------------------------------------
 status=0
 summary=()
-for name in frame link cidr; do
+for name in frame link cidr proxy; do
     crash="$OUT/crash-$name"; mkdir -p "$crash"
     log="$OUT/$name.log"
     echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"

@@ -8,9 +8,32 @@ per link, because each link is one ordered stream and threads keep that obvious.
 
     python3 examples/echo_core.py --host 127.0.0.1 --port 9000 [--node-id 1]
 
+Binding and push ("Users, rooms and push" in LINK.md). A few client commands
+stand for what a real core would decide after authenticating a client:
+
+    cmd 10 LOGIN  body [uid u32]   BIND the session to uid
+    cmd 11 JOIN   body [room u32]  JOIN the room       cmd 12 LEAVE [room u32]
+    cmd 13 LOGOUT (no body)        UNBIND the session
+    cmd 20 PUSH   body [scope u8][target u32][payload...]
+                                   PUSH to scope/target a client frame of cmd 99,
+                                   seq = the request's seq, uid = target, body = payload
+    cmd 21 KICK   body [scope u8][target u32]
+                                   KICK every session scope/target names
+
+Scopes: 1 = uid, 2 = room, 3 = access node id, 4 = all (target 0). BIND, UNBIND,
+JOIN and LEAVE name one session, so they go back on the link the request came
+on. PUSH and KICK name sessions anywhere in the tree, so they go on EVERY link
+that is up, each copy with this core's node id as origin and the same seq (one
+more than the last; the first is the start time in microseconds, so a restarted
+core's messages are newer); the nodes on the way act on one copy and drop the
+others. Each request is then echoed to its session, on its link, after the link
+messages it caused: a client that has the echo knows the bind has been applied.
+Any other frame is just echoed.
+
 On SIGTERM or SIGINT it prints `opened=N closed=M data=K` and exits 0:
 N = OPENED messages received, M = sessions that ended (by CLOSED, LINK_DOWN,
-their link closing, or a repeated OPENED replacing them), K = DATA frames echoed.
+their link closing, or a repeated OPENED replacing them), K = DATA frames echoed
+(the requests above included; the link messages they cause are not counted).
 """
 import argparse
 import signal
@@ -18,18 +41,29 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 HEADER = struct.Struct(">IIHII")  # length, seq, cmd, status, uid (PROTOCOL.md)
 HEADER_SIZE = 18
 SESSION_SIZE = 12
 DATA_OVERHEAD = HEADER_SIZE + SESSION_SIZE
 
-HELLO, HEARTBEAT, OPENED, DATA, CLOSED, LINK_DOWN = range(0xFF10, 0xFF16)
-FIXED_LENGTHS = {HELLO: 32, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24}
+(HELLO, HEARTBEAT, OPENED, DATA, CLOSED, LINK_DOWN, BIND, UNBIND, JOIN, LEAVE, PUSH, KICK,
+ PRESENCE_QUERY, PRESENCE) = range(0xFF10, 0xFF1E)
+# What may come up a link (DATA has its own check). The commands that only go down,
+# BIND to PRESENCE_QUERY, are unknown here: receiving one is malformed.
+FIXED_LENGTHS = {HELLO: 32, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24, PRESENCE: 46}
 VERSION = 1
 ROLE_ACCESS, ROLE_AGGREGATION, ROLE_CORE = 1, 2, 3
 STATUS_ACCEPTED, STATUS_BAD_VERSION, STATUS_ROLE_REFUSED = 0, 1, 2
 HELLO_BODY = struct.Struct(">HBBIHI")  # version, role, reserved, node, link, heartbeat_ms
+TREE_WIDE = struct.Struct(">B3xIIQ")  # scope, reserved, target, origin, seq
+TREE_WIDE_OVERHEAD = HEADER_SIZE + TREE_WIDE.size  # 38: a PUSH's client frame starts here
+SCOPE_UID, SCOPE_ROOM, SCOPE_NODE, SCOPE_ALL = 1, 2, 3, 4
+
+# The client commands of the docstring, and the cmd of a pushed frame.
+LOGIN, JOIN_ROOM, LEAVE_ROOM, LOGOUT, PUSH_REQUEST, KICK_REQUEST = 10, 11, 12, 13, 20, 21
+PUSHED = 99
 
 # Before HELLO there is no heartbeat interval yet; a link that says nothing goes.
 HELLO_TIMEOUT_S = 10.0
@@ -53,19 +87,67 @@ class Stats:
             self.data += data
 
 
+class Tree:
+    """The links that are up, shared by all link threads, and the seq of tree-wide messages."""
+
+    def __init__(self, node_id):
+        self.lock = threading.Lock()
+        self.links = set()
+        self.node_id = node_id
+        self.seq = time.time_ns() // 1000  # start time in microseconds
+
+    def add(self, link):
+        with self.lock:
+            self.links.add(link)
+
+    def remove(self, link):
+        # Waits for a tree-wide message being sent, so none is written to a closed socket.
+        with self.lock:
+            self.links.discard(link)
+
+    def send(self, cmd, scope, target, client_frame=b""):
+        """Sends PUSH (with its client frame) or KICK on every link that is up."""
+        # Holding the lock while sending keeps the copies in seq order on every link.
+        with self.lock:
+            self.seq += 1
+            frame = (HEADER.pack(TREE_WIDE_OVERHEAD + len(client_frame), 0, cmd, 0, 0)
+                     + TREE_WIDE.pack(scope, target, self.node_id, self.seq) + client_frame)
+            for link in self.links:
+                try:
+                    link.send(frame)
+                except OSError as e:  # that link's own thread sees it end and cleans up
+                    link.log(f"I/O error sending a tree-wide message ({e})")
+
+
 class Link:
     """One accepted link: reads whole frames, answers them, owns its sessions."""
 
-    def __init__(self, sock, peer, node_id, max_frame, stats):
+    def __init__(self, sock, peer, node_id, max_frame, stats, tree):
         self.sock, self.peer = sock, peer
-        self.node_id, self.max_frame, self.stats = node_id, max_frame, stats
+        self.node_id, self.max_frame, self.stats, self.tree = node_id, max_frame, stats, tree
         self.buffer = bytearray()
+        # Every thread writes with send(): its own link's thread, and any thread sending PUSH or KICK.
+        self.send_lock = threading.Lock()
         # session id (12 opaque bytes) -> the access node's link number from OPENED,
         # which LINK_DOWN needs to find the sessions it ends.
         self.sessions = {}
 
     def log(self, message):
         print(f"echo_core: link {self.peer[0]}:{self.peer[1]}: {message}", file=sys.stderr, flush=True)
+
+    def send(self, frame):
+        """Writes one whole frame; safe from any thread."""
+        with self.send_lock:
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                # Part of the frame may have gone: the stream is lost, so end the link
+                # (its reader wakes up and closes it).
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                raise
 
     def read_exact(self, count):
         """Returns `count` bytes, or None on end of stream (framing never depends on reads)."""
@@ -112,7 +194,7 @@ class Link:
             status = STATUS_ROLE_REFUSED
         answer = HEADER.pack(32, 0, HELLO, status, 0) + HELLO_BODY.pack(
             VERSION, ROLE_CORE, 0, self.node_id, link, heartbeat_ms)
-        self.sock.sendall(answer)
+        self.send(answer)
         if status != STATUS_ACCEPTED:
             self.log(f"refused HELLO (version {version}, role {role}): status {status}")
             return None
@@ -123,11 +205,31 @@ class Link:
             del self.sessions[sid]
         self.stats.add(closed=len(session_ids))
 
+    def act(self, sid, client_frame):
+        """Does what a request of the docstring asks, before its echo is sent."""
+        _length, seq, cmd, _status, _uid = HEADER.unpack_from(client_frame)
+        body = client_frame[HEADER_SIZE:]
+        if cmd in (LOGIN, JOIN_ROOM, LEAVE_ROOM) and len(body) >= 4:
+            link_cmd = {LOGIN: BIND, JOIN_ROOM: JOIN, LEAVE_ROOM: LEAVE}[cmd]
+            self.send(HEADER.pack(34, 0, link_cmd, 0, 0) + sid + body[:4])  # uid or room
+        elif cmd == LOGOUT:
+            self.send(HEADER.pack(30, 0, UNBIND, 0, 0) + sid)
+        elif cmd in (PUSH_REQUEST, KICK_REQUEST) and len(body) >= 5:
+            scope, target = struct.unpack_from(">BI", body)
+            if scope not in (SCOPE_UID, SCOPE_ROOM, SCOPE_NODE, SCOPE_ALL):
+                self.log(f"request with scope {scope}: not acted on")
+            elif cmd == KICK_REQUEST:
+                self.tree.send(KICK, scope, target)
+            else:
+                payload = body[5:]  # the request fits max_frame, so the pushed frame does too
+                pushed = HEADER.pack(HEADER_SIZE + len(payload), seq, PUSHED, 0, target) + payload
+                self.tree.send(PUSH, scope, target, pushed)
+
     def handle(self, cmd, frame):
         if cmd == HELLO:
             raise Malformed("second HELLO")  # the lower side sends it exactly once
         if cmd == HEARTBEAT:
-            self.sock.sendall(frame)
+            self.send(frame)
         elif cmd == OPENED:
             sid = frame[18:30]
             link = struct.unpack_from(">H", frame, 30)[0]
@@ -136,12 +238,14 @@ class Link:
             self.sessions[sid] = link
             self.stats.add(opened=1)
         elif cmd == DATA:
-            if frame[18:30] in self.sessions:
-                self.sock.sendall(frame)  # the echo: same session id, same client frame
+            sid = frame[18:30]
+            if sid in self.sessions:
+                self.act(sid, frame[DATA_OVERHEAD:])
+                self.send(frame)  # the echo: same session id, same client frame
                 self.stats.add(data=1)
             else:
                 self.log("DATA for an unknown session, dropped")
-        elif cmd == CLOSED:
+        elif cmd == CLOSED:  # also for the sessions a KICK closed (cause 10)
             sid = frame[18:30]
             if sid in self.sessions:
                 self.forget([sid])
@@ -152,6 +256,8 @@ class Link:
             gone = [sid for sid, lk in self.sessions.items()
                     if lk == link and struct.unpack_from(">I", sid)[0] == node]
             self.forget(gone)
+        elif cmd == PRESENCE:
+            pass  # answers a PRESENCE_QUERY, which this core never sends
 
     def run(self):
         try:
@@ -166,6 +272,7 @@ class Link:
                 return
             # Silence for 3 heartbeat intervals means the lower side is gone.
             self.sock.settimeout(3 * heartbeat_ms / 1000 if heartbeat_ms else None)
+            self.tree.add(self)  # the link is up: tree-wide messages go on it from now on
             while True:
                 got = self.read_frame()
                 if got is None:
@@ -178,6 +285,7 @@ class Link:
         except OSError as e:
             self.log(f"I/O error ({e}), closing")
         finally:
+            self.tree.remove(self)
             # Every session announced on this link is gone with it.
             self.forget(list(self.sessions))
             self.sock.close()
@@ -202,6 +310,7 @@ def main():
     signal.signal(signal.SIGINT, stop)
 
     stats = Stats()
+    tree = Tree(args.node_id)
     server = socket.create_server((args.host, args.port), reuse_port=False, backlog=128)
     host, port = server.getsockname()[:2]
     print(f"echo_core listening on {host}:{port}", flush=True)
@@ -209,7 +318,7 @@ def main():
         while True:
             sock, peer = server.accept()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            link = Link(sock, peer, args.node_id, args.max_frame, stats)
+            link = Link(sock, peer, args.node_id, args.max_frame, stats, tree)
             # Daemon threads: shutting down does not wait for links to end.
             threading.Thread(target=link.run, daemon=True).start()
     except Stop:

@@ -163,10 +163,65 @@ final class EchoCorePythonTests: XCTestCase {
                 }
                 XCTAssertEqual(c.exchange(request, expect: request.count), request, "client \(i)")
             }
-            XCTAssertEqual(access.stats().forwardedDown, 8 * 30)
+            // The counter may lag the last reply's delivery by a moment.
+            XCTAssertTrue(waitUntil { access.stats().forwardedDown == 8 * 30 },
+                          "forwardedDown \(access.stats().forwardedDown), expected \(8 * 30)")
             XCTAssertEqual(access.stats().staleDrops, 0)
         }
         XCTAssertEqual(aggregation.stats().forwardedUp, 8 * 30)
+    }
+
+    /// Binding and push as the script's docstring shows them (the client commands of PushCore):
+    /// clients LOGIN through an access gateway with two links to the script; a PUSH to a uid
+    /// reaches each of its sessions once, though the script sends it on both links; KICK closes them.
+    func testBindingAndPushThroughAGateway() throws {
+        var config = GatewayConfig()
+        config.port = 0
+        config.role = .access
+        config.tickMilliseconds = 10
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: port)]
+        let gateway = try Gateway(config: config, handler: EchoHandler(), logger: Logger(label: "python-push"))
+        try gateway.start()
+        defer { gateway.stop() }
+        XCTAssertTrue(waitUntil(seconds: 10) { gateway.stats().linksUp == 2 }, "access links up")
+
+        var seq: UInt32 = 0
+        func request(_ client: TestClient, _ cmd: UInt16, _ body: [UInt8], _ what: String) {
+            seq += 1
+            XCTAssertTrue(client.echoes(PushCore.request(cmd, seq: seq, body)), "\(what): echoed after acting")
+        }
+        let devices = try (0..<2).map { _ in try TestClient(port: gateway.port) }  // uid 42
+        let other = try TestClient(port: gateway.port)  // uid 43
+        for (i, d) in devices.enumerated() { request(d, 10, PushCore.u32(42), "device \(i) LOGIN 42") }
+        request(other, 10, PushCore.u32(43), "LOGIN 43")
+        XCTAssertTrue(waitUntil { gateway.stats().sessionsBound == 3 }, "3 sessions bound")
+
+        let payload = Array("hello".utf8)
+        request(other, 20, PushCore.scoped(.uid, 42, payload), "PUSH to uid 42")
+        for (i, d) in devices.enumerated() {
+            guard let frame = d.receiveFrame() else { XCTFail("device \(i): no push"); continue }
+            let header = frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
+            XCTAssertEqual(header.cmd, PushCore.pushedCmd, "device \(i)")
+            XCTAssertEqual(header.seq, seq, "device \(i): the PUSH request's seq")
+            XCTAssertEqual(header.uid, 42, "device \(i)")
+            XCTAssertEqual(Array(frame[FrameHeader.size...]), payload, "device \(i)")
+        }
+        // Both copies have been handled once the gateway counts the second as a duplicate.
+        XCTAssertTrue(waitUntil(seconds: 10) { gateway.stats().duplicates >= 1 },
+                      "the script sent the PUSH on both links: one copy dropped, counted")
+        for (i, d) in devices.enumerated() { XCTAssertTrue(d.hasNoPush(), "device \(i): exactly once") }
+        XCTAssertTrue(other.hasNoPush(), "uid 43 got only its echo")
+        XCTAssertTrue(waitUntil { gateway.stats().pushDeliveries >= 2 }, "deliveries counted")
+        XCTAssertEqual(gateway.stats().pushDeliveries, 2, "one per uid-42 session, not per copy")
+
+        request(other, 21, PushCore.scoped(.uid, 42), "KICK uid 42")
+        for (i, d) in devices.enumerated() {
+            XCTAssertTrue(d.isClosedByPeer(), "device \(i) kicked")
+            d.close()  // our side closed too: the gateway counts the close now, not ~2 s later
+        }
+        XCTAssertTrue(waitUntil { gateway.stats().closes(.kicked) == 2 }, "2 kicked closes counted")
+        XCTAssertTrue(other.hasNoPush(), "uid 43 is still served")
+        XCTAssertEqual(gateway.stats().sessionsBound, 1, "the kicked sessions were unbound")
     }
 
     func testSummaryOnSigtermCountsSessionsAndData() throws {

@@ -297,8 +297,8 @@ extension DealStage {
     private func deliverDown(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
                              _ position: Int) -> Bool {
         guard roomOrPauseLink(s, table.sendRing(id.index), position) else { return false }
+        engine.counters.add(.forwardedDown)  // before Send can deliver it: a reader of the stats never lags the client
         enqueue(d, to: id)
-        engine.counters.add(.forwardedDown)
         return true
     }
 

@@ -97,6 +97,8 @@ extension DealStage {
                 }
                 return
             }
+            // Counted before Send can deliver it: a reader of the stats never lags the client.
+            engine.counters.add(.pushDeliveries)
             inner.chunk.retain()
             let pushed = ring.push(inner)
             precondition(pushed, "send ring lost the room just checked")
@@ -105,7 +107,6 @@ extension DealStage {
         }
         let counters = engine.counters
         counters.add(.pushes)
-        counters.add(.pushDeliveries, delivered)
         counters.add(.framesOut, delivered)
         if delivered + dropped + closed == 0 { counters.add(.pushNobody) }
         if dropped > 0 { counters.add(.pushDropped, dropped) }
