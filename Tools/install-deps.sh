@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs (liburcu, pkg-config) when they are missing.
+# Installs the system packages the build and tests need (liburcu, pkg-config, haproxy) when missing.
 set -euo pipefail
 missing=()
 [ -f /usr/include/urcu-qsbr.h ] || [ -f /usr/include/x86_64-linux-gnu/urcu-qsbr.h ] || missing+=(liburcu-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# The PROXY protocol tests run behind a real HAProxy.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}" >&2
     sudo_cmd=""

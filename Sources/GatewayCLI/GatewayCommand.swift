@@ -134,6 +134,15 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("flood_bytes_per_s", "Bytes a second one connection may send; beyond: closed (flood). 0: off."))
     var floodBytesPerS: String?
 
+    @Flag(inversion: .prefixedNo,
+          help: ArgumentHelp("Expect a PROXY protocol v1/v2 header first on every connection (behind HAProxy, "
+                             + "LVS or a cloud balancer). File key proxy_protocol, GATEWAY_PROXY_PROTOCOL; "
+                             + "default off."))
+    var proxyProtocol: Bool?
+
+    @Option(help: .setting("proxy_timeout", "Seconds a connection's PROXY header may take to arrive."))
+    var proxyTimeout: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -161,6 +170,7 @@ public struct GatewayCommand: ParsableCommand {
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
             "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
             "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
+            "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
         ]
         return values.compactMapValues { $0 }

@@ -28,6 +28,15 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
 
+    /// true/false (also on/off, yes/no, 1/0) for `key`.
+    static func bool(_ text: String, key: String) throws(ConfigError) -> Bool {
+        switch text.trimmingWhitespace.lowercased() {
+        case "true", "on", "yes", "1": return true
+        case "false", "off", "no", "0": return false
+        default: throw ConfigError(key: key, value: text, allowed: "true or false")
+        }
+    }
+
     /// "10.0.0.0/8,::1" (or the items of a YAML list) as networks, for `key` (allow or deny).
     static func cidrs(_ items: [String], key: String) throws(ConfigError) -> [CIDR] {
         var networks: [CIDR] = []

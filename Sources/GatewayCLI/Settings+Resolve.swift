@@ -59,6 +59,9 @@ extension Settings {
             }
             if key == "allow" { settings.config.allow = list } else { settings.config.deny = list }
         }
+        if let proxy = text("proxy_protocol") {
+            settings.config.proxyProtocol = try SettingParsers.bool(proxy, key: "proxy_protocol")
+        }
         if let node = text("node_id") {
             settings.config.nodeID = UInt32(try SettingParsers.int(node, key: "node_id", range: 0...Int(UInt32.max)))
         }

@@ -19,6 +19,10 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// costs a load, the protocol property a retain, a witness call and a release.
     let edgeTriggered: Bool
     let inboxCapacity: Int
+    /// The allow and deny lists (read-only) and the per-address limits, checked at accept,
+    /// or by Receive once a PROXY header names the client.
+    let rules: AddressRules
+    let limits: SharedAddressLimits
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -41,6 +45,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
         inboxCapacity = 2 * config.maxConnections + 1024
+        rules = AddressRules(allow: config.allow, deny: config.deny)
+        limits = SharedAddressLimits(AddressLimits(maxPerAddress: config.maxConnsPerIP,
+                                                   ratePerAddress: config.connRatePerIP, acceptRate: config.acceptRate))
         switch config.poller {
         case .epoll:
             poller = try EpollPoller()
@@ -110,6 +117,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let allowed = "\(FrameHeader.size)...\(config.maxFrame)"
         logger.warning("closing \(s.pointee.peer): frame length \(length) outside \(allowed)")
         requestClose(id, cause: .protocolError)
+    }
+
+    /// Why a new connection from `peer` is refused (allow/deny lists, per-address limits), or
+    /// nil: then it is counted, and `addressCounted` must be set on its slot.
+    func refusal(of peer: PeerAddress) -> CloseCause? {
+        if !rules.isEmpty, !rules.admits(peer) { return .denied }
+        guard limits.isActive else { return nil }
+        return limits.refusal(of: peer, now: MonotonicClock.nanoseconds())
     }
 
     // MARK: reclamation

@@ -96,6 +96,11 @@ public struct GatewayConfig: Sendable, Equatable {
     /// beyond them it is closed with cause flood. 0: no limit.
     public var floodFramesPerSecond = 0
     public var floodBytesPerSecond = 0
+    /// The listener expects a PROXY protocol header (v1 or v2) first on every connection,
+    /// from a balancer; limits, lists, logs and OPENED then see the client it names.
+    public var proxyProtocol = false
+    /// Seconds the PROXY header may take to arrive.
+    public var proxyTimeout = 5
 
     public init() {}
 
@@ -145,6 +150,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("accept_rate", 0...10_000_000, \.acceptRate),
         ("flood_frames_per_s", 0...100_000_000, \.floodFramesPerSecond),
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
+        ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ]
     }
 

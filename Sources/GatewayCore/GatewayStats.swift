@@ -38,6 +38,8 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case acceptRate
     /// It sent more than `flood_frames_per_s` frames or `flood_bytes_per_s` bytes a second.
     case flood
+    /// On a `proxy_protocol` listener: no valid PROXY header within `proxy_timeout`.
+    case proxyHeader
 
     public var description: String {
         switch self {
@@ -60,6 +62,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .addressRate: "conn_rate_per_ip"
         case .acceptRate: "accept_rate"
         case .flood: "flood"
+        case .proxyHeader: "proxy_header"
         }
     }
 }

@@ -62,6 +62,9 @@ struct ConnectionSlot {
     var lingering: UInt8.AtomicRepresentation
     /// Written by the thread that moved the slot to `closing`.
     var closeCause: UInt8.AtomicRepresentation
+    /// 1 once the connection counts against its address's limits (at accept, or after its
+    /// PROXY header); `peer` is the address counted. Monitor releases it at detach.
+    var addressCounted: UInt8.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -74,8 +77,11 @@ struct ConnectionSlot {
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
     var lastReceiveTick: UInt64
-    /// When the frame being assembled began (frame_timeout).
+    /// When the frame being assembled began (frame_timeout), or the connection opened
+    /// while its PROXY header is awaited (proxy_timeout).
     var frameStartTick: UInt64
+    /// The listener speaks the PROXY protocol and this connection's header has not come yet.
+    var awaitingProxy: Bool
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool
@@ -146,7 +152,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     func resetForReuse() {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
-             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause] {
+             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue

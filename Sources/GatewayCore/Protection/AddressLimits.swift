@@ -1,4 +1,6 @@
-/// Per-address limits at accept, before a slot is taken (Monitor-owned): live
+/// Per-address limits at accept, before a slot is taken (behind a lock in
+/// `SharedAddressLimits`: Monitor admits and releases, Receive admits the
+/// address a PROXY header names): live
 /// connections per address (an IPv4 /32, an IPv6 /64), new connections per
 /// second per address and for the whole listener (token buckets holding one
 /// second's worth). One dictionary entry per address with connections or an
@@ -80,5 +82,44 @@ struct AddressLimits {
         entries = entries.filter { _, e in
             e.connections > 0 || (full > 0 && e.tokens + full * Double(now &- e.refilledAt) / 1e9 < full)
         }
+    }
+}
+
+/// The limits shared by Monitor (accept, detach) and Receive (after a PROXY header):
+/// a spinlock around each call, off the frame path.
+final class SharedAddressLimits: @unchecked Sendable {  // every access holds `lock`
+    private let lock = SpinLock()
+    private var limits: AddressLimits
+    let isActive: Bool
+    let countsConnections: Bool
+
+    init(_ limits: AddressLimits) {
+        self.limits = limits
+        isActive = limits.isActive
+        countsConnections = limits.countsConnections
+    }
+
+    /// Why a new connection from `peer` is refused, or nil (then it is counted).
+    func refusal(of peer: PeerAddress, now: UInt64) -> CloseCause? {
+        lock.lock()
+        defer { lock.unlock() }
+        switch limits.admit(peer, now: now) {
+        case nil: return nil
+        case .perAddress: return .perAddress
+        case .addressRate: return .addressRate
+        case .acceptRate: return .acceptRate
+        }
+    }
+
+    func closed(_ peer: PeerAddress) {
+        lock.lock()
+        limits.closed(peer)
+        lock.unlock()
+    }
+
+    func sweep(now: UInt64) {
+        lock.lock()
+        limits.sweep(now: now)
+        lock.unlock()
     }
 }

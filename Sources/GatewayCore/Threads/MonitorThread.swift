@@ -28,9 +28,6 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var forcedClose = false
     /// Outbound links, when the gateway forwards upstream.
     private let connector: LinkConnector?
-    /// Checked at accept, before a slot is taken.
-    private let rules: AddressRules
-    private var limits: AddressLimits
 
     init(engine: Engine, listener: Listener) throws {
         self.engine = engine
@@ -39,10 +36,6 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         self.listener = listener
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
         connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
-        let config = engine.config
-        rules = AddressRules(allow: config.allow, deny: config.deny)
-        limits = AddressLimits(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
-                               acceptRate: config.acceptRate)
         try poller.addListener(fd: listener.fd, token: Self.listenerToken)
     }
 
@@ -127,14 +120,17 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
 
     private func admit(_ fd: Int32, _ addr: sockaddr_in) {
         let peer = PeerAddress(ipv4: addr.sin_addr.s_addr, port: UInt16(bigEndian: addr.sin_port))
-        if let refusal = refusal(of: peer) {
+        // Behind a balancer the address is the balancer's: the PROXY header's is checked by Receive.
+        let proxied = engine.config.proxyProtocol
+        if !proxied, let refusal = engine.refusal(of: peer) {
             close(fd)
             engine.counters.addClose(refusal)
             return
         }
+        let counted = !proxied && engine.limits.countsConnections
         guard let index = table.allocate() else {
             close(fd)
-            if limits.countsConnections { limits.closed(peer) }
+            if counted { engine.limits.closed(peer) }
             engine.counters.addClose(.overCapacity)
             return
         }
@@ -148,6 +144,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         let s = table.slot(index)
         s.pointee.fd = fd
         s.pointee.peer = peer
+        s.pointee.awaitingProxy = proxied
+        s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
         s.atomic(\.readArmed).store(1, ordering: .relaxed)
@@ -159,7 +157,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.logger.error("registering \(s.pointee.peer): \(error)")
             s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
             close(fd)
-            if limits.countsConnections { limits.closed(peer) }
+            if counted { engine.limits.closed(peer) }
             table.release(index)
             return
         }
@@ -167,18 +165,6 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         // The handler's open callback, then the idle timer and any bytes that came before registration.
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
         engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
-    }
-
-    /// Why a new connection from `peer` is refused before it takes a slot, or nil.
-    private func refusal(of peer: PeerAddress) -> CloseCause? {
-        if !rules.isEmpty, !rules.admits(peer) { return .denied }
-        guard limits.isActive else { return nil }
-        switch limits.admit(peer, now: MonotonicClock.nanoseconds()) {
-        case nil: return nil
-        case .perAddress: return .perAddress
-        case .addressRate: return .addressRate
-        case .acceptRate: return .acceptRate
-        }
     }
 
     // MARK: closing
@@ -195,7 +181,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.logger.error("detaching \(id): it was not registered with the poller")
         }
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
-        if s.pointee.kind != SlotKind.uplink.rawValue, limits.countsConnections { limits.closed(s.pointee.peer) }
+        if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
             let cause = s.cause(\.closeCause) ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
@@ -213,7 +199,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         connector?.connectDue(now: now)
-        if limits.countsConnections { limits.sweep(now: now) }
+        if engine.limits.countsConnections { engine.limits.sweep(now: now) }
         if acceptPaused, let listener {
             do {
                 try poller.addListener(fd: listener.fd, token: Self.listenerToken)

@@ -13,6 +13,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let maxFrame: Int
     private let idleTicks: UInt64
     private let frameTicks: UInt64
+    private let proxyTicks: UInt64
     private let maxPendingBytes: Int
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
@@ -39,6 +40,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let tickMs = UInt64(engine.config.tickMilliseconds)
         idleTicks = (UInt64(engine.config.idleTimeout) * 1000 + tickMs - 1) / tickMs
         frameTicks = (UInt64(engine.config.frameTimeout) * 1000 + tickMs - 1) / tickMs
+        proxyTicks = (UInt64(engine.config.proxyTimeout) * 1000 + tickMs - 1) / tickMs
         maxPendingBytes = engine.config.maxPendingBytes
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
@@ -65,6 +67,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
             }
             return
+        }
+        if s.pointee.awaitingProxy {
+            guard readProxyHeader(id, s) else { return }
         }
         if idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
             s.pointee.lastReceiveTick = wheel.now
@@ -142,6 +147,51 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
     }
 
+    /// Reads the PROXY header a balancer sends first (peeking, so that nothing after it
+    /// is consumed), then checks the client it names against the lists and limits.
+    /// True once the header is gone and the connection's own bytes may be read.
+    private func readProxyHeader(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        if s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
+            // First turn: the header's deadline starts.
+            s.pointee.frameStartTick = wheel.now
+            s.pointee.receiveTimerGeneration = id.generation
+            wheel.schedule(id.index, after: proxyTicks)
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+        }
+        let block = currentBlock()
+        let room = min(block.capacity - blockUsed, 4096)
+        let n = recv(s.pointee.fd, block.bytes + blockUsed, room, Int32(MSG_PEEK))
+        if n == 0 || (n < 0 && gw_errno() != EAGAIN && gw_errno() != EWOULDBLOCK && gw_errno() != EINTR) {
+            engine.requestClose(id, cause: n == 0 ? .peer : .ioError)
+            return false
+        }
+        let verdict = n > 0 ? ProxyHeader.parse(block.bytes + blockUsed, count: n) : .incomplete
+        switch verdict {
+        case .incomplete where n < room:
+            // Level-triggered poll would report the same bytes at once: wait for the next tick instead.
+            if !engine.edgeTriggered { wheel.schedule(id.index, after: 1) }
+            return false
+        case .incomplete, .invalid:
+            engine.logger.debug("closing \(s.pointee.peer): no valid PROXY header (\(verdict))")
+            engine.requestClose(id, cause: .proxyHeader)
+            return false
+        case .header(let length, let source):
+            _ = recv(s.pointee.fd, block.bytes + blockUsed, length, 0)  // consumed: the peek showed it whole
+            s.pointee.awaitingProxy = false
+            if let source { s.pointee.peer = source }
+            if let refusal = engine.refusal(of: s.pointee.peer) {
+                engine.requestClose(id, cause: refusal)
+                return false
+            }
+            if engine.limits.countsConnections { s.atomic(\.addressCounted).store(1, ordering: .releasing) }
+            // The idle timer takes over from the header's deadline.
+            s.pointee.lastReceiveTick = wheel.now
+            if idleTicks > 0 { wheel.schedule(id.index, after: idleTicks) } else { wheel.cancel(id.index) }
+            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            return true
+        }
+    }
+
     /// A graceful close waits for the client's end of stream, for at most
     /// `lingerTicks`; what arrives meanwhile is read into spare block space and dropped.
     private func discardUntilEnd(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
@@ -190,6 +240,16 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
             let now = wheel.now
+            if s.pointee.awaitingProxy {
+                if now &- s.pointee.frameStartTick >= proxyTicks {
+                    engine.requestClose(id, cause: .proxyHeader)
+                } else {
+                    // poll: look at the header's bytes again now that more may have come.
+                    wheel.schedule(index, after: min(proxyTicks - (now &- s.pointee.frameStartTick), 1))
+                    input.post(s, id)
+                }
+                return
+            }
             if idleTicks > 0, now &- s.pointee.lastReceiveTick >= idleTicks {
                 engine.requestClose(id, cause: .idle)
             } else if frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= frameTicks {
