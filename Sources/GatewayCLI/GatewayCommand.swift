@@ -27,6 +27,10 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("port", "TCP port to listen on; 0 picks a free one."))
     var port: String?
 
+    @Option(help: .setting("listen", "Address to listen on, repeatable (IPv4 or [IPv6]); given, it replaces --host/--port.",
+                           default: "host:port", allowed: SettingParsers.listenAllowed, valueName: "addr:port"))
+    var listen: [String] = []
+
     @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
@@ -161,7 +165,7 @@ public struct GatewayCommand: ParsableCommand {
     /// reported like a bad file or environment value: one line naming key and range.
     var flags: [String: String] {
         let values: [String: String?] = [
-            "host": host, "port": port, "poller": poller, "role": role, "max_connections": maxConnections,
+            "host": host, "port": port, "listen": listen.isEmpty ? nil : listen.joined(separator: ","), "poller": poller, "role": role, "max_connections": maxConnections,
             "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
             "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_bytes": inlineBytes, "backlog": backlog,
             "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,

@@ -59,6 +59,11 @@ extension Settings {
             }
             if key == "allow" { settings.config.allow = list } else { settings.config.deny = list }
         }
+        if let listen = text("listen") {
+            settings.config.listen = try SettingParsers.listen([listen])
+        } else if let items = reader.stringArray(forKey: ConfigKey(["listen"])) {
+            settings.config.listen = try SettingParsers.listen(items)
+        }
         if let proxy = text("proxy_protocol") {
             settings.config.proxyProtocol = try SettingParsers.bool(proxy, key: "proxy_protocol")
         }

@@ -16,7 +16,7 @@ public struct Settings: Sendable, Equatable {
     static let statsIntervalRange = 0...86_400
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "node_id", "stats_interval", "log_level"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "node_id", "stats_interval", "log_level"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.

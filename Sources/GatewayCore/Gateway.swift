@@ -11,6 +11,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     private var monitor: MonitorThread?
     private var threads: [OSThread] = []
     public private(set) var port = 0
+    /// Every listener's port, in the order of `listenAddresses` (ports given as 0 are chosen at start).
+    public private(set) var ports: [Int] = []
 
     /// Checks the configuration and reserves the connection table; binds nothing yet.
     public init(config: GatewayConfig, handler: GatewayHandler = EchoHandler(),
@@ -25,15 +27,24 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         precondition(monitor == nil, "Gateway.start() called twice")
         // writev to a connection the peer has reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
-        let listener = try Listener(host: config.host, port: config.port, backlog: config.backlog)
-        port = listener.port
+        var listeners: [Listener] = []
+        do {
+            for address in config.listenAddresses {
+                listeners.append(try Listener(host: address.host, port: address.port, backlog: config.backlog))
+            }
+        } catch {
+            for l in listeners { close(l.fd) }
+            throw error
+        }
+        port = listeners[0].port
+        ports = listeners.map(\.port)
         if let uplinks = engine.deal.uplinks {
             uplinks.node = config.effectiveNodeID(port: port)
             let servers = config.upstream.map(\.description).joined(separator: ",")
             engine.logger.info(
                 "\(config.role) node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
         }
-        let monitor = try MonitorThread(engine: engine, listener: listener)
+        let monitor = try MonitorThread(engine: engine, listeners: listeners)
         self.monitor = monitor
         let engine = engine
         threads = [
@@ -42,7 +53,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
             OSThread(name: "gw-monitor") { monitor.run() },
         ]
-        engine.logger.debug("listening on \(config.host):\(port) with \(config.poller), up to \(config.maxConnections) connections")
+        let addresses = listeners.map(\.address.description).joined(separator: ", ")
+        engine.logger.debug("listening on \(addresses) with \(config.poller), up to \(config.maxConnections) connections")
     }
 
     /// Graceful stop: no new connections; replies already produced are sent;

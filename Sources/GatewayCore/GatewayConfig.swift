@@ -104,6 +104,23 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
+    public var listen: [ListenAddress] = []
+
+    /// One listening address.
+    public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
+    public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
+
     /// One upstream server's address.
     public struct Upstream: Sendable, Equatable, CustomStringConvertible {
         public var host: String

@@ -42,4 +42,21 @@ import Testing
             }
         }
     }
+
+    @Test func listenAddresses() throws {
+        let flag = try Settings.resolve(flags: ["listen": "127.0.0.1:7000,[::1]:7001"], environment: [:],
+                                        configFile: nil)
+        #expect(flag.config.listenAddresses == [GatewayConfig.ListenAddress(host: "127.0.0.1", port: 7000),
+                                                GatewayConfig.ListenAddress(host: "::1", port: 7001)])
+        #expect(GatewayConfig().listenAddresses == [GatewayConfig.ListenAddress(host: "127.0.0.1", port: 7000)],
+                "none given: host and port")
+        for bad in ["::1:7000", "[1.2.3.4]:1", "127.0.0.1", "127.0.0.1:70000", "[::1]", "host:80"] {
+            do {
+                _ = try Settings.resolve(flags: ["listen": bad], environment: [:], configFile: nil)
+                Issue.record("listen \(bad) accepted")
+            } catch {
+                #expect(error.key == "listen")
+            }
+        }
+    }
 }

@@ -134,3 +134,36 @@ final class AddressRulesTests: XCTestCase {
         XCTAssertNil(limits.admit(v6("2001:db8:0:1::9"), now: 0))
     }
 }
+
+/// IPv6, dual stack and several listen addresses (issue 10, item 7).
+final class ListenAddressTests: XCTestCase {
+    func testIPv4AndIPv6ListenersServeAndTheListsSeeEachFamily() throws {
+        let log = LogRecorder()
+        let gateway = try startGateway(.epoll, log: log) {
+            $0.listen = [GatewayConfig.ListenAddress(host: "127.0.0.1", port: 0),
+                         GatewayConfig.ListenAddress(host: "::1", port: 0)]
+            $0.maxConnsPerIP = 1
+        }
+        defer { gateway.stop() }
+        XCTAssertEqual(gateway.ports.count, 2)
+        let v4 = try TestClient(port: gateway.ports[0])
+        let v6 = try TestClient(port: gateway.ports[1], host: "::1")
+        XCTAssertTrue(v4.echoes(TestClient.frame(seq: 1, bodySize: 10)), "IPv4 listener")
+        XCTAssertTrue(v6.echoes(TestClient.frame(seq: 2, bodySize: 10)), "IPv6 listener")
+        let secondV6 = try TestClient(port: gateway.ports[1], host: "::1")
+        XCTAssertTrue(secondV6.isClosedByPeer(), "the per-address limit counts ::1 on its own (a /64)")
+        XCTAssertTrue(waitUntil { gateway.stats().closes(.perAddress) == 1 })
+    }
+
+    func testTheIPv6WildcardIsDualStackAndDenyListsMatchIPv6() throws {
+        let gateway = try startGateway(.poll) {
+            $0.listen = [GatewayConfig.ListenAddress(host: "::", port: 0)]
+            $0.deny = [CIDR(parsing: "::1/128")!]
+        }
+        defer { gateway.stop() }
+        let v4 = try TestClient(port: gateway.port)
+        XCTAssertTrue(v4.echoes(TestClient.frame(seq: 1, bodySize: 10)), "IPv4 through the dual-stack wildcard")
+        XCTAssertTrue(try TestClient(port: gateway.port, host: "::1").isClosedByPeer(), "::1 is denied")
+        XCTAssertTrue(waitUntil { gateway.stats().closes(.denied) == 1 })
+    }
+}

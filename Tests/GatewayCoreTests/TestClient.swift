@@ -11,18 +11,19 @@ final class TestClient {
     /// - Parameter receiveBuffer: SO_RCVBUF set before connecting (a small one makes a slow reader).
     /// - Parameter source: a local address to connect from (another 127.0.0.0/8 address looks
     ///   like another client to per-address limits).
-    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil, source: String? = nil) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    /// - Parameter host: 127.0.0.1, or an IPv6 address such as ::1.
+    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil, source: String? = nil,
+         host: String = "127.0.0.1") throws {
+        let v6 = host.contains(":")
+        fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", errno) }
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
         if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            local.sin_addr.s_addr = inet_addr(source)
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            var local = Self.address(source, port: 0)
+            let bound = withUnsafePointer(to: &local.0) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, local.1) }
             }
             guard bound == 0 else {
                 let e = errno
@@ -30,12 +31,9 @@ final class TestClient {
                 throw SocketError("bind \(source)", e)
             }
         }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        var remote = Self.address(host, port: port)
+        let rc = withUnsafePointer(to: &remote.0) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, remote.1) }
         }
         guard rc == 0 else {
             let e = errno
@@ -50,6 +48,29 @@ final class TestClient {
     }
 
     deinit { close() }
+
+    /// A sockaddr_in or sockaddr_in6 for `host`, with its length.
+    private static func address(_ host: String, port: Int) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        if host.contains(":") {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                    $0.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
+                    _ = inet_pton(AF_INET6, host, &$0.pointee.sin6_addr)
+                }
+            }
+            return (storage, socklen_t(MemoryLayout<sockaddr_in6>.size))
+        }
+        withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                $0.pointee.sin_family = sa_family_t(AF_INET)
+                $0.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
+                $0.pointee.sin_addr.s_addr = inet_addr(host)
+            }
+        }
+        return (storage, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
 
     /// Closes the socket (idempotent).
     func close() {

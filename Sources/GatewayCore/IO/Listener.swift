@@ -1,44 +1,92 @@
 import CLinux
 import Glibc
 
-/// The listening socket: IPv4, non-blocking, SO_REUSEADDR.
+/// A listening socket, IPv4 or IPv6, non-blocking, SO_REUSEADDR. An IPv6 socket is
+/// IPv6-only, except on the wildcard `::`, which also takes IPv4 (dual stack).
 struct Listener {
     let fd: Int32
     let port: Int
+    let address: GatewayConfig.ListenAddress
 
     init(host: String, port: Int, backlog: Int) throws(SocketError) {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw SocketError("inet_pton(\(host))", EINVAL) }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let v6 = host.contains(":")
+        var storage = sockaddr_storage()
+        let length: socklen_t
+        let valid = withUnsafeMutablePointer(to: &storage) { p -> Bool in
+            if v6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                    $0.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
+                    return inet_pton(AF_INET6, host, &$0.pointee.sin6_addr) == 1
+                }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                $0.pointee.sin_family = sa_family_t(AF_INET)
+                $0.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
+                return inet_pton(AF_INET, host, &$0.pointee.sin_addr) == 1
+            }
+        }
+        guard valid else { throw SocketError("inet_pton(\(host))", EINVAL) }
+        length = socklen_t(v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(v6 ? AF_INET6 : AF_INET, type, 0)
         guard fd >= 0 else { throw SocketError("socket", gw_errno()) }
         do {
             try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+            if v6 {
+                try SocketOptions.setInt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", value: host == "::" ? 0 : 1)
+            }
         } catch {
             close(fd)
             throw error
         }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
         guard bound == 0 else {
             let e = gw_errno()
             close(fd)
-            throw SocketError("bind \(host):\(port)", e)
+            throw SocketError("bind \(GatewayConfig.ListenAddress(host: host, port: port))", e)
         }
         guard listen(fd, Int32(backlog)) == 0 else {
             let e = gw_errno()
             close(fd)
             throw SocketError("listen", e)
         }
-        var actual = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var actual = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &actual) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
         }
         self.fd = fd
-        self.port = Int(UInt16(bigEndian: actual.sin_port))
+        self.port = Int(Listener.peer(actual).port)
+        address = GatewayConfig.ListenAddress(host: host, port: self.port)
+    }
+
+    /// The address in a sockaddr_in or sockaddr_in6; an IPv4 client on a dual-stack socket
+    /// (::ffff:a.b.c.d) is given as IPv4.
+    static func peer(_ storage: sockaddr_storage) -> PeerAddress {
+        var s = storage
+        return withUnsafePointer(to: &s) { p in
+            if Int32(p.pointee.ss_family) == AF_INET6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { a -> PeerAddress in
+                    var raw = (UInt64(0), UInt64(0))
+                    withUnsafeMutableBytes(of: &raw) { dst in
+                        withUnsafeBytes(of: a.pointee.sin6_addr) { dst.copyMemory(from: $0) }
+                    }
+                    let port = UInt16(bigEndian: a.pointee.sin6_port)
+                    let mappedPrefix: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]
+                    let mapped = withUnsafeBytes(of: raw) { $0.prefix(12).elementsEqual(mappedPrefix) }
+                    if mapped {
+                        let v4 = withUnsafeBytes(of: raw) { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
+                        return PeerAddress(ipv4: v4, port: port)
+                    }
+                    return PeerAddress(family: 6, port: port, bytes: raw)
+                }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                PeerAddress(ipv4: $0.pointee.sin_addr.s_addr, port: UInt16(bigEndian: $0.pointee.sin_port))
+            }
+        }
     }
 }
-

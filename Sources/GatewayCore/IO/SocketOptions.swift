@@ -2,9 +2,10 @@ import Glibc
 
 /// The socket options the engine sets, each failure reported rather than dropped.
 enum SocketOptions {
-    static func setInt(_ fd: Int32, _ level: Int32, _ name: Int32, _ what: String) throws(SocketError) {
-        var one: Int32 = 1
-        guard setsockopt(fd, level, name, &one, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+    static func setInt(_ fd: Int32, _ level: Int32, _ name: Int32, _ what: String,
+                       value: Int32 = 1) throws(SocketError) {
+        var v = value
+        guard setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
             throw SocketError("setsockopt(\(what))", errno)
         }
     }

@@ -12,8 +12,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private unowned(unsafe) let engine: Engine
     private let table: ConnectionTable
     private let poller: Poller
-    private var listener: Listener?
-    private static let listenerToken = UInt64.max - 1
+    private var listeners: [Listener]
+    /// Listener i's poller token; connection tokens (packed ids) never come this high.
+    private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
+    private static let lowestListenerToken = UInt64.max - 1 - 64
 
     private let tickNanoseconds: UInt64
     private var tick: UInt64 = 0
@@ -29,14 +31,15 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Outbound links, when the gateway forwards upstream.
     private let connector: LinkConnector?
 
-    init(engine: Engine, listener: Listener) throws {
+    init(engine: Engine, listeners: [Listener]) throws {
         self.engine = engine
         table = engine.table
         poller = engine.poller
-        self.listener = listener
+        precondition(!listeners.isEmpty && listeners.count <= 64, "1...64 listeners")
+        self.listeners = listeners
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
         connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
-        try poller.addListener(fd: listener.fd, token: Self.listenerToken)
+        for (i, l) in listeners.enumerated() { try poller.addListener(fd: l.fd, token: Self.listenerToken(i)) }
     }
 
     /// Any thread: begin the graceful stop.
@@ -62,7 +65,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             bell.announceAwake()
             inlineAllowance = engine.config.inlineBytes
             poller.forEachReady { token, events in
-                if token == Self.listenerToken { acceptBatch() } else { dispatch(ConnectionID(packed: token), events) }
+                if token > Self.lowestListenerToken {
+                    acceptBatch(Int(UInt64.max - 1 - token))
+                } else {
+                    dispatch(ConnectionID(packed: token), events)
+                }
             }
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
             advanceClock()
@@ -97,11 +104,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
 
     // MARK: accepting
 
-    private func acceptBatch() {
-        guard let listener, !acceptPaused else { return }
+    private func acceptBatch(_ i: Int) {
+        guard i < listeners.count, !acceptPaused else { return }
+        let listener = listeners[i]
         for _ in 0..<512 {
-            var addr = sockaddr_in()
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            var addr = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &addr) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { gw_accept4(listener.fd, $0, &len) }
             }
@@ -110,16 +118,15 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 if e == EINTR || e == ECONNABORTED { continue }
                 if e == EAGAIN || e == EWOULDBLOCK { return }
                 engine.logger.error("accept: \(SocketError("accept4", e)); pausing accepts for one tick")
-                poller.remove(fd: listener.fd)
+                for l in listeners { poller.remove(fd: l.fd) }
                 acceptPaused = true
                 return
             }
-            admit(fd, addr)
+            admit(fd, Listener.peer(addr))
         }
     }
 
-    private func admit(_ fd: Int32, _ addr: sockaddr_in) {
-        let peer = PeerAddress(ipv4: addr.sin_addr.s_addr, port: UInt16(bigEndian: addr.sin_port))
+    private func admit(_ fd: Int32, _ peer: PeerAddress) {
         // Behind a balancer the address is the balancer's: the PROXY header's is checked by Receive.
         let proxied = engine.config.proxyProtocol
         if !proxied, let refusal = engine.refusal(of: peer) {
@@ -138,7 +145,6 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             try SocketOptions.noDelay(fd)
         } catch {
             // Only latency depends on it: the connection is served anyway.
-            let peer = PeerAddress(ipv4: addr.sin_addr.s_addr, port: UInt16(bigEndian: addr.sin_port))
             engine.logger.warning("accepted \(peer): \(error)")
         }
         let s = table.slot(index)
@@ -200,9 +206,9 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         for stage in engine.stages { stage.advanceTick(to: tick) }
         connector?.connectDue(now: now)
         if engine.limits.countsConnections { engine.limits.sweep(now: now) }
-        if acceptPaused, let listener {
+        if acceptPaused {
             do {
-                try poller.addListener(fd: listener.fd, token: Self.listenerToken)
+                for (i, l) in listeners.enumerated() { try poller.addListener(fd: l.fd, token: Self.listenerToken(i)) }
                 acceptPaused = false
             } catch {
                 engine.logger.error("accept still paused: \(error); retrying next tick")
@@ -219,11 +225,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         let now = MonotonicClock.nanoseconds()
         if drainDeadline == nil {
             drainDeadline = now &+ UInt64(engine.config.drainTimeout) * 1_000_000_000
-            if let listener {
-                poller.remove(fd: listener.fd)
-                close(listener.fd)
-                self.listener = nil
+            for l in listeners {
+                poller.remove(fd: l.fd)
+                close(l.fd)
             }
+            listeners = []
             engine.beginStopping()
             forEachOpen { id in
                 let s = table.slot(id.index)
