@@ -147,6 +147,10 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("proxy_timeout", "Seconds a connection's PROXY header may take to arrive."))
     var proxyTimeout: String?
 
+    @Option(help: .setting("max_buffered_bytes",
+                           "Bytes buffers may hold; past it clients are not read until three quarters drain. 0: off."))
+    var maxBufferedBytes: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -174,7 +178,7 @@ public struct GatewayCommand: ParsableCommand {
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
             "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
             "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
-            "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout,
+            "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
         ]
         return values.compactMapValues { $0 }

@@ -15,6 +15,7 @@ public enum StatsSummary {
             return count > 0 ? "\(cause) \(count)" : nil
         }
         if !closes.isEmpty { line += ", closes " + closes.joined(separator: " ") }
+        if new.shedding { line += ", SHEDDING: not reading clients, buffers \(bytes(Double(new.bufferedBytes)))" }
         if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
             line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"
                 + ", forwarded/s up \(Int(rate(\.forwardedUp).rounded())) down \(Int(rate(\.forwardedDown).rounded()))"

@@ -74,6 +74,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Counters since start.
     public func stats() -> GatewayStats {
         engine.counters.snapshot(connectionsOpen: engine.table.inUse,
-                                 pendingBytes: engine.pendingBytes.load(ordering: .relaxed))
+                                 pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
+                                 bufferedBytes: engine.pool.bytesInUse)
     }
 }

@@ -101,6 +101,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var proxyProtocol = false
     /// Seconds the PROXY header may take to arrive.
     public var proxyTimeout = 5
+    /// Bytes the rings, assemblies and read blocks may hold; past it the gateway stops
+    /// reading clients (links go on) until it has drained to three quarters. 0: no limit.
+    public var maxBufferedBytes = 1 << 30
 
     public init() {}
 
@@ -168,6 +171,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_frames_per_s", 0...100_000_000, \.floodFramesPerSecond),
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
+        ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
         ]
     }
 

@@ -112,6 +112,11 @@ public struct GatewayStats: Sendable, Equatable {
     public var presenceDropped: UInt64 = 0
     /// Bytes held for incomplete frames across all connections (a level; capped by max_pending_bytes).
     public var pendingBytes: UInt64 = 0
+    /// Bytes the rings, assemblies and read blocks hold (a level), and whether the gateway
+    /// is shedding (not reading clients) because it passed max_buffered_bytes; how often it began to.
+    public var bufferedBytes: UInt64 = 0
+    public var shedding = false
+    public var sheddingSpells: UInt64 = 0
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

@@ -82,6 +82,8 @@ struct ConnectionSlot {
     var frameStartTick: UInt64
     /// The listener speaks the PROXY protocol and this connection's header has not come yet.
     var awaitingProxy: Bool
+    /// Not read while the gateway sheds load (max_buffered_bytes); on Receive's parked list.
+    var parked: Bool
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool
@@ -165,6 +167,8 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.shed = false
         pointee.bound = false
         pointee.floodArmed = false
+        pointee.parked = false
+        pointee.awaitingProxy = false
         pointee.roomsHead = 0
         pointee.roomCount = 0
         pointee.writeOffset = 0

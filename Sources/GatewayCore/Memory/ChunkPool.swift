@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 
 /// Recycles message-byte chunks by size class so that steady-state traffic
@@ -20,6 +21,10 @@ import Glibc
     private let lists: UnsafeMutablePointer<FreeList>
     /// How many free chunks each class keeps before handing memory back to malloc.
     private let keepPerClass: [Int]
+    /// Bytes of chunks handed out and not yet recycled: what rings, assemblies and
+    /// blocks hold (max_buffered_bytes). Changed per chunk, never per frame.
+    private let inUse = UnsafeAtomic<Int>.create(0)
+    public var bytesInUse: Int { inUse.load(ordering: .relaxed) }
 
     /// - Parameter retainedBytes: the most memory each class keeps for reuse.
     public init(retainedBytes: Int = 64 << 20) {
@@ -34,13 +39,16 @@ import Glibc
             while let c = p { p = Chunk(c).next; free(c) }
         }
         lists.deallocate()
+        inUse.destroy()
     }
 
     /// A chunk with room for at least `capacity` bytes and one reference.
     public func allocate(capacity: Int) -> Chunk {
         guard let k = ChunkPool.classCapacities.firstIndex(where: { $0 >= capacity }) else {
+            inUse.wrappingIncrement(by: capacity, ordering: .relaxed)
             return Chunk.format(mallocOrDie(Chunk.headerSize + capacity), sizeClass: ChunkPool.hugeClass, capacity: capacity)
         }
+        inUse.wrappingIncrement(by: ChunkPool.classCapacities[k], ordering: .relaxed)
         locks[k].lock()
         if let head = lists[k].head {
             let chunk = Chunk(head)
@@ -62,6 +70,7 @@ import Glibc
     }
 
     private func recycle(_ chunk: Chunk) {
+        inUse.wrappingDecrement(by: chunk.capacity, ordering: .relaxed)
         let k = Int(chunk.sizeClass)
         guard k < ChunkPool.classCapacities.count else { free(chunk.base); return }
         locks[k].lock()

@@ -13,6 +13,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         // Deal's: users, rooms and push.
         case sessionsBound, uids, rooms, memberships, pushes, pushDeliveries, pushNobody, pushDropped
         case pushOverflowCloses, duplicates, joinsRefused, presenceDropped
+        // Receive's: overload (max_buffered_bytes).
+        case shedding, sheddingSpells
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -44,8 +46,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         atomic(Counters.closeBase + cause.rawValue).wrappingIncrement(ordering: .relaxed)
     }
 
-    func snapshot(connectionsOpen: Int, pendingBytes: Int) -> GatewayStats {
+    func snapshot(connectionsOpen: Int, pendingBytes: Int, bufferedBytes: Int) -> GatewayStats {
         var s = GatewayStats()
+        s.bufferedBytes = UInt64(max(0, bufferedBytes))
         s.connectionsOpen = connectionsOpen
         s.pendingBytes = UInt64(max(0, pendingBytes))
         s.accepted = atomic(Name.accepted.rawValue).load(ordering: .relaxed)
@@ -77,6 +80,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.duplicates = load(.duplicates)
         s.joinsRefused = load(.joinsRefused)
         s.presenceDropped = load(.presenceDropped)
+        s.shedding = load(.shedding) != 0
+        s.sheddingSpells = load(.sheddingSpells)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

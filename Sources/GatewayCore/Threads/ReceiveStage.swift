@@ -15,6 +15,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let frameTicks: UInt64
     private let proxyTicks: UInt64
     private let maxPendingBytes: Int
+    private let maxBufferedBytes: Int
+    /// Clients not read while shedding, resumed in order once memory has drained.
+    @exclusivity(unchecked) private var parked: [ConnectionID] = []
+    @exclusivity(unchecked) private var shedding = false
+    private var shedsClients: Bool { maxBufferedBytes > 0 }
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
@@ -42,6 +47,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         frameTicks = (UInt64(engine.config.frameTimeout) * 1000 + tickMs - 1) / tickMs
         proxyTicks = (UInt64(engine.config.proxyTimeout) * 1000 + tickMs - 1) / tickMs
         maxPendingBytes = engine.config.maxPendingBytes
+        maxBufferedBytes = engine.config.maxBufferedBytes
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
@@ -68,6 +74,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             return
         }
+        if shedsClients, s.pointee.kind == SlotKind.client.rawValue, mustShed() {
+            park(id, s)
+            return
+        }
         if s.pointee.awaitingProxy {
             guard readProxyHeader(id, s) else { return }
         }
@@ -75,7 +85,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             s.pointee.lastReceiveTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
             wheel.schedule(id.index, after: idleTicks)
-            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            publishTimers()
         }
         readUntilDrained(id, s)
     }
@@ -92,7 +102,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let fd = s.pointee.fd
         var delivered = false
         defer { if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) } }
+        let client = shedsClients && s.pointee.kind == SlotKind.client.rawValue
         while true {
+            if client, mustShed() {  // checked before every read: one connection's reads can be many
+                park(id, s)
+                break
+            }
             // One read yields at most two descriptors (a completed frame and a run of frames).
             if ring.freeCount < 2 {
                 s.atomic(\.receivePaused).store(1, ordering: .sequentiallyConsistent)
@@ -156,7 +171,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             s.pointee.frameStartTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
             wheel.schedule(id.index, after: proxyTicks)
-            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            publishTimers()
         }
         let block = currentBlock()
         let room = min(block.capacity - blockUsed, 4096)
@@ -187,7 +202,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             // The idle timer takes over from the header's deadline.
             s.pointee.lastReceiveTick = wheel.now
             if idleTicks > 0 { wheel.schedule(id.index, after: idleTicks) } else { wheel.cancel(id.index) }
-            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            publishTimers()
             return true
         }
     }
@@ -199,7 +214,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             s.pointee.receiveTimerGeneration = id.generation
             s.pointee.lingerTimed = true
             wheel.schedule(id.index, after: lingerTicks)
-            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            publishTimers()
         }
         let block = currentBlock()
         while true {
@@ -227,9 +242,52 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         return fresh
     }
 
+    /// Tells the clock whether this stage needs ticks: for its timers, and while shedding.
+    private func publishTimers() {
+        input.armedTimers.store(wheel.count + (shedding ? 1 : 0), ordering: .relaxed)
+    }
+
+    /// Past max_buffered_bytes clients are not read (TCP pushes back on them) while links
+    /// are, so replies drain; reading resumes below three quarters of it.
+    private func mustShed() -> Bool {
+        let held = engine.pool.bytesInUse
+        if !shedding, held > maxBufferedBytes {
+            shedding = true
+            engine.counters.set(.shedding, 1)
+            engine.counters.add(.sheddingSpells)
+            publishTimers()  // ticks come while shedding, to check for the drain
+            let why = "buffers hold \(held) bytes, over max_buffered_bytes \(maxBufferedBytes)"
+            engine.logger.warning("\(why): not reading clients until they drain")
+        }
+        return shedding
+    }
+
+    private func park(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        guard !s.pointee.parked else { return }
+        s.pointee.parked = true
+        parked.append(id)
+    }
+
+    /// Every tick while shedding: below three quarters of the limit, the parked clients are read again.
+    private func checkDrained() {
+        guard shedding, engine.pool.bytesInUse <= maxBufferedBytes / 4 * 3 else { return }
+        shedding = false
+        engine.counters.set(.shedding, 0)
+        publishTimers()
+        engine.logger.notice("buffers drained: reading \(parked.count) parked clients again")
+        for id in parked {
+            let s = table.slot(id.index)
+            guard s.generation.load(ordering: .acquiring) == id.generation else { continue }
+            s.pointee.parked = false
+            input.post(s, id)
+        }
+        parked.removeAll(keepingCapacity: true)
+    }
+
     /// One timer per connection bounds both idleness and an incomplete frame's age:
     /// it is armed for whichever is due first and, when it fires, checks both.
     func advanceTimers(to tick: UInt64) {
+        checkDrained()
         wheel.advance(to: tick) { index in
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)
@@ -259,7 +317,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 wheel.schedule(index, after: max(1, due &- now))
             }
         }
-        input.armedTimers.store(wheel.count, ordering: .relaxed)
+        publishTimers()
     }
 
     /// The tick the receive timer must fire at next, if any limit applies.
@@ -280,7 +338,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if idleTicks == 0 || frameTicks < idleTicks || s.pointee.receiveTimerGeneration != id.generation {
             s.pointee.receiveTimerGeneration = id.generation
             wheel.schedule(id.index, after: min(frameTicks, idleTicks == 0 ? frameTicks : idleTicks))
-            input.armedTimers.store(wheel.count, ordering: .relaxed)
+            publishTimers()
         }
     }
 
