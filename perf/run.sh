@@ -8,10 +8,11 @@
 #   perf/run.sh --scenarios a,b      only some scenarios
 #   perf/run.sh --scenarios h,i      one hop: gateway --upstream vs HAProxy (installed when
 #                                    missing), and three tiers and the direct echo beside them
+#   perf/run.sh --scenarios j,k      push: broadcast deliveries/s, push latency to single uids
 #
 # Every flag has an environment twin (flags win): PERF_DURATION, PERF_REPS,
 # PERF_IDLE_DURATION, PERF_SCENARIOS, PERF_CLIENT_THREADS, PERF_SERVER_CPUS,
-# PERF_CLIENT_CPUS, PERF_RESULTS. Binaries can be overridden
+# PERF_CLIENT_CPUS, PERF_RESULTS, PERF_SCRATCH. Binaries can be overridden
 # with PERF_GATEWAY, PERF_BIN_TEST, PERF_NIO, PERF_C_ECHO (skips building that one).
 set -uo pipefail
 
@@ -22,11 +23,13 @@ ROOT=$(dirname "$PERF_DIR")
 DURATION=${PERF_DURATION:-5}
 REPS=${PERF_REPS:-3}
 IDLE_DURATION=${PERF_IDLE_DURATION:-5}
-SCENARIOS=${PERF_SCENARIOS:-a,b,c,d,e,f,g,h,i}
+SCENARIOS=${PERF_SCENARIOS:-a,b,c,d,e,f,g,h,i,j,k}
 CLIENT_THREADS=${PERF_CLIENT_THREADS:-}
 SERVER_CPUS=${PERF_SERVER_CPUS:-}
 CLIENT_CPUS=${PERF_CLIENT_CPUS:-}
 RESULTS=${PERF_RESULTS:-}
+# The root package's build directory (swift build --scratch-path); empty: its .build.
+SCRATCH=${PERF_SCRATCH:-}
 RATE=""
 BUILD=1
 PLOTS=1
@@ -39,12 +42,13 @@ usage: perf/run.sh [options]
   --reps N            repetitions per server and scenario, at least 3 (default 3; env PERF_REPS)
   --quick             short runs: --duration 1 (repetitions stay at 3 or more)
   --idle-duration S   how long (e) holds its 10,000 connections (default 5; env PERF_IDLE_DURATION)
-  --scenarios LIST    comma-separated subset of a,b,c,d,e,f,g,h,i (default all; env PERF_SCENARIOS)
+  --scenarios LIST    comma-separated subset of a,b,c,d,e,f,g,h,i,j,k (default all; env PERF_SCENARIOS)
   --client-threads T  pass --threads T to bin_test client (default: bin_test's own; env PERF_CLIENT_THREADS)
   --server-cpus LIST  run every server under taskset -c LIST (env PERF_SERVER_CPUS; default: no pinning)
   --client-cpus LIST  run bin_test under taskset -c LIST (env PERF_CLIENT_CPUS; default: no pinning)
   --rate R            (g) rate when (a) is not in this run
   --results FILE      write the report here instead of perf/RESULTS.md (relative to perf/; env PERF_RESULTS)
+  --scratch-path DIR  build gateway and bin_test in DIR instead of .build (env PERF_SCRATCH)
   --no-build          use the binaries already built
   --no-plots          no PNGs (no matplotlib venv)
   --micro             also run the micro-benchmarks (swift package benchmark) into RESULTS.md
@@ -56,6 +60,10 @@ Scenarios: (a) 32x16x512 B  (b) ping-pong 64 B  (c) 1,000x1x64 B  (d) connection
                vs HAProxy (mode tcp) -> c_echo; HAProxy is installed with apt-get when missing
            (i) three tiers (gateway -> gateway --role aggregation --poller poll -> bin_test core)
                and the direct echo (bin_test server) beside (h)'s gateway, in the same alternation
+           (j) broadcast: 10,000 clients logged in on gateway --upstream, bin_test core pushing to
+               all at 100/s: deliveries/s, beside the gateway's echo replies/s under (a)'s load
+           (k) pushes to single uids at 100,000/s across 10,000 bound clients: latency through
+               gateway --upstream alone and through an aggregation server (--poller poll) too
 EOF
 }
 
@@ -69,6 +77,7 @@ while [ $# -gt 0 ]; do
         --client-threads) CLIENT_THREADS=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
+        --scratch-path) SCRATCH=$2; shift 2 ;;
         --server-cpus) SERVER_CPUS=$2; shift 2 ;;
         --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -96,21 +105,23 @@ note() { echo "$*" >> "$BUILD_NOTES"; say "$*"; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- build
-# build NAME DIR PRODUCT: swift build -c release --product PRODUCT in DIR, logged.
+# build NAME DIR PRODUCT [SWIFT BUILD OPTIONS]: swift build -c release --product PRODUCT in DIR, logged.
 build() {
     local name=$1 dir=$2 product=$3 log="$RUN_DIR/build-$1.log" t0=$SECONDS
-    local where=.
+    shift 3
+    local where=. plan="$dir/.build"
     [ "$dir" = "$ROOT" ] || where=${dir#"$ROOT"/}
+    [ "$#" = 0 ] || plan=$2  # --scratch-path DIR
     say "building $product (release) in $where"
     local ok=0
-    if (cd "$dir" && swift build -c release --product "$product") > "$log" 2>&1; then
+    if (cd "$dir" && swift build -c release --product "$product" "$@") > "$log" 2>&1; then
         ok=1
     elif grep -q "because of missing inputs" "$log"; then
         # A source file of a path dependency was renamed: SwiftPM's cached build plan
         # still names the old file. Drop the plan once and build again.
-        say "  stale build plan in $where/.build: re-planning"
-        rm -f "$dir/.build/release.yaml"
-        (cd "$dir" && swift build -c release --product "$product") >> "$log" 2>&1 && ok=1
+        say "  stale build plan in $plan: re-planning"
+        rm -f "$plan/release.yaml"
+        (cd "$dir" && swift build -c release --product "$product" "$@") >> "$log" 2>&1 && ok=1
     fi
     if [ "$ok" = 1 ]; then
         say "  $product built in $((SECONDS - t0)) s"
@@ -119,29 +130,37 @@ build() {
     fi
 }
 
-# SwiftNIO only when a scenario runs it ((f), (h) and (i) do not).
+# SwiftNIO only when a scenario runs it ((f), (h) to (k) do not); c_echo for (a)-(e), (g), (h).
 NEED_NIO=0
 printf ',%s,' "$SCENARIOS" | grep -qE ',[abcdeg],' && NEED_NIO=1
+NEED_C=0
+printf ',%s,' "$SCENARIOS" | grep -qE ',[abcdegh],' && NEED_C=1
+ROOT_OPTIONS=()
+[ -z "$SCRATCH" ] || ROOT_OPTIONS=(--scratch-path "$SCRATCH")
 if [ "$BUILD" = 1 ]; then
-    [ -n "${PERF_GATEWAY:-}" ] || build gateway "$ROOT" gateway
-    [ -n "${PERF_BIN_TEST:-}" ] || build bin_test "$ROOT" bin_test
+    [ -n "${PERF_GATEWAY:-}" ] || build gateway "$ROOT" gateway "${ROOT_OPTIONS[@]}"
+    [ -n "${PERF_BIN_TEST:-}" ] || build bin_test "$ROOT" bin_test "${ROOT_OPTIONS[@]}"
     [ -n "${PERF_NIO:-}" ] || [ "$NEED_NIO" = 0 ] || build NIOEcho "$PERF_DIR" NIOEcho
 fi
-ROOT_BIN=$(cd "$ROOT" && swift build -c release --show-bin-path 2>/dev/null)
+ROOT_BIN=""
+if [ -z "${PERF_GATEWAY:-}" ] || [ -z "${PERF_BIN_TEST:-}" ]; then
+    ROOT_BIN=$(cd "$ROOT" && swift build -c release "${ROOT_OPTIONS[@]}" --show-bin-path 2>/dev/null)
+fi
 PERF_BIN="$PERF_DIR/.build/release"
 [ "$NEED_NIO" = 0 ] || PERF_BIN=$(cd "$PERF_DIR" && swift build -c release --show-bin-path 2>/dev/null)
 GATEWAY=${PERF_GATEWAY:-$ROOT_BIN/gateway}
 BIN_TEST=${PERF_BIN_TEST:-$ROOT_BIN/bin_test}
 NIO=${PERF_NIO:-$PERF_BIN/NIOEcho}
 C_ECHO=${PERF_C_ECHO:-$PERF_DIR/.build/c_echo}
-if [ -z "${PERF_C_ECHO:-}" ] && { [ "$BUILD" = 1 ] || [ ! -x "$C_ECHO" ]; }; then
+if [ "$NEED_C" = 1 ] && [ -z "${PERF_C_ECHO:-}" ] && { [ "$BUILD" = 1 ] || [ ! -x "$C_ECHO" ]; }; then
     mkdir -p "$PERF_DIR/.build"
     say "building c_echo: cc -O2 -pthread"
     if ! cc -O2 -pthread -o "$C_ECHO" "$PERF_DIR/peers/c_echo/echo.c" > "$RUN_DIR/build-c_echo.log" 2>&1; then
         note "c_echo: cc failed: $(head -c 200 "$RUN_DIR/build-c_echo.log")"
     fi
 fi
-needed=("$GATEWAY" "$BIN_TEST" "$C_ECHO")
+needed=("$GATEWAY" "$BIN_TEST")
+[ "$NEED_C" = 0 ] || needed+=("$C_ECHO")
 [ "$NEED_NIO" = 0 ] || needed+=("$NIO")
 for bin in "${needed[@]}"; do
     [ -x "$bin" ] || note "missing binary: $bin (its runs are recorded as failed)"

@@ -32,6 +32,15 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 IDLE_CONNS = 10_000
+# (j) and (k): clients logged in behind one access gateway, and what the core pushes to them. (j)
+# offers BROADCAST_RATE x PUSH_CONNS deliveries/s, more than two shared cores deliver (100/s, 1 M/s,
+# nearly all got through): clients that fall behind are closed (push_overflow close), errors noted.
+PUSH_CONNS = 10_000
+BROADCAST_RATE = 200
+UID_PUSH_RATE = 100_000
+# Seconds from the core's start to its first push: after the set-up's probe (a ping-pong, which pushes
+# to all would disturb) and the clients' logins, which pushes already saturating the cores would delay.
+PUSH_AFTER_S = 3
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -47,12 +56,17 @@ class Scenario:
     higher_is_better: bool
     duration: float | None = None  # None: the run's --duration
     notes: list[str] = field(default_factory=list)
+    clients: dict[str, list[str]] = field(default_factory=dict)  # per server, instead of `client`
+    # A push run with errors (slow consumers closed, say) still measured what was delivered.
+    keep_errors: bool = False
 
 
 # What a user selects (--scenarios) and the scenarios each selection runs: (h) and (i) are a
 # load part and a ping-pong part each; (i) adds three tiers and the direct echo to (h)'s alternation.
-SELECTABLE = "abcdefghi"
+SELECTABLE = "abcdefghijk"
 HOP_KEYS = ("h", "hp")
+# Set-ups of (j) and (k): a pushing core behind the gateway.
+PUSH_SETUPS = ("broadcast", "push-access", "push-tiers")
 
 
 def expand(selected: list[str]) -> list[str]:
@@ -81,6 +95,9 @@ def hop_servers(selected: list[str]) -> list[str]:
 def scenarios(duration: float, idle_duration: float, selected: list[str] | None = None) -> dict[str, Scenario]:
     d = fmt_num(duration)
     hop = hop_servers(selected or ["h"])
+    push_timing = (f" The core pushes from {PUSH_AFTER_S} s after its start, when every client has logged in "
+                   "(LOGIN, which the core answers with BIND); each bin_test thread counts the --duration seconds "
+                   "from its first push. The server CPU column sums the core and the gateways from the first push on.")
     return {
         "a": Scenario(
             "a", "(a) throughput: 32 connections x 16 in flight x 512 B",
@@ -157,6 +174,36 @@ def scenarios(duration: float, idle_duration: float, selected: list[str] | None 
             hop,
             ["--mode", "pingpong", "--conns", "1", "--pipeline", "1", "--size", "64", "--duration", d],
             "p50_us", False),
+        "j": Scenario(
+            "j", f"(j) broadcast: {PUSH_CONNS:,} clients, pushes to all at {BROADCAST_RATE}/s",
+            f"{PUSH_CONNS:,} clients logged in (`bin_test client --mode push`) on one access gateway "
+            f"(`gateway --upstream`) in front of `bin_test core --push-rate {BROADCAST_RATE} --push-scope all` "
+            f"(64-byte bodies): {BROADCAST_RATE * PUSH_CONNS:,} deliveries/s offered, more than the cores "
+            "can deliver, so deliveries/s is the gateway's (and the load tool's) CPU-bound push throughput. "
+            "Every push is checked for its content and recipient; latency is the core's send stamp to "
+            "the client's read. Beside it, in the same alternation, the same gateway binary with its echo "
+            "handler under (a)'s load (32 connections x 16 in flight x 512 B): replies/s." + push_timing,
+            ["broadcast", "echo-ref"],
+            [],
+            "replies_per_s", True, keep_errors=True,
+            clients={
+                "broadcast": ["--mode", "push", "--conns", str(PUSH_CONNS), "--push-scope", "all",
+                              "--duration", d],
+                "echo-ref": ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512",
+                             "--duration", d],
+            }),
+        "k": Scenario(
+            "k", f"(k) push to single uids: {UID_PUSH_RATE:,}/s across {PUSH_CONNS:,} bound clients",
+            f"{PUSH_CONNS:,} clients, each logged in as a uid of its own, and `bin_test core --push-rate "
+            f"{UID_PUSH_RATE} --push-scope uid --push-uids {PUSH_CONNS}` pushing to the uids in turn "
+            "(64-byte bodies; every client gets 10 pushes/s): latency from the core's send stamp to the "
+            "client's read, through the access gateway alone (`gateway --upstream core`) and through an "
+            "aggregation server and the access gateway (`gateway --role aggregation --poller poll "
+            "--upstream core`, access `--upstream agg`)." + push_timing,
+            ["push-access", "push-tiers"],
+            ["--mode", "push", "--conns", str(PUSH_CONNS), "--push-scope", "uid", "--push-uids", str(PUSH_CONNS),
+             "--duration", d],
+            "p99_us", False, keep_errors=True),
     }
 
 
@@ -170,6 +217,10 @@ SERVER_LABEL = {
     "haproxy": "HAProxy (mode tcp) -> c_echo",
     "direct": "bin_test server (direct, no hop)",
     "tiers": "gateway -> gateway --role aggregation -> bin_test core",
+    "broadcast": "gateway --upstream -> bin_test core pushing to all (deliveries/s)",
+    "echo-ref": "gateway, echo handler, 32 x 16 x 512 B (replies/s)",
+    "push-access": "gateway --upstream -> bin_test core",
+    "push-tiers": "gateway -> gateway --role aggregation -> bin_test core",
 }
 
 HAPROXY_INSTALL = ("command -v haproxy || (apt-get update -qq && "
@@ -403,6 +454,10 @@ class Runner:
         """The processes of one set-up in start order, (name, argv, port), the front (the one the
         client talks to) last; and the temporary files to remove after the run."""
         a = self.args
+        if variant in PUSH_SETUPS:
+            return self.push_setup(variant, port), []
+        if variant == "echo-ref":
+            return [("gateway", [a.gateway, "--host", HOST, "--port", str(port)], port)], []
         if variant == "access":
             core = self.ports.take()
             return [("core", [a.bin_test, "core", "--host", HOST, "--port", str(core)], core),
@@ -423,6 +478,25 @@ class Runner:
             return [("c_echo", [a.c_echo, "--host", HOST, "--port", str(back)], back),
                     ("haproxy", [self.haproxy or "haproxy", "-db", "-f", cfg], port)], [Path(cfg)]
         return [(variant, self.server_argv(variant, port, ""), port)], []
+
+    def push_setup(self, variant: str, port: int) -> list[tuple[str, list[str], int]]:
+        """(j) and (k): the pushing core, for push-tiers an aggregation server, and the access gateway."""
+        a = self.args
+        core = self.ports.take()
+        if variant == "broadcast":
+            push = ["--push-rate", str(BROADCAST_RATE), "--push-scope", "all"]
+        else:
+            push = ["--push-rate", str(UID_PUSH_RATE), "--push-scope", "uid", "--push-uids", str(PUSH_CONNS)]
+        procs = [("core", [a.bin_test, "core", "--host", HOST, "--port", str(core)] + push
+                  + ["--push-after", str(PUSH_AFTER_S)], core)]
+        upstream = core
+        if variant == "push-tiers":
+            upstream = self.ports.take()
+            procs.append(("aggregation", [a.gateway, "--role", "aggregation", "--poller", "poll", "--host", HOST,
+                                          "--port", str(upstream), "--upstream", f"{HOST}:{core}"], upstream))
+        procs.append(("gateway", [a.gateway, "--host", HOST, "--port", str(port),
+                                  "--upstream", f"{HOST}:{upstream}"], port))
+        return procs
 
     def ensure_haproxy(self) -> None:
         """Installs HAProxy when it is missing (the command in HAPROXY_INSTALL)."""
@@ -466,8 +540,8 @@ class Runner:
             time.sleep(0.1)
         return f"no clean ping-pong through {HOST}:{port} within {timeout:.0f} s: {last}"
 
-    def client_argv(self, sc: Scenario, port: int, hgrm: Path, rate: float | None) -> list[str]:
-        argv = [self.args.bin_test, "client", "--host", HOST, "--port", str(port)] + sc.client
+    def client_argv(self, sc: Scenario, variant: str, port: int, hgrm: Path, rate: float | None) -> list[str]:
+        argv = [self.args.bin_test, "client", "--host", HOST, "--port", str(port)] + sc.clients.get(variant, sc.client)
         if self.args.client_threads:
             argv += ["--threads", str(self.args.client_threads)]
         if rate is not None:
@@ -500,7 +574,7 @@ class Runner:
         rec: dict = {"scenario": sc.key, "server": variant, "rep": rep, "port": port,
                      "ok": False, "error": None, "notes": [], "metrics": {}, "hgrm": None}
         procs, self.temp_files = self.setup(variant, port, tag)
-        client = self.client_argv(sc, port, hgrm, rate)
+        client = self.client_argv(sc, variant, port, hgrm, rate)
         # Optional placement: taskset execs the program, so the pid stays the server's own.
         if self.args.server_cpus:
             procs = [(n, ["taskset", "-c", self.args.server_cpus] + argv, p) for n, argv, p in procs]
@@ -516,6 +590,7 @@ class Runner:
             if s.suffix == ".cfg":
                 rec["haproxy_cfg"] = s.read_text()
         started: list[Server] = []
+        pushing_at = time.monotonic() + PUSH_AFTER_S  # (j), (k): the core's first push, near enough
         for s in chain:
             err = s.start()
             if s.proc is not None:
@@ -526,7 +601,7 @@ class Runner:
                 for t in reversed(started):
                     t.stop()
                 return rec
-        if sc.key in HOP_KEYS:
+        if sc.key in HOP_KEYS or variant in PUSH_SETUPS:
             err = self.links_up(port, server.proc)
             if err:
                 rec["error"] = f"set-up not ready: {err}"
@@ -538,6 +613,8 @@ class Runner:
         rss_before = read_status_kib(pid, "VmRSS")
         fds_before = count_fds(pid)
         cpu_before = [cpu_seconds(p) for p in pids]
+        # Behind a pushing core the server CPU counts from its first push, not through the logins.
+        cpu_from, cpu_rebased = time.monotonic(), variant not in PUSH_SETUPS
         run_seconds = sc.duration if sc.duration is not None else self.args.duration
         limit = run_seconds + (180 if sc.key == "e" else 60)
         out_path = self.rundir / f"{tag}.client.out"
@@ -561,12 +638,15 @@ class Runner:
                     proc.kill()
                     proc.wait()
                     break
+                if not cpu_rebased and time.monotonic() >= pushing_at:
+                    cpu_before, cpu_from, cpu_rebased = [cpu_seconds(p) for p in pids], time.monotonic(), True
                 if sc.key == "e":
                     fds, rss = count_fds(pid), read_status_kib(pid, "VmRSS")
                     if fds is not None and rss is not None:
                         samples.append((fds, rss))
                 time.sleep(0.1 if sc.key == "e" else 0.05)
         wall = time.monotonic() - t0
+        cpu_wall = time.monotonic() - cpu_from
         cpu_after = [cpu_seconds(p) for p in pids]
         server_alive = all(s.proc.poll() is None for s in chain)
         code, killed = server.stop()
@@ -581,15 +661,21 @@ class Runner:
             rec["notes"].append("server did not stop within 10 s of SIGTERM and was killed")
         elif not server_alive:
             rec["notes"].append(f"server exited (code {code}) before the client finished")
-        elif code not in (0, None) and (variant.startswith("gateway") or variant in ("access", "tiers")):
+        elif code not in (0, None) and (variant.startswith("gateway")
+                                        or variant in ("access", "tiers", "echo-ref") + PUSH_SETUPS):
             rec["notes"].append(f"gateway exited with code {code} on SIGTERM (expected 0)")
-        if None not in cpu_before and None not in cpu_after and wall > 0:
-            rec["metrics"]["server_cpu_cores"] = (sum(cpu_after) - sum(cpu_before)) / wall
+        if None not in cpu_before and None not in cpu_after and cpu_wall > 0:
+            rec["metrics"]["server_cpu_cores"] = (sum(cpu_after) - sum(cpu_before)) / cpu_wall
+        if variant in PUSH_SETUPS:
+            self.push_counts(rec, chain)
         if timed_out:
             rec["error"] = f"bin_test did not finish within {limit:.0f} s and was killed"
             return rec
         result = parse_json_stdout(out_path.read_text(errors="replace"))
-        if proc.returncode != 0:
+        if sc.keep_errors and proc.returncode == 1 and result and num(result.get("replies")):
+            first = (result.get("error_messages") or ["(none printed)"])[0]
+            rec["notes"].append(f"bin_test exited 1 on errors; first: {first[:200]}")
+        elif proc.returncode != 0:
             rec["error"] = (f"bin_test exited with code {proc.returncode}: "
                             + tail(err_path, 3).replace("\n", " | "))
             if result:
@@ -623,6 +709,21 @@ class Runner:
             rec["hgrm"] = str(hgrm)
         rec["ok"] = rec["error"] is None
         return rec
+
+    def push_counts(self, rec: dict, chain: list[Server]) -> None:
+        """The core's pushes (its summary line) and the slow consumers the access gateway closed
+        (push overflow_closed in its stop line), for (j) and (k)."""
+        m = rec["metrics"]
+        found = re.search(r"pushes=(\d+)", chain[0].out_path.read_text(errors="replace")
+                          if chain[0].out_path.exists() else "")
+        if found:
+            m["pushes_sent"] = int(found.group(1))
+        stop = [line for line in tail(chain[-1].err_path, 20).splitlines() if "stopped after" in line]
+        closed = re.search(r"overflow_closed (\d+)", stop[-1]) if stop else None
+        m["overflow_closed"] = int(closed.group(1)) if closed else 0
+        if m["overflow_closed"]:
+            rec["notes"].append(f"the access gateway closed {m['overflow_closed']:,} clients as slow consumers "
+                                "(push_overflow close)")
 
     def idle_memory(self, rec: dict, rss_before, fds_before, samples) -> None:
         m = rec["metrics"]
@@ -723,7 +824,8 @@ def summarise(sc: Scenario, rec: dict) -> str:
     elif sc.key == "d":
         parts.append(f"{m.get('connections_per_s', 0):,.0f} conn/s")
     else:
-        parts.append(f"{m.get('replies_per_s', 0):,.0f} replies/s")
+        what = "deliveries/s" if rec["server"] in PUSH_SETUPS else "replies/s"
+        parts.append(f"{m.get('replies_per_s', 0):,.0f} {what}")
     if "p50_us" in m:
         parts.append(f"p50 {m['p50_us']:.1f} us p99 {m.get('p99_us', 0):.1f} us")
     if "server_cpu_cores" in m:
@@ -793,6 +895,8 @@ METRIC_TEXT = {
     "rss_before_kib": ("VmRSS before, KiB", "{:,.0f}"),
     "rss_held_kib": ("VmRSS held, KiB", "{:,.0f}"),
     "conns_held": ("connections held", "{:,.0f}"),
+    "pushes_sent": ("pushes sent (core)", "{:,.0f}"),
+    "overflow_closed": ("slow consumers closed", "{:,.0f}"),
 }
 
 COLUMNS = {
@@ -805,6 +909,8 @@ COLUMNS = {
     "g": ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "replies_per_s", "server_cpu_cores"],
     "h": ["replies_per_s", "mb_per_s", "p50_us", "p99_us", "p999_us", "server_cpu_cores"],
     "hp": ["p50_us", "p90_us", "p99_us", "p999_us", "replies_per_s", "server_cpu_cores"],
+    "j": ["replies_per_s", "p50_us", "p99_us", "p999_us", "server_cpu_cores", "pushes_sent", "overflow_closed"],
+    "k": ["p50_us", "p99_us", "p999_us", "max_us", "replies_per_s", "server_cpu_cores", "overflow_closed"],
 }
 
 
@@ -921,6 +1027,10 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
         if side_by_side or "f" in keys:
             w("")
         hop_summary(w, runs, scen["h"].servers)
+    if "j" in keys or "k" in keys:
+        if side_by_side or "f" in keys or "h" in keys:
+            w("")
+        push_summary(w, runs, keys)
     w("")
 
     # ---- pictures
@@ -981,8 +1091,8 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             w(f"| {SERVER_LABEL[variant]} | {ok}/{len(rr)} | "
               + " | ".join(cell(c, values_of(runs, key, variant, c)) for c in cols) + f" | {errs} |")
         w("")
-        w("Commands, paths from the repository root (PORT is a fresh port for every run, "
-          "N the repetition):")
+        w("Commands, paths from the repository root (PORT is a fresh port for every run, PORT2 and on "
+          "those of the processes behind it, N the repetition):")
         w("")
         w("```")
         seen = set()
@@ -992,11 +1102,12 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
                 continue
             port = str(rr[0]["port"])
             cmds = rr[0].get("server_cmds", [rr[0]["server_cmd"]])
-            back = back_port(cmds)
+            # The ports of the set-up's processes behind the front, in start order: PORT2, PORT3, ...
+            backs = [m.group(1) for c in cmds[:-1] if (m := re.search(r"--port (\d+)", c))]
             for cmd in cmds + [rr[0]["client_cmd"]]:
                 cmd = cmd.replace(f"--port {port}", "--port PORT")
-                if back:
-                    cmd = cmd.replace(f"--port {back}", "--port PORT2").replace(f":{back}", ":PORT2")
+                for i, back in enumerate(backs):
+                    cmd = cmd.replace(f"--port {back}", f"--port PORT{i + 2}").replace(f":{back}", f":PORT{i + 2}")
                 cmd = re.sub(r"/\S*/perf-[^ ]*\.haproxy\.cfg", "HAPROXY_CFG", cmd)
                 cmd = cmd.replace(str(perf_dir.parent) + "/", "")
                 cmd = shlex_hgrm(cmd)
@@ -1061,6 +1172,23 @@ def hop_summary(w, runs: list[dict], servers: list[str]) -> None:
         w(f"| {label} | {METRIC_TEXT[metric][0]} | " + " | ".join(c for c, k in zip(row, keep) if k) + " |")
 
 
+def push_summary(w, runs: list[dict], keys: list[str]) -> None:
+    """(j): deliveries/s beside the same gateway's echo replies/s; (k): push latency, one tier and two."""
+    w("| scenario | figure | A | B | B / A |")
+    w("|---|---|---:|---:|---:|")
+    if "j" in keys:
+        b = values_of(runs, "j", "broadcast", "replies_per_s")
+        e = values_of(runs, "j", "echo-ref", "replies_per_s")
+        w(f"| (j) | A: echo replies/s (32 x 16 x 512 B), B: broadcast deliveries/s | "
+          f"{cell('replies_per_s', e)} | {cell('replies_per_s', b)} | {ratio(b, e)} |")
+    if "k" in keys:
+        for metric in ("p50_us", "p99_us", "p999_us"):
+            a = values_of(runs, "k", "push-access", metric)
+            t = values_of(runs, "k", "push-tiers", metric)
+            w(f"| (k) | {METRIC_TEXT[metric][0]}, A: access alone, B: aggregation + access | "
+              f"{cell(metric, a)} | {cell(metric, t)} | {ratio(t, a)} |")
+
+
 def shlex_hgrm(cmd: str) -> str:
     # Show the histogram file by its scenario/server name only.
     parts = cmd.split(" ")
@@ -1103,7 +1231,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--idle-duration", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--scenarios", default="a,b,c,d,e,f,g,h,i")
+    ap.add_argument("--scenarios", default="a,b,c,d,e,f,g,h,i,j,k")
     ap.add_argument("--rate", type=float, default=None, help="(g) rate when (a) is not run")
     ap.add_argument("--client-threads", type=int, default=None)
     ap.add_argument("--server-cpus", default=None, help="run servers under taskset -c LIST")

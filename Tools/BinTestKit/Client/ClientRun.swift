@@ -24,9 +24,9 @@ public enum ClientRun {
     }
 
     /// What each connection may issue: --count split evenly (requests, or cycles in
-    /// connrate), unlimited without it; idle mode ignores --count.
+    /// connrate), unlimited without it; idle and push modes ignore --count.
     static func connectionBudgets(_ settings: ClientSettings) -> [UInt64] {
-        guard let count = settings.count, settings.mode != .idle else {
+        guard let count = settings.count, settings.mode != .idle && settings.mode != .push else {
             return Array(repeating: .max, count: settings.conns)
         }
         let conns = UInt64(settings.conns)

@@ -67,7 +67,11 @@ extension ClientWorker {
         case .failed(let error) where error == ECONNRESET || error == EPIPE: how = "reset by server"
         case .failed(let error): how = "failed (\(ClientSocket.describe(error)))"
         }
-        if slot.replyOffset > 0 {
+        if settings.mode == .push {
+            let when = slot.loggedIn ? "while receiving pushes" : "before its login echo"
+            let cut = slot.replyOffset > 0 ? ", \(slot.replyOffset) bytes into a frame" : ""
+            fault(j, "conn \(slot.index) (uid \(pushUid(j))): \(how) \(when)\(cut)")
+        } else if slot.replyOffset > 0 {
             fault(j, "conn \(slot.index) seq \(slot.expectSeq): short reply, connection \(how) after \(slot.replyOffset) of \(pattern.frameSize) bytes")
         } else if slot.outstanding > 0 {
             fault(j, "conn \(slot.index): \(how) with \(slot.outstanding) requests outstanding (first unanswered seq \(slot.expectSeq))")
@@ -120,6 +124,7 @@ extension ClientWorker {
         case .connecting: break
         }
         live -= 1
+        if settings.mode == .push && !slots[j].loggedIn { loginsPending -= 1 }
         Glibc.close(slots[j].fd)
         slots[j].fd = -1
         slots[j].phase = .finished

@@ -8,6 +8,8 @@ extension ClientWorker {
             issueOne(j, stamp: slots[j].connectStarted)
         case .idle:
             issueOne(j, stamp: now)
+        case .push:
+            sendLogin(j)
         }
     }
 
@@ -32,6 +34,8 @@ extension ClientWorker {
             } else {
                 result.aliveBefore += 1
             }
+        case .push:
+            break
         }
     }
 

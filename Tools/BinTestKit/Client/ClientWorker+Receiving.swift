@@ -12,16 +12,23 @@ extension ClientWorker {
     }
 
     /// Reads until EAGAIN (the socket is edge-triggered). A fault closes the slot, which
-    /// the caller sees as a new generation.
-    func receive(_ j: Int) -> ReadOutcome {
+    /// the caller sees as a new generation. Push mode stops at a short read unless the peer
+    /// hung up: the socket was drained, and data arriving later raises a new edge.
+    func receive(_ j: Int, hangup: Bool) -> ReadOutcome {
         var outcome = ReadOutcome()
         let generation = slots[j].generation
         while true {
             let count = read(slots[j].fd, receiveBuffer, Self.bufferSize)
             if count > 0 {
                 outcome.time = MonotonicTime.now()
-                outcome.replies += consume(j, count: count, now: outcome.time)
-                if slots[j].generation != generation { return outcome }
+                guard settings.mode == .push else {
+                    outcome.replies += consume(j, count: count, now: outcome.time)
+                    if slots[j].generation != generation { return outcome }
+                    continue
+                }
+                // Thousands of sockets with a push or two each: the EAGAIN read would double the syscalls.
+                outcome.replies += consumePushes(j, count: count, now: outcome.time)
+                if slots[j].generation != generation || (count < Self.bufferSize && !hangup) { return outcome }
                 continue
             }
             if count == 0 {
@@ -43,7 +50,7 @@ extension ClientWorker {
         var bytes = UnsafeRawPointer(receiveBuffer)
         var left = count
         var completed = 0
-        let headerBytes = headers + j * FrameHeader.size
+        let headerBytes = headers + j * headerStride
         while left > 0 {
             let offset = slots[j].replyOffset
             if offset < FrameHeader.size {

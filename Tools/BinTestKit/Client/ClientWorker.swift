@@ -10,6 +10,8 @@ import GatewayCore
 /// after which the main thread reads `result`.
 final class ClientWorker: @unchecked Sendable {
     enum IdlePhase { case proving, holding, reproving }
+    /// Push mode: logging in, then waiting for the first push, which opens the window of reading.
+    enum PushPhase { case loggingIn, awaitingPush, reading }
 
     static let bufferSize = 256 * 1024
     static let eventCapacity = 512
@@ -35,8 +37,10 @@ final class ClientWorker: @unchecked Sendable {
     /// to a power of two), indexed by seq.
     let stamps: UnsafeMutablePointer<UInt64>
     let ringShift: Int
-    /// The header of the reply arriving on each slot, `FrameHeader.size` bytes per slot.
+    /// The header of the reply arriving on each slot, `headerStride` bytes per slot (push mode
+    /// keeps a push's stamp, target and scope there too).
     let headers: UnsafeMutableRawPointer
+    let headerStride: Int
     let sendBuffer: UnsafeMutableRawPointer
     let receiveBuffer: UnsafeMutableRawPointer
     let epoll: Int32
@@ -57,17 +61,24 @@ final class ClientWorker: @unchecked Sendable {
     var idlePhase = IdlePhase.proving
     var holdEnd: UInt64 = 0
 
+    var pushPhase = PushPhase.loggingIn
+    /// Push mode: connections neither logged in nor closed.
+    var loginsPending: Int
+
     /// `connections` are the global indices this worker owns; `budgets` what each may issue.
     init(settings: ClientSettings, connections: [Int], budgets: [UInt64], startTime: UInt64) {
         self.settings = settings
-        pattern = FramePattern(bodySize: settings.size)
+        pattern = FramePattern(bodySize: settings.mode == .push ? settings.pushSize : settings.size)
         address = ClientSocket.address(host: settings.host, port: settings.port)
         sources = settings.sources.map { ClientSocket.address(host: $0, port: 0) }
         self.startTime = startTime
         sendDeadline = startTime + MonotonicTime.nanoseconds(settings.duration)
         graceNanoseconds = MonotonicTime.nanoseconds(settings.grace)
-        deadline = settings.mode == .idle ? startTime + graceNanoseconds : sendDeadline + graceNanoseconds
+        // Idle and push modes move the deadline per phase; the first one bounds connecting and logging in.
+        let phased = settings.mode == .idle || settings.mode == .push
+        deadline = phased ? startTime + graceNanoseconds : sendDeadline + graceNanoseconds
         cap = UInt32(settings.inFlightCap)
+        loginsPending = settings.mode == .push ? connections.count : 0
         period = settings.rate.map { 1e9 / $0 }
 
         slots = .allocate(capacity: connections.count)
@@ -78,7 +89,8 @@ final class ClientWorker: @unchecked Sendable {
         while (1 << shift) < settings.inFlightCap { shift += 1 }
         ringShift = shift
         stamps = .allocate(capacity: connections.count << shift)
-        headers = .allocate(byteCount: connections.count * FrameHeader.size, alignment: 8)
+        headerStride = settings.mode == .push ? Self.pushPrefix : FrameHeader.size
+        headers = .allocate(byteCount: connections.count * headerStride, alignment: 8)
         sendBuffer = .allocate(byteCount: Self.bufferSize, alignment: 64)
         receiveBuffer = .allocate(byteCount: Self.bufferSize, alignment: 64)
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -123,11 +135,12 @@ final class ClientWorker: @unchecked Sendable {
         counters.finished.store(true, ordering: .releasing)
     }
 
-    /// Timers: the end of sending, the open-loop schedule, idle-mode phases.
+    /// Timers: the end of sending, the open-loop schedule, idle- and push-mode phases.
     private func tick(_ now: UInt64) {
-        if settings.mode == .idle {
-            idleTick(now)
-            return
+        switch settings.mode {
+        case .idle: return idleTick(now)
+        case .push: return pushTick(now)
+        case .load, .pingpong, .connrate: break
         }
         if !stopping && now >= sendDeadline { beginStop() }
         if period != nil && !stopping { scheduleTick(now) }
@@ -137,7 +150,7 @@ final class ClientWorker: @unchecked Sendable {
         var wake = deadline
         if settings.mode == .idle {
             if idlePhase == .holding { wake = min(wake, holdEnd) }
-        } else if !stopping {
+        } else if settings.mode != .push && !stopping {
             wake = min(wake, sendDeadline)
             if period != nil { wake = min(wake, scheduledTime(slot: cursorSlot, round: cursorRound)) }
         }
@@ -154,8 +167,9 @@ final class ClientWorker: @unchecked Sendable {
             finishConnect(j)
             guard slots[j].generation == generation else { return }
         }
-        if flags & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
-            let outcome = receive(j)
+        let hangup = flags & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+        if hangup || flags & EPOLLIN.rawValue != 0 {
+            let outcome = receive(j, hangup: hangup)
             if outcome.replies > 0 && slots[j].generation == generation { afterReplies(j, now: outcome.time) }
             guard slots[j].generation == generation else { return }
             if let end = outcome.end {

@@ -26,6 +26,9 @@ struct ConnectionSlot {
     var scheduled: UInt64 = 0
     /// When the current connect began (connrate measures connect plus echo).
     var connectStarted: UInt64 = 0
+    /// Push mode: the login echo came back; the length of the frame arriving, once its header is in.
+    var loggedIn = false
+    var frameLength = 0
 
     init(index: Int, budget: UInt64) {
         self.index = index

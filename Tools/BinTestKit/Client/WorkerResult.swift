@@ -17,6 +17,8 @@ struct WorkerResult {
     /// Latency in nanoseconds.
     var latency = LatencyHistogram.make()
     var endTime: UInt64 = 0
+    /// Push mode: when the window of counted pushes opened (the worker's first push after logging in).
+    var windowStart: UInt64?
 
     static let messageLimit = 20
 

@@ -6,13 +6,23 @@ import Logging
 /// `bin_test core`: an echo core server on the gateway's own engine (docs/LINK.md, upper side).
 public enum CoreMode {
     /// Builds and starts the engine with an `EchoCore`; the caller stops the gateway.
+    /// A push schedule starts here: its first push is due `settings.push.after` seconds on.
     public static func start(_ settings: CoreSettings, logger: Logger = ServerMode.makeLogger()) throws
         -> (Gateway, EchoCore) {
         var base = GatewayConfig()
         base.host = settings.host
         base.port = settings.port
         base.poller = settings.poller
-        let core = EchoCore(delayMicroseconds: settings.delayMicroseconds, failEvery: settings.failEvery)
+        if settings.push.rate > 0 {
+            // Pushes leave on the clock ticks: a 1 ms tick keeps them within a millisecond of their schedule.
+            base.tickMilliseconds = 1
+            // A tick's pushes go into each link's send ring at once, and a ring found full closes the link
+            // (slow_consumer): 100 pushes a tick need more than the default 32. A core holds links only.
+            base.ringCapacity = 4096
+            base.maxConnections = 1024
+        }
+        let core = EchoCore(delayMicroseconds: settings.delayMicroseconds, failEvery: settings.failEvery,
+                            push: settings.push)
         let server = CoreServer(handler: core, node: settings.nodeID, clientMaxFrame: base.maxFrame, logger: logger)
         let gateway = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame),
                                   handler: server, logger: logger)
@@ -30,11 +40,15 @@ public enum CoreMode {
             StandardError.write("bin_test: core failed to start: \(error)\n")
             return 1
         }
+        let push = settings.push
+        let pushing = push.rate == 0 ? "" : "; pushing \(push.rate)/s to \(push.scope.rawValue)"
+            + (push.scope == .all ? "" : " 1...\(push.uids)") + " from \(push.after) s"
         StandardError.write(
-            "bin_test core: echo core on \(settings.host):\(gateway.port); SIGINT or SIGTERM stops it\n")
+            "bin_test core: echo core on \(settings.host):\(gateway.port)\(pushing); SIGINT or SIGTERM stops it\n")
         _ = stop.wait()
         gateway.stop()
-        print("opened=\(core.opened) closed=\(core.closed) data=\(core.dataFrames.load(ordering: .relaxed))")
+        print("opened=\(core.opened) closed=\(core.closed) data=\(core.dataFrames.load(ordering: .relaxed))"
+            + " pushes=\(core.pushes)")
         return 0
     }
 }

@@ -5,25 +5,33 @@ import LinkCore
 
 /// `bin_test core`'s application: answers every DATA with the identical frame
 /// (no copy), counts sessions opened and closed; for tests it can delay each
-/// answer and fail every Nth one.
+/// answer and fail every Nth one. A LOGIN (`PushFrame.loginCmd`) binds the session
+/// to its uid (and joins its room) before its echo, so the echo follows the BIND on the
+/// link. With push settings it pushes on the engine's clock ticks (`PushSchedule`).
 public final class EchoCore: CoreHandler {
     /// The status a failed answer carries (an application error, not a gateway status).
     public static let failureStatus: UInt32 = 500
     private let delayMicroseconds: UInt32
     private let failEvery: Int
+    private let schedule: PushSchedule?
     private var answered = 0
     // Written on the core's Deal stage, read by other threads.
     private let openedCount = ManagedAtomic<Int>(0)
     private let closedCount = ManagedAtomic<Int>(0)
+    private let pushCount = ManagedAtomic<Int>(0)
     public let dataFrames = ManagedAtomic<Int>(0)
 
-    public init(delayMicroseconds: Int = 0, failEvery: Int = 0) {
+    /// With `push` (rate above 0) its schedule starts now: the first push is due `push.after` seconds on.
+    public init(delayMicroseconds: Int = 0, failEvery: Int = 0, push: PushSettings? = nil) {
         self.delayMicroseconds = UInt32(delayMicroseconds)
         self.failEvery = failEvery
+        schedule = push.flatMap { $0.rate > 0 ? PushSchedule($0, now: MonotonicTime.now()) : nil }
     }
 
     public var opened: Int { openedCount.load(ordering: .relaxed) }
     public var closed: Int { closedCount.load(ordering: .relaxed) }
+    /// Pushes sent so far (each one to every link up).
+    public var pushes: Int { pushCount.load(ordering: .relaxed) }
 
     public func opened(_ session: CoreSession, peer: PeerAddress) {
         openedCount.wrappingIncrement(ordering: .relaxed)
@@ -35,14 +43,34 @@ public final class EchoCore: CoreHandler {
 
     public func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
         dataFrames.wrappingIncrement(ordering: .relaxed)
+        let p = clientFrame.baseAddress!
+        let cmd = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        if cmd == PushFrame.loginCmd && clientFrame.count >= FrameHeader.size + 4 {
+            session.bind(uid: PushFrame.loadU32(p, FrameHeader.size))
+            if clientFrame.count >= PushFrame.loginLength {
+                session.join(room: PushFrame.loadU32(p, FrameHeader.size + 4))
+            }
+            // Composed, not echo(frame): BIND, JOIN and the echo then share the reply block, one send-ring
+            // entry. Deal keeps room for two per frame; a third, found full, would close the link.
+            let body = UnsafeRawBufferPointer(rebasing: clientFrame[FrameHeader.size...])
+            session.send(FrameHeader(decoding: p), body: body)
+            return
+        }
         if delayMicroseconds > 0 { usleep(delayMicroseconds) }
         answered += 1
         if failEvery > 0 && answered % failEvery == 0 {
-            var header = FrameHeader(decoding: clientFrame.baseAddress!)
+            var header = FrameHeader(decoding: p)
             header.status = EchoCore.failureStatus
             session.send(header)
         } else {
             session.echo(frame)
         }
+    }
+
+    public var wantsTicks: Bool { schedule != nil }
+
+    public func tick(milliseconds: UInt64, server: CoreServer) {
+        guard let schedule else { return }
+        pushCount.wrappingIncrement(by: schedule.run(now: MonotonicTime.now(), server: server), ordering: .relaxed)
     }
 }

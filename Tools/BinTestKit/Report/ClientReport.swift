@@ -12,16 +12,19 @@ public struct ClientReport: Sendable {
     public var connections: UInt64 = 0
     public var aliveBefore = 0
     public var aliveAfter = 0
-    /// Seconds from the start until the last worker finished.
+    /// Seconds from the start until the last worker finished; in push mode, the longest window of reading.
     public var elapsed = 0.0
     /// The first fault and connect-failure messages of each worker.
     public var messages: [String] = []
-    /// Nanoseconds: request sent (or scheduled, with --rate; connect started, in connrate) to reply read.
+    /// Nanoseconds: request sent (or scheduled, with --rate; connect started, in connrate) to reply read;
+    /// in push mode, the core's send stamp to the read.
     public var latency = LatencyHistogram.make()
 
     init(settings: ClientSettings, start: UInt64, results: [WorkerResult]) {
         self.settings = settings
         var end = start
+        var window: UInt64 = 0
+        let duration = MonotonicTime.nanoseconds(settings.duration)
         for result in results {
             replies += result.replies
             replyBytes += result.replyBytes
@@ -33,8 +36,11 @@ public struct ClientReport: Sendable {
             messages += result.messages
             latency.add(result.latency)
             end = max(end, result.endTime)
+            // The window ends at its deadline (closing the connections after it does not count) or earlier.
+            if let opened = result.windowStart { window = max(window, min(result.endTime - opened, duration)) }
         }
-        elapsed = Double(end - start) / 1e9
+        // Pushes count from each worker's first one after logging in: the rate is over that window.
+        elapsed = Double(settings.mode == .push ? window : end - start) / 1e9
     }
 
     public var repliesPerSecond: Double { elapsed > 0 ? Double(replies) / elapsed : 0 }
@@ -55,7 +61,7 @@ public struct ClientReport: Sendable {
         var failures: [String] = []
         if errors > 0 { failures.append("\(errors) errors") }
         if connectFailures > 0 { failures.append("\(connectFailures) connect failures") }
-        if replies == 0 { failures.append("no reply received") }
+        if replies == 0 { failures.append(settings.mode == .push ? "no push received" : "no reply received") }
         if settings.mode == .idle && aliveAfter < settings.conns {
             failures.append("\(settings.conns - aliveAfter) of \(settings.conns) idle connections did not survive")
         }

@@ -25,7 +25,8 @@ final class ProgressLine {
         let failures = counters.reduce(0) { $0 + $1.connectFailures.load(ordering: .relaxed) }
         let open = counters.reduce(0) { $0 + $1.open.load(ordering: .relaxed) }
         let seconds = Double(now - lastTime) / 1e9
-        var line = "[\(Format.fixed(Double(now - start) / 1e9, 1))s] replies \(replies)"
+        let counted = settings.mode == .push ? "deliveries" : "replies"
+        var line = "[\(Format.fixed(Double(now - start) / 1e9, 1))s] \(counted) \(replies)"
             + " \(Format.fixed(Double(replies - lastReplies) / seconds, 0))/s"
             + " \(Format.fixed(Double(bytes - lastBytes) / 1e6 / seconds, 1)) MB/s"
         if settings.mode == .connrate {

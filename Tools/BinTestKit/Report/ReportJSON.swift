@@ -1,7 +1,8 @@
 import Foundation
 
 extension ClientReport {
-    /// The summary as one JSON object on one line (keys sorted).
+    /// The summary as one JSON object on one line (keys sorted). In push mode `replies` and
+    /// `replies_per_s` are the pushes delivered in the window, `size` the push body.
     public var json: String {
         var object: [String: Any] = [
             "mode": settings.mode.rawValue,
@@ -10,7 +11,7 @@ extension ClientReport {
             "conns": settings.conns,
             "threads": settings.threads,
             "pipeline": settings.inFlightCap,
-            "size": settings.size,
+            "size": settings.mode == .push ? settings.pushSize : settings.size,
             "duration_s": elapsed,
             "replies": replies,
             "reply_bytes": replyBytes,
@@ -37,6 +38,10 @@ extension ClientReport {
         case .idle:
             object["alive_before"] = aliveBefore
             object["alive_after"] = aliveAfter
+        case .push:
+            object["push_uids"] = settings.pushUids
+            object["push_scope"] = settings.pushScope.rawValue
+            object["push_size"] = settings.pushSize
         case .load, .pingpong:
             break
         }

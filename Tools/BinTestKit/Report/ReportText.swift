@@ -2,12 +2,16 @@ extension ClientReport {
     /// The summary for people.
     public var text: String {
         let s = settings
+        let rate = s.rate.map { ", rate \(Format.fixed($0, 0))/s" } ?? ""
+        let shape = s.mode == .push
+            ? ", uids \(s.pushUids), scope \(s.pushScope.rawValue), push size \(s.pushSize) B"
+            : ", pipeline \(s.inFlightCap), size \(s.size) B" + rate
+        let counted = s.mode == .push ? "deliveries      " : "replies         "
         var lines = [
-            "bin_test \(s.mode.rawValue) \(s.host):\(s.port): conns \(s.conns), threads \(s.threads)"
-                + ", pipeline \(s.inFlightCap)"
-                + ", size \(s.size) B" + (s.rate.map { ", rate \(Format.fixed($0, 0))/s" } ?? "")
+            "bin_test \(s.mode.rawValue) \(s.host):\(s.port): conns \(s.conns), threads \(s.threads)" + shape
                 + ", \(Format.fixed(elapsed, 2)) s",
-            "replies          \(replies) (\(Format.fixed(repliesPerSecond, 0))/s, \(Format.fixed(megabytesPerSecond, 2)) MB/s)",
+            "\(counted) \(replies) (\(Format.fixed(repliesPerSecond, 0))/s"
+                + ", \(Format.fixed(megabytesPerSecond, 2)) MB/s)",
             "latency us       p50 \(Format.fixed(latencyMicroseconds(atPercentile: 50), 1))"
                 + "  p90 \(Format.fixed(latencyMicroseconds(atPercentile: 90), 1))"
                 + "  p99 \(Format.fixed(latencyMicroseconds(atPercentile: 99), 1))"
@@ -19,7 +23,7 @@ extension ClientReport {
             lines.append("connections      \(connections) (\(Format.fixed(connectionsPerSecond, 0))/s)")
         case .idle:
             lines.append("alive            \(aliveBefore) before the hold, \(aliveAfter) after")
-        case .load, .pingpong:
+        case .load, .pingpong, .push:
             break
         }
         lines.append("connect failures \(connectFailures)")

@@ -18,7 +18,15 @@ struct ClientCommand: ParsableCommand {
         seconds, one echo each again; every one must survive). --pipeline applies to load only. \
         With --rate, requests leave on a fixed schedule whatever the replies do, and latency counts \
         from the scheduled time; --pipeline is then only a cap on requests outstanding per connection. \
-        --count is ignored in idle mode.
+        --count is ignored in idle and push modes.
+
+        Push mode measures `bin_test core --push-rate` through the gateways: each connection sends a \
+        LOGIN (cmd 10, body uid and room, both (index % --push-uids) + 1) and checks its echo; once every \
+        connection of a thread is logged in, the first push starts that thread's --duration seconds of \
+        reading. Every push must carry cmd 99, status 0, --push-size body bytes in the core's pattern, \
+        the --push-scope and the connection's own uid (scope uid), room (room) or 0 (all): anything \
+        else, a push meant for another recipient included, is an error. Latency is the core's send \
+        stamp to the read; replies count the pushes delivered in the window.
 
         Exit status: 0 clean run, 1 any error or connect failure (or no reply at all), 2 bad flags.
         """
@@ -30,7 +38,7 @@ struct ClientCommand: ParsableCommand {
     var port = "7001"
     @Option(help: "Local IPv4 addresses to connect from, comma-separated, taken in turn (default: the kernel's choice). On loopback each of 127.0.0.2, 127.0.0.3, ... brings ephemeral ports of its own, so connrate is not capped by one address's ports.")
     var source: String?
-    @Option(help: "load | pingpong | connrate | idle.")
+    @Option(help: "load | pingpong | connrate | idle | push.")
     var mode = "load"
     @Option(help: "Connections (1...100000; default 32, 1 in pingpong).")
     var conns: String?
@@ -48,6 +56,12 @@ struct ClientCommand: ParsableCommand {
     var count: String?
     @Option(help: "Seconds a reply may take after --duration (and per idle echo round) before it is a stall (0.1...600).")
     var grace = "3"
+    @Option(help: "Push mode: connections log in as uids (and rooms) 1...N in turn (1...1000000000; default 1).")
+    var pushUids: String?
+    @Option(help: "Push mode: the core's --push-scope, uid | room | all (default uid).")
+    var pushScope: String?
+    @Option(help: "Push mode: the core's --push-size, body bytes of each push (24...1048558; default 64).")
+    var pushSize: String?
     @Option(help: "Write the latency distribution (microseconds) to this file in HdrHistogram .hgrm form.")
     var hgrm: String?
     @Flag(help: "Print the final summary as one JSON object on stdout.")

@@ -8,4 +8,6 @@ public enum ClientMode: String, CaseIterable, Sendable {
     case connrate
     /// Open connections, prove each live, hold them idle, prove each still live.
     case idle
+    /// Log in (the core binds a uid), then only read the pushes of `bin_test core --push-rate`.
+    case push
 }

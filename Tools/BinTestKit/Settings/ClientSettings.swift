@@ -24,6 +24,10 @@ public struct ClientSettings: Sendable, Equatable {
     public var hgrm: String?
     /// No progress lines.
     public var quiet = false
+    /// Push mode: connection c logs in as uid and room (c % pushUids) + 1; pushes must match the core's.
+    public var pushUids = 1
+    public var pushScope = PushScope.uid
+    public var pushSize = PushFrame.defaultSize
 
     public init() {}
 
@@ -48,7 +52,7 @@ public struct ClientSettings: Sendable, Equatable {
     var inFlightCap: Int {
         switch mode {
         case .load: pipeline
-        case .pingpong, .connrate, .idle: 1
+        case .pingpong, .connrate, .idle, .push: 1
         }
     }
 }
@@ -101,7 +105,20 @@ extension ClientSettings {
             throw SettingsError(flag: "--hgrm", value: path, allowed: "a file path")
         }
         hgrm = command.hgrm
+        try pushFlags(command)
         json = command.json
         quiet = command.quiet
+    }
+
+    private mutating func pushFlags(_ command: ClientCommand) throws(SettingsError) {
+        let given = [("--push-uids", command.pushUids), ("--push-scope", command.pushScope),
+                     ("--push-size", command.pushSize)]
+        if mode != .push, let (flag, value) = given.first(where: { $0.1 != nil }) {
+            throw SettingsError(flag: flag, value: value!, allowed: "only with --mode push")
+        }
+        pushUids = try FlagValue.integer("--push-uids", command.pushUids ?? "1", in: 1...1_000_000_000)
+        pushScope = try FlagValue.choice("--push-scope", command.pushScope ?? "uid", as: PushScope.self)
+        pushSize = try FlagValue.integer("--push-size", command.pushSize ?? "\(PushFrame.defaultSize)",
+                                         in: PushFrame.sizeRange)
     }
 }

@@ -8,8 +8,15 @@ struct CoreCommand: ParsableCommand {
         abstract: "Run an echo core server (docs/LINK.md) until SIGINT or SIGTERM.",
         discussion: """
             Accepts links from access and aggregation gateways, answers every DATA with the identical \
-            frame, and prints opened=N closed=M data=K when stopped. For tests: --delay-us sleeps before \
-            each answer; --fail-every N answers every Nth frame with status 500 and an empty body.
+            frame, and prints opened=N closed=M data=K pushes=P when stopped. For tests: --delay-us sleeps \
+            before each answer; --fail-every N answers every Nth frame with status 500 and an empty body.
+
+            A frame of cmd 10 (LOGIN, body: uid u32, optionally room u32, big-endian) binds its session \
+            to the uid and joins the room, then is echoed. With --push-rate R the core pushes R frames a \
+            second, from --push-after seconds after it starts, to uids (or rooms) 1...--push-uids in turn \
+            or to every session: cmd 99, seq = push number, uid = target, body = send time \
+            (CLOCK_MONOTONIC ns, u64), target (u32), scope (u8: 1 uid, 2 room, 4 all), then byte i = \
+            UInt8(seq * 31 + i) up to --push-size bytes (what `bin_test client --mode push` checks).
             """
     )
 
@@ -25,6 +32,18 @@ struct CoreCommand: ParsableCommand {
     var delayUs = "0"
     @Option(help: "Answer every Nth DATA with status 500 (0 = never; 0...1000000000).")
     var failEvery = "0"
+    @Option(help: "Pushes per second (0 = none; 0...10000000).")
+    var pushRate = "0"
+    @Option(help: "uid | room | all.")
+    var pushScope = "uid"
+    @Option(help: "Push targets cycle over uids (or rooms) 1...N (1...1000000000).")
+    var pushUids = "1"
+    @Option(help: "Body bytes of each push (24...1048558).")
+    var pushSize = "\(PushFrame.defaultSize)"
+    @Option(help: "Seconds from the start to the first push (0...3600).")
+    var pushAfter = "0"
+    @Option(help: "Stop pushing after this many pushes (0 = never; 0...1000000000000).")
+    var pushCount = "0"
 }
 
 /// What `bin_test core` runs with.
@@ -35,6 +54,7 @@ public struct CoreSettings: Sendable, Equatable {
     public var nodeID: UInt32 = 1
     public var delayMicroseconds = 0
     public var failEvery = 0
+    public var push = PushSettings()
 
     public init() {}
 }
@@ -42,9 +62,16 @@ public struct CoreSettings: Sendable, Equatable {
 extension CoreSettings {
     init(_ command: CoreCommand) throws(SettingsError) {
         self.init()
-        (host, port, poller) = try ServerSettings.listen(host: command.host, port: command.port, poller: command.poller)
+        (host, port, poller) = try ServerSettings.listen(host: command.host, port: command.port,
+                                                         poller: command.poller)
         nodeID = UInt32(try FlagValue.integer("--node-id", command.nodeId, in: 0...Int(UInt32.max)))
         delayMicroseconds = try FlagValue.integer("--delay-us", command.delayUs, in: 0...1_000_000)
         failEvery = try FlagValue.integer("--fail-every", command.failEvery, in: 0...1_000_000_000)
+        push.rate = try FlagValue.integer("--push-rate", command.pushRate, in: 0...10_000_000)
+        push.scope = try FlagValue.choice("--push-scope", command.pushScope, as: PushScope.self)
+        push.uids = try FlagValue.integer("--push-uids", command.pushUids, in: 1...1_000_000_000)
+        push.size = try FlagValue.integer("--push-size", command.pushSize, in: PushFrame.sizeRange)
+        push.after = try FlagValue.seconds("--push-after", command.pushAfter, in: 0...3600)
+        push.count = try FlagValue.integer("--push-count", command.pushCount, in: 0...1_000_000_000_000)
     }
 }
