@@ -235,9 +235,12 @@ public final class CoreServer: GatewayHandler {
     }
 
     /// Sends a client frame to every session `scope` and `target` name, on every link up
-    /// (each access node applies it once). The frame is composed once per link.
+    /// (each access node applies it once). The frame is composed once per link. False, and
+    /// nothing sent, while a link has no room (back-pressure: try again at a later tick).
+    @discardableResult
     public func push(_ scope: LinkMessage.Scope, target: UInt32, _ header: FrameHeader,
-                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bool {
+        guard everyLinkHasRoom else { return false }
         let length = FrameHeader.size + body.count
         precondition(length <= clientMaxFrame, "frame of \(length) bytes over max_frame")
         var h = header
@@ -249,16 +252,27 @@ public final class CoreServer: GatewayHandler {
         if body.count > 0 { (p + LinkMessage.pushOverhead + FrameHeader.size).copyMemory(from: body.baseAddress!,
                                                                                         byteCount: body.count) }
         sendOnEveryLink(p, length: LinkMessage.pushOverhead + length)
+        return true
+    }
+
+    /// Room on every link for one more message (a reply block's descriptor and a spare).
+    private var everyLinkHasRoom: Bool {
+        links.values.allSatisfy { $0.hello == nil || $0.connection.sendRoom >= 2 }
     }
 
     /// Closes every session the scope names once what is queued for it is sent.
-    public func kick(_ scope: LinkMessage.Scope, target: UInt32) {
+    @discardableResult
+    public func kick(_ scope: LinkMessage.Scope, target: UInt32) -> Bool {
+        guard everyLinkHasRoom else { return false }
         sendTreeWide(.kick(treeWide(scope, target)))
+        return true
     }
 
-    /// Asks every access node for its count; answers come to `CoreHandler.presence` with this seq.
+    /// Asks every access node for its count; answers come to `CoreHandler.presence` with this
+    /// seq. Nil, and nothing sent, while a link has no room.
     @discardableResult
-    public func queryPresence(_ scope: LinkMessage.Scope, target: UInt32) -> UInt64 {
+    public func queryPresence(_ scope: LinkMessage.Scope, target: UInt32) -> UInt64? {
+        guard everyLinkHasRoom else { return nil }
         let tree = treeWide(scope, target)
         sendTreeWide(.presenceQuery(tree))
         return tree.seq

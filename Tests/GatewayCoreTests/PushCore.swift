@@ -7,7 +7,7 @@ import LinkCore
 /// A core for the users-and-push tests, driven by the clients' own frames (the
 /// core's API runs on its Deal stage, so the tests reach it through a client):
 ///   10 LOGIN uid          binds the session to uid (body: u32)
-///   11 JOIN room / 12 LEAVE room / 13 UNBIND
+///   11 JOIN room / 12 LEAVE room / 13 UNBIND / 14 LOGIN and JOIN (body: u32 for both)
 ///   20 PUSH scope target payload    pushes a frame of cmd 99, seq = the request's, body = payload
 ///   21 KICK scope target            22 PRESENCE scope target (answers summed per target)
 /// Every request is echoed after it is acted on, so its echo follows the link messages it caused.
@@ -16,11 +16,12 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
     private(set) var server: CoreServer!
     let answers = Mutex<[UInt32: (nodes: Int, count: Int)]>([:])
 
-    static func start(log: LogRecorder, node: UInt32 = 1) throws -> (Gateway, PushCore) {
+    static func start(log: LogRecorder, node: UInt32 = 1, ringCapacity: Int = 32) throws -> (Gateway, PushCore) {
         let core = PushCore()
         var base = GatewayConfig()
         base.port = 0
         base.tickMilliseconds = 10
+        base.ringCapacity = ringCapacity
         let server = CoreServer(handler: core, node: node, clientMaxFrame: base.maxFrame, logger: log.logger)
         core.server = server
         let g = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame), handler: server,
@@ -42,6 +43,11 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
         case 11: session.join(room: u32(0))
         case 12: session.leave(room: u32(0))
         case 13: session.unbind()
+        case 14:  // LOGIN, echo, JOIN: three replies to one frame that cannot share a descriptor
+            session.bind(uid: u32(0))
+            session.echo(frame)
+            session.join(room: u32(0))
+            return
         case 20:
             server.push(scope(), target: u32(1), FrameHeader(length: 0, seq: header.seq, cmd: Self.pushedCmd,
                                                               uid: u32(1)),

@@ -63,6 +63,24 @@ final class SessionsEndToEndTests: ForwardingTestCase {
         XCTAssertEqual(a.stats().closes.reduce(0, +) + b.stats().closes.reduce(0, +), 0)
     }
 
+    /// A core answering each of many simultaneous logins with three link messages (BIND,
+    /// JOIN, the echo) through a small send ring: Deal keeps room for a frame's replies,
+    /// so the link is paused, never closed for it.
+    func testABurstOfLoginsWithThreeRepliesEachKeepsTheLinks() throws {
+        let (g, _) = try PushCore.start(log: log, ringCapacity: 8)
+        running.append(g)
+        let access = try startAccess(upstream: [g.port]) { $0.upstreamLinks = 1 }
+        waitFor("link up") { access.stats().linksUp == 1 }
+        let clients = try (0..<200).map { _ in try TestClient(port: access.port) }
+        let requests = clients.indices.map { PushCore.request(14, seq: UInt32($0), PushCore.u32(UInt32($0 + 1))) }
+        for (c, r) in zip(clients, requests) { try c.send(r) }
+        for (i, (c, r)) in zip(clients, requests).enumerated() { XCTAssertEqual(c.receiveFrame(), r, "client \(i)") }
+        XCTAssertEqual(access.stats().linkCloses, 0, "the core's link was never closed")
+        XCTAssertEqual(access.stats().sessionsBound, 200)
+        XCTAssertEqual(access.stats().memberships, 200)
+        XCTAssertEqual(g.stats().closes.reduce(0, +), 0)
+    }
+
     /// KICK of a uid closes its sessions after what was queued (one session is kicked
     /// with CLOSED, ForwardingCloseTests); everyone else stays.
     func testKickAUid() throws {

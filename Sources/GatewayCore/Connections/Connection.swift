@@ -4,6 +4,10 @@ public struct Connection {
     public let id: ConnectionID
     unowned(unsafe) let deal: DealStage
 
+    /// Free send-ring entries: a handler sending on its own schedule (a core pushing from
+    /// `tick`) checks it, since a send that finds the ring full closes the connection.
+    public var sendRoom: Int { deal.table.sendRing(id.index).freeCount }
+
     /// Sends `frame` back unchanged, without copying it.
     @inline(__always)
     public func forward(_ frame: Frame) {

@@ -124,7 +124,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                     offset = Int(d.length)  // the handler closed it: later frames are dropped
                     break
                 }
-                if sendRing.freeCount < 2 && !waitForSendRoom(id, s, sendRing) {
+                if sendRing.freeCount < Self.replyRoom && !waitForSendRoom(id, s, sendRing) {
                     s.pointee.dealOffset = UInt32(offset)
                     break outer
                 }
@@ -193,11 +193,16 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// receive ring fills, Receive stops reading and TCP pushes back on the client.
     /// A full ring is not a fault: only Send's stall timer closes a client, after
     /// write_stall_timeout without write progress.
+    /// Send-ring entries a frame needs before it is dealt: what one frame's replies may take
+    /// (a core answering a login with BIND, JOIN and the echo uses up to three); more than that
+    /// for one frame in a full ring closes the connection (push).
+    static let replyRoom = 4
+
     private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
-        if ring.freeCount >= 2 { return true }
+        if ring.freeCount >= Self.replyRoom { return true }
         s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-        if ring.freeCount >= 2 {
+        if ring.freeCount >= Self.replyRoom {
             s.atomic(\.dealPaused).store(0, ordering: .relaxed)
             return true
         }

@@ -16,8 +16,9 @@ public enum CoreMode {
         if settings.push.rate > 0 {
             // Pushes leave on the clock ticks: a 1 ms tick keeps them within a millisecond of their schedule.
             base.tickMilliseconds = 1
-            // A tick's pushes go into each link's send ring at once, and a ring found full closes the link
-            // (slow_consumer): 100 pushes a tick need more than the default 32. A core holds links only.
+            // A tick's pushes go into each link's send ring at once (100 a tick at 100,000/s); a push
+            // that finds no room waits for a later tick, so a deep ring keeps them on schedule. A core
+            // holds links only: few slots.
             base.ringCapacity = 4096
             base.maxConnections = 1024
         }

@@ -50,8 +50,8 @@ public final class EchoCore: CoreHandler {
             if clientFrame.count >= PushFrame.loginLength {
                 session.join(room: PushFrame.loadU32(p, FrameHeader.size + 4))
             }
-            // Composed, not echo(frame): BIND, JOIN and the echo then share the reply block, one send-ring
-            // entry. Deal keeps room for two per frame; a third, found full, would close the link.
+            // Composed, not echo(frame): BIND, JOIN and the echo then share the reply block, one
+            // send-ring entry, rather than two.
             let body = UnsafeRawBufferPointer(rebasing: clientFrame[FrameHeader.size...])
             session.send(FrameHeader(decoding: p), body: body)
             return

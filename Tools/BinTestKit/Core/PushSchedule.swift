@@ -90,14 +90,12 @@ final class PushSchedule {
         guard now >= start else { return 0 }
         let due = min(UInt64(Double(now - start) / period) + 1, limit)
         let first = sent
-        while sent < due {
-            sent += 1
-            push(sent, server: server)
-        }
+        // A link without room holds the rest until a later tick (the client sees them late, not lost).
+        while sent < due, push(sent + 1, server: server) { sent += 1 }
         return Int(sent - first)
     }
 
-    private func push(_ n: UInt64, server: CoreServer) {
+    private func push(_ n: UInt64, server: CoreServer) -> Bool {
         let seq = UInt32(truncatingIfNeeded: n)
         let target = PushFrame.target(seq: n, scope: settings.scope, count: settings.uids)
         let pad = settings.size - PushFrame.padOffset
@@ -106,8 +104,8 @@ final class PushSchedule {
         body.storeBytes(of: settings.scope.linkScope.rawValue, toByteOffset: PushFrame.scopeOffset, as: UInt8.self)
         // Stamped last, as close to the send as the composing allows.
         body.storeBytes(of: MonotonicTime.now().bigEndian, toByteOffset: 0, as: UInt64.self)
-        server.push(settings.scope.linkScope, target: target, FrameHeader(length: 0, seq: seq, cmd: PushFrame.cmd,
-                                                                          uid: target),
-                    body: UnsafeRawBufferPointer(start: body, count: settings.size))
+        return server.push(settings.scope.linkScope, target: target,
+                           FrameHeader(length: 0, seq: seq, cmd: PushFrame.cmd, uid: target),
+                           body: UnsafeRawBufferPointer(start: body, count: settings.size))
     }
 }
