@@ -34,8 +34,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     @exclusivity(unchecked) private(set) var bytesMoved = 0
     /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
     @exclusivity(unchecked) private var rearmed = false
-    /// Of the bytes held in incomplete frames, those of connections closing (when last scanned).
-    @exclusivity(unchecked) private var doomedPendingBytes = 0
+    /// The tick of the last max_pending_bytes scan: one a tick at most.
+    @exclusivity(unchecked) private var pendingScanTick: UInt64 = .max
 
     init(engine: Engine) {
         self.engine = engine
@@ -288,6 +288,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// it is armed for whichever is due first and, when it fires, checks both.
     func advanceTimers(to tick: UInt64) {
         checkDrained()
+        if maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
+            let total = engine.pendingBytes.load(ordering: .relaxed)
+            if total > maxPendingBytes { enforcePendingLimit(total) }
+        }
         wheel.advance(to: tick) { index in
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)
@@ -346,8 +350,15 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// open connections holding the most are closed until the rest fit.
     private func pendingChanged(by delta: Int) {
         let total = engine.pendingBytes.loadThenWrappingIncrement(by: delta, ordering: .relaxed) + delta
-        // Connections already closing hold their bytes until reclaimed: they do not count again.
-        guard delta > 0, maxPendingBytes > 0, total - doomedPendingBytes > maxPendingBytes else { return }
+        if delta > 0, maxPendingBytes > 0, total > maxPendingBytes { enforcePendingLimit(total) }
+    }
+
+    /// Scans the open connections' incomplete frames (once a tick at most: those closed
+    /// hold their bytes until reclaimed, and a later tick looks again) and closes the
+    /// biggest holders until the open ones fit under max_pending_bytes.
+    private func enforcePendingLimit(_ total: Int) {
+        guard pendingScanTick != wheel.now else { return }
+        pendingScanTick = wheel.now
         var held: [(bytes: Int, index: UInt32)] = []  // only under attack: the scan and its array
         var open = 0
         for index in table.usedRange {
@@ -359,13 +370,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
         held.sort { $0.bytes > $1.bytes }
         var closed = 0
-        doomedPendingBytes = total - open
         for victim in held where open > maxPendingBytes {
             let s = table.slot(victim.index)
             engine.requestClose(ConnectionID(index: victim.index, generation: s.generation.load(ordering: .acquiring)),
                                 cause: .pendingBytes)
             open -= victim.bytes
-            doomedPendingBytes += victim.bytes
             closed += 1
         }
         guard closed > 0 else { return }
