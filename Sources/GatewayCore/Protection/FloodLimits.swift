@@ -35,8 +35,10 @@ struct FloodLimits {
     /// Spends one frame of `length` bytes; false when either bucket is overdrawn.
     @inline(__always)
     func spend(_ s: UnsafeMutablePointer<ConnectionSlot>, length: Int) -> Bool {
-        s.pointee.floodFrames -= 1
-        s.pointee.floodBytes -= Double(length)
+        // Plain stores, not -=: an inout access through `pointee` spans the whole record, which
+        // other threads read atomically (ThreadSanitizer reports it).
+        s.pointee.floodFrames = s.pointee.floodFrames - 1
+        s.pointee.floodBytes = s.pointee.floodBytes - Double(length)
         return (frames == 0 || s.pointee.floodFrames >= 0) && (bytes == 0 || s.pointee.floodBytes >= 0)
     }
 }

@@ -109,7 +109,7 @@ final class SessionDirectory {
         if let first = head?.first { members[Int(first - 1)].prevInRoom = at }
         rooms[room] = Head(first: at, count: (head?.count ?? 0) + 1)
         s.pointee.roomsHead = at
-        s.pointee.roomCount += 1
+        s.pointee.roomCount = s.pointee.roomCount + 1  // not +=: an inout access spans the whole record
         membershipCount += 1
         return .joined
     }
@@ -127,7 +127,7 @@ final class SessionDirectory {
         guard m != 0 else { return false }
         let next = members[Int(m - 1)].nextOfSlot
         if previous == 0 { s.pointee.roomsHead = next } else { members[Int(previous - 1)].nextOfSlot = next }
-        s.pointee.roomCount -= 1
+        s.pointee.roomCount = s.pointee.roomCount - 1
         unlinkFromRoom(m)
         return true
     }
