@@ -160,6 +160,11 @@ public struct GatewayCommand: ParsableCommand {
                            allowed: Logger.Level.allowedNames, valueName: "level"))
     var logLevel: String?
 
+    @Option(help: .setting("log_format", "Log lines as text, or one JSON object per line.",
+                           default: LogFormat.text.rawValue, allowed: LogFormat.allowedNames,
+                           valueName: LogFormat.allowedNames))
+    var logFormat: String?
+
     @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above.", valueName: "file"))
     var config: String?
 
@@ -172,7 +177,7 @@ public struct GatewayCommand: ParsableCommand {
             "host": host, "port": port, "listen": listen.isEmpty ? nil : listen.joined(separator: ","), "poller": poller, "role": role, "max_connections": maxConnections,
             "max_frame": maxFrame, "idle_timeout": idleTimeout, "write_stall_timeout": writeStallTimeout,
             "ring_capacity": ringCapacity, "tick_ms": tickMs, "spin_us": spinUs, "inline_bytes": inlineBytes, "backlog": backlog,
-            "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel,
+            "drain_timeout": drainTimeout, "stats_interval": statsInterval, "log_level": logLevel, "log_format": logFormat,
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
@@ -194,7 +199,10 @@ public struct GatewayCommand: ParsableCommand {
         } catch {
             failStartup(error.description, code: 2)
         }
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        switch settings.logFormat {
+        case .text: LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        }
         var logger = Logger(label: "gateway")
         logger.logLevel = settings.logLevel
         for warning in settings.warnings { logger.warning("\(warning)") }

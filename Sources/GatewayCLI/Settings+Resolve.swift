@@ -74,6 +74,7 @@ extension Settings {
             settings.statsInterval = try SettingParsers.int(interval, key: "stats_interval", range: statsIntervalRange)
         }
         if let level = text("log_level") { settings.logLevel = try Logger.Level(parsing: level) }
+        if let format = text("log_format") { settings.logFormat = try LogFormat(parsing: format) }
         try settings.config.validate()
         return settings
     }

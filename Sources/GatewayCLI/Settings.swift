@@ -8,6 +8,7 @@ public struct Settings: Sendable, Equatable {
     /// Seconds between stats lines; 0 disables them.
     public var statsInterval = 10
     public var logLevel = Logger.Level.info
+    public var logFormat = LogFormat.text
     /// Problems worth a warning that do not stop start-up (unknown keys in the file).
     public var warnings: [String] = []
 
@@ -16,7 +17,7 @@ public struct Settings: Sendable, Equatable {
     static let statsIntervalRange = 0...86_400
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "node_id", "stats_interval", "log_level"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.
