@@ -14,6 +14,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let table: ConnectionTable
     let pool = ChunkPool()
     let counters = Counters()
+    let roundTrips = RoundTrips()
     let poller: Poller
     /// The poller's trigger mode, read on every read and dispatch: a stored Bool
     /// costs a load, the protocol property a retain, a witness call and a release.

@@ -71,10 +71,24 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     deinit { stop() }
 
-    /// Counters since start.
+    /// Counters since start, and the levels of rings and inboxes (read off the table: O(slots)).
     public func stats() -> GatewayStats {
-        engine.counters.snapshot(connectionsOpen: engine.table.inUse,
-                                 pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
-                                 bufferedBytes: engine.pool.bytesInUse)
+        var s = engine.counters.snapshot(connectionsOpen: engine.table.inUse,
+                                         pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
+                                         bufferedBytes: engine.pool.bytesInUse)
+        s.linksConfigured = UInt64(config.upstream.count * config.upstreamLinks)
+        let table = engine.table
+        // Read from outside the rings' two threads, a count can be taken mid-pop: past the capacity, it is.
+        func level(_ ring: FrameRing) -> UInt64 { ring.count <= config.ringCapacity ? UInt64(ring.count) : 0 }
+        for index in table.usedRange {
+            s.receiveRingFrames += level(table.receiveRing(index))
+            s.sendRingFrames += level(table.sendRing(index))
+        }
+        let inboxes = [engine.receive.input, engine.deal.input, engine.send.input, engine.closeRequests]
+        for (i, inbox) in inboxes.enumerated() { s.inboxDepths[i] = UInt64(inbox.inbox.pending) }
+        return s
     }
+
+    /// Link heartbeat round trips (Deal writes; any thread reads what is new).
+    public var roundTrips: RoundTrips { engine.roundTrips }
 }

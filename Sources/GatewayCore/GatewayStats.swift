@@ -41,6 +41,14 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// On a `proxy_protocol` listener: no valid PROXY header within `proxy_timeout`.
     case proxyHeader
 
+    /// Refused at accept, before the connection was served: the admin side counts these as refusals.
+    public var isRefusal: Bool {
+        switch self {
+        case .overCapacity, .denied, .perAddress, .addressRate, .acceptRate: true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .peer: "peer"
@@ -117,6 +125,14 @@ public struct GatewayStats: Sendable, Equatable {
     public var bufferedBytes: UInt64 = 0
     public var shedding = false
     public var sheddingSpells: UInt64 = 0
+    /// Outbound links configured (servers x links each); those not up are connecting or waiting to retry.
+    public var linksConfigured: UInt64 = 0
+    /// Frames queued on every connection's receive rings (for Deal) and send rings (for Send),
+    /// and connection ids waiting in each stage's inbox: levels, read off the table when asked.
+    public var receiveRingFrames: UInt64 = 0
+    public var sendRingFrames: UInt64 = 0
+    public var inboxDepths = [UInt64](repeating: 0, count: GatewayStats.stageNames.count)
+    public static let stageNames = ["receive", "deal", "send", "monitor"]
     /// Closes per cause, indexed by `CloseCause.rawValue`.
     public var closes = [UInt64](repeating: 0, count: CloseCause.allCases.count)
 

@@ -253,6 +253,11 @@ extension DealStage {
         case _ where !uplinks.links[position].up:
             return malformedLink(link, position, "\(message) before HELLO")
         case .heartbeat:
+            let sent = uplinks.links[position].beatSentAt
+            if sent != 0 {
+                engine.roundTrips.record(nanoseconds: MonotonicClock.nanoseconds() &- sent)
+                uplinks.links[position].beatSentAt = 0
+            }
             return .next
         case _ where downlinks != nil:
             return routeDownward(message, d, link, position, uplinks, downlinks!)
@@ -377,6 +382,7 @@ extension DealStage {
             if uplinks.links[position].up, tick &- uplinks.links[position].lastBeat >= uplinks.heartbeatTicks,
                table.sendRing(link.index).freeCount >= Self.linkRoom {
                 uplinks.links[position].lastBeat = tick
+                uplinks.links[position].beatSentAt = MonotonicClock.nanoseconds()
                 let beat = LinkMessage.heartbeat
                 composeOnLink(position, uplinks, length: beat.encodedLength) { beat.encode(into: $0) }
             }

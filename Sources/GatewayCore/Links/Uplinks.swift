@@ -12,6 +12,8 @@ final class Uplinks {
         var pending: FrameDescriptor?
         var lastHeard: UInt64 = 0
         var lastBeat: UInt64 = 0
+        /// When the heartbeat not yet echoed was sent (monotonic ns; 0: none out).
+        var beatSentAt: UInt64 = 0
         /// In `dirty`: Send is told about this link at the end of the batch.
         var dirty = false
         /// Clients (or, on an aggregation server, lower links) waiting for room, a
