@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <limits.h>
+#include <string.h>
 #include <sys/socket.h>
 #include "clinux.h"
 
@@ -20,4 +21,42 @@ int gw_pin_to_cpu(int cpu) {
 
 void gw_set_thread_name(const char *name) {
     pthread_setname_np(pthread_self(), name);
+}
+
+long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t len) {
+    if (count < 0 || count > 64) { errno = EINVAL; return -1; }
+    union { char buf[CMSG_SPACE(64 * sizeof(int))]; struct cmsghdr align; } control;
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (count > 0) {
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buf;
+        msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(count * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, count * sizeof(int));
+    }
+    return sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+
+long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len) {
+    union { char buf[CMSG_SPACE(64 * sizeof(int))]; struct cmsghdr align; } control;
+    struct iovec iov = { .iov_base = data, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                          .msg_controllen = sizeof(control.buf) };
+    *count = 0;
+    long n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *in = (int *)CMSG_DATA(c);
+        for (int i = 0; i < got; i++) {
+            if (*count < max) fds[(*count)++] = in[i];
+            else close(in[i]);  // more than asked for: not leaked
+        }
+    }
+    return n;
 }

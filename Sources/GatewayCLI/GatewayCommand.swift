@@ -69,7 +69,7 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("backlog", "listen(2) backlog."))
     var backlog: String?
 
-    @Option(help: .setting("drain_timeout", "Seconds a graceful stop may spend sending replies already produced."))
+    @Option(help: .setting("drain_timeout", "Seconds a graceful stop may spend sending replies already produced; a hot restart asks clients to reconnect over it."))
     var drainTimeout: String?
 
     @Option(help: .setting("upstream", "Core or aggregation servers to forward to; none: answer with the echo handler.",
@@ -165,7 +165,32 @@ public struct GatewayCommand: ParsableCommand {
                            valueName: LogFormat.allowedNames))
     var logFormat: String?
 
-    @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above.", valueName: "file"))
+    @Option(help: .setting("admin", "Admin endpoint (metrics, health, stats, drain, reload); loopback only "
+                           + "unless --admin-public.", default: "none", allowed: "one ADDR:PORT",
+                           valueName: "addr:port"))
+    var admin: String?
+
+    @Flag(inversion: .prefixedNo,
+          help: ArgumentHelp("Let --admin bind a non-loopback address. File key admin_public, "
+                             + "GATEWAY_ADMIN_PUBLIC; default off."))
+    var adminPublic: Bool?
+
+    @Option(help: .setting("control_socket", "Unix socket where a new process started with --take-over asks "
+                           + "for the listeners (hot restart).", default: "none", allowed: "a path of 1...107 bytes",
+                           valueName: "path"))
+    var controlSocket: String?
+
+    @Option(help: ArgumentHelp("Hot restart: take the listening sockets of the gateway whose --control-socket is "
+                               + "PATH, serve, then let it drain (its clients are asked to reconnect).",
+                               valueName: "path"))
+    var takeOver: String?
+
+    @Option(help: .setting("workers", "Worker processes on listeners a master binds once; 1: no master.",
+                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound)"))
+    var workers: String?
+
+    @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above; SIGHUP re-reads it (see "
+                               + "\"Reload\" below).", valueName: "file"))
     var config: String?
 
     public init() {}
@@ -185,28 +210,34 @@ public struct GatewayCommand: ParsableCommand {
             "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
+            "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
+            "workers": workers,
         ]
         return values.compactMapValues { $0 }
     }
 
     public func run() {
-        let signals = StopSignals()
+        let signals = ProcessSignals()
         signals.block()
+        let (flags, environment, file) = (flags, ProcessInfo.processInfo.environment, config)
+        // A reload reads the same layers again: the file and environment may have changed, flags cannot.
+        let reread = { @Sendable () throws(ConfigError) -> Settings in
+            try Settings.resolve(flags: flags, environment: environment, configFile: file)
+        }
         let settings: Settings
         do {
-            settings = try Settings.resolve(flags: flags, environment: ProcessInfo.processInfo.environment,
-                                            configFile: config)
+            settings = try reread()
         } catch {
             failStartup(error.description, code: 2)
         }
+        LiveLogLevel.shared.level = settings.logLevel
         switch settings.logFormat {
-        case .text: LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        case .text: LoggingSystem.bootstrap { LiveLevelLogHandler(wrapped: StreamLogHandler.standardError(label: $0)) }
+        case .json: LoggingSystem.bootstrap { LiveLevelLogHandler(wrapped: JSONLogHandler(label: $0)) }
         }
-        var logger = Logger(label: "gateway")
-        logger.logLevel = settings.logLevel
+        let logger = Logger(label: "gateway")
         for warning in settings.warnings { logger.warning("\(warning)") }
-        GatewayRunner.run(settings, logger: logger, signals: signals)
+        GatewayRunner.run(settings, logger: logger, signals: signals, takeOver: takeOver, reread: reread)
     }
 
     /// ArgumentParser's own `main()` answers a usage error with several lines and

@@ -2,43 +2,103 @@ import GatewayCore
 import Glibc
 import Logging
 
-/// Runs a gateway on the main thread until SIGINT or SIGTERM, logging a stats
-/// line every `statsInterval` seconds, then stops it gracefully.
+/// Runs one gateway (the four-thread engine) on the main thread's behalf: starts it on listeners of
+/// its own, of the process it takes over, or of its master; then until SIGINT or SIGTERM, or the end
+/// of a restart's drain, logs a stats line every `statsInterval` seconds and re-reads the config
+/// file on SIGHUP; then stops it gracefully.
 enum GatewayRunner {
-    static func run(_ settings: Settings, logger: Logger, signals: StopSignals) {
-        let config = settings.config
+    /// A worker's listening sockets, set by its master: "3,4".
+    static let inheritedEnvironment = "GATEWAY_WORKER_LISTEN_FDS"
+
+    static func run(_ start: Settings, logger: Logger, signals: ProcessSignals, takeOver: String?,
+                    reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
+        let config = start.config
+        let where_ = config.listenAddresses.map(\.description).joined(separator: ",")
+        let handover: TakeOver?
+        do {
+            handover = try takeOver.map { path throws(HandoverError) in try TakeOver(path: path) }
+        } catch {
+            failStartup("cannot take over: \(error)", code: 1)
+        }
+        let inherited = handover?.listeners ?? inheritedListeners()
         let gateway: Gateway
         do {
             gateway = try Gateway(config: config, logger: logger)
-            try gateway.start()
+            try gateway.start(inheriting: inherited)
         } catch let error as SocketError {
-            failStartup("cannot listen on \(config.host):\(config.port): \(String(cString: strerror(error.code)))", code: 1)
+            failStartup("cannot listen on \(where_): \(String(cString: strerror(error.code)))", code: 1)
         } catch {
-            failStartup("cannot start on \(config.host):\(config.port): \(error)", code: 1)
+            failStartup("cannot start on \(where_): \(error)", code: 1)
+        }
+        if let handover {
+            do {
+                let seconds = try handover.started()
+                logger.notice("took over \(gateway.ports.count) listeners; the old process drains over \(seconds) s")
+            } catch {
+                logger.error("took over, but the old process did not confirm its drain: \(error)")
+            }
+        }
+        let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
+        var control: ControlServer?
+        if let path = start.controlSocket {
+            do {
+                control = try ControlServer(path: path, successor: handover != nil, listeners: gateway.listenerDescriptors,
+                                            drainSeconds: config.drainTimeout, logger: logger) {
+                    gateway.drainForRestart()
+                }
+                control?.start()
+            } catch {
+                gateway.stop()
+                failStartup("\(error)", code: 1)
+            }
         }
         let clock = ContinuousClock()
         let started = clock.now
-        logger.notice("listening on \(config.host):\(gateway.port) \(settings.summary)")
+        let ports = gateway.ports.map(String.init).joined(separator: ",")
+        logger.notice("listening on \(config.listenAddresses[0].host):\(ports) \(start.summary)")
 
         var last = (stats: gateway.stats(), time: started)
-        let interval = Duration.seconds(settings.statsInterval)
+        // The wait is sliced so that the end of a restart's drain is noticed within a quarter second.
+        let slice = Duration.milliseconds(250)
         while true {
-            let due = last.time + interval
-            if let signal = signals.wait(timeout: settings.statsInterval > 0 ? due - clock.now : nil) {
-                logger.notice("\(StopSignals.name(signal)): stopping")
+            let settings = reloads.settings
+            let due = last.time + .seconds(settings.statsInterval)
+            if let signal = signals.wait(timeout: settings.statsInterval > 0 ? min(slice, due - clock.now) : slice) {
+                if signal == SIGINT || signal == SIGTERM {
+                    logger.notice("\(ProcessSignals.name(signal)): stopping")
+                    break
+                }
+                if signal == SIGHUP {
+                    logger.notice("SIGHUP: re-reading the settings")
+                    _ = reloads.reload()
+                }
+                if signal == SIGUSR2 {
+                    logger.notice("SIGUSR2: draining for a restart")
+                    gateway.drainForRestart()
+                }
+            }
+            if gateway.hasStopped {
+                logger.notice("drained: stopping")
                 break
             }
             let now = clock.now
-            // A wait can end early (EINTR); log only when the interval is really over.
             guard settings.statsInterval > 0, now >= due else { continue }
             let stats = gateway.stats()
             logger.info("stats: \(StatsSummary.line(from: last.stats, to: stats, seconds: (now - last.time).seconds))")
             last = (stats, now)
         }
 
+        control?.stop()
         gateway.stop()
         let uptime = (clock.now - started).seconds
         logger.notice("stopped after \(Int(uptime)) s: \(StatsSummary.line(from: GatewayStats(), to: gateway.stats(), seconds: uptime))")
+    }
+
+    /// The listeners a master passed down (a worker), or none.
+    private static func inheritedListeners() -> [Int32] {
+        guard let text = getenv(inheritedEnvironment).map({ String(cString: $0) }) else { return [] }
+        unsetenv(inheritedEnvironment)
+        return text.split(separator: ",").compactMap { Int32($0) }
     }
 }
 

@@ -31,19 +31,19 @@ extension SettingParsers {
     static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,[::1]:7000"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
-    static func listen(_ items: [String]) throws(ConfigError) -> [GatewayConfig.ListenAddress] {
+    static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
         var addresses: [GatewayConfig.ListenAddress] = []
         for item in items {
             for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
                 guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                       (0...65535).contains(port) else {
-                    throw ConfigError(key: "listen", value: part, allowed: listenAllowed)
+                    throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
                 var host = String(part[..<colon])
                 if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
                 guard let network = CIDR(parsing: host), !host.contains("/"),
                       (network.family == 6) == part.hasPrefix("[") else {
-                    throw ConfigError(key: "listen", value: part, allowed: listenAllowed)
+                    throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
                 addresses.append(GatewayConfig.ListenAddress(host: host, port: port))
             }

@@ -75,6 +75,23 @@ extension Settings {
         }
         if let level = text("log_level") { settings.logLevel = try Logger.Level(parsing: level) }
         if let format = text("log_format") { settings.logFormat = try LogFormat(parsing: format) }
+        if let admin = text("admin") {
+            let addresses = try SettingParsers.listen([admin], key: "admin")
+            guard addresses.count == 1 else {
+                throw ConfigError(key: "admin", value: admin, allowed: "one ADDR:PORT, e.g. 127.0.0.1:9900")
+            }
+            settings.admin = addresses[0]
+        }
+        if let open = text("admin_public") { settings.adminPublic = try SettingParsers.bool(open, key: "admin_public") }
+        if let path = text("control_socket") {
+            guard !path.isEmpty, path.utf8.count < 108 else {
+                throw ConfigError(key: "control_socket", value: path, allowed: "a file path of 1...107 bytes")
+            }
+            settings.controlSocket = path
+        }
+        if let count = text("workers") {
+            settings.workers = try SettingParsers.int(count, key: "workers", range: workersRange)
+        }
         try settings.config.validate()
         return settings
     }

@@ -9,15 +9,23 @@ public struct Settings: Sendable, Equatable {
     public var statsInterval = 10
     public var logLevel = Logger.Level.info
     public var logFormat = LogFormat.text
+    /// The admin endpoint's address (docs/ADMIN.md); nil: none. Loopback unless `adminPublic`.
+    public var admin: GatewayConfig.ListenAddress?
+    public var adminPublic = false
+    /// Where a new process started with --take-over asks for the listeners (hot restart); nil: none.
+    public var controlSocket: String?
+    /// Worker processes, each a whole engine, on the listeners a master process binds; 1: no master.
+    public var workers = 1
     /// Problems worth a warning that do not stop start-up (unknown keys in the file).
     public var warnings: [String] = []
 
     public init() {}
 
     static let statsIntervalRange = 0...86_400
+    static let workersRange = 1...256
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level", "admin", "admin_public", "control_socket", "workers"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.

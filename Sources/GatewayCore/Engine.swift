@@ -14,6 +14,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let table: ConnectionTable
     let pool = ChunkPool()
     let counters = Counters()
+    /// What a reload changes while running (`reconfigure`).
+    let live: PublishedSettings
     let roundTrips = RoundTrips()
     let poller: Poller
     /// The poller's trigger mode, read on every read and dispatch: a stored Bool
@@ -22,7 +24,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let inboxCapacity: Int
     /// The allow and deny lists (read-only) and the per-address limits, checked at accept,
     /// or by Receive once a PROXY header names the client.
-    let rules: AddressRules
+    let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
 
     /// Monitor's inbox: connections whose close was requested.
@@ -37,16 +39,21 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// shrink, reclamation subtracts what a closed connection held.
     let pendingBytes = UnsafeAtomic<Int>.create(0)
     private let stopping = UnsafeAtomic<Bool>.create(false)
+    /// A hot restart's drain: set by Monitor when it begins, with the time (monotonic ns) at which
+    /// the connections still open are ended; Deal tells each client how long it has left.
+    private let restarting = UnsafeAtomic<Bool>.create(false)
+    let reconnectDeadline = UnsafeAtomic<UInt64>.create(0)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
         self.config = config
         self.handler = handler
         self.logger = logger
+        live = PublishedSettings(LiveSettings(config))
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
         inboxCapacity = 2 * config.maxConnections + 1024
-        rules = AddressRules(allow: config.allow, deny: config.deny)
+        rules = ManagedAtomic(AddressRules(allow: config.allow, deny: config.deny))
         limits = SharedAddressLimits(AddressLimits(maxPerAddress: config.maxConnsPerIP,
                                                    ratePerAddress: config.connRatePerIP, acceptRate: config.acceptRate))
         switch config.poller {
@@ -75,6 +82,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     deinit {
         pendingBytes.destroy()
         stopping.destroy()
+        restarting.destroy()
+        reconnectDeadline.destroy()
         exitStages.destroy()
     }
 
@@ -85,10 +94,27 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     var isStopping: Bool { stopping.load(ordering: .relaxed) }
     func beginStopping() { stopping.store(true, ordering: .relaxed) }
 
+    /// Not accepting: handing over to a new process, or stopping.
+    var isDraining: Bool { restarting.load(ordering: .relaxed) || isStopping }
+    func beginRestartDrain(deadline: UInt64) {
+        reconnectDeadline.store(deadline, ordering: .relaxed)
+        restarting.store(true, ordering: .relaxed)
+    }
+
     /// Set once every connection is gone: the stage threads return.
     var stagesShouldExit: Bool { exitStages.load(ordering: .relaxed) }
     func releaseStages() {
         exitStages.store(true, ordering: .sequentiallyConsistent)
+        for stage in stages { stage.doorbell.ring() }
+    }
+
+    /// A reload (any thread): the live keys of `config` (LiveSettings.keys) take effect at each
+    /// thread's next tick; the lists and per-address limits at the next accept.
+    func reconfigure(_ config: GatewayConfig) {
+        live.publish(LiveSettings(config))
+        rules.store(AddressRules(allow: config.allow, deny: config.deny), ordering: .releasing)
+        limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
+                           acceptRate: config.acceptRate)
         for stage in stages { stage.doorbell.ring() }
     }
 
@@ -123,6 +149,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// Why a new connection from `peer` is refused (allow/deny lists, per-address limits), or
     /// nil: then it is counted, and `addressCounted` must be set on its slot.
     func refusal(of peer: PeerAddress) -> CloseCause? {
+        let rules = rules.load(ordering: .acquiring)
         if !rules.isEmpty, !rules.admits(peer) { return .denied }
         guard limits.isActive else { return nil }
         return limits.refusal(of: peer, now: MonotonicClock.nanoseconds())

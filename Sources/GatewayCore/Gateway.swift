@@ -22,15 +22,23 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         engine = try Engine(config: config, handler: handler, logger: logger)
     }
 
-    /// Binds, listens and starts the threads.
-    public func start() throws {
+    /// The listening sockets, for a hot restart to hand over (SCM_RIGHTS); empty once stopped accepting.
+    public private(set) var listenerDescriptors: [Int32] = []
+
+    /// Binds, listens and starts the threads. With `inherited` listening sockets (from the process
+    /// this one takes over, or from a master process), serves on those instead of binding its own.
+    public func start(inheriting inherited: [Int32] = []) throws {
         precondition(monitor == nil, "Gateway.start() called twice")
         // writev to a connection the peer has reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
         var listeners: [Listener] = []
         do {
-            for address in config.listenAddresses {
-                listeners.append(try Listener(host: address.host, port: address.port, backlog: config.backlog))
+            if inherited.isEmpty {
+                for address in config.listenAddresses {
+                    listeners.append(try Listener(host: address.host, port: address.port, backlog: config.backlog))
+                }
+            } else {
+                for fd in inherited { listeners.append(try Listener(adopting: fd)) }
             }
         } catch {
             for l in listeners { close(l.fd) }
@@ -38,6 +46,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         }
         port = listeners[0].port
         ports = listeners.map(\.port)
+        listenerDescriptors = listeners.map(\.fd)
         if let uplinks = engine.deal.uplinks {
             uplinks.node = config.effectiveNodeID(port: port)
             let servers = config.upstream.map(\.description).joined(separator: ",")
@@ -70,6 +79,29 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     }
 
     deinit { stop() }
+
+    /// Hand-over to a new process that shares the listeners: stop accepting, ask each client to
+    /// reconnect (spread over drain_timeout), then stop as `stop()` does; `hasStopped` tells when.
+    public func drainForRestart() {
+        listenerDescriptors = []
+        monitor?.requestRestartDrain()
+    }
+
+    /// A reload: the keys of LiveSettings.keys take effect (timers set from now on use the new
+    /// lengths); the rest of `config` is ignored here, the caller says those need a restart.
+    public func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
+        try config.validate()
+        engine.reconfigure(config)
+    }
+
+    /// The keys `reconfigure` applies while running.
+    public static var liveKeys: [String] { LiveSettings.keys }
+
+    /// Not accepting: draining for a restart, or stopping.
+    public var isDraining: Bool { engine.isDraining }
+
+    /// Every connection is gone and the threads are returning (after a drain); `stop()` joins them.
+    public var hasStopped: Bool { engine.stagesShouldExit }
 
     /// Counters since start, and the levels of rings and inboxes (read off the table: O(slots)).
     public func stats() -> GatewayStats {

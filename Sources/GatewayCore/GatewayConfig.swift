@@ -156,7 +156,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("spin_us", 0...100_000, \.spinMicroseconds),
         ("inline_bytes", 0...(1 << 30), \.inlineBytes),
         ("backlog", 1...65535, \.backlog),
-        ("drain_timeout", 0...60, \.drainTimeout),
+        ("drain_timeout", 0...604_800, \.drainTimeout),
         ("upstream_links", 1...64, \.upstreamLinks),
         ("link_heartbeat_ms", 10...60_000, \.linkHeartbeatMilliseconds),
         ("link_retry_max_ms", 10...60_000, \.linkRetryMaxMilliseconds),

@@ -125,6 +125,8 @@ public struct GatewayStats: Sendable, Equatable {
     public var bufferedBytes: UInt64 = 0
     public var shedding = false
     public var sheddingSpells: UInt64 = 0
+    /// *Please reconnect* frames sent by a hot restart's drain.
+    public var reconnectNotices: UInt64 = 0
     /// Outbound links configured (servers x links each); those not up are connecting or waiting to retry.
     public var linksConfigured: UInt64 = 0
     /// Frames queued on every connection's receive rings (for Deal) and send rings (for Send),

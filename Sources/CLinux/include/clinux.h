@@ -44,4 +44,12 @@ void gw_set_thread_name(const char *name);
 // Pin the calling thread to one CPU; returns 0 or an errno value.
 int gw_pin_to_cpu(int cpu);
 
+// One message on a Unix stream socket carrying `count` descriptors (SCM_RIGHTS) and `len` bytes
+// (at least one). Returns sendmsg's result; -1 with errno on failure.
+long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t len);
+
+// Receives one message of up to `len` bytes and up to `max` descriptors, which arrive close-on-exec;
+// `*count` is set to how many came. Returns recvmsg's result (0: end of stream).
+long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len);
+
 #endif

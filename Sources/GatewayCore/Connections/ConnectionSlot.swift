@@ -65,6 +65,9 @@ struct ConnectionSlot {
     /// 1 once the connection counts against its address's limits (at accept, or after its
     /// PROXY header); `peer` is the address counted. Monitor releases it at detach.
     var addressCounted: UInt8.AtomicRepresentation
+    /// A hot restart's drain: Monitor sets 1 when this client's *please reconnect* is due; Deal
+    /// queues the frame and sets 2.
+    var reconnectNotice: UInt8.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -154,7 +157,8 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     func resetForReuse() {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
-             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted] {
+             \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
+             \.reconnectNotice] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue

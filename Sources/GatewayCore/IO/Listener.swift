@@ -53,14 +53,46 @@ struct Listener {
             close(fd)
             throw SocketError("listen", e)
         }
-        var actual = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        let actual: PeerAddress
+        do throws(SocketError) {
+            actual = try Listener.boundAddress(fd)
+        } catch {
+            close(fd)
+            throw error
         }
         self.fd = fd
-        self.port = Int(Listener.peer(actual).port)
+        self.port = Int(actual.port)
         address = GatewayConfig.ListenAddress(host: host, port: self.port)
+    }
+
+    /// A listening socket another process bound (hot restart, or a master process), shared with it:
+    /// both may accept from its one queue, so no connection attempt is refused while it changes hands.
+    init(adopting fd: Int32) throws(SocketError) {
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 else {
+            throw SocketError("getsockopt SO_ACCEPTCONN (descriptor \(fd))", gw_errno())
+        }
+        guard listening == 1 else { throw SocketError("descriptor \(fd) is not a listening socket", EINVAL) }
+        // The flags belong to the shared open file: every holder accepts without blocking.
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
+            throw SocketError("fcntl (descriptor \(fd))", gw_errno())
+        }
+        let bound = try Listener.boundAddress(fd)
+        self.fd = fd
+        port = Int(bound.port)
+        address = GatewayConfig.ListenAddress(host: bound.host, port: port)
+    }
+
+    private static func boundAddress(_ fd: Int32) throws(SocketError) -> PeerAddress {
+        var actual = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard rc == 0 else { throw SocketError("getsockname", gw_errno()) }
+        return Listener.peer(actual)
     }
 
     /// The address in a sockaddr_in or sockaddr_in6; an IPv4 client on a dual-stack socket

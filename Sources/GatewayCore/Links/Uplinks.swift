@@ -35,7 +35,7 @@ final class Uplinks {
     var node: UInt32
     let heartbeatTicks: UInt64
     /// max_queue_wait in ticks; 0: no limit.
-    let maxWaitTicks: UInt64
+    var maxWaitTicks: UInt64
 
     init(count: Int, node: UInt32, heartbeatTicks: UInt64, maxWaitTicks: UInt64) {
         self.maxWaitTicks = maxWaitTicks

@@ -1,3 +1,5 @@
+import Atomics
+
 /// Per-address limits at accept, before a slot is taken (behind a lock in
 /// `SharedAddressLimits`: Monitor admits and releases, Receive admits the
 /// address a PROXY header names): live
@@ -14,9 +16,9 @@ struct AddressLimits {
         var refilledAt: UInt64
     }
 
-    let maxPerAddress: Int
-    let ratePerAddress: Double
-    let acceptRate: Double
+    private(set) var maxPerAddress: Int
+    private(set) var ratePerAddress: Double
+    private(set) var acceptRate: Double
     private var entries: [CIDR.Key: Entry] = [:]
     private var acceptTokens: Double
     private var acceptRefilledAt: UInt64 = 0
@@ -27,6 +29,14 @@ struct AddressLimits {
         self.ratePerAddress = Double(ratePerAddress)
         self.acceptRate = Double(acceptRate)
         acceptTokens = Double(acceptRate)
+    }
+
+    /// A reload's new limits; the counts of connections already open are kept.
+    mutating func reconfigure(maxPerAddress: Int, ratePerAddress: Int, acceptRate: Int) {
+        self.maxPerAddress = maxPerAddress
+        self.ratePerAddress = Double(ratePerAddress)
+        self.acceptRate = Double(acceptRate)
+        acceptTokens = min(acceptTokens, self.acceptRate)
     }
 
     var isActive: Bool { maxPerAddress > 0 || ratePerAddress > 0 || acceptRate > 0 }
@@ -65,9 +75,8 @@ struct AddressLimits {
         return nil
     }
 
-    /// An admitted connection from `peer` closed.
+    /// An admitted connection from `peer` that was counted closed (even if a reload since stopped counting).
     mutating func closed(_ peer: PeerAddress) {
-        guard countsConnections else { return }
         let key = Self.key(peer)
         guard var entry = entries[key] else { return }
         entry.connections -= 1
@@ -87,16 +96,27 @@ struct AddressLimits {
 
 /// The limits shared by Monitor (accept, detach) and Receive (after a PROXY header):
 /// a spinlock around each call, off the frame path.
-final class SharedAddressLimits: @unchecked Sendable {  // every access holds `lock`
+final class SharedAddressLimits: @unchecked Sendable {  // every access holds `lock`; the two flags are atomic
     private let lock = SpinLock()
     private var limits: AddressLimits
-    let isActive: Bool
-    let countsConnections: Bool
+    private let active: ManagedAtomic<Bool>
+    private let counting: ManagedAtomic<Bool>
+    var isActive: Bool { active.load(ordering: .relaxed) }
+    var countsConnections: Bool { counting.load(ordering: .relaxed) }
 
     init(_ limits: AddressLimits) {
         self.limits = limits
-        isActive = limits.isActive
-        countsConnections = limits.countsConnections
+        active = ManagedAtomic(limits.isActive)
+        counting = ManagedAtomic(limits.countsConnections)
+    }
+
+    /// A reload: new limits for the connections that come next.
+    func reconfigure(maxPerAddress: Int, ratePerAddress: Int, acceptRate: Int) {
+        lock.lock()
+        limits.reconfigure(maxPerAddress: maxPerAddress, ratePerAddress: ratePerAddress, acceptRate: acceptRate)
+        active.store(limits.isActive, ordering: .relaxed)
+        counting.store(limits.countsConnections, ordering: .relaxed)
+        lock.unlock()
     }
 
     /// Why a new connection from `peer` is refused, or nil (then it is counted).

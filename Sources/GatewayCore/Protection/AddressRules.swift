@@ -1,9 +1,11 @@
+import Atomics
+
 /// The allow and deny lists, checked at accept before a slot is taken: a peer in a
 /// deny network is refused; with an allow list, a peer in none of its networks is
 /// refused. Each list is a set of masked addresses per prefix length, so a check
 /// costs one hash lookup per distinct prefix length, not one per network.
-/// Monitor-owned (built once, read at accept).
-struct AddressRules {
+/// Immutable: a reload builds new rules and swaps the engine's reference (Monitor and Receive read it).
+final class AddressRules: AtomicReference, Sendable {
     private struct Networks {
         /// (family, prefix) -> the masked network addresses of that length.
         var byLength: [Int: Set<CIDR.Key>] = [:]

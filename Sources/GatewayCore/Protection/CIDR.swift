@@ -63,12 +63,3 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
         return Key(high: key.high & mask(prefix), low: key.low & mask(prefix - 64))
     }
 }
-
-extension PeerAddress {
-    /// The address alone: "10.0.0.1" or "2001:db8::1".
-    public var host: String {
-        let text = description
-        if family == 4 { return String(text[..<text.lastIndex(of: ":")!]) }
-        return String(text.dropFirst().prefix { $0 != "]" })
-    }
-}

@@ -10,12 +10,12 @@ struct FloodLimits {
     var loggedAt: UInt64 = 0
     let logEveryTicks: UInt64
 
-    init?(config: GatewayConfig) {
-        guard config.floodFramesPerSecond > 0 || config.floodBytesPerSecond > 0 else { return nil }
-        frames = Double(config.floodFramesPerSecond)
-        bytes = Double(config.floodBytesPerSecond)
-        secondsPerTick = Double(config.tickMilliseconds) / 1000
-        logEveryTicks = max(1, 10_000 / UInt64(config.tickMilliseconds))
+    init?(framesPerSecond: Int, bytesPerSecond: Int, tickMilliseconds: Int) {
+        guard framesPerSecond > 0 || bytesPerSecond > 0 else { return nil }
+        frames = Double(framesPerSecond)
+        bytes = Double(bytesPerSecond)
+        secondsPerTick = Double(tickMilliseconds) / 1000
+        logEveryTicks = max(1, 10_000 / UInt64(tickMilliseconds))
     }
 
     /// Refills the connection's buckets for the ticks since it was last dealt.

@@ -79,7 +79,7 @@ extension DealStage {
         var delivered: UInt64 = 0
         var dropped: UInt64 = 0
         var closed: UInt64 = 0
-        let closeOnOverflow = engine.config.pushOverflow == .close
+        let closeOnOverflow = live.pushOverflow == .close
         forEachSession(named: tree, uplinks, sessions) { index in
             let s = table.slot(index)
             let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))

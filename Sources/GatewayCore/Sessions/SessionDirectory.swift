@@ -20,7 +20,7 @@ final class SessionDirectory {
     enum JoinResult { case joined, already, full }
 
     private let table: ConnectionTable
-    let maxRooms: Int
+    var maxRooms: Int
     private var uids: [UInt32: Head] = [:]
     private var rooms: [UInt32: Head] = [:]
     private var members: [Membership] = []

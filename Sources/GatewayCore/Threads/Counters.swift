@@ -15,6 +15,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case pushOverflowCloses, duplicates, joinsRefused, presenceDropped
         // Receive's: overload (max_buffered_bytes).
         case shedding, sheddingSpells
+        // Deal's: a hot restart's drain.
+        case reconnectNotices
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -82,6 +84,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.presenceDropped = load(.presenceDropped)
         s.shedding = load(.shedding) != 0
         s.sheddingSpells = load(.sheddingSpells)
+        s.reconnectNotices = load(.reconnectNotices)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

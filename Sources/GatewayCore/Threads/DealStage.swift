@@ -36,6 +36,9 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let sessions: Sessions?
     /// The handler asked for `tick` on every clock tick.
     private let handlerTicks: Bool
+    /// What a reload may change, taken at the next tick.
+    @exclusivity(unchecked) private(set) var live: LiveSettings
+    @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     /// flood_frames_per_s / flood_bytes_per_s, when either is set.
     @exclusivity(unchecked) private var flood: FloodLimits?
 
@@ -47,17 +50,17 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
         let config = engine.config
         let tick = config.tickMilliseconds
+        live = engine.live.current
         if config.upstream.isEmpty {
             uplinks = nil
         } else {
-            // max_queue_wait sheds clients' frames; lower links' traffic is never answered by the aggregation tier.
-            let maxWait = config.role == .access ? (config.maxQueueWait + tick - 1) / tick : 0
             uplinks = Uplinks(count: config.upstream.count * config.upstreamLinks, node: 0,
                               heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / tick),
-                              maxWaitTicks: UInt64(maxWait))
+                              maxWaitTicks: live.maxWaitTicks)
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
         }
-        flood = FloodLimits(config: config)
+        flood = FloodLimits(framesPerSecond: live.floodFramesPerSecond, bytesPerSecond: live.floodBytesPerSecond,
+                            tickMilliseconds: tick)
         handlerTicks = engine.handler.wantsTicks
         if handlerTicks { input.armedTimers.store(1, ordering: .relaxed) }
         downlinks = config.role == .aggregation ? Downlinks() : nil
@@ -69,10 +72,22 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     }
 
     func advanceTimers(to tick: UInt64) {
+        if let newer = engine.live.newer(than: &liveVersion) { takeLive(newer) }
         if let uplinks { tickLinks(tick, uplinks) }
         if let downlinks { tickDownlinks(tick, downlinks) }
         if let sessions { tickSessions(tick, sessions) }
         if handlerTicks { handler.tick(milliseconds: tick &* UInt64(engine.config.tickMilliseconds)) }
+    }
+
+    /// A reload's settings, at a tick.
+    private func takeLive(_ new: LiveSettings) {
+        if new.floodFramesPerSecond != live.floodFramesPerSecond || new.floodBytesPerSecond != live.floodBytesPerSecond {
+            flood = FloodLimits(framesPerSecond: new.floodFramesPerSecond, bytesPerSecond: new.floodBytesPerSecond,
+                                tickMilliseconds: engine.config.tickMilliseconds)
+        }
+        live = new
+        uplinks?.maxWaitTicks = new.maxWaitTicks
+        sessions?.directory.maxRooms = new.maxRoomsPerSession
     }
 
     func batchDone() {
@@ -156,6 +171,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             pool.release(d.chunk)
         }
         engine.counters.add(.framesIn, UInt64(dealt))
+        if s.atomic(\.reconnectNotice).load(ordering: .acquiring) == 1, sendRing.freeCount > 1 { askToReconnect(id, s) }
         flushPending()
         current = DealStage.noConnection
         if pushedToCurrent { engine.send.postOrRun(s, id, allowance: &inlineAllowance) }
@@ -166,6 +182,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
             engine.send.postOrRun(s, id, allowance: &inlineAllowance)
         }
+    }
+
+    /// Queues the hot-restart drain's *please reconnect*, after the replies to what was dealt.
+    private func askToReconnect(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        s.atomic(\.reconnectNotice).store(2, ordering: .relaxed)
+        let now = MonotonicClock.nanoseconds()
+        let deadline = engine.reconnectDeadline.load(ordering: .relaxed)
+        let left = deadline > now ? (deadline - now) / 1_000_000 : 0
+        var body = UInt32(min(left, UInt64(UInt32.max))).bigEndian
+        let header = FrameHeader(length: 0, seq: 0, cmd: ReservedCommand.pleaseReconnect, status: 0, uid: 0)
+        withUnsafeBytes(of: &body) { compose(header, body: $0, to: id) }
+        engine.counters.add(.reconnectNotices)
     }
 
     /// Over a flood limit: closed at once (what it queued is dropped with it), logged

@@ -26,6 +26,14 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var acceptPaused = false
 
     private let stopRequested = ManagedAtomic<Bool>(false)
+    private let restartRequested = ManagedAtomic<Bool>(false)
+    /// The hot restart's drain: the clients to ask to reconnect, in order, one every `noticeGap` ns
+    /// from `noticesFrom`; at `restartEnds` the graceful stop ends whatever is still open.
+    private var noticeQueue: [ConnectionID] = []
+    private var noticesSent = 0
+    private var noticesFrom: UInt64 = 0
+    private var noticeGap: UInt64 = 0
+    private var restartEnds: UInt64?
     private var drainDeadline: UInt64?
     private var forcedClose = false
     /// Outbound links, when the gateway forwards upstream.
@@ -45,6 +53,13 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Any thread: begin the graceful stop.
     func requestStop() {
         stopRequested.store(true, ordering: .sequentiallyConsistent)
+        poller.wake()
+    }
+
+    /// Any thread: hand over to a new process (which shares the listeners): stop accepting, ask
+    /// every client to reconnect, spread over drain_timeout, then stop.
+    func requestRestartDrain() {
+        restartRequested.store(true, ordering: .sequentiallyConsistent)
         poller.wake()
     }
 
@@ -73,6 +88,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             }
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
             advanceClock()
+            if restartRequested.load(ordering: .relaxed) { restartDrain() }
             if stopRequested.load(ordering: .relaxed), drain() { break }
             gw_rcu_quiescent_state()
         }
@@ -221,15 +237,13 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Stops accepting, lets every connection send the replies already
     /// produced, forces the stragglers closed at the deadline; true once no
     /// connection is left (or a second past the deadline, whatever remains).
+    /// After a hot restart's drain window only a second is left for that.
     private func drain() -> Bool {
         let now = MonotonicClock.nanoseconds()
         if drainDeadline == nil {
-            drainDeadline = now &+ UInt64(engine.config.drainTimeout) * 1_000_000_000
-            for l in listeners {
-                poller.remove(fd: l.fd)
-                close(l.fd)
-            }
-            listeners = []
+            let seconds = restartEnds == nil ? UInt64(engine.live.current.drainTimeout) : 1
+            drainDeadline = now &+ seconds * 1_000_000_000
+            stopAccepting()
             engine.beginStopping()
             forEachOpen { id in
                 let s = table.slot(id.index)
@@ -242,6 +256,45 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             forEachOpen { engine.requestClose($0, cause: .shutdown) }
         }
         return now >= drainDeadline! &+ 1_000_000_000
+    }
+
+    /// The new process holds the listeners too: closing them here refuses no one.
+    private func stopAccepting() {
+        for l in listeners {
+            poller.remove(fd: l.fd)
+            close(l.fd)
+        }
+        listeners = []
+    }
+
+    /// The hot restart's drain, each loop: clients are asked to reconnect evenly over the first 90% of
+    /// drain_timeout (the last tenth lets the last ones finish), then the graceful stop ends the rest.
+    private func restartDrain() {
+        let now = MonotonicClock.nanoseconds()
+        guard let ends = restartEnds else {
+            stopAccepting()
+            let drainTimeout = engine.live.current.drainTimeout
+            let window = UInt64(drainTimeout) * 1_000_000_000
+            restartEnds = now &+ window
+            engine.beginRestartDrain(deadline: now &+ window)
+            forEachOpen { id in
+                if table.slot(id.index).pointee.kind == SlotKind.client.rawValue { noticeQueue.append(id) }
+            }
+            noticesFrom = now
+            noticeGap = noticeQueue.isEmpty ? 0 : window / 10 * 9 / UInt64(noticeQueue.count)
+            let spread = Double(drainTimeout) * 0.9
+            engine.logger.notice("draining for a restart: \(noticeQueue.count) clients asked to reconnect over \(spread) s")
+            return restartDrain()
+        }
+        while noticesSent < noticeQueue.count, now >= noticesFrom &+ UInt64(noticesSent) &* noticeGap {
+            let id = noticeQueue[noticesSent]
+            noticesSent += 1
+            let s = table.slot(id.index)
+            guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { continue }
+            s.atomic(\.reconnectNotice).store(1, ordering: .releasing)
+            engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
+        }
+        if now >= ends || table.inUse == 0 { stopRequested.store(true, ordering: .relaxed) }
     }
 
     private func forEachOpen(_ body: (ConnectionID) -> Void) {

@@ -11,15 +11,13 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let table: ConnectionTable
     private let pool: ChunkPool
     private let maxFrame: Int
-    private let idleTicks: UInt64
-    private let frameTicks: UInt64
-    private let proxyTicks: UInt64
-    private let maxPendingBytes: Int
-    private let maxBufferedBytes: Int
+    /// Timeouts and limits a reload may change, taken at the next tick.
+    @exclusivity(unchecked) private var live: LiveSettings
+    @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     /// Clients not read while shedding, resumed in order once memory has drained.
     @exclusivity(unchecked) private var parked: [ConnectionID] = []
     @exclusivity(unchecked) private var shedding = false
-    private var shedsClients: Bool { maxBufferedBytes > 0 }
+    private var shedsClients: Bool { live.maxBufferedBytes > 0 }
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
@@ -43,11 +41,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         pool = engine.pool
         maxFrame = engine.config.maxFrame
         let tickMs = UInt64(engine.config.tickMilliseconds)
-        idleTicks = (UInt64(engine.config.idleTimeout) * 1000 + tickMs - 1) / tickMs
-        frameTicks = (UInt64(engine.config.frameTimeout) * 1000 + tickMs - 1) / tickMs
-        proxyTicks = (UInt64(engine.config.proxyTimeout) * 1000 + tickMs - 1) / tickMs
-        maxPendingBytes = engine.config.maxPendingBytes
-        maxBufferedBytes = engine.config.maxBufferedBytes
+        live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
@@ -81,10 +75,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if s.pointee.awaitingProxy {
             guard readProxyHeader(id, s) else { return }
         }
-        if idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
+        if live.idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
             s.pointee.lastReceiveTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: idleTicks)
+            wheel.schedule(id.index, after: live.idleTicks)
             publishTimers()
         }
         readUntilDrained(id, s)
@@ -170,7 +164,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             // First turn: the header's deadline starts.
             s.pointee.frameStartTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: proxyTicks)
+            wheel.schedule(id.index, after: live.proxyTicks)
             publishTimers()
         }
         let block = currentBlock()
@@ -201,7 +195,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if engine.limits.countsConnections { s.atomic(\.addressCounted).store(1, ordering: .releasing) }
             // The idle timer takes over from the header's deadline.
             s.pointee.lastReceiveTick = wheel.now
-            if idleTicks > 0 { wheel.schedule(id.index, after: idleTicks) } else { wheel.cancel(id.index) }
+            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
             publishTimers()
             return true
         }
@@ -251,12 +245,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// are, so replies drain; reading resumes below three quarters of it.
     private func mustShed() -> Bool {
         let held = engine.pool.bytesInUse
-        if !shedding, held > maxBufferedBytes {
+        if !shedding, held > live.maxBufferedBytes {
             shedding = true
             engine.counters.set(.shedding, 1)
             engine.counters.add(.sheddingSpells)
             publishTimers()  // ticks come while shedding, to check for the drain
-            let why = "buffers hold \(held) bytes, over max_buffered_bytes \(maxBufferedBytes)"
+            let why = "buffers hold \(held) bytes, over max_buffered_bytes \(live.maxBufferedBytes)"
             engine.logger.warning("\(why): not reading clients until they drain")
         }
         return shedding
@@ -270,7 +264,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     /// Every tick while shedding: below three quarters of the limit, the parked clients are read again.
     private func checkDrained() {
-        guard shedding, engine.pool.bytesInUse <= maxBufferedBytes / 4 * 3 else { return }
+        // A reload that turned the limit off ends the spell too.
+        guard shedding, live.maxBufferedBytes == 0 || engine.pool.bytesInUse <= live.maxBufferedBytes / 4 * 3 else {
+            return
+        }
         shedding = false
         engine.counters.set(.shedding, 0)
         publishTimers()
@@ -287,10 +284,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// One timer per connection bounds both idleness and an incomplete frame's age:
     /// it is armed for whichever is due first and, when it fires, checks both.
     func advanceTimers(to tick: UInt64) {
+        if let newer = engine.live.newer(than: &liveVersion) { live = newer }
         checkDrained()
-        if maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
+        if live.maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
             let total = engine.pendingBytes.load(ordering: .relaxed)
-            if total > maxPendingBytes { enforcePendingLimit(total) }
+            if total > live.maxPendingBytes { enforcePendingLimit(total) }
         }
         wheel.advance(to: tick) { index in
             let s = table.slot(index)
@@ -303,18 +301,18 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             let now = wheel.now
             if s.pointee.awaitingProxy {
-                if now &- s.pointee.frameStartTick >= proxyTicks {
+                if now &- s.pointee.frameStartTick >= live.proxyTicks {
                     engine.requestClose(id, cause: .proxyHeader)
                 } else {
                     // poll: look at the header's bytes again now that more may have come.
-                    wheel.schedule(index, after: min(proxyTicks - (now &- s.pointee.frameStartTick), 1))
+                    wheel.schedule(index, after: min(live.proxyTicks - (now &- s.pointee.frameStartTick), 1))
                     input.post(s, id)
                 }
                 return
             }
-            if idleTicks > 0, now &- s.pointee.lastReceiveTick >= idleTicks {
+            if live.idleTicks > 0, now &- s.pointee.lastReceiveTick >= live.idleTicks {
                 engine.requestClose(id, cause: .idle)
-            } else if frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= frameTicks {
+            } else if live.frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= live.frameTicks {
                 engine.logger.debug("closing \(s.pointee.peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
                 engine.requestClose(id, cause: .frameTimeout)
             } else if let due = nextDue(s) {
@@ -327,9 +325,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// The tick the receive timer must fire at next, if any limit applies.
     private func nextDue(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64? {
         var due: UInt64?
-        if idleTicks > 0 { due = s.pointee.lastReceiveTick &+ idleTicks }
-        if frameTicks > 0, s.pointee.assembly.isPartial {
-            due = min(due ?? .max, s.pointee.frameStartTick &+ frameTicks)
+        if live.idleTicks > 0 { due = s.pointee.lastReceiveTick &+ live.idleTicks }
+        if live.frameTicks > 0, s.pointee.assembly.isPartial {
+            due = min(due ?? .max, s.pointee.frameStartTick &+ live.frameTicks)
         }
         return due
     }
@@ -337,11 +335,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// A frame began in this read and is not complete: frame_timeout starts, and the
     /// timer moves nearer if it was armed later (or not at all).
     private func frameBegan(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard frameTicks > 0 else { return }
+        guard live.frameTicks > 0 else { return }
         s.pointee.frameStartTick = wheel.now
-        if idleTicks == 0 || frameTicks < idleTicks || s.pointee.receiveTimerGeneration != id.generation {
+        if live.idleTicks == 0 || live.frameTicks < live.idleTicks || s.pointee.receiveTimerGeneration != id.generation {
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: min(frameTicks, idleTicks == 0 ? frameTicks : idleTicks))
+            wheel.schedule(id.index, after: min(live.frameTicks, live.idleTicks == 0 ? live.frameTicks : live.idleTicks))
             publishTimers()
         }
     }
@@ -350,7 +348,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// open connections holding the most are closed until the rest fit.
     private func pendingChanged(by delta: Int) {
         let total = engine.pendingBytes.loadThenWrappingIncrement(by: delta, ordering: .relaxed) + delta
-        if delta > 0, maxPendingBytes > 0, total > maxPendingBytes { enforcePendingLimit(total) }
+        if delta > 0, live.maxPendingBytes > 0, total > live.maxPendingBytes { enforcePendingLimit(total) }
     }
 
     /// Scans the open connections' incomplete frames (once a tick at most: those closed
@@ -370,7 +368,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
         held.sort { $0.bytes > $1.bytes }
         var closed = 0
-        for victim in held where open > maxPendingBytes {
+        for victim in held where open > live.maxPendingBytes {
             let s = table.slot(victim.index)
             engine.requestClose(ConnectionID(index: victim.index, generation: s.generation.load(ordering: .acquiring)),
                                 cause: .pendingBytes)
@@ -378,7 +376,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             closed += 1
         }
         guard closed > 0 else { return }
-        let why = "incomplete frames hold \(total) bytes, over max_pending_bytes \(maxPendingBytes)"
+        let why = "incomplete frames hold \(total) bytes, over max_pending_bytes \(live.maxPendingBytes)"
         engine.logger.warning("\(why): closed the \(closed) connections holding the most")
     }
 }

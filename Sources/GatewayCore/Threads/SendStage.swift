@@ -11,7 +11,9 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let table: ConnectionTable
     private let pool: ChunkPool
     private let wheel: TimerWheel
-    private let stallTicks: UInt64
+    /// write_stall_timeout (a reload may change it, taken at the next tick).
+    @exclusivity(unchecked) private var live: LiveSettings
+    @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     private let iov: UnsafeMutablePointer<iovec>
     private let iovMax: Int
     @exclusivity(unchecked) var inlineAllowance = 0
@@ -24,8 +26,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         table = engine.table
         pool = engine.pool
         wheel = TimerWheel(nodes: table.timerNodes(\.sendTimer))
-        let tickMs = UInt64(engine.config.tickMilliseconds)
-        stallTicks = max(1, (UInt64(engine.config.writeStallTimeout) * 1000 + tickMs - 1) / tickMs)
+        live = engine.live.current
         iovMax = Int(gw_iov_max())
         iov = .allocate(capacity: iovMax)
         input = StageInbox(name: "send", gate: \.sendGate, capacity: engine.inboxCapacity)
@@ -133,13 +134,14 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             // The wheel sleeps through ticks while it holds no timers: bring it up to date first.
             if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
             s.pointee.sendTimerGeneration = id.generation
-            wheel.schedule(id.index, after: stallTicks)
+            wheel.schedule(id.index, after: live.stallTicks)
             input.armedTimers.store(wheel.count, ordering: .relaxed)
         }
         if newly && !engine.edgeTriggered { blockedSinceWake = true }
     }
 
     func advanceTimers(to tick: UInt64) {
+        if let newer = engine.live.newer(than: &liveVersion) { live = newer }
         wheel.advance(to: tick) { index in
             let s = table.slot(index)
             let gen = s.generation.load(ordering: .acquiring)

@@ -52,4 +52,7 @@ public enum ReservedCommand {
     public static let range: ClosedRange<UInt16> = 0xFF00...0xFFFF
     /// Heartbeat: the gateway replies with the same frame itself; the handler never sees it.
     public static let heartbeat: UInt16 = 0xFF01
+    /// Please reconnect: sent by a gateway that is handing its listeners to a new process. The body
+    /// is 4 bytes, the milliseconds left before this connection is closed (docs/PROTOCOL.md).
+    public static let pleaseReconnect: UInt16 = 0xFF02
 }

@@ -63,15 +63,18 @@ extension PeerAddress: CustomStringConvertible {
     /// The IPv4 address in network order (family 4).
     public var ipv4: UInt32 { withUnsafeBytes(of: bytes) { $0.load(as: UInt32.self) } }
 
-    /// "10.0.0.1:4000" or "[2001:db8::1]:4000", for logs.
-    public var description: String {
+    /// The address alone: "10.0.0.1" or "2001:db8::1".
+    public var host: String {
         withUnsafeBytes(of: bytes) { raw in
-            if family == 4 { return "\(raw[0]).\(raw[1]).\(raw[2]).\(raw[3]):\(port)" }
+            if family == 4 { return "\(raw[0]).\(raw[1]).\(raw[2]).\(raw[3])" }
             var text = [CChar](repeating: 0, count: 46)  // INET6_ADDRSTRLEN
             _ = inet_ntop(AF_INET6, raw.baseAddress, &text, socklen_t(text.count))
-            return "[\(String(cString: text))]:\(port)"
+            return String(cString: text)
         }
     }
+
+    /// "10.0.0.1:4000" or "[2001:db8::1]:4000", for logs.
+    public var description: String { family == 4 ? "\(host):\(port)" : "[\(host)]:\(port)" }
 }
 
 /// The link messages of docs/LINK.md, decoded from one whole frame.

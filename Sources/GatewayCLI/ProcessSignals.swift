@@ -1,20 +1,26 @@
 import Glibc
 
-/// SIGINT and SIGTERM, taken synchronously on the main thread: blocked in every
+/// The signals the gateway acts on, taken synchronously on the main thread: blocked in every
 /// thread so that no handler runs at an arbitrary point, then collected by `wait`.
-struct StopSignals {
+/// SIGINT, SIGTERM: graceful stop. SIGHUP: re-read the config file. SIGUSR2: drain for a restart
+/// (what a master sends its workers when a new master has taken over). SIGCHLD: a master's worker ended.
+struct ProcessSignals {
     private var set = sigset_t()
 
     init() {
         sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR2, SIGCHLD] { sigaddset(&set, signal) }
     }
 
     /// Call before any other thread starts: threads inherit the mask, and a
     /// thread without it would take the default action and kill the process.
     func block() {
         withUnsafePointer(to: set) { _ = pthread_sigmask(SIG_BLOCK, $0, nil) }
+    }
+
+    /// A child process starts with these unblocked again (the mask is inherited across exec).
+    func unblock() {
+        withUnsafePointer(to: set) { _ = pthread_sigmask(SIG_UNBLOCK, $0, nil) }
     }
 
     /// Waits for one of the signals until `timeout` has passed (forever if nil).
@@ -34,6 +40,13 @@ struct StopSignals {
     }
 
     static func name(_ signal: Int32) -> String {
-        signal == SIGINT ? "SIGINT" : "SIGTERM"
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        case SIGUSR2: "SIGUSR2"
+        case SIGCHLD: "SIGCHLD"
+        default: "signal \(signal)"
+        }
     }
 }

@@ -1,0 +1,112 @@
+import Glibc
+import Logging
+import Synchronization
+
+/// `--control-socket PATH`: where a new process started with `--take-over PATH` asks for the listening
+/// sockets. One hand-over at a time on its own thread: the listeners go to the new process
+/// (SCM_RIGHTS), and once it says it serves, `onHandover` starts this process's drain.
+final class ControlServer: @unchecked Sendable {  // fields are set before the thread starts, or atomic
+    private let path: String
+    private let fd: Int32
+    private let listeners: [Int32]
+    private let drainSeconds: Int
+    private let logger: Logger
+    private let onHandover: @Sendable () -> Void
+    private var thread: pthread_t?
+    private let handedOver = Atomic<Bool>(false)
+    private let closing = Atomic<Bool>(false)
+
+    /// Binds `path`, refusing it while another process serves there, unless this one has just taken
+    /// that one over (`successor`): then the path moves to this process, and the old one, draining, keeps
+    /// its socket, unreachable, until it exits.
+    init(path: String, successor: Bool, listeners: [Int32], drainSeconds: Int, logger: Logger,
+         onHandover: @escaping @Sendable () -> Void) throws(HandoverError) {
+        if !successor, (try? UnixStream.connect(to: path)) != nil {
+            throw HandoverError("control socket \(path) is in use by a running gateway: start with --take-over \(path)")
+        }
+        unlink(path)  // a stale socket from a process that died, or the predecessor's
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HandoverError("socket: \(String(cString: strerror(errno)))") }
+        var address = try UnixStream.socketAddress(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        // Only the owner may take the listeners over.
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 4) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw HandoverError("control socket \(path): \(reason)")
+        }
+        self.path = path
+        self.fd = fd
+        self.listeners = listeners
+        self.drainSeconds = drainSeconds
+        self.logger = logger
+        self.onHandover = onHandover
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { arg in
+            let server = Unmanaged<ControlServer>.fromOpaque(arg!).takeRetainedValue()
+            server.serve()
+            return nil
+        }, box.toOpaque())
+        precondition(rc == 0, "pthread_create: \(rc)")
+        self.thread = thread
+    }
+
+    /// Stops taking connections and joins the thread; the path is removed unless a successor owns it now.
+    func stop() {
+        closing.store(true, ordering: .sequentiallyConsistent)
+        shutdown(fd, Int32(SHUT_RDWR))  // wakes the blocked accept
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+        close(fd)
+        if !handedOver.load(ordering: .sequentiallyConsistent) { unlink(path) }
+    }
+
+    private func serve() {
+        while true {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if !closing.load(ordering: .sequentiallyConsistent) {
+                    logger.error("control socket \(path): accept: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // workers started later must not inherit it
+            let stream = UnixStream(fd: client)
+            stream.setTimeout(seconds: 60)
+            do {
+                try handOver(stream)
+            } catch {
+                logger.warning("take-over on \(path) abandoned, still serving: \(error)")
+            }
+        }
+    }
+
+    /// TAKEOVER 1 -> LISTENERS n (+ descriptors); STARTED -> DRAINING seconds. See docs/OPERATIONS.md.
+    private func handOver(_ stream: UnixStream) throws(HandoverError) {
+        guard let request = try stream.receive() else { return }
+        guard request.line == "TAKEOVER 1" else {
+            try stream.send("REFUSED unknown request")
+            throw HandoverError("unknown request '\(request.line.prefix(40))'")
+        }
+        if handedOver.load(ordering: .sequentiallyConsistent) {
+            try stream.send("REFUSED already handed over")
+            return
+        }
+        try stream.send("LISTENERS \(listeners.count)", descriptors: listeners)
+        guard let reply = try stream.receive() else { throw HandoverError("the new process went away before starting") }
+        guard reply.line == "STARTED" else { throw HandoverError("the new process said '\(reply.line.prefix(40))'") }
+        handedOver.store(true, ordering: .sequentiallyConsistent)
+        logger.notice("taken over through \(path): draining over \(drainSeconds) s")
+        onHandover()
+        try? stream.send("DRAINING \(drainSeconds)")
+    }
+}

@@ -1,0 +1,82 @@
+import CLinux
+import Glibc
+
+/// A connected AF_UNIX stream socket speaking the hand-over protocol of docs/OPERATIONS.md: short
+/// text lines, one of which carries the listening sockets (SCM_RIGHTS).
+final class UnixStream {
+    let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    deinit { close(fd) }
+
+    /// Connects to the socket at `path`.
+    static func connect(to path: String) throws(HandoverError) -> UnixStream {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HandoverError("socket: \(String(cString: strerror(errno)))") }
+        let stream = UnixStream(fd: fd)
+        var address = try socketAddress(path)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard rc == 0 else { throw HandoverError("connect \(path): \(String(cString: strerror(errno)))") }
+        return stream
+    }
+
+    static func socketAddress(_ path: String) throws(HandoverError) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity else {
+            throw HandoverError("control socket path '\(path)' must be 1...\(capacity - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return address
+    }
+
+    /// Bounds every later read and write, so a peer that stops talking cannot hang a restart.
+    func setTimeout(seconds: Int) {
+        var limit = timeval(tv_sec: seconds, tv_usec: 0)
+        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
+            _ = setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
+    func send(_ line: String, descriptors: [Int32] = []) throws(HandoverError) {
+        let bytes = Array((line + "\n").utf8)
+        let sent = descriptors.withUnsafeBufferPointer { fds in
+            bytes.withUnsafeBytes { gw_send_fds(fd, fds.baseAddress, Int32(fds.count), $0.baseAddress, $0.count) }
+        }
+        guard sent == bytes.count else {
+            throw HandoverError("sending '\(line)': \(sent < 0 ? String(cString: strerror(errno)) : "short write")")
+        }
+    }
+
+    /// One line (the protocol's lines are short and sent whole, so one message each), with any
+    /// descriptors that came with it; nil at end of stream.
+    func receive() throws(HandoverError) -> (line: String, descriptors: [Int32])? {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        var fds = [Int32](repeating: -1, count: 64)
+        var count: Int32 = 0
+        let n = buffer.withUnsafeMutableBytes { b in
+            fds.withUnsafeMutableBufferPointer { gw_recv_fds(fd, $0.baseAddress, 64, &count, b.baseAddress, b.count) }
+        }
+        let received = Array(fds.prefix(Int(count)))
+        guard n > 0 else {
+            for d in received { close(d) }
+            if n == 0 { return nil }
+            throw HandoverError("receiving: \(String(cString: strerror(errno)))")
+        }
+        let text = String(decoding: buffer.prefix(n), as: UTF8.self)
+        return (text.hasSuffix("\n") ? String(text.dropLast()) : text, received)
+    }
+}
+
+/// A hot restart that could not go ahead: the old process keeps serving.
+struct HandoverError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

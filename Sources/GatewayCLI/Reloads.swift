@@ -1,0 +1,103 @@
+import GatewayCore
+import Logging
+import Synchronization
+
+/// SIGHUP and POST /reload: re-reads the settings as at start (file, environment, flags) and applies
+/// the keys that can change while running; the others are reported as needing a restart and keep
+/// their running value. A bad file changes nothing and is logged with its key and what it allows.
+final class Reloads: Sendable {
+    enum Outcome: Equatable {
+        case applied(changed: [String], needRestart: [String])
+        case rejected(String)
+    }
+
+    /// The keys applied live: the engine's (Gateway.liveKeys) and the front end's.
+    static let liveKeys = Set(Gateway.liveKeys + ["log_level", "stats_interval"])
+
+    private let gateway: Gateway
+    private let logger: Logger
+    private let reread: @Sendable () throws(ConfigError) -> Settings
+    private let running: Mutex<Settings>
+
+    init(gateway: Gateway, settings: Settings, logger: Logger,
+         reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
+        self.gateway = gateway
+        self.logger = logger
+        self.reread = reread
+        running = Mutex(settings)
+    }
+
+    /// The settings in force.
+    var settings: Settings { running.withLock { $0 } }
+
+    func reload() -> Outcome {
+        running.withLock { current -> Outcome in
+            let new: Settings
+            do throws(ConfigError) {
+                new = try reread()
+            } catch {
+                logger.error("reload refused, every setting kept: \(error)")
+                return .rejected(error.description)
+            }
+            let old = current.values, now = new.values
+            let changed = now.keys.filter { old[$0] != now[$0] }.sorted()
+            let live = changed.filter(Self.liveKeys.contains)
+            let restart = changed.filter { !Self.liveKeys.contains($0) }
+            var next = current
+            next.takeLive(from: new)
+            do throws(ConfigError) {
+                try gateway.reconfigure(next.config)
+            } catch {
+                logger.error("reload refused, every setting kept: \(error)")
+                return .rejected(error.description)
+            }
+            LiveLogLevel.shared.level = next.logLevel
+            current = next
+            for warning in new.warnings { logger.warning("\(warning)") }
+            let applied = live.map { "\($0)=\(now[$0]!)" }.joined(separator: " ")
+            logger.notice("reloaded: \(live.isEmpty ? "nothing changed live" : applied)")
+            if !restart.isEmpty {
+                logger.warning("reload: \(restart.joined(separator: ", ")) changed but need a restart; running values kept")
+            }
+            return .applied(changed: live, needRestart: restart)
+        }
+    }
+}
+
+extension Settings {
+    /// Every key's value as text, to tell what a reload changed.
+    var values: [String: String] {
+        var values: [String: String] = [:]
+        for entry in GatewayConfig.ranges { values[entry.key] = "\(config[keyPath: entry.path])" }
+        values["host"] = config.host
+        values["listen"] = config.listenAddresses.map(\.description).joined(separator: ",")
+        values["poller"] = "\(config.poller)"
+        values["role"] = "\(config.role)"
+        values["push_overflow"] = "\(config.pushOverflow)"
+        values["upstream"] = config.upstream.map(\.description).joined(separator: ",")
+        values["allow"] = config.allow.map(\.description).joined(separator: ",")
+        values["deny"] = config.deny.map(\.description).joined(separator: ",")
+        values["proxy_protocol"] = "\(config.proxyProtocol)"
+        values["node_id"] = config.nodeID.map(String.init) ?? "derived"
+        values["stats_interval"] = "\(statsInterval)"
+        values["log_level"] = "\(logLevel)"
+        values["log_format"] = "\(logFormat)"
+        values["admin"] = admin?.description ?? "none"
+        values["admin_public"] = "\(adminPublic)"
+        values["control_socket"] = controlSocket ?? "none"
+        values["workers"] = "\(workers)"
+        return values
+    }
+
+    /// These settings with the live keys of `new`.
+    mutating func takeLive(from new: Settings) {
+        for entry in GatewayConfig.ranges where Reloads.liveKeys.contains(entry.key) {
+            config[keyPath: entry.path] = new.config[keyPath: entry.path]
+        }
+        config.allow = new.config.allow
+        config.deny = new.config.deny
+        config.pushOverflow = new.config.pushOverflow
+        statsInterval = new.statsInterval
+        logLevel = new.logLevel
+    }
+}
