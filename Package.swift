@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
         .library(name: "LinkCore", targets: ["LinkCore"]),
         .library(name: "BinTestKit", targets: ["BinTestKit"]),
+        .library(name: "GatewayAdmin", targets: ["GatewayAdmin"]),
         .executable(name: "gateway", targets: ["gateway"]),
         .executable(name: "bin_test", targets: ["bin_test"]),
     ],
@@ -16,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["YAML"]),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         // liburcu (QSBR flavour + concurrent data structures) through a small shim.
@@ -38,7 +43,7 @@ let package = Package(
         .target(
             name: "GatewayCLI",
             dependencies: [
-                "GatewayCore", "CLinux",
+                "GatewayCore", "CLinux", "GatewayAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -52,6 +57,19 @@ let package = Package(
         .target(
             name: "LinkCore",
             dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The admin endpoint (docs/ADMIN.md): metrics, health, stats, drain and reload over HTTP, off the hot path.
+        .target(
+            name: "GatewayAdmin",
+            dependencies: [
+                "GatewayCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "BinTestKit",
@@ -75,6 +93,10 @@ let package = Package(
         .testTarget(
             name: "GatewayCLITests",
             dependencies: ["GatewayCLI", "GatewayCore"]
+        ),
+        .testTarget(
+            name: "GatewayAdminTests",
+            dependencies: ["GatewayAdmin", "GatewayCore"]
         ),
         .testTarget(
             name: "BinTestTests",

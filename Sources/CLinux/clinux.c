@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include "clinux.h"
 
@@ -60,3 +61,5 @@ long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len
     }
     return n;
 }
+
+int gw_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }

@@ -235,9 +235,28 @@ public struct GatewayCommand: ParsableCommand {
         case .text: LoggingSystem.bootstrap { LiveLevelLogHandler(wrapped: StreamLogHandler.standardError(label: $0)) }
         case .json: LoggingSystem.bootstrap { LiveLevelLogHandler(wrapped: JSONLogHandler(label: $0)) }
         }
-        let logger = Logger(label: "gateway")
+        var logger = Logger(label: "gateway")
         for warning in settings.warnings { logger.warning("\(warning)") }
-        GatewayRunner.run(settings, logger: logger, signals: signals, takeOver: takeOver, reread: reread)
+        let service = ServiceManager(environment: environment, logger: logger)
+        guard let worker = WorkerSpawner.workerIndex() else {
+            if settings.workers > 1 {
+                Master(settings: settings, logger: logger, signals: signals, service: service).run(takeOver: takeOver)
+            }
+            return GatewayRunner.run(settings, logger: logger, signals: signals, service: service, takeOver: takeOver,
+                                     reread: reread)
+        }
+        // A worker: its master owns the control socket and any hand-over; admin ports follow the index.
+        logger[metadataKey: "worker"] = "\(worker)"
+        @Sendable func own(_ settings: Settings) -> Settings {
+            var own = settings
+            own.controlSocket = nil
+            if let admin = own.admin, admin.port != 0 { own.admin!.port = admin.port + worker }
+            return own
+        }
+        GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,
+                          takeOver: nil) { () throws(ConfigError) in
+            own(try reread())
+        }
     }
 
     /// ArgumentParser's own `main()` answers a usage error with several lines and

@@ -1,3 +1,4 @@
+import GatewayAdmin
 import GatewayCore
 import Glibc
 import Logging
@@ -10,13 +11,13 @@ enum GatewayRunner {
     /// A worker's listening sockets, set by its master: "3,4".
     static let inheritedEnvironment = "GATEWAY_WORKER_LISTEN_FDS"
 
-    static func run(_ start: Settings, logger: Logger, signals: ProcessSignals, takeOver: String?,
-                    reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
+    static func run(_ start: Settings, logger: Logger, signals: ProcessSignals, service: ServiceManager,
+                    takeOver: String?, reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
         let config = start.config
         let where_ = config.listenAddresses.map(\.description).joined(separator: ",")
         let handover: TakeOver?
         do {
-            handover = try takeOver.map { path throws(HandoverError) in try TakeOver(path: path) }
+            handover = try takeOver.flatMap { path throws(HandoverError) in try TakeOver.ask(path, logger: logger) }
         } catch {
             failStartup("cannot take over: \(error)", code: 1)
         }
@@ -30,14 +31,7 @@ enum GatewayRunner {
         } catch {
             failStartup("cannot start on \(where_): \(error)", code: 1)
         }
-        if let handover {
-            do {
-                let seconds = try handover.started()
-                logger.notice("took over \(gateway.ports.count) listeners; the old process drains over \(seconds) s")
-            } catch {
-                logger.error("took over, but the old process did not confirm its drain: \(error)")
-            }
-        }
+        handover?.started(logger: logger)
         let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
         var control: ControlServer?
         if let path = start.controlSocket {
@@ -52,10 +46,12 @@ enum GatewayRunner {
                 failStartup("\(error)", code: 1)
             }
         }
+        let admin = startAdmin(start, gateway: gateway, reloads: reloads, logger: logger)
         let clock = ContinuousClock()
         let started = clock.now
         let ports = gateway.ports.map(String.init).joined(separator: ",")
         logger.notice("listening on \(config.listenAddresses[0].host):\(ports) \(start.summary)")
+        service.ready("serving on \(config.listenAddresses[0].host):\(ports)")
 
         var last = (stats: gateway.stats(), time: started)
         // The wait is sliced so that the end of a restart's drain is noticed within a quarter second.
@@ -70,13 +66,16 @@ enum GatewayRunner {
                 }
                 if signal == SIGHUP {
                     logger.notice("SIGHUP: re-reading the settings")
+                    service.reloading()
                     _ = reloads.reload()
+                    service.reloaded()
                 }
                 if signal == SIGUSR2 {
                     logger.notice("SIGUSR2: draining for a restart")
                     gateway.drainForRestart()
                 }
             }
+            service.tick()
             if gateway.hasStopped {
                 logger.notice("drained: stopping")
                 break
@@ -84,14 +83,40 @@ enum GatewayRunner {
             let now = clock.now
             guard settings.statsInterval > 0, now >= due else { continue }
             let stats = gateway.stats()
-            logger.info("stats: \(StatsSummary.line(from: last.stats, to: stats, seconds: (now - last.time).seconds))")
+            let line = StatsSummary.line(from: last.stats, to: stats, seconds: (now - last.time).seconds)
+            logger.info("stats: \(line)")
+            service.status(line)
             last = (stats, now)
         }
 
+        service.stopping()
+        admin?.stop()
         control?.stop()
         gateway.stop()
         let uptime = (clock.now - started).seconds
         logger.notice("stopped after \(Int(uptime)) s: \(StatsSummary.line(from: GatewayStats(), to: gateway.stats(), seconds: uptime))")
+    }
+
+    /// `--admin`: a bad address stops start-up like any bad setting (exit 2), a failed bind with 1.
+    private static func startAdmin(_ settings: Settings, gateway: Gateway, reloads: Reloads,
+                                   logger: Logger) -> AdminServer? {
+        guard let address = settings.admin else { return nil }
+        let server: AdminServer
+        do {
+            server = try AdminServer(host: address.host, port: address.port, allowPublic: settings.adminPublic,
+                                     control: AdminBridge(gateway: gateway, reloads: reloads), logger: logger)
+        } catch {
+            gateway.stop()
+            failStartup("\(error)", code: 2)
+        }
+        do {
+            let port = try server.start()
+            logger.notice("admin endpoint on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
+        } catch {
+            gateway.stop()
+            failStartup("\(error)", code: 1)
+        }
+        return server
     }
 
     /// The listeners a master passed down (a worker), or none.

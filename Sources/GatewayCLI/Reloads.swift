@@ -1,3 +1,4 @@
+import GatewayAdmin
 import GatewayCore
 import Logging
 import Synchronization
@@ -6,11 +7,6 @@ import Synchronization
 /// the keys that can change while running; the others are reported as needing a restart and keep
 /// their running value. A bad file changes nothing and is logged with its key and what it allows.
 final class Reloads: Sendable {
-    enum Outcome: Equatable {
-        case applied(changed: [String], needRestart: [String])
-        case rejected(String)
-    }
-
     /// The keys applied live: the engine's (Gateway.liveKeys) and the front end's.
     static let liveKeys = Set(Gateway.liveKeys + ["log_level", "stats_interval"])
 
@@ -30,8 +26,8 @@ final class Reloads: Sendable {
     /// The settings in force.
     var settings: Settings { running.withLock { $0 } }
 
-    func reload() -> Outcome {
-        running.withLock { current -> Outcome in
+    func reload() -> ReloadOutcome {
+        running.withLock { current -> ReloadOutcome in
             let new: Settings
             do throws(ConfigError) {
                 new = try reread()
@@ -41,8 +37,11 @@ final class Reloads: Sendable {
             }
             let old = current.values, now = new.values
             let changed = now.keys.filter { old[$0] != now[$0] }.sorted()
-            let live = changed.filter(Self.liveKeys.contains)
-            let restart = changed.filter { !Self.liveKeys.contains($0) }
+            // Forwarding cannot start or end while running: only a change of servers applies live.
+            let switches = current.config.upstream.isEmpty != new.config.upstream.isEmpty
+            let isLive = { (key: String) in Self.liveKeys.contains(key) && !(key == "upstream" && switches) }
+            let live = changed.filter(isLive)
+            let restart = changed.filter { !isLive($0) }
             var next = current
             next.takeLive(from: new)
             do throws(ConfigError) {
@@ -97,6 +96,7 @@ extension Settings {
         config.allow = new.config.allow
         config.deny = new.config.deny
         config.pushOverflow = new.config.pushOverflow
+        if config.upstream.isEmpty == new.config.upstream.isEmpty { config.upstream = new.config.upstream }
         statsInterval = new.statsInterval
         logLevel = new.logLevel
     }

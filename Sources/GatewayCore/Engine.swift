@@ -43,6 +43,10 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// the connections still open are ended; Deal tells each client how long it has left.
     private let restarting = UnsafeAtomic<Bool>.create(false)
     let reconnectDeadline = UnsafeAtomic<UInt64>.create(0)
+    /// A reload turned per-address counting on: Monitor counts the clients already open at its next tick.
+    let countOpenAddresses = ManagedAtomic<Bool>(false)
+    /// The LiveSettings version Monitor admits connections under (`reconfigure` waits for it).
+    let acceptTakenVersion = ManagedAtomic<UInt64>(0)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
@@ -110,11 +114,13 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
 
     /// A reload (any thread): the live keys of `config` (LiveSettings.keys) take effect at each
     /// thread's next tick; the lists and per-address limits at the next accept.
-    func reconfigure(_ config: GatewayConfig) {
-        live.publish(LiveSettings(config))
+    func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
+        try live.publish { old throws(ConfigError) in try LiveSettings(config, after: old) }
         rules.store(AddressRules(allow: config.allow, deny: config.deny), ordering: .releasing)
-        limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
-                           acceptRate: config.acceptRate)
+        if limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
+                              acceptRate: config.acceptRate) {
+            countOpenAddresses.store(true, ordering: .releasing)
+        }
         for stage in stages { stage.doorbell.ring() }
     }
 

@@ -1,3 +1,4 @@
+import CLinux
 import CURCU
 import Glibc
 import Logging
@@ -24,6 +25,28 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     /// The listening sockets, for a hot restart to hand over (SCM_RIGHTS); empty once stopped accepting.
     public private(set) var listenerDescriptors: [Int32] = []
+
+    /// Binds and listens on every address of `config`, for a master process to share with its workers
+    /// (`start(inheriting:)`): the descriptors are inherited across exec (no FD_CLOEXEC).
+    public static func bindListeners(_ config: GatewayConfig) throws(SocketError) -> [Int32] {
+        var fds: [Int32] = []
+        do throws(SocketError) {
+            for address in config.listenAddresses {
+                let l = try Listener(host: address.host, port: address.port, backlog: config.backlog)
+                fds.append(l.fd)
+                guard fcntl(l.fd, F_SETFD, 0) == 0 else { throw SocketError("fcntl F_SETFD", gw_errno()) }
+            }
+        } catch {
+            for fd in fds { close(fd) }
+            throw error
+        }
+        return fds
+    }
+
+    /// "127.0.0.1:7000" for each listening socket, as bound (a port given as 0 shows the one chosen).
+    public static func addresses(of listeners: [Int32]) -> [String] {
+        listeners.map { fd in (try? Listener.boundAddress(fd)).map(\.description) ?? "descriptor \(fd)" }
+    }
 
     /// Binds, listens and starts the threads. With `inherited` listening sockets (from the process
     /// this one takes over, or from a master process), serves on those instead of binding its own.
@@ -53,7 +76,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             engine.logger.info(
                 "\(config.role) node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
         }
-        let monitor = try MonitorThread(engine: engine, listeners: listeners)
+        let monitor = try MonitorThread(engine: engine, listeners: listeners, shared: !inherited.isEmpty)
         self.monitor = monitor
         let engine = engine
         threads = [
@@ -83,15 +106,26 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Hand-over to a new process that shares the listeners: stop accepting, ask each client to
     /// reconnect (spread over drain_timeout), then stop as `stop()` does; `hasStopped` tells when.
     public func drainForRestart() {
-        listenerDescriptors = []
         monitor?.requestRestartDrain()
     }
 
     /// A reload: the keys of LiveSettings.keys take effect (timers set from now on use the new
     /// lengths); the rest of `config` is ignored here, the caller says those need a restart.
+    /// Returns once connections are admitted under the new lists and limits (Monitor's next tick);
+    /// the other threads take the rest at their next tick.
     public func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
         try config.validate()
-        engine.reconfigure(config)
+        guard config.upstream.isEmpty == self.config.upstream.isEmpty else {
+            throw ConfigError(key: "upstream", value: config.upstream.isEmpty ? "none" : "servers",
+                              allowed: "servers while forwarding, none while echoing: switching needs a restart")
+        }
+        try engine.reconfigure(config)
+        guard monitor != nil, !engine.stagesShouldExit else { return }
+        let version = engine.live.currentVersion
+        let deadline = MonotonicClock.nanoseconds() &+ 100 * UInt64(config.tickMilliseconds) * 1_000_000
+        while engine.acceptTakenVersion.load(ordering: .acquiring) != version, MonotonicClock.nanoseconds() < deadline {
+            usleep(1000)
+        }
     }
 
     /// The keys `reconfigure` applies while running.
@@ -108,7 +142,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         var s = engine.counters.snapshot(connectionsOpen: engine.table.inUse,
                                          pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
                                          bufferedBytes: engine.pool.bytesInUse)
-        s.linksConfigured = UInt64(config.upstream.count * config.upstreamLinks)
+        s.linksConfigured = UInt64(engine.live.current.linkTargets.count { $0 != nil })
         let table = engine.table
         // Read from outside the rings' two threads, a count can be taken mid-pop: past the capacity, it is.
         func level(_ ring: FrameRing) -> UInt64 { ring.count <= config.ringCapacity ? UInt64(ring.count) : 0 }

@@ -20,13 +20,20 @@ struct LiveSettings {
     var floodBytesPerSecond: Int
     /// Monitor's.
     var drainTimeout: Int
+    /// The outbound links by position (the link number in HELLO): the server each one goes to, or nil
+    /// for a position whose server a reload removed. Positions are never reused, so Deal and Monitor
+    /// agree on them without talking; a reload appends `upstream_links` positions per new server.
+    var linkTargets: [GatewayConfig.Upstream?]
 
     /// The keys of GatewayConfig that apply live (the allow/deny lists and per-address limits too,
     /// which `Engine.reconfigure` swaps itself).
     static let keys = ["idle_timeout", "frame_timeout", "proxy_timeout", "max_pending_bytes", "max_buffered_bytes",
                        "write_stall_timeout", "max_queue_wait", "push_overflow", "max_rooms_per_session",
                        "flood_frames_per_s", "flood_bytes_per_s", "drain_timeout", "allow", "deny",
-                       "max_conns_per_ip", "conn_rate_per_ip", "accept_rate"]
+                       "max_conns_per_ip", "conn_rate_per_ip", "accept_rate", "upstream"]
+
+    /// Link positions are u16 link numbers.
+    static let maxLinkPositions = Int(UInt16.max)
 
     init(_ config: GatewayConfig) {
         let tick = UInt64(config.tickMilliseconds)
@@ -44,6 +51,21 @@ struct LiveSettings {
         floodFramesPerSecond = config.floodFramesPerSecond
         floodBytesPerSecond = config.floodBytesPerSecond
         drainTimeout = config.drainTimeout
+        linkTargets = config.upstream.flatMap { Array(repeating: $0, count: config.upstreamLinks) }
+    }
+
+    /// A reload's settings, keeping the positions of links to servers still listed.
+    init(_ config: GatewayConfig, after old: LiveSettings) throws(ConfigError) {
+        self.init(config)
+        var targets = old.linkTargets.map { target in target.flatMap { config.upstream.contains($0) ? $0 : nil } }
+        for server in config.upstream where !targets.contains(server) {
+            targets += Array(repeating: server, count: config.upstreamLinks)
+        }
+        guard targets.count <= Self.maxLinkPositions else {
+            throw ConfigError(key: "upstream", value: config.upstream.map(\.description).joined(separator: ","),
+                              allowed: "at most \(Self.maxLinkPositions) link positions since start; restart to reset")
+        }
+        linkTargets = targets
     }
 }
 
@@ -56,8 +78,11 @@ final class PublishedSettings: @unchecked Sendable {  // `value` is read and wri
 
     init(_ value: LiveSettings) { self.value = value }
 
-    func publish(_ new: LiveSettings) {
-        lock.withLock { value = new }
+    /// Builds the next settings from the current ones and publishes them; one reload at a time.
+    func publish(_ make: (LiveSettings) throws(ConfigError) -> LiveSettings) throws(ConfigError) {
+        lock.lock()
+        defer { lock.unlock() }
+        value = try make(value)
         version.wrappingIncrement(ordering: .releasing)
     }
 
@@ -70,4 +95,5 @@ final class PublishedSettings: @unchecked Sendable {  // `value` is read and wri
     }
 
     var current: LiveSettings { lock.withLock { value } }
+    var currentVersion: UInt64 { version.load(ordering: .acquiring) }
 }

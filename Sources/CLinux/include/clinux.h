@@ -44,6 +44,9 @@ void gw_set_thread_name(const char *name);
 // Pin the calling thread to one CPU; returns 0 or an errno value.
 int gw_pin_to_cpu(int cpu);
 
+// A worker process asks for `signal` when its master dies (prctl PR_SET_PDEATHSIG; variadic in C).
+int gw_set_parent_death_signal(int signal);
+
 // One message on a Unix stream socket carrying `count` descriptors (SCM_RIGHTS) and `len` bytes
 // (at least one). Returns sendmsg's result; -1 with errno on failure.
 long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t len);

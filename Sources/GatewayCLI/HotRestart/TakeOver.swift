@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 
 /// `--take-over PATH`: the new process's side of a hot restart. It asks the running gateway at PATH
 /// for its listening sockets, starts serving on them, then says so; only then does the old one
@@ -8,7 +9,18 @@ struct TakeOver {
     let listeners: [Int32]
     private let stream: UnixStream
 
-    init(path: String) throws(HandoverError) {
+    /// Nil when no gateway listens at `path` (none runs, or it died): then this one binds its own
+    /// listeners, so one command line serves for the first start and for every restart.
+    static func ask(_ path: String, logger: Logger) throws(HandoverError) -> TakeOver? {
+        do {
+            return try TakeOver(path: path)
+        } catch where error.nobodyThere {
+            logger.notice("nothing to take over at \(path) (\(error)): binding the listeners")
+            return nil
+        }
+    }
+
+    private init(path: String) throws(HandoverError) {
         stream = try UnixStream.connect(to: path)
         stream.setTimeout(seconds: 60)
         try stream.send("TAKEOVER 1")
@@ -22,8 +34,18 @@ struct TakeOver {
         listeners = reply.descriptors
     }
 
-    /// Serving on the listeners: the old process stops accepting; returns its drain window in seconds.
-    func started() throws(HandoverError) -> Int {
+    /// Serving on the listeners: tells the old process, which stops accepting and drains; logged.
+    func started(logger: Logger) {
+        do {
+            let seconds = try confirm()
+            logger.notice("took over \(listeners.count) listeners; the old process drains over \(seconds) s")
+        } catch {
+            logger.error("took over, but the old process did not confirm its drain: \(error)")
+        }
+    }
+
+    /// Returns the old process's drain window in seconds.
+    private func confirm() throws(HandoverError) -> Int {
         try stream.send("STARTED")
         guard let reply = try stream.receive(), reply.line.hasPrefix("DRAINING "),
               let seconds = Int(reply.line.dropFirst("DRAINING ".count)) else {

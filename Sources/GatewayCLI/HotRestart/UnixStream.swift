@@ -21,7 +21,11 @@ final class UnixStream {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        guard rc == 0 else { throw HandoverError("connect \(path): \(String(cString: strerror(errno)))") }
+        guard rc == 0 else {
+            let e = errno
+            throw HandoverError("connect \(path): \(String(cString: strerror(e)))",
+                                nobodyThere: e == ENOENT || e == ECONNREFUSED)
+        }
         return stream
     }
 
@@ -78,5 +82,11 @@ final class UnixStream {
 /// A hot restart that could not go ahead: the old process keeps serving.
 struct HandoverError: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    /// No process listens at the control socket: there is nothing to take over.
+    let nobodyThere: Bool
+
+    init(_ description: String, nobodyThere: Bool = false) {
+        self.description = description
+        self.nobodyThere = nobodyThere
+    }
 }

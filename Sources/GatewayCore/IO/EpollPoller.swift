@@ -34,8 +34,10 @@ final class EpollPoller: Poller {
         try control(EPOLL_CTL_ADD, fd, mask, token)
     }
 
+    /// Exclusive: workers (and a process handing over) share one listener, and a new connection
+    /// wakes one of their pollers, not all of them.
     func addListener(fd: Int32, token: UInt64) throws(SocketError) {
-        try control(EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, token)
+        try control(EPOLL_CTL_ADD, fd, EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, token)
     }
 
     @discardableResult

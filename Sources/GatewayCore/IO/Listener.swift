@@ -85,7 +85,7 @@ struct Listener {
         address = GatewayConfig.ListenAddress(host: bound.host, port: port)
     }
 
-    private static func boundAddress(_ fd: Int32) throws(SocketError) -> PeerAddress {
+    static func boundAddress(_ fd: Int32) throws(SocketError) -> PeerAddress {
         var actual = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &actual) {

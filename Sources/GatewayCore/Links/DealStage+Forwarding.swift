@@ -334,10 +334,7 @@ extension DealStage {
         return .closeLink
     }
 
-    private func linkName(_ position: Int) -> String {
-        let servers = engine.config.upstream
-        return "link \(position) to \(servers[position / engine.config.upstreamLinks])"
-    }
+    private func linkName(_ position: Int) -> String { uplinks?.name(position) ?? "link \(position)" }
 
     /// A link is gone: its clients move to other links at their next frame.
     func uplinkClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,

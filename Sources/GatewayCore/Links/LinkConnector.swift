@@ -12,24 +12,37 @@ final class LinkConnector {
         case waiting(until: UInt64)
         case connecting(ConnectionID)
         case open(ConnectionID)
+        /// A reload removed its server: never connected again.
+        case retired
     }
 
     private unowned(unsafe) let engine: Engine
-    private let targets: [(address: sockaddr_in, name: String)]
-    private let linksPerServer: Int
-    private var states: [State]
-    private var backoff: [UInt64]
+    /// Per link position (LiveSettings.linkTargets): where it connects, or nil once retired.
+    private var targets: [(address: sockaddr_in, name: String)?] = []
+    private var states: [State] = []
+    private var backoff: [UInt64] = []
     /// Down was logged since the link last connected: retries stay quiet.
-    private var reportedDown: [Bool]
+    private var reportedDown: [Bool] = []
     private let baseBackoff: UInt64
     private let maxBackoff: UInt64
     private var random = SystemRandomNumberGenerator()
 
     init(engine: Engine) throws(ConfigError) {
         self.engine = engine
-        let config = engine.config
-        var targets: [(sockaddr_in, String)] = []
-        for upstream in config.upstream {
+        maxBackoff = UInt64(engine.config.linkRetryMaxMilliseconds) * 1_000_000
+        baseBackoff = max(maxBackoff / 16, 1_000_000)
+        try retarget(engine.live.current.linkTargets)
+    }
+
+    /// The link positions after a reload (only once Deal has taken them): new positions connect at
+    /// once, removed ones close their link (the clients on it move at their next frame).
+    func retarget(_ new: [GatewayConfig.Upstream?]) throws(ConfigError) {
+        for position in new.indices {
+            if position < targets.count {
+                if new[position] == nil, targets[position] != nil { retire(position) }
+                continue
+            }
+            guard let upstream = new[position] else { continue }
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_port = in_port_t(UInt16(upstream.port).bigEndian)
@@ -37,20 +50,27 @@ final class LinkConnector {
                 throw ConfigError(key: "upstream", value: "\(upstream)", allowed: "IPv4 HOST:PORT")
             }
             targets.append((addr, "\(upstream)"))
+            states.append(.waiting(until: 0))
+            backoff.append(baseBackoff)
+            reportedDown.append(false)
         }
-        self.targets = targets
-        linksPerServer = config.upstreamLinks
-        let count = targets.count * linksPerServer
-        maxBackoff = UInt64(config.linkRetryMaxMilliseconds) * 1_000_000
-        baseBackoff = max(maxBackoff / 16, 1_000_000)
-        states = Array(repeating: .waiting(until: 0), count: count)
-        backoff = Array(repeating: baseBackoff, count: count)
-        reportedDown = Array(repeating: false, count: count)
+    }
+
+    private func retire(_ position: Int) {
+        engine.logger.notice("\(name(position)): its server was removed from upstream; closing it")
+        targets[position] = nil
+        let state = states[position]
+        states[position] = .retired
+        switch state {
+        case .open(let id): engine.requestClose(id, cause: .upstream)
+        case .connecting(let id): abandon(id, engine.table.slot(id.index))
+        case .waiting, .retired: break
+        }
     }
 
     var count: Int { states.count }
 
-    func name(_ position: Int) -> String { "link \(position) to \(targets[position / linksPerServer].name)" }
+    func name(_ position: Int) -> String { "link \(position) to \(targets[position]?.name ?? "a removed server")" }
 
     /// Each tick: links whose back-off is over connect again (not while stopping).
     func connectDue(now: UInt64) {
@@ -61,6 +81,7 @@ final class LinkConnector {
     }
 
     private func connect(_ position: Int, now: UInt64) {
+        guard var address = targets[position]?.address else { return }
         guard let index = engine.table.allocate() else {
             retry(position, now: now, why: "no free slot (max_connections)")
             return
@@ -79,7 +100,6 @@ final class LinkConnector {
         }
         let s = engine.table.slot(index)
         s.pointee.fd = fd
-        var address = targets[position / linksPerServer].address
         s.pointee.peer = PeerAddress(ipv4: address.sin_addr.s_addr, port: UInt16(bigEndian: address.sin_port))
         s.pointee.kind = SlotKind.uplink.rawValue
         s.pointee.linkPosition = UInt16(position)
@@ -132,13 +152,18 @@ final class LinkConnector {
 
     /// The connect failed: the slot, seen by no other thread, is reset and freed here.
     private func fail(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, why: String) {
-        engine.poller.remove(fd: s.pointee.fd)  // false when the connect failed before registration
         let position = Int(s.pointee.linkPosition)
-        engine.reclaim(s)
+        abandon(id, s)
         retry(position, now: now, why: why)
     }
 
+    private func abandon(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        engine.poller.remove(fd: s.pointee.fd)  // false when the connect failed before registration
+        engine.reclaim(s)
+    }
+
     private func retry(_ position: Int, now: UInt64, why: String) {
+        if case .retired = states[position] { return }
         if !reportedDown[position] {
             reportedDown[position] = true
             engine.logger.warning("\(name(position)) down: \(why); retrying every \(maxBackoff / 1_000_000) ms at most")

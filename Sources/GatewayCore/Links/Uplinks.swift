@@ -31,19 +31,36 @@ final class Uplinks {
     /// The HELLO status each link was last refused with (nil: not refused), so a
     /// link that keeps being refused is logged once per change.
     var refusals: [UInt32?]
+    /// Each position's server, for logs (nil once a reload removed it).
+    var targets: [GatewayConfig.Upstream?]
     /// Set by Gateway.start before the threads run (it may depend on the bound port).
     var node: UInt32
     let heartbeatTicks: UInt64
     /// max_queue_wait in ticks; 0: no limit.
     var maxWaitTicks: UInt64
 
-    init(count: Int, node: UInt32, heartbeatTicks: UInt64, maxWaitTicks: UInt64) {
+    init(targets: [GatewayConfig.Upstream?], node: UInt32, heartbeatTicks: UInt64, maxWaitTicks: UInt64) {
         self.maxWaitTicks = maxWaitTicks
-        links = Array(repeating: Link(), count: count)
-        dirty.reserveCapacity(count)
-        refusals = Array(repeating: nil, count: count)
+        self.targets = targets
+        links = Array(repeating: Link(), count: targets.count)
+        dirty.reserveCapacity(targets.count)
+        refusals = Array(repeating: nil, count: targets.count)
         self.node = node
         self.heartbeatTicks = max(1, heartbeatTicks)
+    }
+
+    /// A reload's positions: new ones are appended (Monitor connects them only after this).
+    func retarget(_ new: [GatewayConfig.Upstream?]) {
+        targets = new
+        while links.count < new.count {
+            links.append(Link())
+            refusals.append(nil)
+        }
+        dirty.reserveCapacity(links.count)
+    }
+
+    func name(_ position: Int) -> String {
+        "link \(position) to \(targets[position].map(\.description) ?? "a removed server")"
     }
 
     /// Send must hear about the link's output at the end of the batch.

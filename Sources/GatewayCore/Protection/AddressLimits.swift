@@ -75,6 +75,14 @@ struct AddressLimits {
         return nil
     }
 
+    /// A connection already open when a reload turned counting on: counted, never refused.
+    mutating func count(_ peer: PeerAddress, now: UInt64) {
+        let key = Self.key(peer)
+        var entry = entries[key] ?? Entry(connections: 0, tokens: ratePerAddress, refilledAt: now)
+        entry.connections += 1
+        entries[key] = entry
+    }
+
     /// An admitted connection from `peer` that was counted closed (even if a reload since stopped counting).
     mutating func closed(_ peer: PeerAddress) {
         let key = Self.key(peer)
@@ -110,12 +118,21 @@ final class SharedAddressLimits: @unchecked Sendable {  // every access holds `l
         counting = ManagedAtomic(limits.countsConnections)
     }
 
-    /// A reload: new limits for the connections that come next.
-    func reconfigure(maxPerAddress: Int, ratePerAddress: Int, acceptRate: Int) {
+    /// A reload: new limits for the connections that come next. True when it turned counting on:
+    /// then the connections already open must be counted (`count`), so the limit holds for them too.
+    func reconfigure(maxPerAddress: Int, ratePerAddress: Int, acceptRate: Int) -> Bool {
         lock.lock()
+        defer { lock.unlock() }
+        let was = limits.countsConnections
         limits.reconfigure(maxPerAddress: maxPerAddress, ratePerAddress: ratePerAddress, acceptRate: acceptRate)
         active.store(limits.isActive, ordering: .relaxed)
         counting.store(limits.countsConnections, ordering: .relaxed)
+        return !was && limits.countsConnections
+    }
+
+    func count(_ peer: PeerAddress, now: UInt64) {
+        lock.lock()
+        limits.count(peer, now: now)
         lock.unlock()
     }
 

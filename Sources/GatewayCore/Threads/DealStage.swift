@@ -54,7 +54,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if config.upstream.isEmpty {
             uplinks = nil
         } else {
-            uplinks = Uplinks(count: config.upstream.count * config.upstreamLinks, node: 0,
+            uplinks = Uplinks(targets: live.linkTargets, node: 0,
                               heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / tick),
                               maxWaitTicks: live.maxWaitTicks)
             input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
@@ -87,8 +87,13 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         live = new
         uplinks?.maxWaitTicks = new.maxWaitTicks
+        uplinks?.retarget(new.linkTargets)
         sessions?.directory.maxRooms = new.maxRoomsPerSession
+        takenLiveVersion.store(liveVersion, ordering: .releasing)
     }
+
+    /// The LiveSettings version Deal has taken: Monitor connects a reload's new links only after.
+    let takenLiveVersion = ManagedAtomic<UInt64>(0)
 
     func batchDone() {
         if let uplinks, !uplinks.dirty.isEmpty { flushLinks(uplinks) }

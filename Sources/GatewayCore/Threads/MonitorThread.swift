@@ -17,6 +17,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
     private static let lowestListenerToken = UInt64.max - 1 - 64
 
+    /// The LiveSettings version accepts follow (open clients counted if it turned counting on).
+    private var acceptVersion: UInt64 = 0
+    /// The LiveSettings version whose link positions the connector has.
+    private var liveVersion: UInt64 = 0
     private let tickNanoseconds: UInt64
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
@@ -39,7 +43,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Outbound links, when the gateway forwards upstream.
     private let connector: LinkConnector?
 
-    init(engine: Engine, listeners: [Listener]) throws {
+    /// Connections taken per listener wake-up. Listeners shared with other processes (workers) take
+    /// few, so that the next connections wake another process's poller rather than queue behind this one.
+    private let acceptBatch: Int
+
+    init(engine: Engine, listeners: [Listener], shared: Bool) throws {
+        acceptBatch = shared ? 16 : 512
         self.engine = engine
         table = engine.table
         poller = engine.poller
@@ -123,7 +132,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private func acceptBatch(_ i: Int) {
         guard i < listeners.count, !acceptPaused else { return }
         let listener = listeners[i]
-        for _ in 0..<512 {
+        for _ in 0..<acceptBatch {
             var addr = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &addr) {
@@ -220,7 +229,14 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         tick &+= 1 &+ (now - nextTickAt) / tickNanoseconds
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
+        if let connector { followUpstream(connector) }
         connector?.connectDue(now: now)
+        let version = engine.live.currentVersion
+        if version != acceptVersion {
+            if engine.countOpenAddresses.exchange(false, ordering: .acquiring) { countOpenAddresses(now: now) }
+            acceptVersion = version
+            engine.acceptTakenVersion.store(version, ordering: .releasing)
+        }
         if engine.limits.countsConnections { engine.limits.sweep(now: now) }
         if acceptPaused {
             do {
@@ -229,6 +245,32 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             } catch {
                 engine.logger.error("accept still paused: \(error); retrying next tick")
             }
+        }
+    }
+
+    /// A reload turned max_conns_per_ip or conn_rate_per_ip on: the clients already open count against
+    /// their addresses (Monitor releases them at detach, like those counted at accept). Behind PROXY
+    /// protocol, Receive counts the address a header names, so only connections accepted later count.
+    private func countOpenAddresses(now: UInt64) {
+        guard !engine.config.proxyProtocol else { return }
+        forEachOpen { id in
+            let s = table.slot(id.index)
+            guard s.pointee.kind == SlotKind.client.rawValue, s.atomic(\.addressCounted).load(ordering: .relaxed) == 0
+            else { return }
+            s.atomic(\.addressCounted).store(1, ordering: .releasing)
+            engine.limits.count(s.pointee.peer, now: now)
+        }
+    }
+
+    /// A reload's upstream list, once Deal has taken it (so Deal knows every position Monitor connects).
+    private func followUpstream(_ connector: LinkConnector) {
+        guard liveVersion != engine.live.currentVersion,
+              engine.deal.takenLiveVersion.load(ordering: .acquiring) == engine.live.currentVersion else { return }
+        liveVersion = engine.live.currentVersion
+        do {
+            try connector.retarget(engine.live.current.linkTargets)
+        } catch {
+            engine.logger.error("reload: \(error); the links stay as they were")
         }
     }
 

@@ -21,6 +21,6 @@ struct RootCommand: ParsableCommand {
                        --conns CONNS --threads THREADS
         Flags may follow the positional values: bin_test 0 127.0.0.1 7001 --json
         """,
-        subcommands: [ServerCommand.self, ClientCommand.self, CoreCommand.self]
+        subcommands: [ServerCommand.self, ClientCommand.self, CoreCommand.self, RestartProbeCommand.self]
     )
 }

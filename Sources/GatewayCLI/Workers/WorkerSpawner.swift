@@ -1,0 +1,90 @@
+import CLinux
+import Glibc
+
+/// Starts one worker: this same executable with the same arguments (less --take-over), told by its
+/// environment which inherited descriptors are the listeners, its index, and its master's pid.
+struct WorkerSpawner {
+    static let indexEnvironment = "GATEWAY_WORKER_INDEX"
+    static let masterEnvironment = "GATEWAY_WORKER_MASTER_PID"
+
+    let arguments: [String]
+    let listeners: [Int32]
+    /// This executable's real path: a worker shows in ps(1) by its name, not as "exe".
+    let executable: String
+
+    /// The command line for workers: --take-over is the master's business alone.
+    init(commandLine: [String], listeners: [Int32]) {
+        var arguments: [String] = []
+        var skipNext = false
+        for argument in commandLine.dropFirst() {
+            if skipNext {
+                skipNext = false
+            } else if argument == "--take-over" {
+                skipNext = true
+            } else if !argument.hasPrefix("--take-over=") {
+                arguments.append(argument)
+            }
+        }
+        self.arguments = arguments
+        self.listeners = listeners
+        var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
+        executable = length > 0 ? String(decoding: path.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            : "/proc/self/exe"
+    }
+
+    /// In a worker, its index (and the worker's environment is cleaned, and it asks to be stopped when
+    /// its master dies); nil in any other process.
+    static func workerIndex() -> Int? {
+        guard let index = getenv(indexEnvironment).flatMap({ Int(String(cString: $0)) }) else { return nil }
+        let master = getenv(masterEnvironment).flatMap { pid_t(String(cString: $0)) }
+        unsetenv(indexEnvironment)
+        unsetenv(masterEnvironment)
+        _ = gw_set_parent_death_signal(SIGTERM)
+        // The master may have died before the request took effect.
+        if let master, getppid() != master { exit(0) }
+        return index
+    }
+
+    /// The new worker's pid.
+    func spawn(index: Int) throws(HandoverError) -> pid_t {
+        var environment = ProcessEnvironment.current()
+        environment[GatewayRunner.inheritedEnvironment] = listeners.map(String.init).joined(separator: ",")
+        environment[Self.indexEnvironment] = "\(index)"
+        environment[Self.masterEnvironment] = "\(getpid())"
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The master blocks its signals to take them synchronously; a worker starts with none blocked.
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        guard rc == 0 else { throw HandoverError("posix_spawn worker \(index): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+}
+
+/// The process environment as a dictionary (Foundation's would do, but this stays on Glibc).
+enum ProcessEnvironment {
+    static func current() -> [String: String] {
+        var result: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            p += 1
+        }
+        return result
+    }
+}

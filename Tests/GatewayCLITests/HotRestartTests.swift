@@ -1,0 +1,174 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A hot restart under load, end to end on the built binaries: `gateway` A serves 1000 busy clients
+/// and 200 new connections a second (`bin_test restart-probe`); gateway B takes A's listeners over;
+/// every client is asked to reconnect within A's drain window, and not one request or connect fails.
+@Suite struct HotRestartTests {
+    static let drainSeconds = 6
+    static let connections = 1000
+
+    /// A child process whose stdout and stderr go to files, read back while it runs.
+    final class Child {
+        let process = Process()
+        let stdoutPath: String
+        let stderrPath: String
+
+        init(_ executable: URL, _ arguments: [String], logs directory: URL, name: String) throws {
+            stdoutPath = directory.appendingPathComponent("\(name).out").path
+            stderrPath = directory.appendingPathComponent("\(name).err").path
+            // The handles below need the files to exist; a failure shows as their error.
+            _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+            process.executableURL = executable
+            process.arguments = arguments
+            // Only what the test sets, so a GATEWAY_ variable in the caller's environment cannot leak in.
+            process.environment = [:]
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+            try process.run()
+        }
+
+        var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+        /// Polls stderr for `text` for at most `seconds`; false if it never came or the process ended first.
+        func waitForLog(_ text: String, seconds: Double) -> Bool {
+            let deadline = Date(timeIntervalSinceNow: seconds)
+            while Date() < deadline {
+                if stderr.contains(text) { return true }
+                if !process.isRunning { return stderr.contains(text) }
+                usleep(50_000)
+            }
+            return false
+        }
+
+        /// Waits at most until `deadline` for the process to exit.
+        func waitForExit(by deadline: Date) -> Bool {
+            while process.isRunning && Date() < deadline { usleep(50_000) }
+            return !process.isRunning
+        }
+
+        /// For every way out of the test: nothing it started outlives it.
+        func kill() {
+            guard process.isRunning else { return }
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    static func figures(_ json: String) throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8))
+        return try #require(object as? [String: Any], "restart-probe printed no JSON object: \(json)")
+    }
+
+    /// One echo on a new connection: a frame of cmd 1 comes back identical.
+    static func echoes(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var limit = timeval(tv_sec: 5, tv_usec: 0)
+        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
+            setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { return false }
+        // length 23, seq 7, cmd 1, status 0, uid 9, body "hello".
+        let frame: [UInt8] = [0, 0, 0, 23, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9] + Array("hello".utf8)
+        guard frame.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == frame.count else {
+            return false
+        }
+        var reply = [UInt8](repeating: 0, count: frame.count)
+        var have = 0
+        while have < reply.count {
+            let n = reply.withUnsafeMutableBytes { read(fd, $0.baseAddress! + have, $0.count - have) }
+            guard n > 0 else { return false }
+            have += n
+        }
+        return reply == frame
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func takeOverUnderLoadLosesNothing() throws {
+        let gateway = try GatewayBinaryTests.binary()
+        let binTest = gateway.deletingLastPathComponent().appendingPathComponent("bin_test")
+        try #require(FileManager.default.isExecutableFile(atPath: binTest.path),
+                     "no bin_test executable at \(binTest.path): build it first (swift build --product bin_test)")
+        let logs = FileManager.default.temporaryDirectory.appendingPathComponent("hot-restart-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: logs) }
+        // sun_path holds 108 bytes, so not the (possibly long) $TMPDIR.
+        let control = "/tmp/gateway-restart-\(UUID().uuidString.prefix(8)).sock"
+        defer { unlink(control) }
+        let drain = ["--control-socket", control, "--drain-timeout", "\(Self.drainSeconds)", "--stats-interval", "0"]
+
+        let a = try Child(gateway, ["--port", "0"] + drain, logs: logs, name: "a")
+        defer { a.kill() }
+        try #require(a.waitForLog("listening on 127.0.0.1:", seconds: 20), "gateway A did not start: \(a.stderr)")
+        let portText = a.stderr.components(separatedBy: "listening on 127.0.0.1:")[1].prefix { $0.isNumber }
+        let port = try #require(Int(portText), "no port in gateway A's log: \(a.stderr)")
+
+        let probeStart = Date()
+        let probe = try Child(binTest, ["restart-probe", "--port", "\(port)", "--connections", "\(Self.connections)",
+                                        "--rate", "200", "--duration", "14"], logs: logs, name: "probe")
+        defer { probe.kill() }
+        try #require(probe.waitForLog("\(Self.connections) connections open", seconds: 30),
+                     "the probe's connections did not all open: \(probe.stderr)")
+        // Some traffic, short connections included, on A alone before the take-over.
+        let sinceStart = Date().timeIntervalSince(probeStart)
+        if sinceStart < 2 { usleep(UInt32((2 - sinceStart) * 1e6)) }
+
+        let b = try Child(gateway, ["--take-over", control] + drain, logs: logs, name: "b")
+        defer { b.kill() }
+        try #require(b.waitForLog("took over 1 listeners", seconds: 20), "gateway B did not take over: \(b.stderr)")
+        let tookOver = Date()
+
+        let aExited = a.waitForExit(by: tookOver.addingTimeInterval(Double(Self.drainSeconds) + 5))
+        #expect(aExited, "gateway A still running \(Self.drainSeconds) + 5 s after the take-over: \(a.stderr)")
+        if aExited {
+            #expect(a.process.terminationReason == .exit && a.process.terminationStatus == 0, "A: \(a.stderr)")
+        }
+        let handedOver = "taken over through \(control): draining over \(Self.drainSeconds) s"
+        #expect(a.stderr.contains(handedOver), "\(a.stderr)")
+        #expect(a.stderr.contains("drained: stopping"), "\(a.stderr)")
+
+        try #require(probe.waitForExit(by: Date(timeIntervalSinceNow: 40)),
+                     "the probe did not finish: \(probe.stderr)")
+        #expect(probe.process.terminationStatus == 0, "\(probe.stderr)")
+        let json = probe.stdout
+        print("restart-probe: \(json)")
+        let figures = try Self.figures(json)
+        func count(_ key: String) -> Int? { (figures[key] as? NSNumber)?.intValue }
+        let context = "restart-probe: \(json)\nA: \(a.stderr)\nB: \(b.stderr)"
+        for key in ["connect_refused", "connect_failed", "connect_timeouts", "reply_timeouts", "resets",
+                    "server_closes", "lost", "mismatched"] {
+            #expect(count(key) == 0, "\(key): \(context)")
+        }
+        #expect(count("notices") == Self.connections, "every original connection is asked once: \(context)")
+        #expect((count("reconnects") ?? 0) >= Self.connections, "\(context)")
+        #expect(count("long_open_at_stop") == Self.connections, "\(context)")
+        #expect((count("short_attempts") ?? 0) > 0, "\(context)")
+        #expect(count("short_completed") == count("short_attempts"), "\(context)")
+        #expect(count("replies_received") == count("requests_sent"), "\(context)")
+        let span = (figures["notice_span_s"] as? NSNumber)?.doubleValue
+        #expect(span.map { $0 <= Double(Self.drainSeconds) } == true, "\(context)")
+        #expect(count("notice_max_ms").map { $0 <= Self.drainSeconds * 1000 } == true, "\(context)")
+
+        #expect(Self.echoes(port: port), "gateway B does not answer after the restart: \(b.stderr)")
+        kill(b.process.processIdentifier, SIGTERM)
+        let bExited = b.waitForExit(by: Date(timeIntervalSinceNow: 15))
+        #expect(bExited, "gateway B did not stop on SIGTERM: \(b.stderr)")
+        if bExited {
+            #expect(b.process.terminationReason == .exit && b.process.terminationStatus == 0, "B: \(b.stderr)")
+        }
+    }
+}
