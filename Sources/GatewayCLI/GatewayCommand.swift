@@ -17,6 +17,16 @@ public struct GatewayCommand: ParsableCommand {
             variable GATEWAY_<KEY> (e.g. GATEWAY_MAX_CONNECTIONS=50000), then its flag. A bad value \
             stops start-up with one line on stderr and exit code 2; failing to listen exits with 1. \
             SIGTERM or SIGINT stops gracefully: replies already produced are sent, then exit 0.
+
+            Reload: SIGHUP (or POST /reload on --admin) reads the file and the environment again. These keys \
+            apply while running: \(Reloads.liveKeys.sorted().joined(separator: ", ")) (timers already \
+            running keep their length; upstream only between lists of servers, not to or from none). \
+            Every other key needs a restart: a reload logs which changed and keeps their running values. \
+            A bad file changes nothing and is logged with its key and what it allows.
+
+            Hot restart: start the new binary with --take-over PATH (the running one's --control-socket); \
+            it takes the listening sockets, serves, and the old one asks its clients to reconnect, spread \
+            over drain_timeout, then exits. No connection attempt is refused. See docs/OPERATIONS.md.
             """
     )
 
@@ -238,7 +248,7 @@ public struct GatewayCommand: ParsableCommand {
         var logger = Logger(label: "gateway")
         for warning in settings.warnings { logger.warning("\(warning)") }
         let service = ServiceManager(environment: environment, logger: logger)
-        guard let worker = WorkerSpawner.workerIndex() else {
+        guard let (worker, generation) = WorkerSpawner.worker() else {
             if settings.workers > 1 {
                 Master(settings: settings, logger: logger, signals: signals, service: service).run(takeOver: takeOver)
             }
@@ -250,6 +260,8 @@ public struct GatewayCommand: ParsableCommand {
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
             own.controlSocket = nil
+            // Workers run side by side: each its own node to the tiers above.
+            own.config.nodeInstance = generation << 8 | UInt32(worker)
             if let admin = own.admin, admin.port != 0 { own.admin!.port = admin.port + worker }
             return own
         }

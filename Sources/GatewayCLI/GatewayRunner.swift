@@ -13,7 +13,7 @@ enum GatewayRunner {
 
     static func run(_ start: Settings, logger: Logger, signals: ProcessSignals, service: ServiceManager,
                     takeOver: String?, reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
-        let config = start.config
+        var config = start.config
         let where_ = config.listenAddresses.map(\.description).joined(separator: ",")
         let handover: TakeOver?
         do {
@@ -22,6 +22,9 @@ enum GatewayRunner {
             failStartup("cannot take over: \(error)", code: 1)
         }
         let inherited = handover?.listeners ?? inheritedListeners()
+        // A successor runs beside the process it replaces: a different node to the tiers above.
+        let generation = handover?.generation ?? 0
+        config.nodeInstance |= generation << 8
         let gateway: Gateway
         do {
             gateway = try Gateway(config: config, logger: logger)
@@ -31,12 +34,17 @@ enum GatewayRunner {
         } catch {
             failStartup("cannot start on \(where_): \(error)", code: 1)
         }
-        handover?.started(logger: logger)
+        if let handover {
+            // The old process stops accepting on STARTED: only once this one takes the connections.
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !gateway.isAccepting, ContinuousClock.now < deadline { usleep(10_000) }
+            handover.started(logger: logger)
+        }
         let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
         var control: ControlServer?
         if let path = start.controlSocket {
             do {
-                control = try ControlServer(path: path, successor: handover != nil, listeners: gateway.listenerDescriptors,
+                control = try ControlServer(path: path, successor: handover != nil, generation: generation, listeners: gateway.listenerDescriptors,
                                             drainSeconds: config.drainTimeout, logger: logger) {
                     gateway.drainForRestart()
                 }

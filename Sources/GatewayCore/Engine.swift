@@ -47,6 +47,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let countOpenAddresses = ManagedAtomic<Bool>(false)
     /// The LiveSettings version Monitor admits connections under (`reconfigure` waits for it).
     let acceptTakenVersion = ManagedAtomic<UInt64>(0)
+    /// Monitor watches the listeners (not paused, not held for a link, not draining).
+    let accepting = ManagedAtomic<Bool>(false)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {

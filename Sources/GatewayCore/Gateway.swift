@@ -23,6 +23,9 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         engine = try Engine(config: config, handler: handler, logger: logger)
     }
 
+    /// This node's id in session ids and HELLO (docs/LINK.md), once started with forwarding; else 0.
+    public var nodeID: UInt32 { engine.deal.uplinks?.node ?? 0 }
+
     /// The listening sockets, for a hot restart to hand over (SCM_RIGHTS); empty once stopped accepting.
     public private(set) var listenerDescriptors: [Int32] = []
 
@@ -130,6 +133,10 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     /// The keys `reconfigure` applies while running.
     public static var liveKeys: [String] { LiveSettings.keys }
+
+    /// Taking connections: false until the listeners are watched (a forwarding gateway on shared
+    /// listeners waits for its first link), while paused for want of descriptors, and once draining.
+    public var isAccepting: Bool { engine.accepting.load(ordering: .acquiring) }
 
     /// Not accepting: draining for a restart, or stopping.
     public var isDraining: Bool { engine.isDraining }

@@ -65,6 +65,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public var upstreamLinks = 2
     /// This node's id in session ids (docs/LINK.md); nil: derived from host and port.
     public var nodeID: UInt32?
+    /// Which of the processes serving one address this is (not a setting): a worker's index, and the
+    /// hot restart generation in the bits above 8. Processes that run at the same time, a draining
+    /// one and its successor or two workers, must be different nodes to the tiers above.
+    public var nodeInstance: UInt32 = 0
     /// Milliseconds between heartbeats on a link; 3 missed ones close it.
     public var linkHeartbeatMilliseconds = 1000
     /// Cap of a link's reconnect back-off, in milliseconds (it starts at 1/16 of it and doubles).
@@ -135,12 +139,16 @@ public struct GatewayConfig: Sendable, Equatable {
         public var description: String { "\(host):\(port)" }
     }
 
-    /// The node id in effect: the configured one, or a hash of the listening address.
+    /// The node id in effect: the configured one, or a hash of the listening address; for an
+    /// instance other than 0, that hashed again with the instance.
     public func effectiveNodeID(port actual: Int) -> UInt32 {
-        if let nodeID { return nodeID }
-        var hash: UInt32 = 2_166_136_261  // FNV-1a: stable across runs and builds
-        for byte in "\(host):\(actual)".utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return hash
+        func fnv1a(_ text: String) -> UInt32 {  // stable across runs and builds
+            var hash: UInt32 = 2_166_136_261
+            for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+            return hash
+        }
+        let base = nodeID ?? fnv1a("\(host):\(actual)")
+        return nodeInstance == 0 ? base : fnv1a("\(base)#\(nodeInstance)")
     }
 
     /// Allowed ranges, keyed by the configuration key (the YAML / environment spelling).

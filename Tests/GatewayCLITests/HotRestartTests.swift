@@ -5,7 +5,7 @@ import Testing
 /// A hot restart under load, end to end on the built binaries: `gateway` A serves 1000 busy clients
 /// and 200 new connections a second (`bin_test restart-probe`); gateway B takes A's listeners over;
 /// every client is asked to reconnect within A's drain window, and not one request or connect fails.
-@Suite struct HotRestartTests {
+@Suite(.serialized) struct HotRestartTests {
     static let drainSeconds = 6
     static let connections = 1000
 
@@ -97,8 +97,15 @@ import Testing
         return reply == frame
     }
 
-    @Test(.timeLimit(.minutes(2)))
-    func takeOverUnderLoadLosesNothing() throws {
+    /// What serves the clients: the echo handler, a gateway forwarding to a core (both processes hold
+    /// links to it while the old one drains), or a master with two workers on each side.
+    enum Topology: String, CaseIterable, CustomTestStringConvertible {
+        case echo, forwarding, workers
+        var testDescription: String { rawValue }
+    }
+
+    @Test(.timeLimit(.minutes(2)), arguments: Topology.allCases)
+    func takeOverUnderLoadLosesNothing(_ topology: Topology) throws {
         let gateway = try GatewayBinaryTests.binary()
         let binTest = gateway.deletingLastPathComponent().appendingPathComponent("bin_test")
         try #require(FileManager.default.isExecutableFile(atPath: binTest.path),
@@ -109,12 +116,26 @@ import Testing
         // sun_path holds 108 bytes, so not the (possibly long) $TMPDIR.
         let control = "/tmp/gateway-restart-\(UUID().uuidString.prefix(8)).sock"
         defer { unlink(control) }
-        let drain = ["--control-socket", control, "--drain-timeout", "\(Self.drainSeconds)", "--stats-interval", "0"]
+        var drain = ["--control-socket", control, "--drain-timeout", "\(Self.drainSeconds)", "--stats-interval", "0"]
+        var core: Child?
+        defer { core?.kill() }
+        switch topology {
+        case .echo: break
+        case .workers: drain += ["--workers", "2"]
+        case .forwarding:
+            let started = try Child(binTest, ["core", "--port", "0"], logs: logs, name: "core")
+            core = started
+            let marker = "echo core on 127.0.0.1:"
+            try #require(started.waitForLog(marker, seconds: 20), "the core did not start: \(started.stderr)")
+            let corePort = started.stderr.components(separatedBy: marker)[1].prefix { $0.isNumber }
+            drain += ["--upstream", "127.0.0.1:\(corePort)"]
+        }
+        let started = topology == .workers ? "workers on 127.0.0.1:" : "listening on 127.0.0.1:"
 
         let a = try Child(gateway, ["--port", "0"] + drain, logs: logs, name: "a")
         defer { a.kill() }
-        try #require(a.waitForLog("listening on 127.0.0.1:", seconds: 20), "gateway A did not start: \(a.stderr)")
-        let portText = a.stderr.components(separatedBy: "listening on 127.0.0.1:")[1].prefix { $0.isNumber }
+        try #require(a.waitForLog(started, seconds: 20), "gateway A did not start: \(a.stderr)")
+        let portText = a.stderr.components(separatedBy: started)[1].prefix { $0.isNumber }
         let port = try #require(Int(portText), "no port in gateway A's log: \(a.stderr)")
 
         let probeStart = Date()
@@ -139,7 +160,9 @@ import Testing
         }
         let handedOver = "taken over through \(control): draining over \(Self.drainSeconds) s"
         #expect(a.stderr.contains(handedOver), "\(a.stderr)")
-        #expect(a.stderr.contains("drained: stopping"), "\(a.stderr)")
+        // A master says so once its workers have drained and exited.
+        #expect(a.stderr.contains(topology == .workers ? "every worker has exited" : "drained: stopping"),
+                "\(a.stderr)")
 
         try #require(probe.waitForExit(by: Date(timeIntervalSinceNow: 40)),
                      "the probe did not finish: \(probe.stderr)")

@@ -184,6 +184,31 @@ final class ForwardingFailureTests: ForwardingTestCase {
         XCTAssertEqual(stats.noUpstreamReplies, 0)
     }
 
+    /// Clients that close while their link is full (a slow core) do not close the link: each CLOSED
+    /// waits for room, and the core hears every one; the link stays up, no other client notices.
+    func testClientsClosingWhileTheLinkIsFullKeepTheLink() throws {
+        let (coreGateway, core) = try startCore(delayMicroseconds: 100)
+        let g = try startAccess(upstream: [coreGateway.port]) {
+            $0.ringCapacity = 4
+            $0.upstreamLinks = 1
+        }
+        waitFor("link up") { g.stats().linksUp == 1 }
+        let stayer = try TestClient(port: g.port)
+        XCTAssertTrue(pipelined(stayer, seqBase: 1, count: 3))
+        let leavers = try (0..<40).map { _ in try TestClient(port: g.port) }
+        for (i, c) in leavers.enumerated() {
+            var burst: [UInt8] = []
+            // 16 MB in all: more than the loopback socket buffers hold, so the link's ring fills.
+            for n in 0..<50 { burst += TestClient.frame(seq: UInt32(n), uid: UInt32(i), bodySize: 8000) }
+            try c.send(burst)
+        }
+        for c in leavers { c.close() }  // while the link is still full of their frames
+        waitFor("the core hears CLOSED for every client that left", seconds: 30) { core.closed == 40 }
+        XCTAssertEqual(g.stats().linkCloses, 0, "the link was not closed")
+        XCTAssertTrue(pipelined(stayer, seqBase: 100, count: 3), "the client that stayed is served on")
+        XCTAssertEqual(core.opened, 41)
+    }
+
     /// Frames that wait longer than max_queue_wait for room on their link are answered
     /// `overloaded` and dropped, counted; every frame gets exactly one answer.
     func testFramesWaitingPastMaxQueueWaitAreAnsweredOverloaded() throws {

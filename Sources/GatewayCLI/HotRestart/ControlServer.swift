@@ -10,6 +10,8 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     private let fd: Int32
     private let listeners: [Int32]
     private let drainSeconds: Int
+    /// This process's hot restart generation; its successor's is one more (GatewayConfig.nodeInstance).
+    private let generation: UInt32
     private let logger: Logger
     private let onHandover: @Sendable () -> Void
     private var thread: pthread_t?
@@ -19,7 +21,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     /// Binds `path`, refusing it while another process serves there, unless this one has just taken
     /// that one over (`successor`): then the path moves to this process, and the old one, draining, keeps
     /// its socket, unreachable, until it exits.
-    init(path: String, successor: Bool, listeners: [Int32], drainSeconds: Int, logger: Logger,
+    init(path: String, successor: Bool, generation: UInt32, listeners: [Int32], drainSeconds: Int, logger: Logger,
          onHandover: @escaping @Sendable () -> Void) throws(HandoverError) {
         if !successor, (try? UnixStream.connect(to: path)) != nil {
             throw HandoverError("control socket \(path) is in use by a running gateway: start with --take-over \(path)")
@@ -43,6 +45,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         self.fd = fd
         self.listeners = listeners
         self.drainSeconds = drainSeconds
+        self.generation = generation
         self.logger = logger
         self.onHandover = onHandover
     }
@@ -90,7 +93,8 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         }
     }
 
-    /// TAKEOVER 1 -> LISTENERS n (+ descriptors); STARTED -> DRAINING seconds. See docs/OPERATIONS.md.
+    /// TAKEOVER 1 -> LISTENERS n GENERATION g (+ descriptors); STARTED -> DRAINING seconds.
+    /// See docs/OPERATIONS.md.
     private func handOver(_ stream: UnixStream) throws(HandoverError) {
         guard let request = try stream.receive() else { return }
         guard request.line == "TAKEOVER 1" else {
@@ -101,7 +105,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
             try stream.send("REFUSED already handed over")
             return
         }
-        try stream.send("LISTENERS \(listeners.count)", descriptors: listeners)
+        try stream.send("LISTENERS \(listeners.count) GENERATION \(generation)", descriptors: listeners)
         guard let reply = try stream.receive() else { throw HandoverError("the new process went away before starting") }
         guard reply.line == "STARTED" else { throw HandoverError("the new process said '\(reply.line.prefix(40))'") }
         handedOver.store(true, ordering: .sequentiallyConsistent)

@@ -7,6 +7,8 @@ import Logging
 /// that fails to start changes nothing.
 struct TakeOver {
     let listeners: [Int32]
+    /// This process's generation: the old one's plus one.
+    let generation: UInt32
     private let stream: UnixStream
 
     /// Nil when no gateway listens at `path` (none runs, or it died): then this one binds its own
@@ -26,12 +28,13 @@ struct TakeOver {
         try stream.send("TAKEOVER 1")
         guard let reply = try stream.receive() else { throw HandoverError("\(path) closed without answering") }
         let words = reply.line.split(separator: " ")
-        guard words.first == "LISTENERS", words.count == 2, Int(words[1]) == reply.descriptors.count,
-              !reply.descriptors.isEmpty else {
+        guard words.count == 4, words[0] == "LISTENERS", Int(words[1]) == reply.descriptors.count,
+              !reply.descriptors.isEmpty, words[2] == "GENERATION", let old = UInt32(words[3]) else {
             for fd in reply.descriptors { close(fd) }
             throw HandoverError("\(path) answered '\(reply.line.prefix(60))'")
         }
         listeners = reply.descriptors
+        generation = old &+ 1
     }
 
     /// Serving on the listeners: tells the old process, which stops accepting and drains; logged.

@@ -55,13 +55,14 @@ final class Master {
         } catch {
             failStartup("cannot take over: \(error)", code: 1)
         }
-        spawner = WorkerSpawner(commandLine: CommandLine.arguments, listeners: listeners)
+        let generation = handover?.generation ?? 0
+        spawner = WorkerSpawner(commandLine: CommandLine.arguments, listeners: listeners, generation: generation)
         for index in workers.indices { start(index) }
         handover?.started(logger: logger)
         var control: ControlServer?
         if let path = settings.controlSocket {
             do {
-                control = try ControlServer(path: path, successor: handover != nil, listeners: listeners,
+                control = try ControlServer(path: path, successor: handover != nil, generation: generation, listeners: listeners,
                                             drainSeconds: config.drainTimeout, logger: logger) {
                     // Workers are signalled from the main loop, which owns their pids.
                     kill(getpid(), SIGUSR2)

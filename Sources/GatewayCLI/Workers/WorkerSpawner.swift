@@ -6,14 +6,16 @@ import Glibc
 struct WorkerSpawner {
     static let indexEnvironment = "GATEWAY_WORKER_INDEX"
     static let masterEnvironment = "GATEWAY_WORKER_MASTER_PID"
+    static let generationEnvironment = "GATEWAY_WORKER_GENERATION"
 
     let arguments: [String]
     let listeners: [Int32]
+    let generation: UInt32
     /// This executable's real path: a worker shows in ps(1) by its name, not as "exe".
     let executable: String
 
     /// The command line for workers: --take-over is the master's business alone.
-    init(commandLine: [String], listeners: [Int32]) {
+    init(commandLine: [String], listeners: [Int32], generation: UInt32) {
         var arguments: [String] = []
         var skipNext = false
         for argument in commandLine.dropFirst() {
@@ -27,23 +29,24 @@ struct WorkerSpawner {
         }
         self.arguments = arguments
         self.listeners = listeners
+        self.generation = generation
         var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
         executable = length > 0 ? String(decoding: path.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             : "/proc/self/exe"
     }
 
-    /// In a worker, its index (and the worker's environment is cleaned, and it asks to be stopped when
-    /// its master dies); nil in any other process.
-    static func workerIndex() -> Int? {
+    /// In a worker, its index and its master's hot restart generation (and the worker's environment is
+    /// cleaned, and it asks to be stopped when its master dies); nil in any other process.
+    static func worker() -> (index: Int, generation: UInt32)? {
         guard let index = getenv(indexEnvironment).flatMap({ Int(String(cString: $0)) }) else { return nil }
         let master = getenv(masterEnvironment).flatMap { pid_t(String(cString: $0)) }
-        unsetenv(indexEnvironment)
-        unsetenv(masterEnvironment)
+        let generation = getenv(generationEnvironment).flatMap { UInt32(String(cString: $0)) } ?? 0
+        for name in [indexEnvironment, masterEnvironment, generationEnvironment] { unsetenv(name) }
         _ = gw_set_parent_death_signal(SIGTERM)
         // The master may have died before the request took effect.
         if let master, getppid() != master { exit(0) }
-        return index
+        return (index, generation)
     }
 
     /// The new worker's pid.
@@ -52,6 +55,7 @@ struct WorkerSpawner {
         environment[GatewayRunner.inheritedEnvironment] = listeners.map(String.init).joined(separator: ",")
         environment[Self.indexEnvironment] = "\(index)"
         environment[Self.masterEnvironment] = "\(getpid())"
+        environment[Self.generationEnvironment] = "\(generation)"
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

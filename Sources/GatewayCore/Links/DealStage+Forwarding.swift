@@ -166,14 +166,32 @@ extension DealStage {
         let link = ConnectionID(packed: s.pointee.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
-        guard table.sendRing(link.index).freeCount >= 2 else {
-            // No room on a link stalled this long: the core learns of the close when the link is reset.
-            engine.logger.warning("\(linkName(position)): full, CLOSED for \(id) not sent; closing the link")
-            engine.requestClose(link, cause: .slowConsumer)
+        let closed = LinkMessage.closed(SessionID(node: uplinks.node, connection: id), cause: UInt8(cause.rawValue))
+        // A full link (its clients' traffic, or a core that reads slowly) takes the CLOSED once it drains.
+        guard uplinks.links[position].pendingCloses.isEmpty, table.sendRing(link.index).freeCount >= Self.linkRoom else {
+            uplinks.links[position].pendingCloses.append(closed)
+            let ls = table.slot(link.index)
+            ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
+            // Pairs with Send's fence before it reads dealPaused: room made meanwhile is not missed.
+            if table.sendRing(link.index).freeCount >= Self.linkRoom { input.post(ls, link) }
             return
         }
-        let closed = LinkMessage.closed(SessionID(node: uplinks.node, connection: id), cause: UInt8(cause.rawValue))
         composeOnLink(position, uplinks, length: closed.encodedLength) { closed.encode(into: $0) }
+    }
+
+    /// The CLOSED messages that waited for room, in order, as far as the room goes.
+    private func sendPendingCloses(_ position: Int, _ link: ConnectionID, _ uplinks: Uplinks) {
+        var sent = 0
+        for closed in uplinks.links[position].pendingCloses {
+            guard table.sendRing(link.index).freeCount >= Self.linkRoom else { break }
+            composeOnLink(position, uplinks, length: closed.encodedLength) { closed.encode(into: $0) }
+            sent += 1
+        }
+        uplinks.links[position].pendingCloses.removeFirst(sent)
+        guard !uplinks.links[position].pendingCloses.isEmpty else { return }
+        let ls = table.slot(link.index)
+        ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
+        if table.sendRing(link.index).freeCount >= Self.linkRoom { input.post(ls, link) }
     }
 
     // MARK: the link itself
@@ -189,6 +207,7 @@ extension DealStage {
                                                 heartbeatMilliseconds: UInt32(engine.config.linkHeartbeatMilliseconds)))
             composeOnLink(position, uplinks, length: hello.encodedLength) { hello.encode(into: $0) }
         }
+        if !uplinks.links[position].pendingCloses.isEmpty { sendPendingCloses(position, id, uplinks) }
         if uplinks.links[position].waitHead != Uplinks.none, table.sendRing(id.index).freeCount >= Self.linkRoom {
             wakeWaiters(position, uplinks)
         }

@@ -16,6 +16,9 @@ final class Uplinks {
         var beatSentAt: UInt64 = 0
         /// In `dirty`: Send is told about this link at the end of the batch.
         var dirty = false
+        /// CLOSED messages for clients that closed while the link was full, sent as it drains
+        /// (allocated only then); dropped with the link, which takes its sessions with it.
+        var pendingCloses: [LinkMessage] = []
         /// Clients (or, on an aggregation server, lower links) waiting for room, a
         /// list through their slots' waitPrev / waitNext.
         var waitHead = Uplinks.none

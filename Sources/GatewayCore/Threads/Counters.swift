@@ -40,6 +40,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         a.store(a.load(ordering: .relaxed) &+ n, ordering: .relaxed)
     }
 
+    /// One counter's value, from any thread.
+    func value(_ name: Name) -> UInt64 { atomic(name.rawValue).load(ordering: .relaxed) }
+
     /// A gauge, from its owning thread.
     func set(_ name: Name, _ value: UInt64) { atomic(name.rawValue).store(value, ordering: .relaxed) }
 

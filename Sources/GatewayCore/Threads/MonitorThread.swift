@@ -47,6 +47,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// few, so that the next connections wake another process's poller rather than queue behind this one.
     private let acceptBatch: Int
 
+    /// Shared listeners of a forwarding gateway are watched only once a link is up, or at this deadline:
+    /// until then the processes it shares them with (the one it takes over from, sibling workers) take
+    /// the connections, rather than this one answering them `no_upstream`.
+    private var holdAcceptsUntil: UInt64?
+    private static let linkWaitNanoseconds: UInt64 = 10_000_000_000
+
     init(engine: Engine, listeners: [Listener], shared: Bool) throws {
         acceptBatch = shared ? 16 : 512
         self.engine = engine
@@ -56,7 +62,26 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         self.listeners = listeners
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
         connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
-        for (i, l) in listeners.enumerated() { try poller.addListener(fd: l.fd, token: Self.listenerToken(i)) }
+        if shared, connector != nil {
+            holdAcceptsUntil = MonotonicClock.nanoseconds() &+ Self.linkWaitNanoseconds
+            acceptPaused = true
+        } else {
+            try watchListeners()
+        }
+    }
+
+    /// Adds every listener to the poller, or none: a failure part way removes the ones added, so the
+    /// next try starts clean (re-adding one already there would fail with EEXIST every time).
+    private func watchListeners() throws(SocketError) {
+        for (i, l) in listeners.enumerated() {
+            do {
+                try poller.addListener(fd: l.fd, token: Self.listenerToken(i))
+            } catch {
+                for added in listeners.prefix(i) { poller.remove(fd: added.fd) }
+                throw error
+            }
+        }
+        engine.accepting.store(true, ordering: .releasing)
     }
 
     /// Any thread: begin the graceful stop.
@@ -144,6 +169,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 if e == EAGAIN || e == EWOULDBLOCK { return }
                 engine.logger.error("accept: \(SocketError("accept4", e)); pausing accepts for one tick")
                 for l in listeners { poller.remove(fd: l.fd) }
+                engine.accepting.store(false, ordering: .releasing)
                 acceptPaused = true
                 return
             }
@@ -238,14 +264,27 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.acceptTakenVersion.store(version, ordering: .releasing)
         }
         if engine.limits.countsConnections { engine.limits.sweep(now: now) }
-        if acceptPaused {
+        if acceptPaused, linkedOrDue(now) {
             do {
-                for (i, l) in listeners.enumerated() { try poller.addListener(fd: l.fd, token: Self.listenerToken(i)) }
+                try watchListeners()
                 acceptPaused = false
             } catch {
                 engine.logger.error("accept still paused: \(error); retrying next tick")
             }
         }
+    }
+
+    private func linkedOrDue(_ now: UInt64) -> Bool {
+        guard let until = holdAcceptsUntil else { return true }
+        let linked = engine.counters.value(.linksUp) > 0
+        if !linked { guard now >= until else { return false } }
+        holdAcceptsUntil = nil
+        if linked {
+            engine.logger.info("a link is up: accepting on the shared listeners")
+        } else {
+            engine.logger.warning("no link up in \(Self.linkWaitNanoseconds / 1_000_000_000) s: accepting anyway")
+        }
+        return true
     }
 
     /// A reload turned max_conns_per_ip or conn_rate_per_ip on: the clients already open count against
@@ -302,6 +341,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
 
     /// The new process holds the listeners too: closing them here refuses no one.
     private func stopAccepting() {
+        engine.accepting.store(false, ordering: .releasing)
         for l in listeners {
             poller.remove(fd: l.fd)
             close(l.fd)
