@@ -97,20 +97,22 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     /// See docs/OPERATIONS.md.
     private func handOver(_ stream: UnixStream) throws(HandoverError) {
         guard let request = try stream.receive() else { return }
-        guard request.line == "TAKEOVER 1" else {
-            try stream.send("REFUSED unknown request")
+        guard HandoverLine(parsing: request.line) == .takeOver(version: HandoverLine.version) else {
+            try stream.send(.refused("unknown request; this gateway speaks TAKEOVER \(HandoverLine.version)"))
             throw HandoverError("unknown request '\(request.line.prefix(40))'")
         }
         if handedOver.load(ordering: .sequentiallyConsistent) {
-            try stream.send("REFUSED already handed over")
+            try stream.send(.refused("already handed over"))
             return
         }
-        try stream.send("LISTENERS \(listeners.count) GENERATION \(generation)", descriptors: listeners)
+        try stream.send(.listeners(count: listeners.count, generation: generation), descriptors: listeners)
         guard let reply = try stream.receive() else { throw HandoverError("the new process went away before starting") }
-        guard reply.line == "STARTED" else { throw HandoverError("the new process said '\(reply.line.prefix(40))'") }
+        guard HandoverLine(parsing: reply.line) == .started else {
+            throw HandoverError("the new process said '\(reply.line.prefix(40))'")
+        }
         handedOver.store(true, ordering: .sequentiallyConsistent)
         logger.notice("taken over through \(path): draining over \(drainSeconds) s")
         onHandover()
-        try? stream.send("DRAINING \(drainSeconds)")
+        try? stream.send(.draining(seconds: drainSeconds))
     }
 }

@@ -25,11 +25,10 @@ struct TakeOver {
     private init(path: String) throws(HandoverError) {
         stream = try UnixStream.connect(to: path)
         stream.setTimeout(seconds: 60)
-        try stream.send("TAKEOVER 1")
+        try stream.send(.takeOver(version: HandoverLine.version))
         guard let reply = try stream.receive() else { throw HandoverError("\(path) closed without answering") }
-        let words = reply.line.split(separator: " ")
-        guard words.count == 4, words[0] == "LISTENERS", Int(words[1]) == reply.descriptors.count,
-              !reply.descriptors.isEmpty, words[2] == "GENERATION", let old = UInt32(words[3]) else {
+        guard case .listeners(let count, let old) = HandoverLine(parsing: reply.line), count == reply.descriptors.count
+        else {
             for fd in reply.descriptors { close(fd) }
             throw HandoverError("\(path) answered '\(reply.line.prefix(60))'")
         }
@@ -49,9 +48,8 @@ struct TakeOver {
 
     /// Returns the old process's drain window in seconds.
     private func confirm() throws(HandoverError) -> Int {
-        try stream.send("STARTED")
-        guard let reply = try stream.receive(), reply.line.hasPrefix("DRAINING "),
-              let seconds = Int(reply.line.dropFirst("DRAINING ".count)) else {
+        try stream.send(.started)
+        guard let reply = try stream.receive(), case .draining(let seconds) = HandoverLine(parsing: reply.line) else {
             throw HandoverError("the old process did not confirm its drain")
         }
         return seconds

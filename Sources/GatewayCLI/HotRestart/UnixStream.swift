@@ -49,7 +49,8 @@ final class UnixStream {
         }
     }
 
-    func send(_ line: String, descriptors: [Int32] = []) throws(HandoverError) {
+    func send(_ message: HandoverLine, descriptors: [Int32] = []) throws(HandoverError) {
+        let line = message.text
         let bytes = Array((line + "\n").utf8)
         let sent = descriptors.withUnsafeBufferPointer { fds in
             bytes.withUnsafeBytes { gw_send_fds(fd, fds.baseAddress, Int32(fds.count), $0.baseAddress, $0.count) }
@@ -62,7 +63,7 @@ final class UnixStream {
     /// One line (the protocol's lines are short and sent whole, so one message each), with any
     /// descriptors that came with it; nil at end of stream.
     func receive() throws(HandoverError) -> (line: String, descriptors: [Int32])? {
-        var buffer = [UInt8](repeating: 0, count: 512)
+        var buffer = [UInt8](repeating: 0, count: HandoverLine.maxLength + 1)
         var fds = [Int32](repeating: -1, count: 64)
         var count: Int32 = 0
         let n = buffer.withUnsafeMutableBytes { b in

@@ -1,0 +1,56 @@
+/// The lines of the hand-over protocol on the control socket (docs/OPERATIONS.md), each sent as one
+/// message: parsed and written here only, by both sides.
+enum HandoverLine: Equatable {
+    /// New -> old: the protocol version the new process speaks.
+    case takeOver(version: Int)
+    /// Old -> new, with the `count` listening sockets attached; `generation` is the old one's.
+    case listeners(count: Int, generation: UInt32)
+    /// New -> old: serving on them.
+    case started
+    /// Old -> new: stopped accepting, draining over `seconds`.
+    case draining(seconds: Int)
+    /// Old -> new: no hand-over, and why.
+    case refused(String)
+
+    static let version = 1
+    /// Longest line either side sends or reads.
+    static let maxLength = 256
+
+    var text: String {
+        switch self {
+        case .takeOver(let version): "TAKEOVER \(version)"
+        case .listeners(let count, let generation): "LISTENERS \(count) GENERATION \(generation)"
+        case .started: "STARTED"
+        case .draining(let seconds): "DRAINING \(seconds)"
+        case .refused(let why): "REFUSED \(why)"
+        }
+    }
+
+    /// The line, or nil when it is none of the above (numbers in range, single spaces, nothing more).
+    init?(parsing line: String) {
+        guard line.utf8.count <= Self.maxLength else { return nil }
+        let words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        func number(_ text: String, _ range: ClosedRange<Int>) -> Int? {
+            guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), text.utf8.count <= 10,
+                  let n = Int(text), range.contains(n) else { return nil }
+            return n
+        }
+        switch words.first {
+        case "TAKEOVER" where words.count == 2:
+            guard let v = number(words[1], 1...1_000) else { return nil }
+            self = .takeOver(version: v)
+        case "LISTENERS" where words.count == 4 && words[2] == "GENERATION":
+            guard let n = number(words[1], 1...64), let g = number(words[3], 0...Int(UInt32.max)) else { return nil }
+            self = .listeners(count: n, generation: UInt32(g))
+        case "STARTED" where words.count == 1:
+            self = .started
+        case "DRAINING" where words.count == 2:
+            guard let s = number(words[1], 0...604_800) else { return nil }
+            self = .draining(seconds: s)
+        case "REFUSED" where words.count >= 2:
+            self = .refused(String(line.dropFirst("REFUSED ".count)))
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,20 @@
+import Testing
+
+@testable import GatewayCLI
+
+/// The hand-over protocol's lines: each one round-trips, and near misses are refused.
+@Suite struct HandoverLineTests {
+    @Test func everyLineRoundTrips() {
+        let lines: [HandoverLine] = [.takeOver(version: 1), .listeners(count: 3, generation: 4_000_000_000), .started,
+                                     .draining(seconds: 604_800), .refused("already handed over")]
+        for line in lines { #expect(HandoverLine(parsing: line.text) == line, "\(line.text)") }
+    }
+
+    @Test(arguments: ["", "TAKEOVER", "TAKEOVER 0", "TAKEOVER 1 ", " TAKEOVER 1", "TAKEOVER  1", "TAKEOVER +1",
+                      "LISTENERS 0 GENERATION 1", "LISTENERS 65 GENERATION 1", "LISTENERS 2 GENERATION 4294967296",
+                      "LISTENERS 2 GEN 1", "STARTED now", "DRAINING -1", "DRAINING 604801", "REFUSED",
+                      "takeover 1", String(repeating: "A", count: 300)])
+    func nearMissesAreRefused(_ line: String) {
+        #expect(HandoverLine(parsing: line) == nil)
+    }
+}
