@@ -37,10 +37,17 @@ public struct JSONLogHandler: LogHandler {
         return "{" + fields.map { "\(quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 
-    private static func timestamp(_ date: Date) -> String {
+    /// Made once: a formatter per line would allocate and configure one for every log line.
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        return formatter
+    }()
+    private static let formatterLock = NSLock()
+
+    private static func timestamp(_ date: Date) -> String {
+        // ISO8601DateFormatter is not documented as thread-safe; lines come from every thread.
+        formatterLock.withLock { formatter.string(from: date) }
     }
 
     /// A JSON string literal: quotes, backslashes and control characters escaped.

@@ -46,10 +46,10 @@ public struct CoreSession {
     public func close() { server.closeSession(self) }
 
     /// Binds the session to `uid`: pushes to the uid reach it (BIND). Rebinding replaces the uid.
-    public func bind(uid: UInt32) { server.sendSessionMessage(.bind(id, uid: uid), on: link) }
-    public func unbind() { server.sendSessionMessage(.unbind(id), on: link) }
-    public func join(room: UInt32) { server.sendSessionMessage(.join(id, room: room), on: link) }
-    public func leave(room: UInt32) { server.sendSessionMessage(.leave(id, room: room), on: link) }
+    public func bind(uid: UInt32) { server.send(.bind(id, uid: uid), about: id, on: link) }
+    public func unbind() { server.send(.unbind(id), about: id, on: link) }
+    public func join(room: UInt32) { server.send(.join(id, room: room), about: id, on: link) }
+    public func leave(room: UInt32) { server.send(.leave(id, room: room), about: id, on: link) }
 }
 
 /// The upper side of the link protocol as a `GatewayHandler`: answers HELLO and
@@ -217,20 +217,14 @@ public final class CoreServer: GatewayHandler {
 
     // MARK: users, rooms and push
 
-    func sendSessionMessage(_ message: LinkMessage, on link: Connection) {
-        guard sessionLinks[sessionID(of: message)] != nil else { return }  // closed: nothing to tell
+    /// A message about one session (BIND, UNBIND, JOIN, LEAVE), on its link while the session is open.
+    func send(_ message: LinkMessage, about session: SessionID, on link: Connection) {
+        guard sessionLinks[session] != nil else { return }  // closed: nothing to tell
         var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &bytes) { raw in
             message.encode(into: raw.baseAddress!)
             link.send(FrameHeader(decoding: raw.baseAddress!), body: UnsafeRawBufferPointer(
                 start: raw.baseAddress! + FrameHeader.size, count: message.encodedLength - FrameHeader.size))
-        }
-    }
-
-    private func sessionID(of message: LinkMessage) -> SessionID {
-        switch message {
-        case .bind(let id, _), .unbind(let id), .join(let id, _), .leave(let id, _): id
-        default: preconditionFailure("not a session message")
         }
     }
 

@@ -54,7 +54,7 @@ final class EchoCorePythonTests: XCTestCase {
 
     func testHelloIsAnsweredAndHeartbeatEchoed() throws {
         let link = try openLink(node: 7, link: 5)
-        let heartbeat = encoded(.heartbeat)
+        let heartbeat = LinkMessage.heartbeat.bytes
         XCTAssertTrue(link.echoes(heartbeat))
         XCTAssertTrue(link.echoes(heartbeat), "every heartbeat is answered, not just the first")
     }
@@ -124,7 +124,7 @@ final class EchoCorePythonTests: XCTestCase {
             ("DATA with a wrong inner length", wrongInner, true),
             ("length above max_frame + 30", TestClient.rawHeader(length: UInt32(maxFrame + 31)), true),
             ("unknown command 0xFF16", TestClient.frame(seq: 0, cmd: 0xFF16, uid: 0, bodySize: 0), true),
-            ("HEARTBEAT before HELLO", encoded(.heartbeat), false),
+            ("HEARTBEAT before HELLO", LinkMessage.heartbeat.bytes, false),
             ("HELLO of length 33", longHello, false),
         ]
         for c in cases {
@@ -247,13 +247,13 @@ final class EchoCorePythonTests: XCTestCase {
             dataSent += sessions.count * 3
         }
 
-        try a.send(encoded(.closed(aSessions[0], cause: 0)) + encoded(.closed(aSessions[1], cause: 1)))
-        try a.send(encoded(.closed(session(node: 7, 99), cause: 0)))  // unknown: dropped, not counted
+        try a.send(LinkMessage.closed(aSessions[0], cause: 0).bytes + LinkMessage.closed(aSessions[1], cause: 1).bytes)
+        try a.send(LinkMessage.closed(session(node: 7, 99), cause: 0).bytes)  // unknown: dropped, not counted
         try a.send(data(aSessions[0], TestClient.frame(seq: 9, bodySize: 5)))  // closed session: dropped
-        try b.send(encoded(.linkDown(node: 8, link: 1)))
+        try b.send(LinkMessage.linkDown(node: 8, link: 1).bytes)
         // Each link is handled in order, so a heartbeat's echo means everything before it was handled.
-        XCTAssertTrue(a.echoes(encoded(.heartbeat)), "expected the heartbeat echo, not the dropped DATA")
-        XCTAssertTrue(b.echoes(encoded(.heartbeat)))
+        XCTAssertTrue(a.echoes(LinkMessage.heartbeat.bytes), "expected the heartbeat echo, not the dropped DATA")
+        XCTAssertTrue(b.echoes(LinkMessage.heartbeat.bytes))
         XCTAssertTrue(b.echoes(data(kept[0].0, TestClient.frame(seq: 5, bodySize: 3))), "a kept session works")
         dataSent += 1
         try c.send(TestClient.rawHeader(length: 17))
@@ -321,25 +321,19 @@ final class EchoCorePythonTests: XCTestCase {
         SessionID(node: node, connection: ConnectionID(index: index, generation: index &* 7 &+ 1))
     }
 
-    private func encoded(_ message: LinkMessage) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: message.encodedLength)
-        out.withUnsafeMutableBytes { message.encode(into: $0.baseAddress!) }
-        return out
-    }
-
     private func hello(version: UInt16 = LinkMessage.version, role: NodeRole = .access,
                        node: UInt32, link: UInt16) -> [UInt8] {
         var h = LinkMessage.Hello(role: role, node: node, link: link, heartbeatMilliseconds: heartbeatMs)
         h.version = version
-        return encoded(.hello(h))
+        return LinkMessage.hello(h).bytes
     }
 
     private func opened(_ s: SessionID, link: UInt16) -> [UInt8] {
-        encoded(.opened(s, link: link, peer: PeerAddress(ipv4: inet_addr("10.1.2.3"), port: UInt16(40_000 + link))))
+        LinkMessage.opened(s, link: link, peer: PeerAddress(ipv4: inet_addr("10.1.2.3"), port: UInt16(40_000 + link))).bytes
     }
 
     private func data(_ s: SessionID, _ clientFrame: [UInt8]) -> [UInt8] {
-        encoded(.data(s, clientFrameLength: UInt32(clientFrame.count))) + clientFrame
+        LinkMessage.data(s, clientFrameLength: UInt32(clientFrame.count)).bytes + clientFrame
     }
 
     private func decode(_ frame: [UInt8]) -> LinkMessage? {

@@ -17,6 +17,11 @@ final class TestClient {
         let v6 = host.contains(":")
         fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", errno) }
+        func fail(_ call: String) -> SocketError {
+            let e = errno
+            Glibc.close(fd)
+            return SocketError(call, e)
+        }
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -25,21 +30,13 @@ final class TestClient {
             let bound = withUnsafePointer(to: &local.0) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, local.1) }
             }
-            guard bound == 0 else {
-                let e = errno
-                Glibc.close(fd)
-                throw SocketError("bind \(source)", e)
-            }
+            guard bound == 0 else { throw fail("bind \(source)") }
         }
         var remote = Self.address(host, port: port)
         let rc = withUnsafePointer(to: &remote.0) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, remote.1) }
         }
-        guard rc == 0 else {
-            let e = errno
-            Glibc.close(fd)
-            throw SocketError("connect", e)
-        }
+        guard rc == 0 else { throw fail("connect") }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

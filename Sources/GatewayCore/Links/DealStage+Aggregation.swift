@@ -167,7 +167,7 @@ extension DealStage {
         sendLinkMessage(.hello(answer), to: id)
         guard let upper, let upperID = uplinks.links[upper].id else {
             engine.counters.add(.linksRefused)
-            if downlinks.loggedRefusals.insert(UInt64(hello.node) << 8 | UInt64(status.rawValue)).inserted {
+            if downlinks.refusals.shouldLog(UInt64(hello.node), status: status.rawValue) {
                 engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
             }
             downlinks.links[id.index]!.refused = true
@@ -187,7 +187,7 @@ extension DealStage {
         link.upperID = upperID
         downlinks.links[id.index] = link
         downlinks.addRoute(link)
-        downlinks.loggedRefusals = downlinks.loggedRefusals.filter { $0 >> 8 != UInt64(hello.node) }
+        downlinks.refusals.accepted(UInt64(hello.node))
         engine.counters.set(.downlinksUp, UInt64(downlinks.upCount))
         engine.logger.info("link \(hello.link) from node \(hello.node) up, carried on upstream link \(upper)")
     }

@@ -253,8 +253,7 @@ extension DealStage {
         switch message {
         case .hello(let hello) where !uplinks.links[position].up:
             guard hello.status == LinkMessage.HelloStatus.accepted.rawValue, hello.version == LinkMessage.version else {
-                if uplinks.refusals[position] != hello.status {
-                    uplinks.refusals[position] = hello.status
+                if uplinks.refusals.shouldLog(UInt64(position), status: hello.status) {
                     let why = LinkMessage.HelloStatus(rawValue: hello.status).map { "\($0)" }
                         ?? "status \(hello.status)"
                     engine.logger.warning(
@@ -263,7 +262,7 @@ extension DealStage {
                 engine.requestClose(link, cause: .linkRefused)
                 return .closeLink
             }
-            uplinks.refusals[position] = nil
+            uplinks.refusals.accepted(UInt64(position))
             uplinks.links[position].up = true
             uplinks.upCount += 1
             engine.counters.set(.linksUp, UInt64(uplinks.upCount))

@@ -32,9 +32,10 @@ final class Downlinks {
     /// The links that are up, by lower node id.
     var routes: [UInt32: [Route]] = [:]
     var upCount = 0
-    /// (node, HELLO status) pairs already logged: a node retrying every second is logged once
-    /// per refusal until one of its links comes up (the stats line counts every refusal).
-    var loggedRefusals: Set<UInt64> = []
+    /// Lower links up, by the upper link position carrying them (kept as routes come and go).
+    private var carried: [Int: Int] = [:]
+    /// HELLOs refused, by lower node, logged once per change.
+    var refusals = RefusalLog()
 
     /// Frames for one lower link that follow one another in memory, not yet on
     /// its send ring: a run of downward messages leaves as one descriptor.
@@ -70,7 +71,7 @@ final class Downlinks {
         var best: (position: Int, mine: Int, all: Int)?
         for position in uplinks.links.indices where uplinks.links[position].up {
             let mine = routes[node]?.reduce(0) { $0 + ($1.upper == position ? 1 : 0) } ?? 0
-            let all = links.values.reduce(0) { $0 + ($1.up && $1.upper == position ? 1 : 0) }
+            let all = carried[position] ?? 0
             if best == nil || (mine, all) < (best!.mine, best!.all) { best = (position, mine, all) }
         }
         return best?.position
@@ -79,11 +80,13 @@ final class Downlinks {
     func addRoute(_ link: Link) {
         routes[link.node, default: []].append(Route(index: link.id.index, id: link.id, number: link.number,
                                                     upper: link.upper))
+        carried[link.upper, default: 0] += 1
         upCount += 1
     }
 
     func removeRoute(_ link: Link) {
         routes[link.node]?.removeAll { $0.id == link.id }
+        carried[link.upper, default: 1] -= 1
         if routes[link.node]?.isEmpty == true { routes[link.node] = nil }
         upCount -= 1
     }

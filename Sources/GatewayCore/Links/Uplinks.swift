@@ -31,9 +31,8 @@ final class Uplinks {
     private var cursor = 0
     /// Positions with output Send has not been told about: a pending descriptor, or forwarded ones.
     var dirty: [Int] = []
-    /// The HELLO status each link was last refused with (nil: not refused), so a
-    /// link that keeps being refused is logged once per change.
-    var refusals: [UInt32?]
+    /// HELLOs refused, by link position, logged once per change.
+    var refusals = RefusalLog()
     /// Each position's server, for logs (nil once a reload removed it).
     var targets: [GatewayConfig.Upstream?]
     /// Set by Gateway.start before the threads run (it may depend on the bound port).
@@ -47,7 +46,6 @@ final class Uplinks {
         self.targets = targets
         links = Array(repeating: Link(), count: targets.count)
         dirty.reserveCapacity(targets.count)
-        refusals = Array(repeating: nil, count: targets.count)
         self.node = node
         self.heartbeatTicks = max(1, heartbeatTicks)
     }
@@ -57,7 +55,6 @@ final class Uplinks {
         targets = new
         while links.count < new.count {
             links.append(Link())
-            refusals.append(nil)
         }
         dirty.reserveCapacity(links.count)
     }

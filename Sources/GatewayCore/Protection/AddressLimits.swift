@@ -51,7 +51,8 @@ struct AddressLimits {
     /// Admits (and counts) a new connection from `peer` at `now` (nanoseconds), or says why not.
     mutating func admit(_ peer: PeerAddress, now: UInt64) -> Refusal? {
         if acceptRate > 0 {
-            acceptTokens = min(acceptRate, acceptTokens + acceptRate * Double(now &- acceptRefilledAt) / 1e9)
+            let seconds = Double(now &- acceptRefilledAt) / 1e9
+            acceptTokens = TokenBucket.refilled(acceptTokens, rate: acceptRate, seconds: seconds)
             acceptRefilledAt = now
             guard acceptTokens >= 1 else { return .acceptRate }
         }
@@ -60,7 +61,8 @@ struct AddressLimits {
             var entry = entries[key] ?? Entry(connections: 0, tokens: ratePerAddress, refilledAt: now)
             if maxPerAddress > 0, entry.connections >= maxPerAddress { return .perAddress }
             if ratePerAddress > 0 {
-                entry.tokens = min(ratePerAddress, entry.tokens + ratePerAddress * Double(now &- entry.refilledAt) / 1e9)
+                entry.tokens = TokenBucket.refilled(entry.tokens, rate: ratePerAddress,
+                                                    seconds: Double(now &- entry.refilledAt) / 1e9)
                 entry.refilledAt = now
                 guard entry.tokens >= 1 else {
                     entries[key] = entry
@@ -97,7 +99,8 @@ struct AddressLimits {
         sweptAt = now
         let full = ratePerAddress
         entries = entries.filter { _, e in
-            e.connections > 0 || (full > 0 && e.tokens + full * Double(now &- e.refilledAt) / 1e9 < full)
+            e.connections > 0
+                || (full > 0 && TokenBucket.refilled(e.tokens, rate: full, seconds: Double(now &- e.refilledAt) / 1e9) < full)
         }
     }
 }

@@ -28,8 +28,8 @@ struct FloodLimits {
         let seconds = Double(now &- s.pointee.floodTick) * secondsPerTick
         guard seconds > 0 else { return }
         s.pointee.floodTick = now
-        s.pointee.floodFrames = min(frames, s.pointee.floodFrames + frames * seconds)
-        s.pointee.floodBytes = min(bytes, s.pointee.floodBytes + bytes * seconds)
+        s.pointee.floodFrames = TokenBucket.refilled(s.pointee.floodFrames, rate: frames, seconds: seconds)
+        s.pointee.floodBytes = TokenBucket.refilled(s.pointee.floodBytes, rate: bytes, seconds: seconds)
     }
 
     /// Spends one frame of `length` bytes; false when either bucket is overdrawn.

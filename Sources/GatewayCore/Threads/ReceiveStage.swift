@@ -185,7 +185,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             engine.requestClose(id, cause: .proxyHeader)
             return false
         case .header(let length, let source):
-            _ = recv(s.pointee.fd, block.bytes + blockUsed, length, 0)  // consumed: the peek showed it whole
+            // The peek showed it whole, so this takes it whole; anything else is a broken socket.
+            guard recv(s.pointee.fd, block.bytes + blockUsed, length, 0) == length else {
+                engine.requestClose(id, cause: .ioError)
+                return false
+            }
             s.pointee.awaitingProxy = false
             if let source { s.pointee.peer = source }
             if let refusal = engine.refusal(of: s.pointee.peer) {

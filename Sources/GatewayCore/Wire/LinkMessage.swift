@@ -206,23 +206,25 @@ public enum LinkMessage: Equatable {
     public static func decode(_ p: UnsafeRawPointer, maxFrame: Int) -> Result<LinkMessage, Malformed> {
         let header = FrameHeader(decoding: p)
         let length = header.length
-        if header.cmd == Command.data {
-            guard length >= UInt32(dataOverhead + FrameHeader.size) else {
+        /// DATA and PUSH carry a whole client frame after `overhead` bytes, filling the rest of the link frame.
+        func innerFrame(after overhead: Int) -> Result<UInt32, Malformed> {
+            guard length >= UInt32(overhead + FrameHeader.size) else {
                 return .failure(.badLength(cmd: header.cmd, length: length))
             }
-            let inner = FrameHeader.length(at: p + dataOverhead)
-            guard inner == length - UInt32(dataOverhead), inner <= UInt32(maxFrame) else {
+            let inner = FrameHeader.length(at: p + overhead)
+            guard inner == length - UInt32(overhead), inner <= UInt32(maxFrame) else {
                 return .failure(.badInnerLength(outer: length, inner: inner))
             }
-            return .success(.data(SessionID(decoding: p + FrameHeader.size), clientFrameLength: inner))
+            return .success(inner)
+        }
+        if header.cmd == Command.data {
+            return innerFrame(after: dataOverhead).map { .data(SessionID(decoding: p + FrameHeader.size), clientFrameLength: $0) }
         }
         if header.cmd == Command.push {
-            guard length >= UInt32(pushOverhead + FrameHeader.size) else {
-                return .failure(.badLength(cmd: header.cmd, length: length))
-            }
-            let inner = FrameHeader.length(at: p + pushOverhead)
-            guard inner == length - UInt32(pushOverhead), inner <= UInt32(maxFrame) else {
-                return .failure(.badInnerLength(outer: length, inner: inner))
+            let inner: UInt32
+            switch innerFrame(after: pushOverhead) {
+            case .success(let length): inner = length
+            case .failure(let error): return .failure(error)
             }
             guard let tree = TreeWide.decode(p + FrameHeader.size) else {
                 return .failure(.badScope((p + FrameHeader.size).load(as: UInt8.self)))
