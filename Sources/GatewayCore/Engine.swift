@@ -131,7 +131,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// Closes at once: the first request wins and records its cause; Monitor detaches it.
     func requestClose(_ id: ConnectionID, cause: CloseCause) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         guard s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue, desired: SlotState.closing.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
         s.atomic(\.closeCause).store(cause.flag, ordering: .releasing)

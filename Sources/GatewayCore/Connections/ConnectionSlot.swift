@@ -191,6 +191,11 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     @inline(__always)
     var generation: UnsafeAtomic<UInt32> { UnsafeAtomic(at: pointer(to: \.generation)!) }
 
+    /// The stale-id guard: the slot still holds connection `id` (it was not closed and reused since
+    /// the id was posted). Every stage checks it before acting on an id from its inbox.
+    @inline(__always)
+    func holds(_ id: ConnectionID) -> Bool { generation.load(ordering: .acquiring) == id.generation }
+
     @inline(__always)
     var state: SlotState {
         SlotState(rawValue: atomic(\.state).load(ordering: .acquiring))!

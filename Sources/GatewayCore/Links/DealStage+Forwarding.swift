@@ -305,7 +305,7 @@ extension DealStage {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.generation.load(ordering: .acquiring) == id.generation, s.state == .open,
+            if s.holds(id), s.state == .open,
                s.pointee.kind == SlotKind.client.rawValue {
                 return (id, s)
             }

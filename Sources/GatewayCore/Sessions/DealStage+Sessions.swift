@@ -164,7 +164,7 @@ extension DealStage {
     func tickSessions(_ tick: UInt64, _ sessions: Sessions) {
         sessions.deadlines?.expire(now: tick) { id in
             let s = table.slot(id.index)
-            guard s.generation.load(ordering: .acquiring) == id.generation, !s.pointee.bound else { return }
+            guard s.holds(id), !s.pointee.bound else { return }
             engine.requestClose(id, cause: .authTimeout)
         }
     }

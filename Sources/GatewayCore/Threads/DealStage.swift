@@ -105,7 +105,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     func service(_ id: ConnectionID) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         input.openGate(s)
         switch s.state {
         case .detached: finalize(id, s)
@@ -273,7 +273,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func enqueue(_ d: FrameDescriptor, to id: ConnectionID) {
         let s = table.slot(id.index)
         // A handle may outlive its connection (e.g. used from `closed`): its sends go nowhere.
-        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
+        guard s.holds(id), s.state == .open else { return }
         repliesQueued &+= 1
         if id == current, var p = pending, p.chunk == d.chunk, p.offset + p.length == d.offset {
             p.length += d.length
@@ -307,7 +307,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// Asks for `id` to be closed once the replies already queued are sent.
     func closeAfterReplies(_ id: ConnectionID) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { return }
+        guard s.holds(id), s.state == .open else { return }
         let cause = CloseCause.handler.flag
         guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause, ordering: .sequentiallyConsistent).exchanged
         else { return }

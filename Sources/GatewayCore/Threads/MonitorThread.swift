@@ -132,7 +132,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Readiness of one connection, handed to the stage that acts on it.
     private func dispatch(_ id: ConnectionID, _ events: PollEvents) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         if s.state == .connecting, let connector {
             guard connector.connectCompleted(id, s, now: MonotonicClock.nanoseconds()) else { return }
             // Deal sends HELLO; Receive reads whatever the upstream sends first.
@@ -231,7 +231,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// tell the handler.
     private func detach(_ id: ConnectionID) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
         if !poller.remove(fd: s.pointee.fd) {
@@ -372,7 +372,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             let id = noticeQueue[noticesSent]
             noticesSent += 1
             let s = table.slot(id.index)
-            guard s.generation.load(ordering: .acquiring) == id.generation, s.state == .open else { continue }
+            guard s.holds(id), s.state == .open else { continue }
             s.atomic(\.reconnectNotice).store(1, ordering: .releasing)
             engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
         }

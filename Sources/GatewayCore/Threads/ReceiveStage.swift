@@ -53,7 +53,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     func service(_ id: ConnectionID) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         input.openGate(s)
         guard s.state == .open else { return }
         if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
@@ -278,7 +278,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         engine.logger.notice("buffers drained: reading \(parked.count) parked clients again")
         for id in parked {
             let s = table.slot(id.index)
-            guard s.generation.load(ordering: .acquiring) == id.generation else { continue }
+            guard s.holds(id) else { continue }
             s.pointee.parked = false
             input.post(s, id)
         }

@@ -36,7 +36,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     func service(_ id: ConnectionID) {
         let s = table.slot(id.index)
-        guard s.generation.load(ordering: .acquiring) == id.generation else { return }
+        guard s.holds(id) else { return }
         input.openGate(s)
         guard s.state == .open else { return }
         let ring = table.sendRing(id.index)
