@@ -2,19 +2,27 @@
 # Builds the libFuzzer targets in Fuzz/ with swiftc (not SwiftPM, so `swift test`
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
-#   Tools/fuzz.sh [seconds]
+#   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings (default: all)
 # Prints the inputs each target ran; exits non-zero if a target crashed (the
 # crashing input is left in .build-fuzz/crash-NAME/, the log in .build-fuzz/NAME.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
+ALL_TARGETS=(frame link cidr proxy settings)
+TARGETS=("${@:2}")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
+for t in "${TARGETS[@]}"; do
+    [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || { echo "unknown target $t (targets: ${ALL_TARGETS[*]})"; exit 2; }
+done
+want() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
 ROOT=$PWD
 OUT=.build-fuzz
 W=Sources/GatewayCore
 ATOMICS=.build/checkouts/swift-atomics/Sources
+LOGGING=.build/checkouts/swift-log/Sources/Logging
 mkdir -p "$OUT/mods/CLinux"
 
-if [ ! -d "$ATOMICS/Atomics" ]; then swift package resolve; fi
+if [ ! -d "$ATOMICS/Atomics" ] || [ ! -d "$LOGGING" ]; then swift package resolve; fi
 
 # --- swift-atomics as a standalone module (cached) ---------------------------
 if [ ! -f "$OUT/mods/Atomics.swiftmodule" ] || [ ! -f "$OUT/Atomics.o" ] || [ ! -f "$OUT/AtomicsShims.o" ]; then
@@ -24,6 +32,15 @@ if [ ! -f "$OUT/mods/Atomics.swiftmodule" ] || [ ! -f "$OUT/Atomics.o" ] || [ ! 
         -I "$ATOMICS/_AtomicsShims/include" "${ATOMICS_SRC[@]}" \
         -emit-module -emit-module-path "$OUT/mods/Atomics.swiftmodule" -c -o "$OUT/Atomics.o"
     clang -O2 -c -I "$ATOMICS/_AtomicsShims/include" "$ATOMICS/_AtomicsShims/src/_AtomicsShims.c" -o "$OUT/AtomicsShims.o"
+fi
+# --- swift-log as a standalone module (cached), for the settings target's Logger.Level ---
+if want settings && { [ ! -f "$OUT/mods/Logging.swiftmodule" ] || [ ! -f "$OUT/Logging.o" ]; }; then
+    echo "== building Logging"
+    mapfile -t LOGGING_SRC < <(find "$LOGGING" -name '*.swift' | sort)
+    swiftc -parse-as-library -O -wmo -module-name Logging -package-name swift_log \
+        -enable-upcoming-feature ExistentialAny -enable-upcoming-feature MemberImportVisibility \
+        -enable-upcoming-feature InternalImportsByDefault "${LOGGING_SRC[@]}" \
+        -emit-module -emit-module-path "$OUT/mods/Logging.swiftmodule" -c -o "$OUT/Logging.o"
 fi
 # CLinux (for SpinLock's gw_cpu_relax, a static inline): a module map over the package's header.
 cat > "$OUT/mods/CLinux/module.modulemap" <<EOF
@@ -37,32 +54,55 @@ SWIFTC=(swiftc -sanitize=fuzzer,address -use-ld=lld -parse-as-library -O -g
         -I "$OUT/mods" -I "$OUT/mods/CLinux" -I "$ATOMICS/_AtomicsShims/include")
 LINK=("$OUT/Atomics.o" "$OUT/AtomicsShims.o")
 
-echo "== building frame-fuzzer"; rm -f "$OUT/frame-fuzzer"
-"${SWIFTC[@]}" -module-name FuzzFrames \
-    $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/FrameAssembly.swift \
-    $W/Memory/Chunk.swift $W/Memory/ChunkPool.swift $W/Sync/SpinLock.swift \
-    Fuzz/FrameFuzzer.swift "${LINK[@]}" -o "$OUT/frame-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
-[ -x "$OUT/frame-fuzzer" ] || { echo "frame-fuzzer build failed"; exit 2; }
+if want frame; then
+    echo "== building frame-fuzzer"; rm -f "$OUT/frame-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzFrames \
+        $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/FrameAssembly.swift \
+        $W/Memory/Chunk.swift $W/Memory/ChunkPool.swift $W/Sync/SpinLock.swift \
+        Fuzz/FrameFuzzer.swift "${LINK[@]}" -o "$OUT/frame-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/frame-fuzzer" ] || { echo "frame-fuzzer build failed"; exit 2; }
+fi
 
-echo "== building link-fuzzer"; rm -f "$OUT/link-fuzzer"
-"${SWIFTC[@]}" -module-name FuzzLink \
-    $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift \
-    $W/Connections/ConnectionID.swift \
-    Fuzz/LinkFuzzer.swift -o "$OUT/link-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
-[ -x "$OUT/link-fuzzer" ] || { echo "link-fuzzer build failed"; exit 2; }
+if want link; then
+    echo "== building link-fuzzer"; rm -f "$OUT/link-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzLink \
+        $W/Wire/FrameCutter.swift $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift \
+        $W/Connections/ConnectionID.swift \
+        Fuzz/LinkFuzzer.swift -o "$OUT/link-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/link-fuzzer" ] || { echo "link-fuzzer build failed"; exit 2; }
+fi
 
-echo "== building cidr-fuzzer"; rm -f "$OUT/cidr-fuzzer"
-"${SWIFTC[@]}" -module-name FuzzCIDR \
-    $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
-    Fuzz/CIDRFuzzer.swift -o "$OUT/cidr-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
-[ -x "$OUT/cidr-fuzzer" ] || { echo "cidr-fuzzer build failed"; exit 2; }
+if want cidr; then
+    echo "== building cidr-fuzzer"; rm -f "$OUT/cidr-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzCIDR \
+        $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
+        Fuzz/CIDRFuzzer.swift -o "$OUT/cidr-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/cidr-fuzzer" ] || { echo "cidr-fuzzer build failed"; exit 2; }
+fi
 
-echo "== building proxy-fuzzer"; rm -f "$OUT/proxy-fuzzer"
-"${SWIFTC[@]}" -module-name FuzzProxy \
-    $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
-    $W/Protection/ProxyHeader.swift Fuzz/ProxyFuzzer.swift -o "$OUT/proxy-fuzzer" 2>&1 \
-    | grep -v 'Cannot export local symbol' || true
-[ -x "$OUT/proxy-fuzzer" ] || { echo "proxy-fuzzer build failed"; exit 2; }
+if want proxy; then
+    echo "== building proxy-fuzzer"; rm -f "$OUT/proxy-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzProxy \
+        $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
+        $W/Protection/ProxyHeader.swift Fuzz/ProxyFuzzer.swift -o "$OUT/proxy-fuzzer" 2>&1 \
+        | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/proxy-fuzzer" ] || { echo "proxy-fuzzer build failed"; exit 2; }
+fi
+
+# The settings parsers live in GatewayCLI: copies without `import GatewayCore` (one module here),
+# with the GatewayCore files they need and swift-log.
+if want settings; then
+    echo "== building settings-fuzzer"; rm -f "$OUT/settings-fuzzer"
+    GEN="$OUT/gen"; mkdir -p "$GEN"
+    for f in SettingParsers.swift JSONLogHandler.swift HotRestart/HandoverLine.swift; do
+        sed '/^import GatewayCore$/d' "Sources/GatewayCLI/$f" > "$GEN/$(basename "$f")"
+    done
+    "${SWIFTC[@]}" -module-name FuzzSettings \
+        $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
+        $W/GatewayConfig.swift "$GEN/SettingParsers.swift" "$GEN/JSONLogHandler.swift" "$GEN/HandoverLine.swift" \
+        Fuzz/SettingsFuzzer.swift "$OUT/Logging.o" -o "$OUT/settings-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/settings-fuzzer" ] || { echo "settings-fuzzer build failed"; exit 2; }
+fi
 
 # --- seeds ----------------------------------------------------------------------
 # Big-endian helpers producing printf escapes.
@@ -117,21 +157,40 @@ printf 'PROXY UNKNOWN\r\n' > "$X/seed-v1-unknown"
 printf '\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\x0a\x01\x02\x03\x0a\x00\x00\x01\x1f\x90\x01\xbb' > "$X/seed-v2-ipv4"
 printf '\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00' > "$X/seed-v2-local"
 
+# settings: byte 0 = parser (+ 9 x variant), then the text; list items separated by \xff.
+S="$OUT/corpus-settings"; mkdir -p "$S"
+n=0
+for s in '\x00\x00 7000' '\x00\x01100000' '\x00\x0a604800' '\x00\x05-1' '\x00\x17+1099511627776' \
+         '\x00\x1a\x80\x00\x00\x00\x00\x00\x00\x00\x7f\xff\xff\xff\xff\xff\xff\xff-9223372036854775808' \
+         '\x01127.0.0.1' '\x0a 10.1.2.3\n' '\x01256.0.0.1' '\x01localhost' \
+         '\x02127.0.0.1:7000,[::1]:7001' '\x0b0.0.0.0:0\xff[::]:65535' '\x02[::ffff:10.0.0.1]:80' '\x02::1:80' \
+         '\x02127.0.0.1:65536' '\x03true' '\x0c OFF ' '\x15Yes' '\x030' '\x03maybe' \
+         '\x0410.0.0.0/8,2001:db8::/32,::1' '\x0d192.168.0.0/16\xfffe80::/10' '\x041.2.3.4/33' \
+         '\x05127.0.0.1:7100,127.0.0.2:7100' '\x05127.0.0.1:7100\xff10.0.0.1:1' '\x05127.0.0.1:0' \
+         '\x06epoll' '\x0f Aggregation' '\x06drop' '\x06json' '\x06warning' '\x06critical\n' \
+         '\x07TAKEOVER 1' '\x07LISTENERS 2 GENERATION 7' '\x07LISTENERS 64 GENERATION 4294967295' '\x07STARTED' \
+         '\x07DRAINING 3600' '\x07REFUSED already handed over' '\x07TAKEOVER 1 ' '\x07LISTENERS 65 GENERATION 1' \
+         '\x08\x00\x00\x00\x00\x01' '\x08\x01\x00\x00\x00\x02\x00\x00\x00\x07' '\x08\x02' '\x08\x03\x00\x00\x0e\x10' \
+         '\x08\x04no thanks'; do
+    n=$((n + 1)); printf '%b' "$s" > "$S/seed-$n"
+done
+
 # --- run --------------------------------------------------------------------------
 status=0
 summary=()
-for name in frame link cidr proxy; do
+for name in "${TARGETS[@]}"; do
     crash="$OUT/crash-$name"; mkdir -p "$crash"
     log="$OUT/$name.log"
     echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"
     set +e
-    "$OUT/$name-fuzzer" "$OUT/corpus-$name" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
+    # No Swift backtracer: under ASan it is itself reported (its memory server) and left running.
+    SWIFT_BACKTRACE=enable=no "$OUT/$name-fuzzer" "$OUT/corpus-$name" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
         -max_len=8192 -artifact_prefix="$crash/" > "$log" 2>&1
     rc=$?
     set -e
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
-    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
     if [ $rc -ne 0 ]; then
         status=1
         echo "!! $name-fuzzer CRASHED (rc $rc) after ${runs:-?} inputs; artifacts in $crash/:"

@@ -38,8 +38,20 @@ public final class AdminServer: @unchecked Sendable {  // start/stop are called 
     /// Throws AdminAddressError when host is not an IP literal, or not loopback (127.0.0.0/8, ::1)
     /// and allowPublic is false.
     public init(host: String, port: Int, allowPublic: Bool, control: any AdminControl, logger: Logger) throws {
-        address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        guard let loopback = Self.isLoopback(host) else {
+        try Self.validate(host: host, port: port, allowPublic: allowPublic)
+        address = Self.describe(host, port)
+        self.host = host
+        self.port = port
+        self.logger = logger
+        responder = AdminResponder(control: control, metrics: AdminMetrics(control: control))
+    }
+
+    deinit { stop() }
+
+    /// The loopback rule, for settings to check at start-up and reload as the server does.
+    public static func validate(host: String, port: Int, allowPublic: Bool) throws(AdminAddressError) {
+        let address = describe(host, port)
+        guard let loopback = isLoopback(host) else {
             throw AdminAddressError(value: address, allowed: "an IP address such as 127.0.0.1 or ::1")
         }
         guard loopback || allowPublic else {
@@ -49,13 +61,11 @@ public final class AdminServer: @unchecked Sendable {  // start/stop are called 
         guard (0...65535).contains(port) else {
             throw AdminAddressError(value: address, allowed: "a port in 0...65535")
         }
-        self.host = host
-        self.port = port
-        self.logger = logger
-        responder = AdminResponder(control: control, metrics: AdminMetrics(control: control))
     }
 
-    deinit { stop() }
+    private static func describe(_ host: String, _ port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
 
     /// Whether an IP literal is loopback; nil when it is not an IP literal.
     static func isLoopback(_ host: String) -> Bool? {

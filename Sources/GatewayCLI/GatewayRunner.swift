@@ -41,20 +41,27 @@ enum GatewayRunner {
             handover.started(logger: logger)
         }
         let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
+        // Once the old process drains, a failure here must not stop this one too: it is logged instead.
+        let successor = handover != nil
         var control: ControlServer?
         if let path = start.controlSocket {
             do {
-                control = try ControlServer(path: path, successor: handover != nil, generation: generation, listeners: gateway.listenerDescriptors,
-                                            drainSeconds: config.drainTimeout, logger: logger) {
+                control = try ControlServer(path: path, successor: successor, generation: generation,
+                                            listeners: gateway.listenerDescriptors, drainSeconds: config.drainTimeout,
+                                            logger: logger) {
                     gateway.drainForRestart()
                 }
                 control?.start()
             } catch {
-                gateway.stop()
-                failStartup("\(error)", code: 1)
+                if successor {
+                    logger.error("serving without a control socket (no later hot restart): \(error)")
+                } else {
+                    gateway.stop()
+                    failStartup("\(error)", code: 1)
+                }
             }
         }
-        let admin = startAdmin(start, gateway: gateway, reloads: reloads, logger: logger)
+        var admin = startAdmin(start, gateway: gateway, reloads: reloads, logger: logger, successor: successor)
         let clock = ContinuousClock()
         let started = clock.now
         let ports = gateway.ports.map(String.init).joined(separator: ",")
@@ -67,7 +74,8 @@ enum GatewayRunner {
         while true {
             let settings = reloads.settings
             let due = last.time + .seconds(settings.statsInterval)
-            if let signal = signals.wait(timeout: settings.statsInterval > 0 ? min(slice, due - clock.now) : slice) {
+            let signal = signals.wait(timeout: settings.statsInterval > 0 ? min(slice, due - clock.now) : slice)
+            if let signal {
                 if signal == SIGINT || signal == SIGTERM {
                     logger.notice("\(ProcessSignals.name(signal)): stopping")
                     break
@@ -82,6 +90,12 @@ enum GatewayRunner {
                     logger.notice("SIGUSR2: draining for a restart")
                     gateway.drainForRestart()
                 }
+            }
+            // Handed over (control socket, or SIGUSR2 from a master): the successor needs the admin port.
+            if admin != nil, control?.handedOver == true || signal == SIGUSR2 {
+                admin?.stop()
+                admin = nil
+                logger.notice("admin endpoint closed for the process taking over")
             }
             service.tick()
             if gateway.hasStopped {
@@ -105,26 +119,33 @@ enum GatewayRunner {
         logger.notice("stopped after \(Int(uptime)) s: \(StatsSummary.line(from: GatewayStats(), to: gateway.stats(), seconds: uptime))")
     }
 
-    /// `--admin`: a bad address stops start-up like any bad setting (exit 2), a failed bind with 1.
-    private static func startAdmin(_ settings: Settings, gateway: Gateway, reloads: Reloads,
-                                   logger: Logger) -> AdminServer? {
+    /// `--admin` (its address was checked with the settings). A failed bind stops start-up with exit 1;
+    /// a successor, whose predecessor closes its admin endpoint only once handed over, retries for
+    /// five seconds and then serves without one.
+    private static func startAdmin(_ settings: Settings, gateway: Gateway, reloads: Reloads, logger: Logger,
+                                   successor: Bool) -> AdminServer? {
         guard let address = settings.admin else { return nil }
-        let server: AdminServer
-        do {
-            server = try AdminServer(host: address.host, port: address.port, allowPublic: settings.adminPublic,
-                                     control: AdminBridge(gateway: gateway, reloads: reloads), logger: logger)
-        } catch {
-            gateway.stop()
-            failStartup("\(error)", code: 2)
+        let deadline = ContinuousClock.now + .seconds(successor ? 5 : 0)
+        while true {
+            do {
+                let server = try AdminServer(host: address.host, port: address.port, allowPublic: settings.adminPublic,
+                                             control: AdminBridge(gateway: gateway, reloads: reloads), logger: logger)
+                let port = try server.start()
+                logger.notice("admin endpoint on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
+                return server
+            } catch {
+                if ContinuousClock.now < deadline {
+                    usleep(100_000)
+                    continue
+                }
+                guard successor else {
+                    gateway.stop()
+                    failStartup("\(error)", code: 1)
+                }
+                logger.error("serving without the admin endpoint: \(error)")
+                return nil
+            }
         }
-        do {
-            let port = try server.start()
-            logger.notice("admin endpoint on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
-        } catch {
-            gateway.stop()
-            failStartup("\(error)", code: 1)
-        }
-        return server
     }
 
     /// The listeners a master passed down (a worker), or none.

@@ -18,7 +18,7 @@ enum SettingParsers {
     static func host(_ text: String, key: String = "host") throws(ConfigError) -> String {
         let host = text.trimmingWhitespace
         var address = in_addr()
-        guard inet_pton(AF_INET, host, &address) == 1 else {
+        guard !host.utf8.contains(0), inet_pton(AF_INET, host, &address) == 1 else {
             throw ConfigError(key: key, value: text, allowed: "an IPv4 address such as 127.0.0.1")
         }
         return host
@@ -86,7 +86,7 @@ extension SettingParsers {
             }
             let host = String(part[..<colon])
             var address = in_addr()
-            guard inet_pton(AF_INET, host, &address) == 1 else {
+            guard !host.utf8.contains(0), inet_pton(AF_INET, host, &address) == 1 else {
                 throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
             }
             servers.append(GatewayConfig.Upstream(host: host, port: port))

@@ -1,4 +1,5 @@
 import Configuration
+import GatewayAdmin
 import GatewayCore
 import Logging
 
@@ -83,6 +84,13 @@ extension Settings {
             settings.admin = addresses[0]
         }
         if let open = text("admin_public") { settings.adminPublic = try SettingParsers.bool(open, key: "admin_public") }
+        if let admin = settings.admin {
+            do throws(AdminAddressError) {
+                try AdminServer.validate(host: admin.host, port: admin.port, allowPublic: settings.adminPublic)
+            } catch {
+                throw ConfigError(key: error.key, value: error.value, allowed: error.allowed)
+            }
+        }
         if let path = text("control_socket") {
             guard !path.isEmpty, path.utf8.count < 108 else {
                 throw ConfigError(key: "control_socket", value: path, allowed: "a file path of 1...107 bytes")

@@ -126,7 +126,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         guard monitor != nil, !engine.stagesShouldExit else { return }
         let version = engine.live.currentVersion
         let deadline = MonotonicClock.nanoseconds() &+ 100 * UInt64(config.tickMilliseconds) * 1_000_000
-        while engine.acceptTakenVersion.load(ordering: .acquiring) != version, MonotonicClock.nanoseconds() < deadline {
+        while engine.acceptTakenVersion.load(ordering: .acquiring) != version, !engine.isStopping,
+              MonotonicClock.nanoseconds() < deadline {
             usleep(1000)
         }
     }

@@ -117,11 +117,13 @@ import Testing
         let control = "/tmp/gateway-restart-\(UUID().uuidString.prefix(8)).sock"
         defer { unlink(control) }
         var drain = ["--control-socket", control, "--drain-timeout", "\(Self.drainSeconds)", "--stats-interval", "0"]
+        // A fixed admin port, below the ephemeral range: the successor must get it once A lets go.
+        let adminPort = Int.random(in: 10_000..<20_000)
         var core: Child?
         defer { core?.kill() }
         switch topology {
-        case .echo: break
-        case .workers: drain += ["--workers", "2"]
+        case .echo: drain += ["--admin", "127.0.0.1:\(adminPort)"]
+        case .workers: drain += ["--workers", "2", "--admin", "127.0.0.1:\(adminPort)"]
         case .forwarding:
             let started = try Child(binTest, ["core", "--port", "0"], logs: logs, name: "core")
             core = started
@@ -130,7 +132,7 @@ import Testing
             let corePort = started.stderr.components(separatedBy: marker)[1].prefix { $0.isNumber }
             drain += ["--upstream", "127.0.0.1:\(corePort)"]
         }
-        let started = topology == .workers ? "workers on 127.0.0.1:" : "listening on 127.0.0.1:"
+        let started = topology == .workers ? "workers on 127.0.0.1:" : "[GatewayCLI] listening on 127.0.0.1:"
 
         let a = try Child(gateway, ["--port", "0"] + drain, logs: logs, name: "a")
         defer { a.kill() }
@@ -187,6 +189,9 @@ import Testing
         #expect(count("notice_max_ms").map { $0 <= Self.drainSeconds * 1000 } == true, "\(context)")
 
         #expect(Self.echoes(port: port), "gateway B does not answer after the restart: \(b.stderr)")
+        if topology != .forwarding {
+            #expect(b.stderr.contains("admin endpoint on 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
+        }
         kill(b.process.processIdentifier, SIGTERM)
         let bExited = b.waitForExit(by: Date(timeIntervalSinceNow: 15))
         #expect(bExited, "gateway B did not stop on SIGTERM: \(b.stderr)")

@@ -33,7 +33,10 @@ import Testing
 
     @Test func badValuesNameTheirKeys() {
         for (key, value) in [("allow", "10.0.0.0/33"), ("deny", "example.com"), ("max_conns_per_ip", "-1"),
-                             ("conn_rate_per_ip", "x"), ("frame_timeout", "86401"), ("flood_bytes_per_s", "-5")] {
+                             ("conn_rate_per_ip", "x"), ("frame_timeout", "86401"), ("flood_bytes_per_s", "-5"),
+                             // A NUL (a YAML "\0") would end the C string inet_pton reads (found by the fuzzer).
+                             ("allow", "10.0.0.0\u{0}junk/8"), ("host", "127.0.0.1\u{0}x"),
+                             ("upstream", "127.0.0.1\u{0}x:7100"), ("listen", "127.0.0.1\u{0}:80")] {
             do {
                 _ = try Settings.resolve(flags: [key: value], environment: [:], configFile: nil)
                 Issue.record("\(key)=\(value) accepted")

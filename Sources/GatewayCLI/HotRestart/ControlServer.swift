@@ -15,7 +15,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     private let logger: Logger
     private let onHandover: @Sendable () -> Void
     private var thread: pthread_t?
-    private let handedOver = Atomic<Bool>(false)
+    private let handedOverFlag = Atomic<Bool>(false)
     private let closing = Atomic<Bool>(false)
 
     /// Binds `path`, refusing it while another process serves there, unless this one has just taken
@@ -50,6 +50,9 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         self.onHandover = onHandover
     }
 
+    /// A successor has taken the listeners.
+    var handedOver: Bool { handedOverFlag.load(ordering: .sequentiallyConsistent) }
+
     func start() {
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
@@ -69,7 +72,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         if let thread { pthread_join(thread, nil) }
         thread = nil
         close(fd)
-        if !handedOver.load(ordering: .sequentiallyConsistent) { unlink(path) }
+        if !handedOverFlag.load(ordering: .sequentiallyConsistent) { unlink(path) }
     }
 
     private func serve() {
@@ -101,7 +104,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
             try stream.send(.refused("unknown request; this gateway speaks TAKEOVER \(HandoverLine.version)"))
             throw HandoverError("unknown request '\(request.line.prefix(40))'")
         }
-        if handedOver.load(ordering: .sequentiallyConsistent) {
+        if handedOverFlag.load(ordering: .sequentiallyConsistent) {
             try stream.send(.refused("already handed over"))
             return
         }
@@ -110,7 +113,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         guard HandoverLine(parsing: reply.line) == .started else {
             throw HandoverError("the new process said '\(reply.line.prefix(40))'")
         }
-        handedOver.store(true, ordering: .sequentiallyConsistent)
+        handedOverFlag.store(true, ordering: .sequentiallyConsistent)
         logger.notice("taken over through \(path): draining over \(drainSeconds) s")
         onHandover()
         try? stream.send(.draining(seconds: drainSeconds))

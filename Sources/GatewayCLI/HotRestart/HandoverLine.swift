@@ -31,7 +31,9 @@ enum HandoverLine: Equatable {
         guard line.utf8.count <= Self.maxLength else { return nil }
         let words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         func number(_ text: String, _ range: ClosedRange<Int>) -> Int? {
+            // Digits only, no leading zero: one spelling per line.
             guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), text.utf8.count <= 10,
+                  text == "0" || !text.hasPrefix("0"),
                   let n = Int(text), range.contains(n) else { return nil }
             return n
         }

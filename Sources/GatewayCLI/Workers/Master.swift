@@ -62,15 +62,20 @@ final class Master {
         var control: ControlServer?
         if let path = settings.controlSocket {
             do {
-                control = try ControlServer(path: path, successor: handover != nil, generation: generation, listeners: listeners,
-                                            drainSeconds: config.drainTimeout, logger: logger) {
+                control = try ControlServer(path: path, successor: handover != nil, generation: generation,
+                                            listeners: listeners, drainSeconds: config.drainTimeout, logger: logger) {
                     // Workers are signalled from the main loop, which owns their pids.
                     kill(getpid(), SIGUSR2)
                 }
                 control?.start()
             } catch {
-                stopAll(SIGTERM)
-                failStartup("\(error)", code: 1)
+                // Once the old master drains, this one serves on without a control socket rather than stop too.
+                if handover != nil {
+                    logger.error("serving without a control socket (no later hot restart): \(error)")
+                } else {
+                    stopAll(SIGTERM)
+                    failStartup("\(error)", code: 1)
+                }
             }
         }
         let addresses = Gateway.addresses(of: listeners).joined(separator: ",")

@@ -16,6 +16,8 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
 
     /// nil when `text` is not an address with an optional /prefix in range.
     public init?(parsing text: String) {
+        // inet_pton reads a C string: a NUL would end the address early and hide what follows.
+        guard !text.utf8.contains(0) else { return nil }
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         let address = String(parts[0])
         var raw = (UInt64(0), UInt64(0))

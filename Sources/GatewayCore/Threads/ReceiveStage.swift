@@ -150,10 +150,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
         }
-        if !engine.edgeTriggered {
-            s.atomic(\.readArmed).store(1, ordering: .releasing)
-            rearmed = true
-        }
+        rearm(s)
     }
 
     /// Reads the PROXY header a balancer sends first (peeking, so that nothing after it
@@ -223,10 +220,16 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             engine.requestClose(id, cause: cause)  // end of stream (or the client reset): done
             return
         }
-        if !engine.edgeTriggered {
-            s.atomic(\.readArmed).store(1, ordering: .releasing)
-            rearmed = true
-        }
+        rearm(s)
+    }
+
+    /// Read until EAGAIN: the edge-triggered backend reports the next bytes by itself; the
+    /// level-triggered one (poll) watches the socket again only once asked (Monitor, woken once a batch).
+    @inline(__always)
+    private func rearm(_ s: UnsafeMutablePointer<ConnectionSlot>) {
+        guard !engine.edgeTriggered else { return }
+        s.atomic(\.readArmed).store(1, ordering: .releasing)
+        rearmed = true
     }
 
     /// The shared read block, replaced when too full for a big read.
