@@ -1,3 +1,4 @@
+import Atomics
 import CLinux
 import CURCU
 import Glibc
@@ -9,7 +10,10 @@ import Logging
 public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
     public let config: GatewayConfig
     private let engine: Engine
+    /// Set once by start(), never cleared: drainForRestart and reconfigure read it from other threads
+    /// (admin, control socket), which exist only after start. `running` says whether stop() is still due.
     private var monitor: MonitorThread?
+    private let running = ManagedAtomic<Bool>(false)
     private var threads: [OSThread] = []
     public private(set) var port = 0
     /// Every listener's port, in the order of `listenAddresses` (ports given as 0 are chosen at start).
@@ -81,6 +85,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         }
         let monitor = try MonitorThread(engine: engine, listeners: listeners, shared: !inherited.isEmpty)
         self.monitor = monitor
+        running.store(true, ordering: .releasing)
         let engine = engine
         threads = [
             OSThread(name: "gw-receive") { engine.receive.runLoop(engine: engine) },
@@ -95,11 +100,10 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Graceful stop: no new connections; replies already produced are sent;
     /// every connection is closed within `drain_timeout`; the threads are joined.
     public func stop() {
-        guard let monitor else { return }
+        guard let monitor, running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         monitor.requestStop()
         for thread in threads { thread.join() }
         threads = []
-        self.monitor = nil
         // Slots handed to call_rcu are reclaimed before the table goes away.
         gw_rcu_barrier()
     }
@@ -123,7 +127,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
                               allowed: "servers while forwarding, none while echoing: switching needs a restart")
         }
         try engine.reconfigure(config)
-        guard monitor != nil, !engine.stagesShouldExit else { return }
+        guard running.load(ordering: .acquiring), !engine.stagesShouldExit else { return }
         let version = engine.live.currentVersion
         let deadline = MonotonicClock.nanoseconds() &+ 100 * UInt64(config.tickMilliseconds) * 1_000_000
         while engine.acceptTakenVersion.load(ordering: .acquiring) != version, !engine.isStopping,
