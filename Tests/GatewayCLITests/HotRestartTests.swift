@@ -63,40 +63,6 @@ import Testing
         return try #require(object as? [String: Any], "restart-probe printed no JSON object: \(json)")
     }
 
-    /// One echo on a new connection: a frame of cmd 1 comes back identical.
-    static func echoes(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var limit = timeval(tv_sec: 5, tv_usec: 0)
-        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
-            setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size))
-        }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { return false }
-        // length 23, seq 7, cmd 1, status 0, uid 9, body "hello".
-        let frame: [UInt8] = [0, 0, 0, 23, 0, 0, 0, 7, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9] + Array("hello".utf8)
-        guard frame.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == frame.count else {
-            return false
-        }
-        var reply = [UInt8](repeating: 0, count: frame.count)
-        var have = 0
-        while have < reply.count {
-            let n = reply.withUnsafeMutableBytes { read(fd, $0.baseAddress! + have, $0.count - have) }
-            guard n > 0 else { return false }
-            have += n
-        }
-        return reply == frame
-    }
-
     /// What serves the clients: the echo handler, a gateway forwarding to a core (both processes hold
     /// links to it while the old one drains), or a master with two workers on each side.
     enum Topology: String, CaseIterable, CustomTestStringConvertible {
@@ -188,7 +154,7 @@ import Testing
         #expect(span.map { $0 <= Double(Self.drainSeconds) } == true, "\(context)")
         #expect(count("notice_max_ms").map { $0 <= Self.drainSeconds * 1000 } == true, "\(context)")
 
-        #expect(Self.echoes(port: port), "gateway B does not answer after the restart: \(b.stderr)")
+        #expect((try? EchoSocket(port: port).echo(7)) == true, "gateway B does not answer after the restart: \(b.stderr)")
         if topology != .forwarding {
             #expect(b.stderr.contains("admin endpoint on 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
         }

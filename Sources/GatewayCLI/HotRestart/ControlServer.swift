@@ -1,4 +1,5 @@
 import Glibc
+import GatewayCore
 import Logging
 import Synchronization
 
@@ -14,7 +15,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     private let generation: UInt32
     private let logger: Logger
     private let onHandover: @Sendable () -> Void
-    private var thread: pthread_t?
+    private var thread: OSThread?
     private let handedOverFlag = Atomic<Bool>(false)
     private let closing = Atomic<Bool>(false)
 
@@ -54,22 +55,14 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     var handedOver: Bool { handedOverFlag.load(ordering: .sequentiallyConsistent) }
 
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { arg in
-            let server = Unmanaged<ControlServer>.fromOpaque(arg!).takeRetainedValue()
-            server.serve()
-            return nil
-        }, box.toOpaque())
-        precondition(rc == 0, "pthread_create: \(rc)")
-        self.thread = thread
+        thread = OSThread(name: "gw-control") { self.serve() }
     }
 
     /// Stops taking connections and joins the thread; the path is removed unless a successor owns it now.
     func stop() {
         closing.store(true, ordering: .sequentiallyConsistent)
         shutdown(fd, Int32(SHUT_RDWR))  // wakes the blocked accept
-        if let thread { pthread_join(thread, nil) }
+        thread?.join()
         thread = nil
         close(fd)
         if !handedOverFlag.load(ordering: .sequentiallyConsistent) { unlink(path) }

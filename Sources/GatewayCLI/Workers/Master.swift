@@ -171,9 +171,5 @@ final class Master {
         return "was killed by signal \(signal)"
     }
 
-    private static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-    }
+    private static func now() -> Double { Double(MonotonicClock.nanoseconds()) / 1e9 }
 }

@@ -1,4 +1,5 @@
 import CLinux
+import Foundation
 import Glibc
 
 /// Starts one worker: this same executable with the same arguments (less --take-over), told by its
@@ -51,7 +52,8 @@ struct WorkerSpawner {
 
     /// The new worker's pid.
     func spawn(index: Int) throws(HandoverError) -> pid_t {
-        var environment = ProcessEnvironment.current()
+        // Read now, after ServiceManager took systemd's variables out: no worker notifies as the service.
+        var environment = ProcessInfo.processInfo.environment
         environment[GatewayRunner.inheritedEnvironment] = listeners.map(String.init).joined(separator: ",")
         environment[Self.indexEnvironment] = "\(index)"
         environment[Self.masterEnvironment] = "\(getpid())"
@@ -74,21 +76,5 @@ struct WorkerSpawner {
         let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
         guard rc == 0 else { throw HandoverError("posix_spawn worker \(index): \(String(cString: strerror(rc)))") }
         return pid
-    }
-}
-
-/// The process environment as a dictionary (Foundation's would do, but this stays on Glibc).
-enum ProcessEnvironment {
-    static func current() -> [String: String] {
-        var result: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            p += 1
-        }
-        return result
     }
 }

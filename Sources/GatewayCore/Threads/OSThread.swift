@@ -2,7 +2,7 @@ import CLinux
 import Glibc
 
 /// A joinable pthread with a name (visible in top -H and perf).
-final class OSThread {
+public final class OSThread {
     private final class Body {
         let run: () -> Void
         let name: String
@@ -14,7 +14,7 @@ final class OSThread {
 
     private var handle = pthread_t()
 
-    init(name: String, _ run: @escaping () -> Void) {
+    public init(name: String, _ run: @escaping () -> Void) {
         let body = Unmanaged.passRetained(Body(name, run)).toOpaque()
         let rc = pthread_create(&handle, nil, { raw in
             let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
@@ -25,7 +25,7 @@ final class OSThread {
         precondition(rc == 0, "pthread_create failed: \(rc)")
     }
 
-    func join() {
+    public func join() {
         pthread_join(handle, nil)
     }
 }
