@@ -68,6 +68,11 @@ struct ConnectionSlot {
     /// A hot restart's drain: Monitor sets 1 when this client's *please reconnect* is due; Deal
     /// queues the frame and sets 2.
     var reconnectNotice: UInt8.AtomicRepresentation
+    /// Deal holds output for this connection in its backlog: Send must not finish a graceful close.
+    var backlogged: UInt8.AtomicRepresentation
+    /// Bytes Send has written to the socket since the connection opened; with Deal's `queuedBytes`
+    /// it gives what waits for the socket (max_queued_bytes).
+    var sentBytes: UInt64.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -94,18 +99,28 @@ struct ConnectionSlot {
 
     // Deal's.
     var dealOffset: UInt32
+    /// Output beyond the send ring, and every byte ever queued for the socket (ring and backlog).
+    var backlog: SendBacklog
+    var queuedBytes: UInt64
     var opened: Bool
     /// Forwarding clients: `route` is the link the session was announced on (OPENED sent) when `routed`.
     var routed: Bool
     var route: UInt64
+    /// Forwarding clients announced on a link: a doubly linked list per link (its upstream_lost
+    /// notices), the frames forwarded on it and the seq of the last one.
+    var routePrev: UInt32
+    var routeNext: UInt32
+    var routeFrames: UInt32
+    var lastUpSeq: UInt32
+    /// Pushes dropped (push_overflow drop) since the core was last told, and whether this session
+    /// waits in Deal's list of notices to send.
+    var pushDrops: UInt32
+    var dropNoticeQueued: Bool
     /// Forwarding clients waiting for room on link `waitPosition`: a doubly linked list per link.
     var waiting: Bool
     var waitPosition: UInt16
     var waitPrev: UInt32
     var waitNext: UInt32
-    /// A link's dealing paused because this client's send ring was full; dealing this client resumes it.
-    var blocksLink: Bool
-    var blockedLinkPosition: UInt16
     /// The tick the client began waiting; past max_queue_wait it is `shed`: what it has queued is
     /// answered `overloaded`.
     var waitSince: UInt64
@@ -158,16 +173,20 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice] {
+             \.reconnectNotice, \.backlogged] {
             atomic(flag).store(0, ordering: .relaxed)
         }
+        sentBytes.store(0, ordering: .relaxed)
+        pointee.queuedBytes = 0
+        pointee.routeFrames = 0
+        pointee.pushDrops = 0
+        pointee.dropNoticeQueued = false
         pointee.kind = SlotKind.client.rawValue
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false
         pointee.routed = false
         pointee.waiting = false
-        pointee.blocksLink = false
         pointee.shed = false
         pointee.bound = false
         pointee.floodArmed = false
@@ -187,6 +206,13 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     func atomic(_ field: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>) -> UnsafeAtomic<UInt8> {
         UnsafeAtomic(at: pointer(to: field)!)
     }
+
+    @inline(__always)
+    var sentBytes: UnsafeAtomic<UInt64> { UnsafeAtomic(at: pointer(to: \.sentBytes)!) }
+
+    /// Bytes queued for the socket and not yet written (read by Deal, the producer).
+    @inline(__always)
+    var outstandingBytes: Int { Int(truncatingIfNeeded: pointee.queuedBytes &- sentBytes.load(ordering: .relaxed)) }
 
     @inline(__always)
     var generation: UnsafeAtomic<UInt32> { UnsafeAtomic(at: pointer(to: \.generation)!) }

@@ -34,6 +34,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let downlinks: Downlinks?
     /// The access role's users and rooms, when it forwards.
     let sessions: Sessions?
+    /// Clock ticks in a second, for what is rate-limited per second.
+    let ticksPerSecond: UInt64
     /// The handler asked for `tick` on every clock tick.
     private let handlerTicks: Bool
     /// What a reload may change, taken at the next tick.
@@ -50,6 +52,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
         let config = engine.config
         let tick = config.tickMilliseconds
+        ticksPerSecond = UInt64(max(1, 1000 / tick))
         live = engine.live.current
         if config.upstream.isEmpty {
             uplinks = nil
@@ -121,10 +124,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     }
 
     private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
         if let uplinks {
             if s.pointee.waiting { return }  // dealt again when its link has room
-            resumeBlockedLink(s, uplinks)
             if !s.pointee.opened, let sessions { sessionOpened(id, s, sessions) }
         } else if !s.pointee.opened {
             s.pointee.opened = true
@@ -144,7 +147,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                     offset = Int(d.length)  // the handler closed it: later frames are dropped
                     break
                 }
-                if sendRing.freeCount < Self.replyRoom && !waitForSendRoom(id, s, sendRing) {
+                if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) {
                     s.pointee.dealOffset = UInt32(offset)
                     break outer
                 }
@@ -222,20 +225,25 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
-    /// The send ring is nearly full: dealing pauses until Send makes room, so the
-    /// receive ring fills, Receive stops reading and TCP pushes back on the client.
-    /// A full ring is not a fault: only Send's stall timer closes a client, after
-    /// write_stall_timeout without write progress.
-    /// Send-ring entries a frame needs before it is dealt: what one frame's replies may take
-    /// (a core answering a login with BIND, JOIN and the echo uses up to three); more than that
-    /// for one frame in a full ring closes the connection (push).
+    /// Send-ring entries free before a client's next frame is dealt, with nothing in its backlog:
+    /// room for what one frame's replies usually take (a core answering a login with BIND, JOIN
+    /// and the echo), so that replies to a client's own frames seldom need the backlog's copy.
     static let replyRoom = 4
 
+    private func hasReplyRoom(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom
+    }
+
+    /// The client's output is backed up: dealing its input pauses until Send makes room, so the
+    /// receive ring fills, Receive stops reading and TCP pushes back on the client. A client that
+    /// only sends while its replies wait is slowed down, never closed: only Send's stall timer
+    /// closes one, after write_stall_timeout without write progress.
     private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
-        if ring.freeCount >= Self.replyRoom { return true }
+        if hasReplyRoom(s, ring) { return true }
         s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-        if ring.freeCount >= Self.replyRoom {
+        drainBacklog(id, s)
+        if hasReplyRoom(s, ring) {
             s.atomic(\.dealPaused).store(0, ordering: .relaxed)
             return true
         }
@@ -308,11 +316,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func closeAfterReplies(_ id: ConnectionID) {
         let s = table.slot(id.index)
         guard s.holds(id), s.state == .open else { return }
-        let cause = CloseCause.handler.flag
-        guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause, ordering: .sequentiallyConsistent).exchanged
-        else { return }
-        if id == current { flushPending() }
-        engine.send.input.post(s, id)
+        if id == current { flushPending() }  // on the ring before the flag: Send finishes only after it
+        closeAfterReplies(id, s, cause: .handler)
     }
 
     func reserve(_ length: Int) -> (Chunk, Int) {
@@ -335,10 +340,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         pushedToCurrent = true
     }
 
+    /// A reply or forwarded frame past max_queued_bytes closes the client as a slow consumer.
     private func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        if !table.sendRing(id.index).push(d) {
-            // More replies to one frame than the ring holds: the bound is the policy.
-            pool.release(d.chunk)
+        if !queueOutput(d, id, s) {
+            engine.counters.add(.queueOverflowCloses)
             engine.requestClose(id, cause: .slowConsumer)
         }
     }

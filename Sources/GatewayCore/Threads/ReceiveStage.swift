@@ -116,7 +116,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 bytesMoved &+= n
                 s.pointee.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
-                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.dataOverhead : maxFrame
+                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.maxOverhead : maxFrame
                 let assembly = s.pointer(to: \.assembly)!
                 let (heldBefore, wasPartial) = (assembly.pointee.heldBytes, assembly.pointee.isPartial)
                 let outcome = assembly.pointee.consume(
