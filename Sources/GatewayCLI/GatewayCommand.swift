@@ -119,7 +119,8 @@ public struct GatewayCommand: ParsableCommand {
     var pushOverflow: String?
 
     @Option(help: .setting("max_queued_bytes",
-                           "Bytes that may wait for one client's socket (replies, forwarded frames, pushes); at least 2 x max_frame."))
+                           "Bytes that may wait for one client's socket (replies, forwarded frames, pushes); 0: the larger of "
+                           + "4 MiB and 4 x max_frame; else at least 2 x max_frame."))
     var maxQueuedBytes: String?
 
     @Option(help: .setting("frame_timeout", "Seconds a frame that has begun may take to complete; 0: no limit."))

@@ -48,7 +48,7 @@ struct LiveSettings {
         // max_queue_wait sheds clients' frames; lower links' traffic is never answered by the aggregation tier.
         maxWaitTicks = config.role == .access ? (UInt64(config.maxQueueWait) + tick - 1) / tick : 0
         pushOverflow = config.pushOverflow
-        maxQueuedBytes = config.maxQueuedBytes
+        maxQueuedBytes = config.queueBound
         maxRoomsPerSession = config.maxRoomsPerSession
         floodFramesPerSecond = config.floodFramesPerSecond
         floodBytesPerSecond = config.floodBytesPerSecond

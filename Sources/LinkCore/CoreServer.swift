@@ -113,7 +113,7 @@ public final class CoreServer: GatewayHandler {
     public static func config(_ base: GatewayConfig, clientMaxFrame: Int) -> GatewayConfig {
         var config = base
         config.maxFrame = clientMaxFrame + LinkMessage.maxOverhead
-        config.maxQueuedBytes = max(base.maxQueuedBytes, 2 * config.maxFrame) * 16
+        config.maxQueuedBytes = max(base.queueBound, 2 * config.maxFrame) * 16
         return config
     }
 

@@ -230,8 +230,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// and the echo), so that replies to a client's own frames seldom need the backlog's copy.
     static let replyRoom = 4
 
+    /// A client's next frame is dealt only while at most half its byte bound waits for its socket:
+    /// the other half (at least one max_frame) is for that frame's replies and what links send it.
     private func hasReplyRoom(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
-        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom
+        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
     }
 
     /// The client's output is backed up: dealing its input pauses until Send makes room, so the
