@@ -99,6 +99,9 @@ struct ConnectionSlot {
 
     // Deal's.
     var dealOffset: UInt32
+    /// `opened`: the handler or core heard of it; `ended`: a session the core closed or kicked,
+    /// out of its uid, rooms and presence while its connection finishes.
+    var ended: Bool
     /// Output beyond the send ring, and every byte ever queued for the socket (ring and backlog).
     var backlog: SendBacklog
     var queuedBytes: UInt64
@@ -185,6 +188,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false
+        pointee.ended = false
         pointee.routed = false
         pointee.waiting = false
         pointee.shed = false

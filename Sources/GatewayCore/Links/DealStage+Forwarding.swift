@@ -338,6 +338,7 @@ extension DealStage {
         case .closed(let session, _):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
             closeAfterReplies(cid, cs, cause: .upstream)
+            if let sessions { sessionEnded(cs, cid.index, sessions) }
             return .next
         case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
             guard let sessions else { return malformedLink(link, position, "\(message) to a node without sessions") }
@@ -348,14 +349,14 @@ extension DealStage {
         }
     }
 
-    /// The open client a downward message is for, or nil (counted) when it is stale.
+    /// The open client a downward message is for, or nil (counted) when it is stale: closed, or a
+    /// session the core ended (KICK, CLOSED) whose connection is finishing.
     func client(_ session: SessionID, _ uplinks: Uplinks)
         -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.holds(id), s.state == .open,
-               s.pointee.kind == SlotKind.client.rawValue {
+            if s.holds(id), s.state == .open, s.pointee.kind == SlotKind.client.rawValue, !s.pointee.ended {
                 return (id, s)
             }
         }

@@ -30,10 +30,13 @@ extension DealStage {
             push(inner, to: tree, uplinks, sessions)
         case .kick(let tree):
             guard firstCopy(tree, sessions) else { return }
-            forEachSession(named: tree, uplinks, sessions) { index in
+            var kicked: [UInt32] = []  // collected first: leaving the uid or room changes the list walked
+            forEachSession(named: tree, uplinks, sessions) { kicked.append($0) }
+            for index in kicked {
                 let s = table.slot(index)
                 closeAfterReplies(ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)), s,
                                   cause: .kicked)
+                sessionEnded(s, index, sessions)
             }
         case .presenceQuery(let tree):
             guard firstCopy(tree, sessions) else { return }
@@ -54,7 +57,8 @@ extension DealStage {
         return true
     }
 
-    /// Calls `body` with the slot of every open client session on this node the scope names.
+    /// Calls `body` with the slot of every open client session on this node the scope names; for
+    /// scopes node and all, the sessions the core has bound (an unbound connection is not online).
     private func forEachSession(named tree: LinkMessage.TreeWide, _ uplinks: Uplinks, _ sessions: Sessions,
                                 _ body: (UInt32) -> Void) {
         switch tree.scope {
@@ -64,7 +68,7 @@ extension DealStage {
         case .node, .all:
             for index in table.usedRange {
                 let s = table.slot(index)
-                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.opened { body(index) }
+                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.bound { body(index) }
             }
         }
     }
@@ -153,7 +157,7 @@ extension DealStage {
         case .uid: count = sessions.directory.count(uid: tree.target)
         case .room: count = sessions.directory.count(room: tree.target)
         case .node where tree.target != uplinks.node: return  // another node's question
-        case .node, .all: count = sessions.open
+        case .node, .all: count = sessions.directory.boundCount
         }
         guard uplinks.links[position].id != nil else { return }
         let answer = LinkMessage.presence(tree, node: uplinks.node, count: UInt32(clamping: count))
@@ -183,9 +187,16 @@ extension DealStage {
 
     /// A forwarded client closed: it leaves its uid and rooms.
     func sessionClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
-        guard s.pointee.opened else { return }
+        sessionEnded(s, id.index, sessions)
+    }
+
+    /// The session ends for the core's view at once (a KICK, or the core's CLOSED): unbound, out
+    /// of its rooms and of presence, though its connection still sends what was queued for it.
+    func sessionEnded(_ s: UnsafeMutablePointer<ConnectionSlot>, _ index: UInt32, _ sessions: Sessions) {
+        guard s.pointee.opened, !s.pointee.ended else { return }
+        s.pointee.ended = true
         sessions.open -= 1
-        sessions.directory.remove(id.index)
+        sessions.directory.remove(index)
         publishSessionGauges(sessions)
     }
 
