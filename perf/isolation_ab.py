@@ -17,6 +17,15 @@ its own, as perf/runner.py does. Sections (--sections, comma-separated):
             `--upstream-links 1` in front of `bin_test core`, alone and with a non-reader on the same
             gateway (this script run as `--nonreader PORT SECONDS`: connects, sends 60 KB frames the
             whole time, never reads; reconnects when closed). p50/p99/max round trip, replies, errors.
+  mallocs-echo, mallocs-forward, mallocs-push (not in the default set)
+            allocations in the real gateway process under load: the gateway runs with
+            perf/malloc_count.c preloaded (LD_PRELOAD; every malloc, calloc, realloc and aligned
+            allocation of every thread counted in /dev/shm/malloc_count.PID) and `--admin`; over a
+            window in the middle of the load the script reads the counter and /metrics, and prints
+            mallocs per echoed frame (gateway_frames_in_total), per forwarded request
+            (gateway_forwarded_total up; each one's reply comes down too) and per delivered push
+            (gateway_push_deliveries_total; --alloc-push-conns clients, --alloc-push-rate broadcasts/s),
+            with the idle rate (one second before the load) beside it.
 
 The load tool is one `bin_test` for both builds (--client-bin-test, default B's): its sources are the
 same in both builds, so only the servers differ. Each build's `bin_test core` is its own (the link
