@@ -33,7 +33,9 @@ private func decode(_ p: UnsafePointer<UInt8>, _ n: Int, cuts: [Int], maxMessage
                 case .ping(let payload):
                     precondition(payload.count <= WebSocketFrame.maxControlPayload)
                     d.pings.append(Array(payload))
-                case .pong: d.pongs += 1
+                case .pong(let payload):
+                    precondition(payload.count <= WebSocketFrame.maxControlPayload)
+                    d.pongs += 1
                 }
             }
         }

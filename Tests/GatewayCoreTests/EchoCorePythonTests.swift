@@ -273,7 +273,7 @@ final class EchoCorePythonTests: XCTestCase {
 
     // MARK: - Helpers
 
-    private static func findExecutable(_ name: String) -> URL? {
+    static func findExecutable(_ name: String) -> URL? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         for dir in path.split(separator: ":") where !dir.isEmpty {
             let candidate = "\(dir)/\(name)"

@@ -12,7 +12,8 @@ public struct WebSocketReader {
     public enum Event {
         /// A ping's payload (up to 125 bytes), valid during the call: answer it with a pong.
         case ping(UnsafeRawBufferPointer)
-        case pong
+        /// A pong's payload, valid during the call.
+        case pong(UnsafeRawBufferPointer)
     }
 
     public enum Outcome: Equatable, Sendable {
@@ -40,8 +41,10 @@ public struct WebSocketReader {
     /// The gateway frame inside the message: its length field's bytes, then the rest of it.
     private var lengthField: UInt32 = 0
     private var frameLeft: UInt32 = 0
-    /// Which side reads: a server requires masked frames, a client unmasked ones.
-    private let fromClient: Bool
+    /// Which side reads: a server requires masked frames, a client unmasked ones. Stored inverted
+    /// so that zeroed memory is a server's fresh reader (a table of them is reserved, not filled).
+    private let readsServer: Bool
+    private var fromClient: Bool { !readsServer }
     private var headerFilled: UInt8 = 0
     /// The current frame's payload is being read (after its header).
     private var inPayload = false
@@ -54,7 +57,7 @@ public struct WebSocketReader {
     /// A close frame came or a rule was broken: further input is ignored.
     public private(set) var finished = false
 
-    public init(fromClient: Bool = true) { self.fromClient = fromClient }
+    public init(fromClient: Bool = true) { readsServer = !fromClient }
 
     /// True while a message or a frame is partly read (a gateway frame's deadline runs).
     public var isPartial: Bool { messageOpen || inPayload || headerFilled > 0 }
@@ -119,9 +122,10 @@ public struct WebSocketReader {
         } else {
             let filled = Int(headerFilled)
             let add = min(WebSocketFrame.maxHeader - filled, count)
+            let side = fromClient
             parsed = withUnsafeMutableBytes(of: &header) { h in
                 (h.baseAddress! + filled).copyMemory(from: p, byteCount: add)
-                return WebSocketFrame.parse(h.baseAddress!, count: filled + add, fromClient: fromClient)
+                return WebSocketFrame.parse(h.baseAddress!, count: filled + add, fromClient: side)
             }
             taken = -filled
         }
@@ -196,12 +200,13 @@ public struct WebSocketReader {
                 return .failed(code: WebSocketCloseCode.invalidPayload, payload: 0)
             }
             return nil
-        case .ping:
+        case .ping, .pong:
             let n = Int(controlFilled)
-            withUnsafeBytes(of: &control) { event(.ping(UnsafeRawBufferPointer(rebasing: $0[0..<n]))) }
-            return nil
-        case .pong:
-            event(.pong)
+            let ping = opcode == WebSocketOpcode.ping.rawValue
+            withUnsafeBytes(of: &control) {
+                let payload = UnsafeRawBufferPointer(rebasing: $0[0..<n])
+                event(ping ? .ping(payload) : .pong(payload))
+            }
             return nil
         case .close:
             let n = Int(controlFilled)
