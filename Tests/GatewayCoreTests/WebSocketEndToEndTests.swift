@@ -42,7 +42,7 @@ final class WebSocketEndToEndTests: XCTestCase {
             try ws.send(WebSocketClient.frame(0, Array(frames[3][2..<200]), fin: false))
             try ws.send(WebSocketClient.frame(0, Array(frames[3][200...])))
             let expected = frames.flatMap { $0 }
-            XCTAssertEqual(ws.receiveFrames(expected.count), expected, "\(poller)")
+            XCTAssertTrue(ws.receiveFrames(expected.count) == expected, "\(poller)")
             // The plain listener beside it still speaks plain frames.
             let tcp = try TestClient(port: g.ports[1])
             XCTAssertTrue(tcp.echoes(frame(9, body: 10)), "\(poller)")
@@ -60,7 +60,7 @@ final class WebSocketEndToEndTests: XCTestCase {
             expected += f
             try ws.send(WebSocketClient.frame(2, f))
         }
-        XCTAssertEqual(ws.receiveFrames(expected.count), expected)
+        XCTAssertTrue(ws.receiveFrames(expected.count) == expected, "every reply whole and in order")
         try ws.send(WebSocketClient.frame(9, Array("still in step".utf8)))
         XCTAssertEqual(ws.receivePong(), Array("still in step".utf8), "a pong between messages, not inside one")
     }
@@ -154,11 +154,12 @@ final class WebSocketEndToEndTests: XCTestCase {
             config.upstream = [.init(host: "127.0.0.1", port: core.port)]
             config.tickMilliseconds = 10
         }
+        XCTAssertTrue(waitUntil(seconds: 10) { access.stats().linksUp == 2 }, "links up")
         let ws = try WebSocketClient(port: access.ports[0])
         XCTAssertEqual(ws.status, 101)
         let frames = (1...20).map { frame($0, body: Int($0) * 37) }
         try ws.send(WebSocketClient.frame(2, frames.flatMap { $0 }))
-        XCTAssertEqual(ws.receiveFrames(frames.joined().count), Array(frames.joined()))
+        XCTAssertTrue(ws.receiveFrames(frames.joined().count) == Array(frames.joined()), "every frame back, in order")
         try ws.send(WebSocketClient.frame(8, [0x03, 0xE8]))
         XCTAssertEqual(ws.receiveClose(), 1000)
         XCTAssertTrue(waitUntil { echo.closed == 1 }, "the core hears CLOSED for the session")
