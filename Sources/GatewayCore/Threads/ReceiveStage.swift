@@ -202,7 +202,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if table.sendRing(id.index).count > 0 { engine.send.input.post(s, id) }
             return true
         case .pending:
-            rearm(s)
+            poller.resumeReading(id.packed)
             return false
         case .failed(let cause):
             engine.requestClose(id, cause: cause)
