@@ -9,7 +9,9 @@ import XCTest
 /// an unmasked frame and a plain frame on the listener.
 final class WebSocketPythonTests: XCTestCase {
     func testAConformantClientAgreesCaseByCase() throws {
-        guard let python = EchoCorePythonTests.findExecutable("python3") else { throw XCTSkip("python3 not found") }
+        guard let python = TestProcess.onPath("python3") else { throw XCTSkip("python3 not found") }
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         for poller in [PollerKind.epoll, .poll] {
             let g = try startGateway(poller) { config in
                 config.listen = [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw")]
@@ -17,18 +19,13 @@ final class WebSocketPythonTests: XCTestCase {
                 config.maxFrame = 4096
             }
             defer { g.stop() }
-            let root = URL(fileURLWithPath: #filePath)
-                .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            let p = Process()
-            p.executableURL = python
-            p.arguments = [root.appendingPathComponent("Tests/python/ws_conformance.py").path, "--port", "\(g.port)"]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            try p.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            XCTAssertEqual(p.terminationStatus, 0, "\(poller):\n\(output)")
-            XCTAssertTrue(output.contains("\n12 passed, 0 failed"), "\(poller):\n\(output)")
+            let script = try TestProcess(python, [root.appendingPathComponent("Tests/python/ws_conformance.py").path,
+                                                  "--port", "\(g.port)"], environment: nil, name: "ws_conformance")
+            defer { script.kill() }
+            // Each case has its own 20 s limit; twelve of them bound the run.
+            XCTAssertTrue(script.waitForExit(by: Date().addingTimeInterval(300)), "\(poller): still running")
+            XCTAssertEqual(script.process.terminationStatus, 0, "\(poller):\n\(script.stdout)\n\(script.stderr)")
+            XCTAssertTrue(script.stdout.contains("\n12 passed, 0 failed"), "\(poller):\n\(script.stdout)")
         }
     }
 }

@@ -3,10 +3,10 @@
 DevTools protocol: two browser sessions log in through the gateway and the example core, one
 sends a line to the room and a line to the other user, and the other sees both arrive.
 
-    web_page_test.py [--screenshot FILE]
+    web_page_test.py --ws-port-file FILE [--screenshot PNG]
 
-Serves examples/web over HTTP on 127.0.0.1 and prints `http port N`; then reads a line
-`ws port P` on stdin: the gateway's WebSocket listener (path /gw), which must allow the
+Serves examples/web over HTTP on 127.0.0.1 and prints `http port N`; then waits (60 s at most)
+for FILE to hold the port of the gateway's WebSocket listener (path /gw), which must allow the
 origin http://127.0.0.1:N and forward to examples/echo_core.py. Prints one line per check,
 then 'N passed, M failed'; exits 1 if any failed. Everything it starts it stops."""
 import argparse
@@ -163,17 +163,29 @@ async def run(http_port, ws_port, screenshot):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--ws-port-file", required=True)
     parser.add_argument("--screenshot")
     args = parser.parse_args()
     handler = functools.partial(Quiet, directory=os.path.join(ROOT, "examples", "web"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"http port {server.server_address[1]}", flush=True)
-    line = sys.stdin.readline().split()
-    if len(line) != 3 or line[:2] != ["ws", "port"]:
-        print(f"FAIL setup: expected 'ws port P' on stdin, got {line}")
+    ws_port = None
+    deadline = time.monotonic() + 60
+    while ws_port is None and time.monotonic() < deadline:
+        try:
+            with open(args.ws_port_file) as f:
+                text = f.read()
+            if text.endswith("\n"):
+                ws_port = int(text)
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)
+    if ws_port is None:
+        print(f"FAIL setup: no port in {args.ws_port_file} within 60 s")
         return 1
-    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], int(line[2]), args.screenshot), 120))
+    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], ws_port, args.screenshot), 120))
     server.shutdown()
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed or passed == 0 else 0
