@@ -115,27 +115,25 @@ final class IsolationTests: ForwardingTestCase {
         }
     }
 
-    /// Past max_queued_bytes a reply closes the client as a slow consumer, counted, and a
-    /// witness is served throughout.
-    func testARepliesPastTheByteBoundCloseOnlyThatClient() throws {
-        let (coreGateway, core) = try startCore()
+    /// Past max_queued_bytes a frame from the core closes the client as a slow consumer,
+    /// counted, and a witness is served throughout.
+    func testRepliesPastTheByteBoundCloseOnlyThatClient() throws {
+        let (coreGateway, core) = try startPushCore()
         let access = try startAccess(upstream: [coreGateway.port]) {
             $0.maxFrame = 100_000
             $0.maxQueuedBytes = 200_000
         }
         waitFor("links up") { access.stats().linksUp == 2 }
         let stuck = try TestClient(port: access.port, timeoutSeconds: 2, receiveBuffer: 4096)
-        // Sent at once: the core's replies to all of them come down past the bound.
-        var burst: [UInt8] = []
-        for n in 0..<40 { burst += TestClient.frame(seq: UInt32(n), bodySize: 60_000) }
-        try stuck.send(burst)
+        // The core answers one request with 2 MB at once, ten times the bound; the client reads nothing.
+        try stuck.send(PushCore.request(25, seq: 1, PushCore.u32(40) + PushCore.u32(50_000)))
         waitFor("closed as a slow consumer") { access.stats().closes(.slowConsumer) == 1 }
         XCTAssertEqual(access.stats().queueOverflowCloses, 1)
         XCTAssertTrue(stuck.isClosedByPeer())
         let witness = try TestClient(port: access.port)
         XCTAssertTrue(pipelined(witness, seqBase: 1, count: 50), "the witness is served")
         XCTAssertEqual(access.stats().linkCloses, 0)
-        waitFor("the core hears CLOSED for it") { core.closed == 1 }
+        waitFor("the core hears CLOSED for it") { core.closedSessions.withLock { $0 } == 1 }
     }
 
     /// The core dies with requests in flight, under both pollers: each client that sent

@@ -13,6 +13,7 @@ import LinkCore
 ///   23 BURST count scope target payload   `count` pushes back to back, seq 0..<count (the burst's own
 ///                                         echo comes after them)
 ///   24 SIZED scope target size            one push of exactly `size` bytes (body: bytes i % 251)
+///   25 FLOOD count size                   `count` DATA frames of `size` bytes to the session, at once
 /// Every request is echoed after it is acted on, so its echo follows the link messages it caused.
 final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mutex; the rest is Deal's
     static let pushedCmd: UInt16 = 99
@@ -21,6 +22,7 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
     /// PUSH_DROPPED notices heard and the pushes they count; pushes `push` refused.
     let dropNotices = Mutex((notices: 0, pushes: 0))
     let refusedPushes = Mutex(0)
+    let closedSessions = Mutex(0)
 
     static func start(log: LogRecorder, node: UInt32 = 1, ringCapacity: Int = 32) throws -> (Gateway, PushCore) {
         let core = PushCore()
@@ -37,7 +39,7 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
     }
 
     func opened(_ session: CoreSession, peer: PeerAddress) {}
-    func closed(_ session: CoreSession, cause: UInt8) {}
+    func closed(_ session: CoreSession, cause: UInt8) { closedSessions.withLock { $0 += 1 } }
 
     func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
         let header = FrameHeader(decoding: clientFrame.baseAddress!)
@@ -76,6 +78,13 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
                                                                   uid: u32(1)), body: $0)
             }
             if !sent { refusedPushes.withLock { $0 += 1 } }
+        case 25:
+            let filler = [UInt8](repeating: 0x25, count: Int(u32(4)) - FrameHeader.size)
+            for n in 0..<u32(0) {
+                filler.withUnsafeBytes {
+                    _ = session.send(FrameHeader(length: 0, seq: n, cmd: Self.pushedCmd, uid: 0), body: $0)
+                }
+            }
         case 21: server.kick(scope(), target: u32(1))
         case 22: server.queryPresence(scope(), target: u32(1))
         default: break
