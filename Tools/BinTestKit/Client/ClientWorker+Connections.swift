@@ -39,6 +39,7 @@ extension ClientWorker {
             connectFailed(j, reason: ClientSocket.describe(error))
             return
         }
+        if usesWebSocket { return startUpgrade(j) }
         slots[j].phase = .open
         slots[j].writable = true
         open += 1
@@ -135,5 +136,6 @@ extension ClientWorker {
         slots[j].writeOffset = 0
         slots[j].expectSeq = slots[j].nextSeq
         slots[j].replyOffset = 0
+        if usesWebSocket { resetWebSocket(j) }
     }
 }

@@ -61,6 +61,10 @@ final class ClientWorker: @unchecked Sendable {
     var idlePhase = IdlePhase.proving
     var holdEnd: UInt64 = 0
 
+    /// --transport ws: each slot's reader of the gateway's frames, and a message's unsent rest.
+    let webSocketReaders: UnsafeMutableBufferPointer<WebSocketReader>
+    var webSocketPending: [Int: [UInt8]] = [:]
+
     var pushPhase = PushPhase.loggingIn
     /// Push mode: connections neither logged in nor closed.
     var loginsPending: Int
@@ -85,6 +89,8 @@ final class ClientWorker: @unchecked Sendable {
         for (k, index) in connections.enumerated() {
             (slots.baseAddress! + k).initialize(to: ConnectionSlot(index: index, budget: budgets[k]))
         }
+        webSocketReaders = .allocate(capacity: settings.transport == .ws ? connections.count : 0)
+        webSocketReaders.initialize(repeating: WebSocketReader(fromClient: false))
         var shift = 0
         while (1 << shift) < settings.inFlightCap { shift += 1 }
         ringShift = shift
@@ -99,6 +105,7 @@ final class ClientWorker: @unchecked Sendable {
 
     deinit {
         slots.deallocate()
+        webSocketReaders.deallocate()
         stamps.deallocate()
         headers.deallocate()
         sendBuffer.deallocate()
@@ -164,8 +171,9 @@ final class ClientWorker: @unchecked Sendable {
         guard slots[j].generation == generation, slots[j].fd >= 0 else { return }
         let flags = event.events
         if slots[j].phase == .connecting {
-            finishConnect(j)
-            guard slots[j].generation == generation else { return }
+            if slots[j].upgrading { continueUpgrade(j) } else { finishConnect(j) }
+            // A WebSocket connection is open only once its handshake is answered.
+            guard slots[j].generation == generation, slots[j].phase == .open else { return }
         }
         let hangup = flags & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
         if hangup || flags & EPOLLIN.rawValue != 0 {

@@ -28,6 +28,10 @@ public struct ClientSettings: Sendable, Equatable {
     public var pushUids = 1
     public var pushScope = PushScope.uid
     public var pushSize = PushFrame.defaultSize
+    /// tcp, or ws: each connection opens a WebSocket to `webSocketPath` and sends its requests in
+    /// binary messages (docs/WEBSOCKET.md).
+    public var transport = ClientTransport.tcp
+    public var webSocketPath = "/gw"
 
     public init() {}
 
@@ -106,6 +110,10 @@ extension ClientSettings {
         }
         hgrm = command.hgrm
         try pushFlags(command)
+        transport = try FlagValue.choice("--transport", command.transport, as: ClientTransport.self)
+        guard command.wsPath.hasPrefix("/"), !command.wsPath.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" })
+        else { throw SettingsError(flag: "--ws-path", value: command.wsPath, allowed: "a URL path starting with /") }
+        webSocketPath = command.wsPath
         json = command.json
         quiet = command.quiet
     }
