@@ -29,12 +29,20 @@ let package = Package(
             pkgConfig: "liburcu-qsbr",
             providers: [.apt(["liburcu-dev"])]
         ),
+        // The system OpenSSL 3 (Debian libssl-dev), like liburcu above.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // Linux calls the Glibc module does not export (epoll, eventfd, futex, accept4).
         .target(name: "CLinux"),
+        // OpenSSL glue in C, where its API is macros and callbacks: contexts, SNI, ticket keys, I/O results.
+        .target(name: "CTLS", dependencies: ["COpenSSL"]),
         .target(
             name: "GatewayCore",
             dependencies: [
-                "CURCU", "CLinux",
+                "CURCU", "CLinux", "CTLS",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,7 +82,7 @@ let package = Package(
         .target(
             name: "BinTestKit",
             dependencies: [
-                "GatewayCore", "GatewayCLI", "CLinux", "LinkCore",
+                "GatewayCore", "GatewayCLI", "CLinux", "CTLS", "LinkCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -161,6 +161,29 @@ public struct GatewayCommand: ParsableCommand {
                            "Bytes buffers may hold; past it clients are not read until three quarters drain. 0: off."))
     var maxBufferedBytes: String?
 
+    @Option(help: .setting("tls_cert", "Certificate chain (PEM) for tls:// listeners, repeatable: the first is the "
+                           + "default, SNI picks another whose names match. Re-read on reload.", default: "none",
+                           allowed: "PEM files, one per --tls-key", valueName: "path"))
+    var tlsCert: [String] = []
+
+    @Option(help: .setting("tls_key", "Private key (PEM) of the --tls-cert in the same position.", default: "none",
+                           allowed: "PEM files, one per --tls-cert", valueName: "path"))
+    var tlsKey: [String] = []
+
+    @Option(help: .setting("tls_client_ca", "Require client certificates signed by these CAs (mTLS).",
+                           default: "none", allowed: "a PEM file", valueName: "path"))
+    var tlsClientCa: String?
+
+    @Option(help: .setting("tls_alpn", "ALPN protocols offered on tls:// listeners, most preferred first.",
+                           default: "none", allowed: "names, comma-separated", valueName: "protocols"))
+    var tlsAlpn: String?
+
+    @Option(help: .setting("tls_handshake_timeout", "Seconds a TLS handshake may take before the connection is closed."))
+    var tlsHandshakeTimeout: String?
+
+    @Option(help: .setting("tls_max_handshakes", "TLS handshakes in progress at once; past it new ones are refused."))
+    var tlsMaxHandshakes: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -222,6 +245,10 @@ public struct GatewayCommand: ParsableCommand {
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
             "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
             "workers": workers,
+            "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
+            "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
+            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
+            "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
         ]
         return values.compactMapValues { $0 }
     }

@@ -28,24 +28,26 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,[::1]:7000"
+    static let listenAllowed = "[tls://]ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,tls://[::1]:7443"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
         var addresses: [GatewayConfig.ListenAddress] = []
         for item in items {
-            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+            for whole in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !whole.isEmpty {
+                let tls = whole.lowercased().hasPrefix("tls://")
+                let part = tls ? String(whole.dropFirst(6)) : whole
                 guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                       (0...65535).contains(port) else {
-                    throw ConfigError(key: key, value: part, allowed: listenAllowed)
+                    throw ConfigError(key: key, value: whole, allowed: listenAllowed)
                 }
                 var host = String(part[..<colon])
                 if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
                 guard let network = CIDR(parsing: host), !host.contains("/"),
                       (network.family == 6) == part.hasPrefix("[") else {
-                    throw ConfigError(key: key, value: part, allowed: listenAllowed)
+                    throw ConfigError(key: key, value: whole, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, tls: tls))
             }
         }
         return addresses

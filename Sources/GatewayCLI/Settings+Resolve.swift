@@ -65,6 +65,7 @@ extension Settings {
         } else if let items = reader.stringArray(forKey: ConfigKey(["listen"])) {
             settings.config.listen = try SettingParsers.listen(items)
         }
+        try resolveTLS(&settings, text: text, list: { key in reader.stringArray(forKey: ConfigKey([key])) })
         if let proxy = text("proxy_protocol") {
             settings.config.proxyProtocol = try SettingParsers.bool(proxy, key: "proxy_protocol")
         }
@@ -101,6 +102,33 @@ extension Settings {
             settings.workers = try SettingParsers.int(count, key: "workers", range: workersRange)
         }
         try settings.config.validate()
+        // The certificate files are read now, so that a bad one stops start-up (or a reload) by name.
+        try Gateway.checkTLS(settings.config)
         return settings
+    }
+
+    /// tls_cert and tls_key (pairs, in order), tls_client_ca and tls_alpn: text (comma-separated) or YAML lists.
+    private static func resolveTLS(_ settings: inout Settings, text: (String) -> String?,
+                                   list: (String) -> [String]?) throws(ConfigError) {
+        func items(_ key: String) -> [String] {
+            let raw = text(key).map { [$0] } ?? list(key) ?? []
+            return raw.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }.filter { !$0.isEmpty }
+        }
+        let certificates = items("tls_cert"), keys = items("tls_key")
+        guard certificates.count == keys.count else {
+            throw ConfigError(key: "tls_key", value: "\(keys.count) keys for \(certificates.count) certificates",
+                              allowed: "one --tls-key per --tls-cert, in the same order")
+        }
+        settings.config.tls.pairs = zip(certificates, keys).map { TLSSettings.Pair(certificate: $0, key: $1) }
+        if let ca = text("tls_client_ca") {
+            guard !ca.trimmingWhitespace.isEmpty else {
+                throw ConfigError(key: "tls_client_ca", value: ca, allowed: "a PEM file of CA certificates")
+            }
+            settings.config.tls.clientCA = ca.trimmingWhitespace
+        }
+        settings.config.tls.alpn = items("tls_alpn")
+        if let long = settings.config.tls.alpn.first(where: { $0.utf8.count > 255 }) {
+            throw ConfigError(key: "tls_alpn", value: long, allowed: "protocol names of 1...255 bytes")
+        }
     }
 }

@@ -26,6 +26,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// or by Receive once a PROXY header names the client.
     let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
+    /// TLS listeners' transport (docs/TLS.md); nil when no listener speaks TLS.
+    let tls: TLSTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -51,11 +53,12 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let accepting = ManagedAtomic<Bool>(false)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
 
-    init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
+    init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws {
         self.config = config
         self.handler = handler
         self.logger = logger
         live = PublishedSettings(LiveSettings(config))
+        tls = config.servesTLS ? try TLSTransport(config: config, counters: counters, logger: logger) : nil
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
         inboxCapacity = 2 * config.maxConnections + 1024
@@ -117,6 +120,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// A reload (any thread): the live keys of `config` (LiveSettings.keys) take effect at each
     /// thread's next tick; the lists and per-address limits at the next accept.
     func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
+        // Certificates first: a bad one refuses the whole reload, and the running context stays.
+        if let tls { try tls.reload(config.tls) }
         try live.publish { old throws(ConfigError) in try LiveSettings(config, after: old) }
         rules.store(AddressRules(allow: config.allow, deny: config.deny), ordering: .releasing)
         if limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
@@ -124,6 +129,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             countOpenAddresses.store(true, ordering: .releasing)
         }
         for stage in stages { stage.doorbell.ring() }
+    }
+
+    /// The transport of a connection whose `transport` is not plain (Transport/Transport.swift).
+    func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
+        switch TransportKind(rawValue: s.pointee.transport) {
+        case .tls?: tls!
+        case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
+        }
     }
 
     // MARK: closing, from any thread
@@ -188,6 +201,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let assembly = s.pointer(to: \.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
+        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s) }
         close(s.pointee.fd)
         s.resetForReuse()
         table.release(index)

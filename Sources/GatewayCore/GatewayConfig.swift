@@ -114,16 +114,29 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address.
+    /// One listening address; `tls` listeners (`tls://HOST:PORT`) speak TLS (docs/TLS.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        public var tls: Bool
+        public init(host: String, port: Int, tls: Bool = false) {
             self.host = host
             self.port = port
+            self.tls = tls
         }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        public var description: String {
+            (tls ? "tls://" : "") + (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+        }
     }
+
+    /// TLS listeners' certificates and options (docs/TLS.md).
+    public var tls = TLSSettings()
+    /// Seconds a TLS handshake may take; then the connection is closed (tls_handshake_timeout).
+    public var tlsHandshakeTimeout = 10
+    /// TLS handshakes in progress at once (each holds OpenSSL's handshake state); past it new ones are refused.
+    public var tlsMaxHandshakes = 10_000
+    /// Some listener speaks TLS.
+    public var servesTLS: Bool { listenAddresses.contains { $0.tls } }
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
@@ -180,6 +193,8 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
+        ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
+        ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
         ]
     }
 
@@ -199,6 +214,10 @@ public struct GatewayConfig: Sendable, Equatable {
         }
         if role == .aggregation && upstream.isEmpty {
             throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")
+        }
+        if servesTLS && tls.pairs.isEmpty {
+            throw ConfigError(key: "tls_cert", value: "none",
+                              allowed: "a certificate and key (--tls-cert PATH --tls-key PATH) for tls:// listeners")
         }
         if host.isEmpty {
             throw ConfigError(key: "host", value: "", allowed: "an IPv4 address such as 127.0.0.1")

@@ -68,6 +68,10 @@ struct ConnectionSlot {
     /// A hot restart's drain: Monitor sets 1 when this client's *please reconnect* is due; Deal
     /// queues the frame and sets 2.
     var reconnectNotice: UInt8.AtomicRepresentation
+    /// A transport other than plain (Transport/Transport.swift): its lock, taken by Receive and Send
+    /// around calls into its state, and 1 once its opening (a TLS handshake) is done (Receive sets it).
+    var transportLock: UInt8.AtomicRepresentation
+    var transportReady: UInt8.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -76,6 +80,11 @@ struct ConnectionSlot {
     /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
     var kind: UInt8
     var linkPosition: UInt16
+    /// A `TransportKind`: what lies between the socket and the frames.
+    var transport: UInt8
+    /// The transport's per-connection state (an OpenSSL SSL object): made by Receive before
+    /// `transportReady`, then shared under `transportLock`, freed at reclamation.
+    var transportState: OpaquePointer?
 
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
@@ -90,6 +99,8 @@ struct ConnectionSlot {
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool
+    /// The receive timer bounds the transport's opening (TLS handshake, tls_handshake_timeout).
+    var openingTimed: Bool
     var receiveTimer: TimerNode
 
     // Deal's.
@@ -158,10 +169,13 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice] {
+             \.reconnectNotice, \.transportLock, \.transportReady] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue
+        pointee.transport = TransportKind.plain.rawValue
+        pointee.transportState = nil
+        pointee.openingTimed = false
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false

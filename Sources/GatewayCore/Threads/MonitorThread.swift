@@ -173,11 +173,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 acceptPaused = true
                 return
             }
-            admit(fd, Listener.peer(addr))
+            admit(fd, Listener.peer(addr), tls: listener.address.tls)
         }
     }
 
-    private func admit(_ fd: Int32, _ peer: PeerAddress) {
+    private func admit(_ fd: Int32, _ peer: PeerAddress, tls: Bool) {
         // Behind a balancer the address is the balancer's: the PROXY header's is checked by Receive.
         let proxied = engine.config.proxyProtocol
         if !proxied, let refusal = engine.refusal(of: peer) {
@@ -202,6 +202,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.fd = fd
         s.pointee.peer = peer
         s.pointee.awaitingProxy = proxied
+        s.pointee.transport = tls ? TransportKind.tls.rawValue : TransportKind.plain.rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
@@ -256,6 +257,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
+        engine.tls?.tick(now: now)
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {

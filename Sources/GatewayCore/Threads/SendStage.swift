@@ -70,6 +70,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
                                                      ordering: .sequentiallyConsistent).exchanged else { return }
+        if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s) }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
     }
@@ -83,6 +84,9 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        let plain = s.pointee.transport == TransportKind.plain.rawValue
+        // Until its handshake is done Receive alone has the transport; it posts here when done.
+        if !plain, !s.transportIsReady { return true }
         while true {
             let count = min(ring.count, iovMax)
             if count == 0 { return true }
@@ -94,7 +98,17 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 iov[i] = iovec(iov_base: d.start + skip, iov_len: Int(d.length) - skip)
                 total += Int(d.length) - skip
             }
-            let n = writev(s.pointee.fd, iov, Int32(count))
+            let n: Int
+            if plain {
+                n = writev(s.pointee.fd, iov, Int32(count))
+            } else {
+                switch engine.transport(of: s).write(s, iov, count: count) {
+                case .wrote(let taken): n = taken
+                case .failed(let cause):
+                    engine.requestClose(id, cause: cause)
+                    return false
+                }
+            }
             if n < 0 {
                 let e = gw_errno()
                 if e == EINTR { continue }
