@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux", "CURCU", "LinkCore", "BinTestKit"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU", "CTLS", "COpenSSL", "LinkCore", "BinTestKit"]
         ),
         .testTarget(
             name: "GatewayCLITests",
