@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import XCTest
+@testable import BinTestKit
 @_spi(Benchmarks) @testable import GatewayCore
 
 /// TLS listeners end to end (docs/TLS.md): Python's ssl module, `openssl s_client` and the CTLS
@@ -234,5 +235,31 @@ final class TLSEndToEndTests: XCTestCase {
             XCTAssertGreaterThan(stats.tlsLockTakes, 0)
             gateway = nil
         }
+    }
+
+    /// `bin_test client --tls` in each mode against the TLS listener, every reply checked byte for byte;
+    /// connrate's cycles are full handshakes.
+    func testLoadToolSpeaksTLSInEveryMode() throws {
+        let ports = try start()
+        for mode in [ClientMode.load, .pingpong, .connrate, .idle] {
+            var settings = ClientSettings()
+            settings.port = ports.tls
+            settings.mode = mode
+            settings.conns = mode == .pingpong ? 1 : 8
+            settings.threads = 2 > settings.conns ? 1 : 2
+            settings.count = mode == .idle ? nil : 200
+            settings.duration = mode == .idle ? 0.2 : 30
+            settings.tls = true
+            settings.tlsCA = ca
+            settings.tlsSNI = "localhost"
+            settings.quiet = true
+            let report = ClientRun.run(settings)
+            XCTAssertEqual(report.messages, [], "\(mode)")
+            XCTAssertEqual(report.exitCode, 0, "\(mode)")
+            XCTAssertGreaterThan(report.replies, 0, "\(mode)")
+            if mode == .connrate { XCTAssertEqual(report.connections, 200) }
+        }
+        let stats = stop()
+        XCTAssertEqual(stats.tlsHandshakes, 8 + 1 + 200 + 8)
     }
 }
