@@ -83,8 +83,22 @@ public struct GatewayCommand: ParsableCommand {
     var drainTimeout: String?
 
     @Option(help: .setting("upstream", "Core or aggregation servers to forward to; none: answer with the echo handler.",
-                           default: "none", allowed: "IPv4 HOST:PORT[,HOST:PORT...]", valueName: "servers"))
+                           default: "none", allowed: "IPv4 [tls://]HOST:PORT[,...]", valueName: "servers"))
     var upstream: String?
+
+    @Option(help: .setting("upstream_ca", "Links to tls:// upstreams: CA file the server's certificate must chain to; "
+                           + "its address must be in the certificate.", default: "the system's store",
+                           allowed: "a PEM file", valueName: "path"))
+    var upstreamCa: String?
+
+    @Option(help: .setting("upstream_cert", "Links to tls:// upstreams: this node's certificate, for an upstream that "
+                           + "requires one (--tls-client-ca there).", default: "none", allowed: "a PEM file",
+                           valueName: "path"))
+    var upstreamCert: String?
+
+    @Option(help: .setting("upstream_key", "The private key of --upstream-cert.", default: "none",
+                           allowed: "a PEM file", valueName: "path"))
+    var upstreamKey: String?
 
     @Option(help: .setting("upstream_links", "Links to each upstream server."))
     var upstreamLinks: String?
@@ -249,6 +263,7 @@ public struct GatewayCommand: ParsableCommand {
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
             "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
             "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
+            "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]
         return values.compactMapValues { $0 }
     }

@@ -26,7 +26,7 @@ enum SettingParsers {
 }
 
 extension SettingParsers {
-    static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
+    static let upstreamAllowed = "IPv4 [tls://]HOST:PORT[,[tls://]HOST:PORT...] with ports 1...65535"
 
     static let listenAllowed = "[tls://]ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,tls://[::1]:7443"
 
@@ -81,17 +81,19 @@ extension SettingParsers {
     static func upstream(_ items: [String]) throws(ConfigError) -> [GatewayConfig.Upstream] {
         let parts = items.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }
         var servers: [GatewayConfig.Upstream] = []
-        for part in parts where !part.isEmpty {
+        for whole in parts where !whole.isEmpty {
+            let tls = whole.lowercased().hasPrefix("tls://")
+            let part = tls ? String(whole.dropFirst(6)) : whole
             guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                   (1...65535).contains(port) else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
             let host = String(part[..<colon])
             var address = in_addr()
             guard !host.utf8.contains(0), inet_pton(AF_INET, host, &address) == 1 else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
-            servers.append(GatewayConfig.Upstream(host: host, port: port))
+            servers.append(GatewayConfig.Upstream(host: host, port: port, tls: tls))
         }
         return servers
     }

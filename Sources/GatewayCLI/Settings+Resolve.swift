@@ -127,6 +127,14 @@ extension Settings {
             settings.config.tls.clientCA = ca.trimmingWhitespace
         }
         settings.config.tls.alpn = items("tls_alpn")
+        for (key, path) in [("upstream_ca", \GatewayConfig.upstreamCA), ("upstream_cert", \.upstreamCert),
+                            ("upstream_key", \.upstreamKey)] {
+            guard let value = text(key) else { continue }
+            guard !value.trimmingWhitespace.isEmpty else {
+                throw ConfigError(key: key, value: value, allowed: "a PEM file")
+            }
+            settings.config[keyPath: path] = value.trimmingWhitespace
+        }
         if let long = settings.config.tls.alpn.first(where: { $0.utf8.count > 255 }) {
             throw ConfigError(key: "tls_alpn", value: long, allowed: "protocol names of 1...255 bytes")
         }

@@ -26,8 +26,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// or by Receive once a PROXY header names the client.
     let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
-    /// TLS listeners' transport (docs/TLS.md); nil when no listener speaks TLS.
+    /// TLS listeners' transport (docs/TLS.md); nil when no listener speaks TLS. And links' to tls:// upstreams.
     let tls: TLSTransport?
+    let tlsLinks: TLSTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -59,6 +60,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         self.logger = logger
         live = PublishedSettings(LiveSettings(config))
         tls = config.servesTLS ? try TLSTransport(config: config, counters: counters, logger: logger) : nil
+        tlsLinks = config.linksUseTLS
+            ? try TLSTransport(config: config, counters: counters, logger: logger, client: true) : nil
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
         inboxCapacity = 2 * config.maxConnections + 1024
@@ -121,7 +124,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// thread's next tick; the lists and per-address limits at the next accept.
     func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
         // Certificates first: a bad one refuses the whole reload, and the running context stays.
-        if let tls { try tls.reload(config.tls) }
+        if let tls { try tls.reload(config) }
+        if let tlsLinks { try tlsLinks.reload(config) }
         try live.publish { old throws(ConfigError) in try LiveSettings(config, after: old) }
         rules.store(AddressRules(allow: config.allow, deny: config.deny), ordering: .releasing)
         if limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
@@ -135,6 +139,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
         switch TransportKind(rawValue: s.pointee.transport) {
         case .tls?: tls!
+        case .tlsClient?: tlsLinks!
         case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
         }
     }

@@ -146,8 +146,10 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Reads the TLS certificates, keys and CA files `config` names (when a listener speaks TLS), as
     /// start-up and a reload would; throws naming tls_cert and the reason.
     public static func checkTLS(_ config: GatewayConfig) throws(ConfigError) {
-        guard config.servesTLS else { return }
-        _ = try TLSServerContext(config.tls)
+        if config.servesTLS { _ = try TLSServerContext(config.tls) }
+        if config.linksUseTLS {
+            _ = try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+        }
     }
 
     /// The keys `reconfigure` applies while running.
@@ -168,7 +170,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         var s = engine.counters.snapshot(connectionsOpen: engine.table.inUse,
                                          pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
                                          bufferedBytes: engine.pool.bytesInUse)
-        s.tlsHandshaking = UInt64(engine.tls?.handshaking ?? 0)
+        s.tlsHandshaking = UInt64((engine.tls?.handshaking ?? 0) + (engine.tlsLinks?.handshaking ?? 0))
         s.linksConfigured = UInt64(engine.live.current.linkTargets.count { $0 != nil })
         let table = engine.table
         // Read from outside the rings' two threads, a count can be taken mid-pop: past the capacity, it is.

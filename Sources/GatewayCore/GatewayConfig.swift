@@ -141,16 +141,26 @@ public struct GatewayConfig: Sendable, Equatable {
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
 
-    /// One upstream server's address.
+    /// One upstream server's address; links to a `tls` one (`tls://HOST:PORT`) speak TLS.
     public struct Upstream: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        public var tls: Bool
+        public init(host: String, port: Int, tls: Bool = false) {
             self.host = host
             self.port = port
+            self.tls = tls
         }
-        public var description: String { "\(host):\(port)" }
+        public var description: String { (tls ? "tls://" : "") + "\(host):\(port)" }
     }
+
+    /// Links over TLS: the CA file that must have signed the upstream's certificate (nil: the system's
+    /// store), and this node's certificate and key for an upstream that requires one (mTLS).
+    public var upstreamCA: String?
+    public var upstreamCert: String?
+    public var upstreamKey: String?
+    /// Some upstream server is reached over TLS.
+    public var linksUseTLS: Bool { upstream.contains { $0.tls } }
 
     /// The node id in effect: the configured one, or a hash of the listening address; for an
     /// instance other than 0, that hashed again with the instance.
@@ -214,6 +224,10 @@ public struct GatewayConfig: Sendable, Equatable {
         }
         if role == .aggregation && upstream.isEmpty {
             throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")
+        }
+        if (upstreamCert == nil) != (upstreamKey == nil) {
+            throw ConfigError(key: upstreamCert == nil ? "upstream_cert" : "upstream_key", value: "none",
+                              allowed: "--upstream-cert and --upstream-key together")
         }
         if servesTLS && tls.pairs.isEmpty {
             throw ConfigError(key: "tls_cert", value: "none",

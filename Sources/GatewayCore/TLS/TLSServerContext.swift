@@ -30,5 +30,16 @@ final class TLSServerContext: AtomicReference, @unchecked Sendable {  // immutab
         pointer = built
     }
 
+    /// A client context for links: verifies the upstream against `ca` (nil: the system's store), and
+    /// presents `certificate` and `key` when given.
+    init(clientCA ca: String?, certificate: String?, key: String?) throws(ConfigError) {
+        var error = [CChar](repeating: 0, count: 512)
+        guard let built = gw_tls_client_context(1, ca, certificate, key, &error, error.count) else {
+            throw ConfigError(key: "upstream_ca", value: ca ?? certificate ?? "system store",
+                              allowed: "readable PEM files (\(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))")
+        }
+        pointer = built
+    }
+
     deinit { gw_tls_context_free(pointer) }
 }

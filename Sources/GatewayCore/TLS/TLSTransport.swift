@@ -31,8 +31,14 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// Tickets are issued under a key for this long and accepted for twice as long.
     static let ticketKeyLifetime: UInt64 = 3600 * 1_000_000_000
 
-    init(config: GatewayConfig, counters: Counters, logger: Logger) throws(ConfigError) {
-        context = ManagedAtomic(try TLSServerContext(config.tls))
+    /// Links: the client side, verifying the upstream's certificate names its address.
+    let client: Bool
+
+    init(config: GatewayConfig, counters: Counters, logger: Logger, client: Bool = false) throws(ConfigError) {
+        self.client = client
+        context = ManagedAtomic(client
+            ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+            : try TLSServerContext(config.tls))
         self.counters = counters
         self.logger = logger
         maxHandshakes = config.tlsMaxHandshakes
@@ -48,8 +54,10 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     var handshaking: Int { handshakes.load(ordering: .relaxed) }
 
     /// A reload: certificates, keys and CAs read again; on any failure the running context stays.
-    func reload(_ settings: TLSSettings) throws(ConfigError) {
-        context.store(try TLSServerContext(settings), ordering: .releasing)
+    func reload(_ config: GatewayConfig) throws(ConfigError) {
+        context.store(client
+            ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+            : try TLSServerContext(config.tls), ordering: .releasing)
     }
 
     /// Monitor, each tick.
@@ -101,6 +109,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     }
 
     private func begin(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Beginning {
+        if client { return start(s, serverName: s.pointee.peer.host) }
         var first: UInt8 = 0
         let n = recv(s.pointee.fd, &first, 1, Int32(MSG_PEEK))
         if n == 0 { return .notYet(.failed(.peer)) }  // connected and left without a word
@@ -117,7 +126,13 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             logger.debug("closing \(s.pointee.peer): \(maxHandshakes) TLS handshakes already in progress")
             return .notYet(.failed(.tlsMaxHandshakes))
         }
-        guard let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.fd, 1, nil, nil) else {
+        return start(s, serverName: nil)
+    }
+
+    /// A client checks the server's certificate against `serverName` (a link's upstream address).
+    private func start(_ s: UnsafeMutablePointer<ConnectionSlot>, serverName: String?) -> Beginning {
+        let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.fd, client ? 0 : 1, nil, serverName)
+        guard let ssl else {
             logger.error("closing \(s.pointee.peer): cannot start TLS: \(lastReason)")
             return .notYet(.failed(.ioError))
         }

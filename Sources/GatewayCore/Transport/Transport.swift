@@ -14,7 +14,10 @@ import Glibc
 /// connection: a transport whose state is not safe for that takes the slot's `transportLock`.
 enum TransportKind: UInt8 {
     case plain = 0
+    /// TLS, accepted on a tls:// listener.
     case tls = 1
+    /// TLS on a link this node opened to a tls:// upstream.
+    case tlsClient = 2
 }
 
 /// What Receive's `open` came to.
