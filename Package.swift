@@ -29,14 +29,14 @@ let package = Package(
             pkgConfig: "liburcu-qsbr",
             providers: [.apt(["liburcu-dev"])]
         ),
+        // Linux calls the Glibc module does not export (epoll, eventfd, futex, accept4).
+        .target(name: "CLinux"),
         // The system OpenSSL 3 (Debian libssl-dev), like liburcu above.
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        // Linux calls the Glibc module does not export (epoll, eventfd, futex, accept4).
-        .target(name: "CLinux"),
         // OpenSSL glue in C, where its API is macros and callbacks: contexts, SNI, ticket keys, I/O results.
         .target(name: "CTLS", dependencies: ["COpenSSL"]),
         .target(
@@ -94,17 +94,23 @@ let package = Package(
             dependencies: ["BinTestKit"],
             path: "Tools/bin_test"
         ),
+        // What every test target shares: the blocking test client and the child-process wrapper.
+        .target(
+            name: "TestSupport",
+            dependencies: ["GatewayCore"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux", "CURCU", "CTLS", "COpenSSL", "LinkCore", "BinTestKit"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU", "CTLS", "COpenSSL", "LinkCore", "BinTestKit", "TestSupport"]
         ),
         .testTarget(
             name: "GatewayCLITests",
-            dependencies: ["GatewayCLI", "GatewayCore"]
+            dependencies: ["GatewayCLI", "GatewayCore", "TestSupport"]
         ),
         .testTarget(
             name: "GatewayAdminTests",
-            dependencies: ["GatewayAdmin", "GatewayCore"]
+            dependencies: ["GatewayAdmin", "GatewayCore", "TestSupport"]
         ),
         .testTarget(
             name: "BinTestTests",

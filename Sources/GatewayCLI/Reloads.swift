@@ -93,6 +93,8 @@ extension Settings {
         values["upstream_ca"] = config.upstreamCA ?? "system store"
         values["upstream_cert"] = config.upstreamCert ?? "none"
         values["upstream_key"] = config.upstreamKey ?? "none"
+        values["ws_origin"] = config.webSocketOrigins.isEmpty ? "none" : config.webSocketOrigins.joined(separator: ",")
+        values["ws_any_origin"] = "\(config.webSocketAnyOrigin)"
         return values
     }
 

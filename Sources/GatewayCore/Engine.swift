@@ -18,15 +18,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let live: PublishedSettings
     let roundTrips = RoundTrips()
     let poller: Poller
-    /// The poller's trigger mode, read on every read and dispatch: a stored Bool
-    /// costs a load, the protocol property a retain, a witness call and a release.
-    let edgeTriggered: Bool
     let inboxCapacity: Int
     /// The allow and deny lists (read-only) and the per-address limits, checked at accept,
     /// or by Receive once a PROXY header names the client.
     let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
-    /// TLS listeners' transport (docs/TLS.md); nil when no listener speaks TLS. And links' to tls:// upstreams.
+    /// WebSocket listeners' transport (docs/WEBSOCKET.md); nil when no listener speaks WebSocket.
+    private(set) var webSocket: WebSocketTransport?
+    /// TLS listeners' transport (docs/TLS.md), and links' to tls:// upstreams; nil when none.
     let tls: TLSTransport?
     let tlsLinks: TLSTransport?
 
@@ -53,17 +52,20 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// Monitor watches the listeners (not paused, not held for a link, not draining).
     let accepting = ManagedAtomic<Bool>(false)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
+    /// Why the engine stopped by itself (a broken poller): written by Monitor before it releases
+    /// the stages, read only after.
+    private var failureText: String?
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws {
         self.config = config
         self.handler = handler
         self.logger = logger
         live = PublishedSettings(LiveSettings(config))
-        tls = config.servesTLS ? try TLSTransport(config: config, counters: counters, logger: logger) : nil
-        tlsLinks = config.linksUseTLS
-            ? try TLSTransport(config: config, counters: counters, logger: logger, client: true) : nil
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
+        tls = config.servesTLS ? try TLSTransport(config: config, table: table, counters: counters, logger: logger) : nil
+        tlsLinks = config.linksUseTLS
+            ? try TLSTransport(config: config, table: table, counters: counters, logger: logger, client: true) : nil
         inboxCapacity = 2 * config.maxConnections + 1024
         rules = ManagedAtomic(AddressRules(allow: config.allow, deny: config.deny))
         limits = SharedAddressLimits(AddressLimits(maxPerAddress: config.maxConnsPerIP,
@@ -72,15 +74,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         case .epoll:
             poller = try EpollPoller()
         case .poll:
-            poller = try PollPoller { token in
-                let s = table.slot(ConnectionID(packed: token).index)
-                var events: Int16 = 0
-                if s.flag(\.readArmed) { events |= Int16(POLLIN) | GW_POLLRDHUP }
-                if s.flag(\.writeBlocked) { events |= Int16(POLLOUT) }
-                return events
-            }
+            poller = try PollPoller(connections: table.capacity)
         }
-        edgeTriggered = poller.edgeTriggered
         closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
         let poller = self.poller
         // Monitor sleeps in the poller: a close request wakes it there, and only while it is.
@@ -89,6 +84,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
         stages = [r.input, d.input, s.input]
+        if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
+            webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
+        }
     }
 
     deinit {
@@ -113,6 +111,11 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         restarting.store(true, ordering: .relaxed)
     }
 
+    /// What stopped the engine by itself, once it has stopped.
+    var failure: String? { exitStages.load(ordering: .acquiring) ? failureText : nil }
+    /// Monitor only, before `releaseStages`.
+    func recordFailure(_ why: String) { failureText = why }
+
     /// Set once every connection is gone: the stage threads return.
     var stagesShouldExit: Bool { exitStages.load(ordering: .relaxed) }
     func releaseStages() {
@@ -123,7 +126,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// A reload (any thread): the live keys of `config` (LiveSettings.keys) take effect at each
     /// thread's next tick; the lists and per-address limits at the next accept.
     func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
-        // Certificates first: a bad one refuses the whole reload, and the running context stays.
+        // Certificates first: a bad one refuses the whole reload, and the running contexts stay.
         if let tls { try tls.reload(config) }
         if let tlsLinks { try tlsLinks.reload(config) }
         try live.publish { old throws(ConfigError) in try LiveSettings(config, after: old) }
@@ -136,8 +139,10 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     }
 
     /// The transport of a connection whose `transport` is not plain (Transport/Transport.swift).
+    @inline(__always)
     func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
         switch TransportKind(rawValue: s.pointee.transport) {
+        case .webSocket?: webSocket!
         case .tls?: tls!
         case .tlsClient?: tlsLinks!
         case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
@@ -206,7 +211,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let assembly = s.pointer(to: \.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
-        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s) }
+        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
         close(s.pointee.fd)
         s.resetForReuse()
         table.release(index)

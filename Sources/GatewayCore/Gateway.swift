@@ -74,13 +74,15 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             for l in listeners { close(l.fd) }
             throw error
         }
-        // TLS is a property of the address configured; an adopted socket is matched to it by port.
+        // A WebSocket path and TLS are properties of the address configured; an adopted socket is matched by port.
         let addresses = config.listenAddresses
         for i in listeners.indices {
             let configured = addresses.first { $0.port == listeners[i].port && $0.port != 0 }
                 ?? (i < addresses.count ? addresses[i] : nil)
+            listeners[i].address.webSocketPath = configured?.webSocketPath
             listeners[i].address.tls = configured?.tls ?? false
         }
+        engine.webSocket?.listen(on: listeners.map(\.address))
         port = listeners[0].port
         ports = listeners.map(\.port)
         listenerDescriptors = listeners.map(\.fd)
@@ -143,8 +145,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         }
     }
 
-    /// Reads the TLS certificates, keys and CA files `config` names (when a listener speaks TLS), as
-    /// start-up and a reload would; throws naming tls_cert and the reason.
+    /// Reads the TLS certificates, keys and CA files `config` names (for TLS listeners and links), as
+    /// start-up and a reload would; throws naming the key and the reason.
     public static func checkTLS(_ config: GatewayConfig) throws(ConfigError) {
         if config.servesTLS { _ = try TLSServerContext(config.tls) }
         if config.linksUseTLS {
@@ -164,6 +166,10 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     /// Every connection is gone and the threads are returning (after a drain); `stop()` joins them.
     public var hasStopped: Bool { engine.stagesShouldExit }
+
+    /// Why the gateway stopped by itself (its poller failed, logged as critical), or nil: `hasStopped`
+    /// is then true too, and a process should exit with a failure.
+    public var failure: String? { engine.failure }
 
     /// Counters since start, and the levels of rings and inboxes (read off the table: O(slots)).
     public func stats() -> GatewayStats {

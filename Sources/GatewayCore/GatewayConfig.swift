@@ -44,13 +44,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var tickMilliseconds = 100
     /// How long an idle stage thread spins (yielding) before it sleeps, in microseconds.
     /// 0 by default: on two shared cores a spinning stage takes CPU from the one doing
-    /// the work, and inline hand-off already spares the wake-up at light load (README).
+    /// the work, and inline hand-off already spares the wake-up at light load (docs/ARCHITECTURE.md).
     public var spinMicroseconds = 0
     /// Bytes of work per batch (read, dealt, written) that a thread may do itself
     /// for the next stage when that stage is asleep (run-to-completion); the rest
     /// is handed over. 0 keeps a strict pipeline. Counted in bytes, not
     /// connections, so that many small requests stay on one thread while a batch
-    /// of big ones wakes the next stage and a second core joins in (README).
+    /// of big ones wakes the next stage and a second core joins in (docs/ARCHITECTURE.md).
     public var inlineBytes = 64 << 10
     /// listen(2) backlog.
     public var backlog = 4096
@@ -114,18 +114,22 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address; `tls` listeners (`tls://HOST:PORT`) speak TLS (docs/TLS.md).
+    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
+        public var webSocketPath: String?
+        /// A TLS listener (`tls://HOST:PORT`, docs/TLS.md).
         public var tls: Bool
-        public init(host: String, port: Int, tls: Bool = false) {
+        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false) {
             self.host = host
             self.port = port
+            self.webSocketPath = webSocketPath
             self.tls = tls
         }
         public var description: String {
-            (tls ? "tls://" : "") + (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            return webSocketPath.map { "ws://\(address)\($0)" } ?? (tls ? "tls://" : "") + address
         }
     }
 
@@ -137,6 +141,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var tlsMaxHandshakes = 10_000
     /// Some listener speaks TLS.
     public var servesTLS: Bool { listenAddresses.contains { $0.tls } }
+
+    /// `Origin` values WebSocket clients may come from (`--ws-origin`, repeatable); none when empty,
+    /// unless `webSocketAnyOrigin`. A request without `Origin` (not from a browser) is not checked.
+    public var webSocketOrigins: [String] = []
+    public var webSocketAnyOrigin = false
+    /// Seconds a WebSocket client has to complete its opening handshake.
+    public var webSocketHandshakeTimeout = 10
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
@@ -203,6 +214,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
+        ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
         ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
         ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
         ]

@@ -40,13 +40,16 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case flood
     /// On a `proxy_protocol` listener: no valid PROXY header within `proxy_timeout`.
     case proxyHeader
+    /// A WebSocket listener's client: its handshake was refused or did not finish in time, or it broke
+    /// the framing rules (docs/WEBSOCKET.md); the close frame carries the code.
+    case webSocket
     /// On a TLS listener: the first bytes were not a TLS handshake (a plaintext frame, say).
     case tlsPlaintext
     /// The TLS handshake failed (a malformed ClientHello, no cipher in common) or was abandoned.
     case tlsHandshake
     /// The TLS client offered only versions below 1.2.
     case tlsVersion
-    /// The peer's certificate was missing or not trusted (tls_client_ca).
+    /// The peer's certificate was missing or not trusted (tls_client_ca, upstream_ca).
     case tlsCertificate
     /// The TLS handshake did not finish within `tls_handshake_timeout`.
     case tlsHandshakeTimeout
@@ -85,6 +88,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .acceptRate: "accept_rate"
         case .flood: "flood"
         case .proxyHeader: "proxy_header"
+        case .webSocket: "websocket"
         case .tlsPlaintext: "tls_not_tls"
         case .tlsHandshake: "tls_handshake"
         case .tlsVersion: "tls_version"

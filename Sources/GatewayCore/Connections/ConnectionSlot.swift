@@ -43,8 +43,6 @@ struct ConnectionSlot {
     var receiveGate: UInt8.AtomicRepresentation
     var dealGate: UInt8.AtomicRepresentation
     var sendGate: UInt8.AtomicRepresentation
-    /// poll backend only: Receive wants to hear about readability again.
-    var readArmed: UInt8.AtomicRepresentation
     /// Receive stopped reading because the receive ring was full; Deal resumes it.
     var receivePaused: UInt8.AtomicRepresentation
     /// Deal stopped dealing because the send ring was full; Send resumes it.
@@ -69,9 +67,11 @@ struct ConnectionSlot {
     /// queues the frame and sets 2.
     var reconnectNotice: UInt8.AtomicRepresentation
     /// A transport other than plain (Transport/Transport.swift): its lock, taken by Receive and Send
-    /// around calls into its state, and 1 once its opening (a TLS handshake) is done (Receive sets it).
+    /// around their shared state; 1 once its opening (the WebSocket handshake) is done (Receive sets
+    /// it); 1 while it has output of its own for Send (a pong).
     var transportLock: UInt8.AtomicRepresentation
     var transportReady: UInt8.AtomicRepresentation
+    var transportOutput: UInt8.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -80,11 +80,9 @@ struct ConnectionSlot {
     /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
     var kind: UInt8
     var linkPosition: UInt16
-    /// A `TransportKind`: what lies between the socket and the frames.
+    /// A `TransportKind`: what lies between the socket and the frames; and the listener that accepted it.
     var transport: UInt8
-    /// The transport's per-connection state (an OpenSSL SSL object): made by Receive before
-    /// `transportReady`, then shared under `transportLock`, freed at reclamation.
-    var transportState: OpaquePointer?
+    var listenerIndex: UInt8
 
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
@@ -99,7 +97,7 @@ struct ConnectionSlot {
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool
-    /// The receive timer bounds the transport's opening (TLS handshake, tls_handshake_timeout).
+    /// The receive timer bounds the transport's opening (the WebSocket handshake).
     var openingTimed: Bool
     var receiveTimer: TimerNode
 
@@ -167,14 +165,13 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     /// RCU head belongs to liburcu.
     func resetForReuse() {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
-            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
+            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice, \.transportLock, \.transportReady] {
+             \.reconnectNotice, \.transportLock, \.transportReady, \.transportOutput] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue
         pointee.transport = TransportKind.plain.rawValue
-        pointee.transportState = nil
         pointee.openingTimed = false
         pointee.lingerTimed = false
         pointee.dealOffset = 0

@@ -16,6 +16,10 @@ import Logging
 /// call, and count how often they found it held.
 final class TLSTransport: Transport, @unchecked Sendable {  // shared state: atomics; `scratch` is Send's
     private let context: ManagedAtomic<TLSServerContext>
+    /// Each slot's SSL object, by slot index (reserved, touched only when used): made by Receive before
+    /// `transportReady`, then shared under the slot's transport lock, freed at reclamation.
+    private let sessions: UnsafeMutablePointer<OpaquePointer?>
+    private let table: ConnectionTable
     private let counters: Counters
     private let logger: Logger
     /// Handshakes begun and not finished, each holding OpenSSL's handshake state: Receive adds,
@@ -34,8 +38,10 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// Links: the client side, verifying the upstream's certificate names its address.
     let client: Bool
 
-    init(config: GatewayConfig, counters: Counters, logger: Logger, client: Bool = false) throws(ConfigError) {
+    init(config: GatewayConfig, table: ConnectionTable, counters: Counters, logger: Logger, client: Bool = false)
+        throws(ConfigError) {
         self.client = client
+        self.table = table
         context = ManagedAtomic(client
             ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
             : try TLSServerContext(config.tls))
@@ -46,9 +52,20 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         openTicks = (UInt64(config.tlsHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
         scratch = .allocate(byteCount: Self.recordBytes, alignment: 16)
         nextRotation = MonotonicClock.nanoseconds() &+ Self.ticketKeyLifetime
+        sessions = VirtualMemory.reserve(OpaquePointer?.self, count: table.capacity)
     }
 
-    deinit { scratch.deallocate() }
+    deinit {
+        scratch.deallocate()
+        VirtualMemory.release(sessions, count: table.capacity)
+    }
+
+    var openTimeoutCause: CloseCause { .tlsHandshakeTimeout }
+
+    @inline(__always)
+    private func session(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<OpaquePointer?> {
+        sessions + Int(table.index(of: s))
+    }
 
     /// Handshakes in progress (a level, for the stats).
     var handshaking: Int { handshakes.load(ordering: .relaxed) }
@@ -67,9 +84,9 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         gw_tls_rotate_ticket_keys()
     }
 
-    func open(_ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
+    func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
         let ssl: OpaquePointer
-        if let existing = s.pointee.transportState {
+        if let existing = session(s).pointee {
             ssl = existing
         } else {
             switch begin(s) {
@@ -85,9 +102,9 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             s.atomic(\.transportReady).store(1, ordering: .releasing)
             return .ready
         case GW_TLS_WANT_READ:
-            return .pending(retry: false)
+            return .pending
         case GW_TLS_WANT_WRITE:
-            return .pending(retry: true)
+            return .retry
         case GW_TLS_CLOSED, GW_TLS_RESET:
             logger.debug("closing \(s.pointee.peer): it left half way through the TLS handshake")
             return .failed(.tlsHandshake)
@@ -115,7 +132,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         if n == 0 { return .notYet(.failed(.peer)) }  // connected and left without a word
         if n < 0 {
             let e = gw_errno()
-            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return .notYet(.pending(retry: false)) }
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return .notYet(.pending) }
             return .notYet(.failed(e == ECONNRESET ? .peer : .ioError))
         }
         guard first == 0x16 else {
@@ -137,16 +154,16 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             return .notYet(.failed(.ioError))
         }
         handshakes.wrappingIncrement(ordering: .relaxed)
-        s.pointee.transportState = ssl
+        session(s).pointee = ssl
         return .started(ssl)
     }
 
-    func read(_ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer, count: Int)
-        -> TransportRead {
+    func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
+              count: Int) -> TransportRead {
         if s.lockTransport() { counters.add(.tlsReceiveWaits) }
         counters.add(.tlsReceiveLocks)
         var status = GW_TLS_OK
-        let n = gw_tls_read(s.pointee.transportState, buffer, count, &status)
+        let n = gw_tls_read(session(s).pointee, buffer, count, &status)
         s.unlockTransport()
         if n > 0 { return .bytes(n) }
         switch status {
@@ -164,6 +181,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         if s.lockTransport() { counters.add(.tlsSendWaits) }
         counters.add(.tlsSendLocks)
         defer { s.unlockTransport() }
+        let ssl = session(s).pointee
         var taken = 0
         var index = 0
         var offset = 0
@@ -180,7 +198,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
                 if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
             }
             var status = GW_TLS_OK
-            let n = gw_tls_write(s.pointee.transportState, scratch, filled, &status)
+            let n = gw_tls_write(ssl, scratch, filled, &status)
             guard n > 0 else {
                 switch status {
                 case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ: return .wrote(taken)
@@ -203,18 +221,20 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         return .wrote(taken)
     }
 
-    func finish(_ s: UnsafeMutablePointer<ConnectionSlot>) {
+    func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         guard s.transportIsReady else { return }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
-        gw_tls_close_notify(s.pointee.transportState)
+        counters.add(.tlsSendLocks)
+        gw_tls_close_notify(session(s).pointee)
         s.unlockTransport()
     }
 
-    func release(_ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard let ssl = s.pointee.transportState else { return }
+    func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
+        let slot = sessions + Int(index)
+        guard let ssl = slot.pointee else { return }
         if !s.transportIsReady { handshakes.wrappingDecrement(ordering: .relaxed) }
         gw_tls_free(ssl)
-        s.pointee.transportState = nil
+        slot.pointee = nil
     }
 
     private var lastReason: String { String(cString: gw_tls_last_reason()) }

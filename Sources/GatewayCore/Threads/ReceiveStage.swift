@@ -30,8 +30,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private static let minimumRoom = 8 << 10
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
-    @exclusivity(unchecked) private var rearmed = false
+    // Unowned: called on every read drained, with no reference counting; the engine keeps it alive.
+    private unowned(unsafe) let poller: Poller
     /// The tick of the last max_pending_bytes scan: one a tick at most.
     @exclusivity(unchecked) private var pendingScanTick: UInt64 = .max
 
@@ -39,6 +39,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         self.engine = engine
         table = engine.table
         pool = engine.pool
+        poller = engine.poller
         maxFrame = engine.config.maxFrame
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
@@ -87,12 +88,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         readUntilDrained(id, s)
     }
 
-    func batchDone() {
-        if rearmed {
-            rearmed = false
-            engine.poller.wake()
-        }
-    }
+    func batchDone() { poller.applyInterest() }
 
     private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.receiveRing(id.index)
@@ -116,6 +112,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let room = block.capacity - blockUsed
             let n = plain ? read(fd, block.bytes + blockUsed, room) : readTransport(id, s, block.bytes + blockUsed, room)
             if n == Self.transportClosed { return }
+            if n == Self.transportControl {
+                s.pointee.lastReceiveTick = wheel.now  // a ping is a heartbeat
+                continue
+            }
             if n > 0 {
                 engine.counters.add(.bytesIn, UInt64(n))
                 bytesMoved &+= n
@@ -142,7 +142,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 }
                 // A short read drained the socket (the next arrival raises a new event),
                 // unless the end of stream came in the same event: it raises none. A transport
-                // returns a record at a time, and is read until it would block.
+                // knows whether its own read was short, and is read until it would block.
                 if n < room && plain && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
             } else if n == 0 {
                 // Deal, handed the connection on the way out, deals what is left and lets Send close it.
@@ -156,19 +156,22 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
         }
-        rearm(s)
+        poller.resumeReading(id.packed)
     }
 
-    /// `readTransport`'s answer when it has requested the connection's close.
+    /// `readTransport`'s answers when it has requested the connection's close, and when only the
+    /// transport's own frames came (no frame bytes, but the peer is alive).
     private static let transportClosed = Int.min
+    private static let transportControl = Int.min + 1
 
     /// A transport's read, as read(2) answers: bytes, 0 at the end of stream, -1 with EAGAIN when it
     /// would block; `transportClosed` once a failure has requested the close with its own cause.
     private func readTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
                                _ buffer: UnsafeMutableRawPointer, _ room: Int) -> Int {
-        switch engine.transport(of: s).read(s, into: buffer, count: room) {
+        switch engine.transport(of: s).read(id, s, into: buffer, count: room) {
         case .bytes(let n): return n
         case .end: return 0
+        case .control: return Self.transportControl
         case .wouldBlock:
             errno = EAGAIN
             return -1
@@ -178,8 +181,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
     }
 
-    /// A transport's opening (the TLS handshake), bounded by its deadline from the first turn (after
-    /// any PROXY header). True once frames may flow: the idle timer takes over, and Send, which
+    /// A transport's opening (a WebSocket or TLS handshake), bounded by its deadline from the first turn
+    /// (after any PROXY header). True once frames may flow: the idle timer takes over, and Send, which
     /// waited for it, is handed anything already queued.
     private func openTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
         let transport = engine.transport(of: s)
@@ -190,7 +193,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             wheel.schedule(id.index, after: transport.openTicks)
             publishTimers()
         }
-        switch transport.open(s) {
+        switch transport.open(id, s) {
         case .ready:
             s.pointee.openingTimed = false
             s.pointee.lastReceiveTick = wheel.now
@@ -198,8 +201,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             publishTimers()
             if table.sendRing(id.index).count > 0 { engine.send.input.post(s, id) }
             return true
-        case .pending(let retry):
-            if retry { wheel.schedule(id.index, after: 1) } else { rearm(s) }
+        case .pending:
+            poller.resumeReading(id.packed)
+            return false
+        case .retry:
+            wheel.schedule(id.index, after: 1)  // the timer posts this connection again
+            publishTimers()
             return false
         case .failed(let cause):
             engine.requestClose(id, cause: cause)
@@ -228,8 +235,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let verdict = n > 0 ? ProxyHeader.parse(block.bytes + blockUsed, count: n) : .incomplete
         switch verdict {
         case .incomplete where n < room:
-            // Level-triggered poll would report the same bytes at once: wait for the next tick instead.
-            if !engine.edgeTriggered { wheel.schedule(id.index, after: 1) }
+            // A peek drains nothing, so reading is not resumed (poll would report the same bytes
+            // at once): the next tick looks again.
+            wheel.schedule(id.index, after: 1)
             return false
         case .incomplete, .invalid:
             engine.logger.debug("closing \(s.pointee.peer): no valid PROXY header (\(verdict))")
@@ -274,16 +282,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             engine.requestClose(id, cause: cause)  // end of stream (or the client reset): done
             return
         }
-        rearm(s)
-    }
-
-    /// Read until EAGAIN: the edge-triggered backend reports the next bytes by itself; the
-    /// level-triggered one (poll) watches the socket again only once asked (Monitor, woken once a batch).
-    @inline(__always)
-    private func rearm(_ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard !engine.edgeTriggered else { return }
-        s.atomic(\.readArmed).store(1, ordering: .releasing)
-        rearmed = true
+        poller.resumeReading(id.packed)
     }
 
     /// The shared read block, replaced when too full for a big read.
@@ -372,13 +371,13 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
             if s.pointee.openingTimed {
-                let ticks = engine.transport(of: s).openTicks
-                if now &- s.pointee.frameStartTick >= ticks {
-                    engine.logger.debug("closing \(s.pointee.peer): its TLS handshake did not finish in time")
-                    engine.requestClose(id, cause: .tlsHandshakeTimeout)
+                let transport = engine.transport(of: s)
+                if now &- s.pointee.frameStartTick >= transport.openTicks {
+                    engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
+                    engine.requestClose(id, cause: transport.openTimeoutCause)
                 } else {
-                    // Look again (a handshake that wanted room in the socket), then at the deadline.
-                    wheel.schedule(index, after: ticks - (now &- s.pointee.frameStartTick))
+                    // Look again (an opening that wanted room in the socket), then at the deadline.
+                    wheel.schedule(index, after: transport.openTicks - (now &- s.pointee.frameStartTick))
                     input.post(s, id)
                 }
                 return

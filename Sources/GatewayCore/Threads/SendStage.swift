@@ -18,13 +18,13 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let iovMax: Int
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
-    @exclusivity(unchecked) private var blockedSinceWake = false
+    private unowned(unsafe) let poller: Poller
 
     init(engine: Engine) {
         self.engine = engine
         table = engine.table
         pool = engine.pool
+        poller = engine.poller
         wheel = TimerWheel(nodes: table.timerNodes(\.sendTimer))
         live = engine.live.current
         iovMax = Int(gw_iov_max())
@@ -41,7 +41,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         guard s.state == .open else { return }
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
-        if ring.count == 0 {
+        if ring.count == 0, s.atomic(\.transportOutput).load(ordering: .acquiring) == 0 {
             if s.flag(\.writeBlocked) {
                 s.atomic(\.writeBlocked).store(0, ordering: .sequentiallyConsistent)
                 wheel.cancel(id.index)
@@ -70,26 +70,24 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
                                                      ordering: .sequentiallyConsistent).exchanged else { return }
-        if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s) }
+        if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s, cause: cause) }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
     }
 
-    func batchDone() {
-        if blockedSinceWake {
-            blockedSinceWake = false
-            engine.poller.wake()
-        }
-    }
+    func batchDone() { poller.applyInterest() }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         let plain = s.pointee.transport == TransportKind.plain.rawValue
-        // Until its handshake is done Receive alone has the transport; it posts here when done.
+        // Until its opening is done Receive alone has the transport; it posts here when done.
         if !plain, !s.transportIsReady { return true }
         while true {
             let count = min(ring.count, iovMax)
-            if count == 0 { return true }
+            if count == 0 {
+                if !plain, s.flag(\.transportOutput) { return flushTransportOutput(id, s) }
+                return true
+            }
             var offset = Int(s.pointee.writeOffset)
             var total = 0
             for i in 0..<count {
@@ -140,6 +138,18 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
+    /// The transport's own output (a pong) with no frames queued; false if the connection failed.
+    private func flushTransportOutput(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        switch engine.transport(of: s).write(s, iov, count: 0) {
+        case .wrote:
+            if s.flag(\.transportOutput) { markBlocked(id, s, progressed: false) }
+            return true
+        case .failed(let cause):
+            engine.requestClose(id, cause: cause)
+            return false
+        }
+    }
+
     /// The socket is full: Monitor reports when it drains. The stall timer bounds
     /// how long the client may go without taking any bytes; progress restarts it.
     private func markBlocked(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, progressed: Bool) {
@@ -151,7 +161,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             wheel.schedule(id.index, after: live.stallTicks)
             input.armedTimers.store(wheel.count, ordering: .relaxed)
         }
-        if newly && !engine.edgeTriggered { blockedSinceWake = true }
+        poller.wantWritable(id.packed)
     }
 
     func advanceTimers(to tick: UInt64) {

@@ -1,31 +1,33 @@
 import CLinux
 import Glibc
 
-/// What lies between a connection's socket and its frame bytes (docs/TLS.md, "The transport
-/// seam"). Plain TCP is no transport at all: Receive reads and Send writes the socket itself,
-/// behind one predictable branch on the slot's `transport` byte. Any other kind (TLS; WebSocket
-/// next) is an object shared by all connections of that kind, whose per-connection state hangs
-/// off the slot (`transportState`), and which turns socket bytes into frame bytes in place:
-/// `read` puts plaintext where a plain read would have put the socket's bytes, `write` takes
-/// the same gather list a plain writev would have sent.
+/// What lies between a connection's socket and its frame bytes. Plain TCP is no transport at
+/// all: Receive reads and Send writes the socket itself, behind one predictable branch on the
+/// slot's `transport` byte. Any other kind (WebSocket, TLS) is an object shared by all
+/// connections of that kind, which turns socket bytes into frame bytes in place: `read` puts
+/// frame bytes where a plain read would have put the socket's, `write` takes the same gather
+/// list a plain writev would have sent.
 ///
 /// Threads: `open` and `read` run on Receive, `write` and `finish` on Send, `release` on the
 /// reclaiming thread after a grace period. Receive and Send may call at the same time on one
-/// connection: a transport whose state is not safe for that takes the slot's `transportLock`.
+/// connection: a transport whose shared state is not safe for that takes the slot's `transportLock`.
 enum TransportKind: UInt8 {
     case plain = 0
-    /// TLS, accepted on a tls:// listener.
-    case tls = 1
+    case webSocket = 1
+    /// TLS, accepted on a tls:// listener (docs/TLS.md).
+    case tls = 2
     /// TLS on a link this node opened to a tls:// upstream.
-    case tlsClient = 2
+    case tlsClient = 3
 }
 
 /// What Receive's `open` came to.
 enum TransportOpening {
     /// Frames may flow (`transportReady` is set).
     case ready
-    /// Waiting for the peer's bytes; `retry`: for room in the socket instead, so look again next tick.
-    case pending(retry: Bool)
+    /// Waiting for the peer's bytes.
+    case pending
+    /// Waiting for room in the socket (a TLS handshake's flight): look again at the next tick.
+    case retry
     case failed(CloseCause)
 }
 
@@ -36,12 +38,14 @@ enum TransportRead {
     case wouldBlock
     /// The peer ended the stream cleanly.
     case end
+    /// Only the transport's own frames came (a ping): no frame bytes, but the peer is alive.
+    case control
     case failed(CloseCause)
 }
 
 /// What a write came to.
 enum TransportWrite {
-    /// Bytes taken from the front of the iovecs; fewer than all: the socket is full, and its
+    /// Frame bytes taken from the front of the iovecs; fewer than all: the socket is full, and its
     /// writability resumes Send.
     case wrote(Int)
     case failed(CloseCause)
@@ -49,19 +53,21 @@ enum TransportWrite {
 
 protocol Transport: AnyObject {
     /// Receive, before the connection's first read and until it returns `.ready`: the opening
-    /// exchange (a TLS handshake). Its deadline is Receive's (`transport_timeout` of the kind).
-    func open(_ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening
+    /// exchange (the WebSocket handshake), bounded by `openTicks` from the first turn.
+    func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening
     /// Receive: up to `count` frame bytes into `buffer`.
-    func read(_ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer, count: Int)
-        -> TransportRead
-    /// Send, once ready: takes bytes from the front of the `count` iovecs.
+    func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
+              count: Int) -> TransportRead
+    /// Send, once ready: takes frame bytes from the front of the `count` iovecs (none: only the
+    /// transport's own output, when `transportOutput` is set).
     func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int) -> TransportWrite
-    /// Send, before our side of the stream is shut: the transport's own goodbye (TLS close_notify).
-    func finish(_ s: UnsafeMutablePointer<ConnectionSlot>)
+    /// Send, before our side of the stream is shut: the transport's own goodbye.
+    func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause)
     /// After the grace period, before the descriptor is closed: frees the per-connection state.
-    func release(_ s: UnsafeMutablePointer<ConnectionSlot>)
-    /// The kind's opening deadline, in ticks.
+    func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32)
+    /// The opening's deadline, in ticks, and the cause of a close when it passes.
     var openTicks: UInt64 { get }
+    var openTimeoutCause: CloseCause { get }
 }
 
 extension UnsafeMutablePointer where Pointee == ConnectionSlot {
@@ -69,8 +75,9 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     @inline(__always)
     var transportIsReady: Bool { atomic(\.transportReady).load(ordering: .acquiring) != 0 }
 
-    /// Takes the slot's transport lock; true if it had to wait (counted as contention by the caller).
-    @inline(__always)
+    /// Takes the slot's transport lock (held by the other side for a few instructions, or for TLS one
+    /// record's crypto and one syscall); true if it had to wait (TLS counts that as contention).
+    @inline(__always) @discardableResult
     func lockTransport() -> Bool {
         let lock = atomic(\.transportLock)
         if lock.exchange(1, ordering: .acquiring) == 0 { return false }
