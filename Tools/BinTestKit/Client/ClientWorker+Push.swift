@@ -23,7 +23,7 @@ extension ClientWorker {
             .encode(into: sendBuffer + h)
         sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: h + FrameHeader.size, as: UInt32.self)
         sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: h + FrameHeader.size + 4, as: UInt32.self)
-        let sent = send(slots[j].fd, sendBuffer, h + PushFrame.loginLength, Int32(MSG_NOSIGNAL))
+        let sent = sendBytes(j, sendBuffer, h + PushFrame.loginLength)
         if sent != h + PushFrame.loginLength {
             let why = sent < 0 ? ClientSocket.describe(errno) : "\(sent) of \(h + PushFrame.loginLength) bytes written"
             fault(j, "\(name(j)): login not sent: \(why)")

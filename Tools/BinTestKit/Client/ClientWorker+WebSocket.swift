@@ -14,7 +14,7 @@ extension ClientWorker {
             + "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             + "Sec-WebSocket-Version: 13\r\n\r\n").utf8)
         // A few hundred bytes into a new socket's empty buffer: all of it or an error.
-        let sent = request.withUnsafeBytes { send(slots[j].fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        let sent = request.withUnsafeBytes { sendBytes(j, $0.baseAddress!, $0.count) }
         guard sent == request.count else {
             return connectFailed(j, reason: "WebSocket request not sent: \(ClientSocket.describe(errno))")
         }
@@ -25,7 +25,7 @@ extension ClientWorker {
     func continueUpgrade(_ j: Int) {
         while true {
             // The gateway sends nothing after its 101 before our first request: every byte read is the answer's.
-            let n = read(slots[j].fd, receiveBuffer, 512)
+            let n = readBytes(j, receiveBuffer, 512)
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
             guard n > 0 else { return connectFailed(j, reason: "closed during the WebSocket handshake") }
@@ -66,7 +66,7 @@ extension ClientWorker {
     func flushWebSocket(_ j: Int) {
         while slots[j].writable {
             if let pending = webSocketPending[j] {
-                let sent = pending.withUnsafeBytes { send(slots[j].fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                let sent = pending.withUnsafeBytes { sendBytes(j, $0.baseAddress!, $0.count) }
                 if sent < 0 {
                     if errno == EAGAIN || errno == EWOULDBLOCK { slots[j].writable = false } else if errno != EINTR {
                         serverClosed(j, .failed(errno))
@@ -92,7 +92,7 @@ extension ClientWorker {
             let message = sendBuffer + WebSocketFrame.maxHeader - h
             WebSocketFrame.writeHeader(.binary, length: count, mask: 0, into: message)
             slots[j].writeSeq &+= UInt32(count / pattern.frameSize)
-            let sent = send(slot.fd, message, h + count, Int32(MSG_NOSIGNAL))
+            let sent = sendBytes(j, message, h + count)
             if sent == h + count { continue }
             if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
                 return serverClosed(j, .failed(errno))
@@ -119,7 +119,7 @@ extension ClientWorker {
         }
         let count = pattern.fill(sendBuffer, capacity: Self.bufferSize, from: slot.writeSeq, offset: slot.writeOffset,
                                  until: slot.writeSeq &+ 1, uid: slot.uid)
-        let sent = send(slot.fd, sendBuffer, count, Int32(MSG_NOSIGNAL))
+        let sent = sendBytes(j, sendBuffer, count)
         if sent < 0 {
             if errno == EAGAIN || errno == EWOULDBLOCK { slots[j].writable = false } else if errno != EINTR {
                 serverClosed(j, .failed(errno))

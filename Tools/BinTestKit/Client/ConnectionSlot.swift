@@ -35,6 +35,9 @@ struct ConnectionSlot {
     var upgradeTail: UInt32 = 0
     /// --transport ws, frames bigger than the send buffer: a message of one frame is being written.
     var messageOpen = false
+    /// --tls: the connection's OpenSSL object, and whether its handshake is still going (phase connecting).
+    var tls: OpaquePointer?
+    var handshaking = false
 
     init(index: Int, budget: UInt64) {
         self.index = index
