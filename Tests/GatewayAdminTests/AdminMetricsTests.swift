@@ -43,6 +43,8 @@ final class AdminMetricsTests: XCTestCase {
         "gateway_upstream_rtt_seconds": "histogram", "gateway_upstream_rtt_samples_lost_total": "counter",
         "gateway_upstream_lost_notices_total": "counter", "gateway_queue_overflow_closes_total": "counter",
         "gateway_push_drop_notices_total": "counter",
+        "gateway_tls_handshakes_total": "counter", "gateway_tls_resumed_total": "counter",
+        "gateway_tls_handshaking": "gauge", "gateway_tls_lock_waits_total": "counter",
     ]
 
     func testMetricsAgainstAKnownLoad() throws {
