@@ -10,13 +10,15 @@ its own, as perf/runner.py does. Sections (--sections, comma-separated):
   forward   (h)'s load shape: client -> `gateway --upstream` -> `bin_test core`, 32 x 16 x 512 B,
             replies/s. Measuring starts once a 5-request ping-pong gets every reply (runner.py's probe).
   push      (j): 10,000 clients (`bin_test client --mode push --push-scope all`) log in on one access
-            gateway in front of `bin_test core --push-rate 200 --push-scope all --push-after 3`,
+            gateway in front of `bin_test core --push-rate 200 (--push-rate) --push-scope all --push-after 3`,
             deliveries/s over the client's window (it opens at the first push), and the push latency
             (core's send stamp to the client's read); slow consumers the gateway closed, its peak VmHWM.
   witness   a witness `bin_test client --mode pingpong --conns 1 --size 64` on a gateway with
             `--upstream-links 1` in front of `bin_test core`, alone and with a non-reader on the same
             gateway (this script run as `--nonreader PORT SECONDS`: connects, sends 60 KB frames the
-            whole time, never reads; reconnects when closed). p50/p99/max round trip, replies, errors.
+            whole time, never reads; reconnects when closed, or with --nonreader-once stays away once
+            closed). p50/p99/max round trip, replies, errors. --witness-control adds the witness beside
+            the same sender reading its replies (what the bulk traffic alone costs the witness).
   mallocs-echo, mallocs-forward, mallocs-push (not in the default set)
             allocations in the real gateway process under load: the gateway runs with
             perf/malloc_count.c preloaded (LD_PRELOAD; every malloc, calloc, realloc and aligned
@@ -64,9 +66,23 @@ ARGS = None
 
 # ---------------------------------------------------------------- the non-reader
 
-def nonreader(port, seconds):
+def nonreader(port, seconds, reads=False, once=False):
     """Connects, sends 60 KB echo frames (cmd 1) for `seconds`, never reads. When the gateway closes
-    it, connects again. Prints one JSON line: bytes and frames sent, connections, closes seen."""
+    it, connects again. Prints one JSON line: bytes and frames sent, connections, closes seen.
+    With `reads` (the control), a second thread reads and discards everything that comes back.
+    With `once`, it does not reconnect: once closed, it stays away for the rest of the run."""
+    import threading
+    got = [0]
+
+    def drain(sock):
+        try:
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    return
+                got[0] += len(chunk)
+        except OSError:
+            return
     body = bytes(NONREADER_FRAME - 18)
     sent = frames = connects = closes = 0
     seq = 0
@@ -74,10 +90,16 @@ def nonreader(port, seconds):
     s = None
     pending = b""
     while time.monotonic() < end:
+        if s is None and once and connects:
+            time.sleep(0.05)
+            continue
         if s is None:
             try:
                 s = socket.create_connection((HOST, port), timeout=1)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # read nothing, hold little
+                if reads:
+                    threading.Thread(target=drain, args=(s,), daemon=True).start()
+                else:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # read nothing, hold little
                 s.settimeout(0.2)
                 connects += 1
                 pending = b""
@@ -102,7 +124,8 @@ def nonreader(port, seconds):
             time.sleep(0.01)
     if s is not None:
         s.close()
-    print(json.dumps({"bytes_sent": sent, "frames_sent": frames, "connects": connects, "closes": closes}))
+    print(json.dumps({"bytes_sent": sent, "frames_sent": frames, "connects": connects, "closes": closes,
+                      "bytes_read": got[0]}))
 
 
 # ---------------------------------------------------------------- /proc
@@ -241,7 +264,7 @@ def run_client(argv, limit, server_pids, cpu_from_s=0.0, hwm_pid=None):
     cpu1, c1 = [proc_cpu(p) for p in server_pids], time.monotonic()
     cores = None
     if None not in cpu0 and None not in cpu1 and c1 > c0:
-        cores = (sum(cpu1) - sum(cpu0)) / (c1 - c0)
+        cores = [(b - a) / (c1 - c0) for a, b in zip(cpu0, cpu1)]  # per process; the gateway is last
     out.seek(0)
     return parse_json(out.read().decode(errors="replace")), proc.returncode, cores, c1 - t0, timed_out
 
@@ -291,7 +314,7 @@ def run_push(side, rep):
     core_port, port = free_port(), free_port()
     tag = f"push-{side}-r{rep}"
     core = Proc("core", [bin_test, "core", "--host", HOST, "--port", str(core_port), "--push-rate",
-                         str(BROADCAST_RATE), "--push-scope", "all", "--push-after", str(PUSH_AFTER_S)],
+                         str(ARGS.push_rate), "--push-scope", "all", "--push-after", str(PUSH_AFTER_S)],
                 core_port, tag)
     start = time.monotonic()
     gw = None
@@ -323,9 +346,11 @@ def run_push(side, rep):
 
 
 def run_witness(side, rep, hostile):
+    """hostile: None (the witness alone), "nr" (beside a non-reader) or "rd" (the control: beside a
+    client sending the same 60 KB frames that reads its replies)."""
     gateway, bin_test = bins(side)
     core_port, port = free_port(), free_port()
-    tag = f"witness-{side}-{'nr' if hostile else 'alone'}-r{rep}"
+    tag = f"witness-{side}-{hostile or 'alone'}-r{rep}"
     core = Proc("core", [bin_test, "core", "--host", HOST, "--port", str(core_port)], core_port, tag)
     gw = nr = None
     extra = {}
@@ -336,8 +361,9 @@ def run_witness(side, rep, hostile):
         gw.wait_accepting()
         links_up(port)
         if hostile:
+            reads = ["reads"] if hostile == "rd" else ["once"] if ARGS.nonreader_once else []
             nr = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--nonreader", str(port),
-                                   str(ARGS.duration + ARGS.nonreader_lead + 1)],
+                                   str(ARGS.duration + ARGS.nonreader_lead + 1)] + reads,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                   start_new_session=True)
             time.sleep(ARGS.nonreader_lead)  # its queue fills before the witness starts
@@ -362,7 +388,8 @@ def run_witness(side, rep, hostile):
         core.stop()
     log_text = (gw.text() if gw else "") + core.text()
     extra["gateway_exit"] = exit_code
-    extra["links_down_logged"] = len(re.findall(r"down", gw.text())) if gw else None
+    before_stop = (gw.text() if gw else "").split("SIGTERM")[0]
+    extra["links_down_before_stop"] = len(re.findall(r"link \d+ to \S+ down", before_stop))
     extra["slow_consumer_logged"] = log_text.count("slow_consumer")
     stop = [line for line in (gw.text() if gw else "").splitlines() if "stopped after" in line]
     extra["gateway_stop_line"] = stop[-1][-600:] if stop else None
@@ -481,14 +508,15 @@ def run_mallocs(side, rep, shape):
 
 
 def result(got, code, cores, timed_out, extra, keep_errors=False):
-    rec = {"client_exit": code, "timed_out": timed_out, "server_cpu_cores": cores, **extra}
+    rec = {"client_exit": code, "timed_out": timed_out, "server_cpu_cores": sum(cores) if cores else None,
+           "gateway_cpu_cores": cores[-1] if cores else None, **extra}
     if got:
         lat = got.get("latency_us") or {}
         rec.update({"replies_per_s": got.get("replies_per_s"), "replies": got.get("replies"),
                     "errors": got.get("errors"), "p50_us": lat.get("p50"), "p99_us": lat.get("p99"),
                     "p999_us": lat.get("p999"), "max_us": lat.get("max"),
                     "error_messages": (got.get("error_messages") or [])[:3]})
-    rec["ok"] = bool(got) and not timed_out and (code == 0 or (keep_errors and code == 1 and got.get("replies")))
+    rec["ok"] = bool(got) and not timed_out and (code == 0 or (keep_errors and code == 1 and bool(got.get("replies"))))
     return rec
 
 
@@ -513,18 +541,21 @@ def paired(runs, ka, kb, metric):
     return out
 
 
-def line(runs, label, ka, kb, metric, digits=0, per_cpu=False):
+def line(runs, label, ka, kb, metric, digits=0, per_cpu=False, names=("A", "B")):
     a, b = column(runs, ka, metric), column(runs, kb, metric)
     ratio = statistics.median(b) / statistics.median(a) if a and b and statistics.median(a) else float("nan")
     pr = paired(runs, ka, kb, metric)
     prs = ", ".join(f"{x:.2f}" for x in pr)
-    text = f"{label:44} A {fmt(a, digits):>34}  B {fmt(b, digits):>34}  B/A {ratio:.3f}  paired [{prs}]"
+    na, nb = names
+    text = (f"{label:44} {na} {fmt(a, digits):>34}  {nb} {fmt(b, digits):>34}  {nb}/{na} {ratio:.3f}  "
+            f"paired [{prs}]")
     if per_cpu:
-        ea = [r[metric] / r["server_cpu_cores"] for r in runs.get(ka, []) if r.get("ok") and r.get("server_cpu_cores")]
-        eb = [r[metric] / r["server_cpu_cores"] for r in runs.get(kb, []) if r.get("ok") and r.get("server_cpu_cores")]
-        if ea and eb:
-            text += (f"\n{'  per server CPU-second':44} A {fmt(ea):>34}  B {fmt(eb):>34}  "
-                     f"B/A {statistics.median(eb) / statistics.median(ea):.3f}")
+        for cpu, what in (("server_cpu_cores", "all server processes"), ("gateway_cpu_cores", "the gateway")):
+            ea = [r[metric] / r[cpu] for r in runs.get(ka, []) if r.get("ok") and r.get(cpu)]
+            eb = [r[metric] / r[cpu] for r in runs.get(kb, []) if r.get("ok") and r.get(cpu)]
+            if ea and eb:
+                text += (f"\n{'  per CPU-second of ' + what:44} A {fmt(ea):>34}  B {fmt(eb):>34}  "
+                         f"B/A {statistics.median(eb) / statistics.median(ea):.3f}")
     return text
 
 
@@ -539,13 +570,21 @@ def report(runs):
         print(line(runs, "forward server CPU (cores, core+gateway)", "forward-A", "forward-B", "server_cpu_cores", 2))
     if "push" in sections:
         print(line(runs, "push 10k deliveries/s", "push-A", "push-B", "replies_per_s", per_cpu=True))
-        for m in ("p50_us", "p99_us", "server_cpu_cores", "overflow_closed", "gateway_vmhwm_kib"):
-            print(line(runs, f"push {m}", "push-A", "push-B", m, 2 if m == "server_cpu_cores" else 0))
+        for m in ("p50_us", "p99_us", "server_cpu_cores", "gateway_cpu_cores", "overflow_closed", "gateway_vmhwm_kib"):
+            print(line(runs, f"push {m}", "push-A", "push-B", m, 2 if "cpu" in m else 0))
     if "witness" in sections:
         for side in ARGS.witness_sides.split(","):
             for m in ("p50_us", "p99_us", "max_us", "replies"):
-                print(line(runs, f"witness {side} {m}: alone -> with non-reader",
-                           f"witness-{side}-alone", f"witness-{side}-nr", m, 1))
+                print(line(runs, f"witness {side} {m}", f"witness-{side}-alone", f"witness-{side}-nr", m, 1,
+                           names=("alone", "with-non-reader")))
+                if ARGS.witness_control:
+                    print(line(runs, f"witness {side} {m}", f"witness-{side}-alone", f"witness-{side}-rd", m, 1,
+                               names=("alone", "with-reader")))
+                    print(line(runs, f"witness {side} {m}", f"witness-{side}-rd", f"witness-{side}-nr", m, 1,
+                               names=("with-reader", "with-non-reader")))
+        for m in ("p50_us", "p99_us"):
+            print(line(runs, f"witness alone {m}", "witness-A-alone", "witness-B-alone", m, 1))
+            print(line(runs, f"witness with non-reader {m}", "witness-A-nr", "witness-B-nr", m, 1))
         for key in sorted(k for k in runs if k.startswith("witness")):
             for r in runs[key]:
                 if not r.get("ok") or r.get("errors"):
@@ -559,16 +598,19 @@ def report(runs):
                 print(f"mallocs {shape:8} {side}: {total:,} mallocs over {units:,.0f} {ALLOC_COUNTS[shape]} "
                       f"= {total / units if units else float('nan'):.6f} per unit; per run "
                       f"{[r['mallocs'] for r in rs]}; idle mallocs/s "
-                      f"{[round(r['idle_mallocs_per_s'], 1) for r in rs]}; units/s {fmt([r['units_per_s'] for r in rs])}")
+                      f"{[round(r['idle_mallocs_per_s'], 1) for r in rs]}; "
+                      f"units/s {fmt([r['units_per_s'] for r in rs])}")
     bad = [(k, i, r) for k, rs in runs.items() for i, r in enumerate(rs) if not r.get("ok")]
     for k, i, r in bad:
-        print(f"  not ok: {k} run {i + 1}: {json.dumps({x: r.get(x) for x in ('client_exit', 'timed_out', 'errors', 'error', 'error_messages')})}")
+        why = {x: r.get(x) for x in ("client_exit", "timed_out", "errors", "error", "error_messages")}
+        print(f"  not ok: {k} run {i + 1}: {json.dumps(why)}")
 
 
 def main():
     global ARGS
-    if len(sys.argv) == 4 and sys.argv[1] == "--nonreader":
-        nonreader(int(sys.argv[2]), float(sys.argv[3]))
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--nonreader":
+        nonreader(int(sys.argv[2]), float(sys.argv[3]), reads=sys.argv[4:] == ["reads"],
+                  once=sys.argv[4:] == ["once"])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", required=True, help="directory of build A's gateway and bin_test (baseline)")
@@ -581,7 +623,13 @@ def main():
     ap.add_argument("--witness-sides", default="A,B", help="builds the witness section runs (A,B or B)")
     ap.add_argument("--witness-limit", type=float, default=60,
                     help="seconds past --duration before a witness client is killed (a stall on A)")
+    ap.add_argument("--witness-control", action="store_true",
+                    help="also the witness beside a client that sends the same 60 KB frames and reads")
+    ap.add_argument("--nonreader-once", action="store_true",
+                    help="the non-reader does not reconnect once the gateway closes it")
     ap.add_argument("--nonreader-lead", type=float, default=1.0, help="seconds the non-reader runs first")
+    ap.add_argument("--push-rate", type=int, default=BROADCAST_RATE,
+                    help="broadcasts/s in the push section (runner.py's (j): 200, to 10,000 clients)")
     ap.add_argument("--alloc-push-conns", type=int, default=1000, help="clients in the mallocs-push section")
     ap.add_argument("--alloc-push-rate", type=int, default=100, help="broadcasts/s in the mallocs-push section")
     ap.add_argument("--logdir", help="server logs (default: a new temporary directory)")
@@ -607,9 +655,9 @@ def main():
                 plan += [(f"mallocs-{shape}-{side}", lambda s=side, sh=shape: run_mallocs(s, rep, sh))
                          for side in ("A", "B")]
         if "witness" in sections:
-            for hostile in (False, True):
+            for hostile in [None, "nr"] + (["rd"] if ARGS.witness_control else []):
                 for side in ARGS.witness_sides.split(","):
-                    key = f"witness-{side}-{'nr' if hostile else 'alone'}"
+                    key = f"witness-{side}-{hostile or 'alone'}"
                     plan.append((key, lambda s=side, h=hostile: run_witness(s, rep, h)))
         for key, fn in plan:
             t0 = time.monotonic()

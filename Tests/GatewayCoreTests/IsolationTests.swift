@@ -136,6 +136,31 @@ final class IsolationTests: ForwardingTestCase {
         waitFor("the core hears CLOSED for it") { core.closedSessions.withLock { $0 } == 1 }
     }
 
+    /// Each client under its own bound must not add up to more than the box holds: past three
+    /// quarters of max_buffered_bytes a backed-up client's pushes are dropped (push_overflow drop),
+    /// counted and reported to the core, before the gateway would stop reading everyone.
+    func testBackedUpClientsTogetherStayUnderMaxBufferedBytes() throws {
+        let (coreGateway, core) = try startPushCore()
+        let access = try startAccess(upstream: [coreGateway.port]) {
+            $0.maxQueuedBytes = 64 << 20
+            $0.maxBufferedBytes = 8 << 20
+            $0.pushOverflow = .drop
+        }
+        waitFor("links up") { access.stats().linksUp == 2 }
+        let stuck = try TestClient(port: access.port, receiveBuffer: 4096)
+        send(stuck, 10, PushCore.u32(11))
+        let control = try TestClient(port: access.port)
+        let payload = [UInt8](repeating: 0x33, count: 100_000)
+        for _ in 0..<120 { send(control, 20, PushCore.scoped(.uid, 11, payload)) }  // 12 MB, under its own bound
+        let stats = access.stats()
+        XCTAssertGreaterThan(stats.pushDropped, 0, "dropped once the buffers passed three quarters")
+        XCTAssertEqual(stats.pushDeliveries + stats.pushDropped, 120)
+        XCTAssertLessThanOrEqual(stats.bufferedBytes, 8 << 20, "never past max_buffered_bytes")
+        XCTAssertEqual(stats.sheddingSpells, 0, "nobody stopped being read")
+        XCTAssertEqual(stats.closes.reduce(0, +), 0)
+        waitFor("the core hears of the drops") { core.dropNotices.withLock { $0.pushes } == Int(stats.pushDropped) }
+    }
+
     /// The core dies with requests in flight, under both pollers: each client that sent
     /// frames on the link gets one upstream_lost frame carrying the seq of its last one;
     /// a client that sent nothing gets nothing.

@@ -91,7 +91,7 @@ extension DealStage {
                 closing += 1
                 return
             }
-            guard fitsQueue(s, Int(inner.length)) else {
+            guard fitsQueue(id, s, Int(inner.length)) else {
                 if closeOnOverflow {
                     closed += 1
                     engine.requestClose(id, cause: .slowConsumer)

@@ -14,9 +14,16 @@ extension DealStage {
         s.pointee.kind == SlotKind.client.rawValue ? live.maxQueuedBytes : live.maxQueuedBytes &* Self.linkQueueFactor
     }
 
-    /// Whether `length` more bytes stay within `s`'s bound.
-    func fitsQueue(_ s: UnsafeMutablePointer<ConnectionSlot>, _ length: Int) -> Bool {
-        s.outstandingBytes + length <= queueBound(s)
+    /// Whether `length` more bytes stay within `s`'s bound. With all the gateway's buffers past three
+    /// quarters of max_buffered_bytes, a client whose output is already backed up (its ring full or
+    /// its backlog in use) counts as past its bound too: many clients each under their own bound
+    /// must not add up to more memory than the box has, and backlogs alone never push the gateway
+    /// into shedding (which stops reading every client). Links are never held to it.
+    func fitsQueue(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ length: Int) -> Bool {
+        guard s.outstandingBytes + length <= queueBound(s) else { return false }
+        guard s.pointee.kind == SlotKind.client.rawValue, live.maxBufferedBytes > 0,
+              !s.pointee.backlog.isEmpty || table.sendRing(id.index).freeCount == 0 else { return true }
+        return pool.bytesInUse <= live.maxBufferedBytes / 4 * 3
     }
 
     /// Queues `d` (whose reference this takes over) for `id`'s socket: on the send ring while
@@ -24,7 +31,7 @@ extension DealStage {
     /// reference released and nothing queued, when it would pass the byte bound: the caller
     /// applies its policy (close as a slow consumer, or drop a push).
     func queueOutput(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        guard fitsQueue(s, Int(d.length)) else {
+        guard fitsQueue(id, s, Int(d.length)) else {
             pool.release(d.chunk)
             return false
         }
