@@ -164,7 +164,7 @@ public final class TestClient: @unchecked Sendable {  // used by one thread at a
 
     /// The frames that arrive before the echo of a heartbeat sent now (what the gateway queued
     /// for this client so far), or nil if the echo never comes.
-    func framesBeforeHeartbeatEcho() -> [[UInt8]]? {
+    public func framesBeforeHeartbeatEcho() -> [[UInt8]]? {
         let beat = TestClient.frame(seq: 0xBEA7, cmd: ReservedCommand.heartbeat, bodySize: 0)
         guard (try? send(beat)) != nil else { return nil }
         var frames: [[UInt8]] = []
@@ -176,7 +176,7 @@ public final class TestClient: @unchecked Sendable {  // used by one thread at a
     }
 
     /// Whether `frame` is the gateway's upstream_lost notice (docs/PROTOCOL.md).
-    static func isUpstreamLost(_ frame: [UInt8]) -> Bool {
+    public static func isUpstreamLost(_ frame: [UInt8]) -> Bool {
         let h = frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
         return h.cmd == ReservedCommand.upstreamLost && h.status == GatewayStatus.upstreamLost
     }
