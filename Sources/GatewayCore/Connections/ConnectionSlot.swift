@@ -237,6 +237,10 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     @inline(__always)
     func holds(_ id: ConnectionID) -> Bool { generation.load(ordering: .acquiring) == id.generation }
 
+    /// What the slot holds (set by Monitor before the connection is open, then read-only).
+    @inline(__always)
+    var kind: SlotKind { SlotKind(rawValue: pointee.kind) ?? .client }
+
     @inline(__always)
     var state: SlotState {
         SlotState(rawValue: atomic(\.state).load(ordering: .acquiring))!

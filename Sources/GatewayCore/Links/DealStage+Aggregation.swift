@@ -20,7 +20,7 @@ extension DealStage {
         drainBacklog(id, s)
         if s.pointee.waiting { return }  // dealt again when its upper link has room
         let ring = table.receiveRing(id.index)
-        if ring.count > 0 { downlinks.links[id.index]!.lastHeard = now }
+        if ring.count > 0 { downlinks.links[id.index]?.lastHeard = now }
         outer: while ring.count > 0 {
             let d = ring.peek(0).pointee
             var offset = Int(s.pointee.dealOffset)
@@ -28,7 +28,8 @@ extension DealStage {
             var runData = 0
             while offset < Int(d.length) {
                 let length = Int(FrameHeader.length(at: d.start + offset))
-                switch lowerFrame(d.start + offset, downlinks.links[id.index]!) {
+                guard let link = downlinks.links[id.index] else { break outer }  // set when its turn began
+                switch lowerFrame(d.start + offset, link) {
                 case .forward(let isData):
                     if isData { runData += 1 }
                 case .heartbeat:
@@ -46,8 +47,8 @@ extension DealStage {
                 case .skip:
                     runStart = offset + length
                 case .malformed(let why):
-                    let link = downlinks.links[id.index]!
-                    engine.logger.warning("link from node \(link.node) (\(id)): closing, malformed: \(why)")
+                    let node = downlinks.links[id.index]?.node ?? 0
+                    engine.logger.warning("link from node \(node) (\(id)): closing, malformed: \(why)")
                     engine.requestClose(id, cause: .protocolError)
                     return
                 }
@@ -109,7 +110,7 @@ extension DealStage {
                             _ s: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID,
                             _ uplinks: Uplinks, _ downlinks: Downlinks) -> Bool {
         guard !range.isEmpty else { return true }
-        let link = downlinks.links[id.index]!
+        guard let link = downlinks.links[id.index] else { return false }  // set when its turn began
         let position = link.upper
         guard uplinks.links[position].id == link.upperID else {
             // Its upper link is gone: this link is being closed (closeDownlinks), and what it sent with it.
@@ -174,14 +175,14 @@ extension DealStage {
             if downlinks.refusals.shouldLog(UInt64(hello.node), status: status.rawValue) {
                 engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
             }
-            downlinks.links[id.index]!.refused = true
+            downlinks.links[id.index]?.refused = true
             if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.linkRefused.flag,
                                                           ordering: .sequentiallyConsistent).exchanged {
                 engine.send.input.post(s, id)
             }
             return
         }
-        var link = downlinks.links[id.index]!
+        guard var link = downlinks.links[id.index] else { return }  // set when its turn began
         link.up = true
         link.node = hello.node
         link.number = hello.link

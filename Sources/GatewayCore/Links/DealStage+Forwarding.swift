@@ -326,8 +326,12 @@ extension DealStage {
                 uplinks.links[position].beatSentAt = 0
             }
             return .next
-        case _ where downlinks != nil:
-            return routeDownward(message, d, link, position, uplinks, downlinks!)
+        default:
+            break
+        }
+        // Past HELLO and heartbeats: an aggregation server routes it on, an access node delivers it.
+        if let downlinks { return routeDownward(message, d, link, position, uplinks, downlinks) }
+        switch message {
         case .data(let session, let length):
             guard let (cid, _) = client(session, uplinks) else { return .next }
             // Counted before Send can deliver it: a reader of the stats never lags the client.
@@ -356,7 +360,7 @@ extension DealStage {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.holds(id), s.state == .open, s.pointee.kind == SlotKind.client.rawValue, !s.pointee.ended {
+            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.ended {
                 return (id, s)
             }
         }

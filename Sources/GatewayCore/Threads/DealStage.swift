@@ -106,22 +106,15 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
-    func service(_ id: ConnectionID) {
-        let s = table.slot(id.index)
-        guard s.holds(id) else { return }
-        input.openGate(s)
-        switch s.state {
-        case .detached: finalize(id, s)
-        case .open:
-            guard let uplinks else { return deal(id, s) }
-            switch SlotKind(rawValue: s.pointee.kind)! {
-            case .client: deal(id, s)
-            case .uplink: dealUplink(id, s, uplinks)
-            case .downlink: dealDownlink(id, s, uplinks, downlinks!)
-            }
-        default: break
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        switch (s.kind, uplinks, downlinks) {
+        case (.uplink, let uplinks?, _): dealUplink(id, s, uplinks)
+        case (.downlink, let uplinks?, let downlinks?): dealDownlink(id, s, uplinks, downlinks)
+        default: deal(id, s)
         }
     }
+
+    func detached(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) { finalize(id, s) }
 
     private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         drainBacklog(id, s)
@@ -208,12 +201,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// at most once per 10 s with the count since the last line.
     private func floodClose(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         engine.requestClose(id, cause: .flood)
-        flood!.unlogged += 1
+        guard var limits = flood else { return }
+        defer { flood = limits }
+        limits.unlogged += 1
         let now = input.currentTick
-        guard now &- flood!.loggedAt >= flood!.logEveryTicks || flood!.loggedAt == 0 else { return }
-        engine.logger.warning("closing \(s.pointee.peer) for flood (\(flood!.unlogged) since the last such line)")
-        flood!.unlogged = 0
-        flood!.loggedAt = now
+        guard now &- limits.loggedAt >= limits.logEveryTicks || limits.loggedAt == 0 else { return }
+        engine.logger.warning("closing \(s.pointee.peer) for flood (\(limits.unlogged) since the last such line)")
+        limits.unlogged = 0
+        limits.loggedAt = now
     }
 
     /// Receive paused reading because the receive ring was full; Deal has made room.
@@ -259,19 +254,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
         let cause = s.cause(\.closeCause) ?? .ioError
-        if let uplinks {
-            switch SlotKind(rawValue: s.pointee.kind)! {
-            case .client:
-                forwardClose(id, s, cause: cause, uplinks)
-                if let sessions { sessionClosed(id, s, sessions) }
-            case .uplink:
-                uplinkClosed(id, s, cause: cause, uplinks)
-                engine.scheduleReclaim(s)
-                return
-            case .downlink: downlinkClosed(id, s, cause: cause, uplinks, downlinks!)
-            }
-        } else if s.pointee.opened {
-            handler.closed(Connection(id: id, deal: self), cause: cause)
+        switch (s.kind, uplinks, downlinks) {
+        case (.uplink, let uplinks?, _):
+            uplinkClosed(id, s, cause: cause, uplinks)
+            engine.scheduleReclaim(s)
+            return  // a link's close is counted as a link close, not a client's
+        case (.downlink, let uplinks?, let downlinks?):
+            downlinkClosed(id, s, cause: cause, uplinks, downlinks)
+        case (_, let uplinks?, _):
+            forwardClose(id, s, cause: cause, uplinks)
+            if let sessions { sessionClosed(id, s, sessions) }
+        default:
+            if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
         }
         engine.counters.addClose(cause)
         engine.scheduleReclaim(s)

@@ -8,7 +8,7 @@ import Glibc
 final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
     private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
+    let table: ConnectionTable
     private let pool: ChunkPool
     private let wheel: TimerWheel
     /// write_stall_timeout (a reload may change it, taken at the next tick).
@@ -34,11 +34,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     deinit { iov.deallocate() }
 
-    func service(_ id: ConnectionID) {
-        let s = table.slot(id.index)
-        guard s.holds(id) else { return }
-        input.openGate(s)
-        guard s.state == .open else { return }
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
         // Read before the ring: Deal moves its backlog onto the ring before it clears the flag.
