@@ -255,14 +255,19 @@ public struct GatewayCommand: ParsableCommand {
             return GatewayRunner.run(settings, logger: logger, signals: signals, service: service, takeOver: takeOver,
                                      reread: reread)
         }
-        // A worker: its master owns the control socket and any hand-over; admin ports follow the index.
+        // A worker: its master owns the control socket, any hand-over, and the --admin address.
         logger[metadataKey: "worker"] = "\(worker)"
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
             own.controlSocket = nil
             // Workers run side by side: each its own node to the tiers above.
             own.config.nodeInstance = generation << 8 | UInt32(worker)
-            if let admin = own.admin, admin.port != 0 { own.admin!.port = admin.port + worker }
+            // The master serves --admin for the box and asks each worker's own endpoint, on a loopback port
+            // the worker picks and reports (WorkerReport).
+            if own.admin != nil {
+                own.admin = GatewayConfig.ListenAddress(host: "127.0.0.1", port: 0)
+                own.adminPublic = false
+            }
             return own
         }
         GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,
