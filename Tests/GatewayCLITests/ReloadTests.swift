@@ -120,12 +120,26 @@ final class EchoSocket: @unchecked Sendable {  // used by one thread at a time
 
     /// True when the identical frame came back; false when the gateway closed the connection.
     func echo(_ seq: UInt32) throws -> Bool {
+        try request(seq) && reply(seq)
+    }
+
+    static func frame(_ seq: UInt32) -> [UInt8] {
         var frame = [UInt8](repeating: 0, count: 22)
         frame[3] = 22
         withUnsafeBytes(of: seq.bigEndian) { frame.replaceSubrange(4..<8, with: $0) }
         frame[9] = 1
         frame[18...] = [1, 2, 3, 4]
-        guard send(fd, frame, frame.count, Int32(MSG_NOSIGNAL)) == frame.count else { return false }
+        return frame
+    }
+
+    /// Sends the frame `echo` sends; false if the connection is gone.
+    func request(_ seq: UInt32) -> Bool {
+        let frame = Self.frame(seq)
+        return send(fd, frame, frame.count, Int32(MSG_NOSIGNAL)) == frame.count
+    }
+
+    /// True when the frame of `request(seq)` came back; false when the gateway closed the connection.
+    func reply(_ seq: UInt32) throws -> Bool {
         var reply = [UInt8](repeating: 0, count: 22)
         var got = 0
         while got < reply.count {
@@ -136,6 +150,12 @@ final class EchoSocket: @unchecked Sendable {  // used by one thread at a time
             }
             got += n
         }
-        return reply == frame
+        return reply == Self.frame(seq)
+    }
+
+    /// Waits up to `seconds` for each reply from now on.
+    func setReplyTimeout(seconds: Int) {
+        var limit = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
     }
 }
