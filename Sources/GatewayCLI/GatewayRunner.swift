@@ -104,7 +104,7 @@ enum GatewayRunner {
             }
             service.tick()
             if gateway.hasStopped {
-                logger.notice("drained: stopping")
+                logger.notice(gateway.failure == nil ? "drained: stopping" : "failed: stopping")
                 break
             }
             let now = clock.now
@@ -122,6 +122,7 @@ enum GatewayRunner {
         gateway.stop()
         let uptime = (clock.now - started).seconds
         logger.notice("stopped after \(Int(uptime)) s: \(StatsSummary.line(from: GatewayStats(), to: gateway.stats(), seconds: uptime))")
+        if let failure = gateway.failure { failStartup("stopped by a failure: \(failure)", code: 1) }
     }
 
     /// `--admin` (its address was checked with the settings). A failed bind stops start-up with exit 1;

@@ -50,6 +50,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// Monitor watches the listeners (not paused, not held for a link, not draining).
     let accepting = ManagedAtomic<Bool>(false)
     private let exitStages = UnsafeAtomic<Bool>.create(false)
+    /// Why the engine stopped by itself (a broken poller): written by Monitor before it releases
+    /// the stages, read only after.
+    private var failureText: String?
 
     init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
         self.config = config
@@ -106,6 +109,11 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         reconnectDeadline.store(deadline, ordering: .relaxed)
         restarting.store(true, ordering: .relaxed)
     }
+
+    /// What stopped the engine by itself, once it has stopped.
+    var failure: String? { exitStages.load(ordering: .acquiring) ? failureText : nil }
+    /// Monitor only, before `releaseStages`.
+    func recordFailure(_ why: String) { failureText = why }
 
     /// Set once every connection is gone: the stage threads return.
     var stagesShouldExit: Bool { exitStages.load(ordering: .relaxed) }

@@ -138,6 +138,10 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Every connection is gone and the threads are returning (after a drain); `stop()` joins them.
     public var hasStopped: Bool { engine.stagesShouldExit }
 
+    /// Why the gateway stopped by itself (its poller failed, logged as critical), or nil: `hasStopped`
+    /// is then true too, and a process should exit with a failure.
+    public var failure: String? { engine.failure }
+
     /// Counters since start, and the levels of rings and inboxes (read off the table: O(slots)).
     public func stats() -> GatewayStats {
         var s = engine.counters.snapshot(connectionsOpen: engine.table.inUse,

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import GatewayCLI
@@ -16,5 +17,16 @@ import Testing
                       "takeover 1", String(repeating: "A", count: 300)])
     func nearMissesAreRefused(_ line: String) {
         #expect(HandoverLine(parsing: line) == nil)
+    }
+
+    /// The control socket's read and write bounds are checked: one that cannot be set is an error
+    /// (the take-over is abandoned) rather than a hand-over that may hang.
+    @Test func aTimeoutThatCannotBeSetIsAnError() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[1]) }
+        let stream = UnixStream(fd: fds[0])  // not a socket: setsockopt fails with ENOTSOCK
+        let error = #expect(throws: HandoverError.self) { try stream.setTimeout(seconds: 1) }
+        #expect(error?.description.contains("SO_RCVTIMEO") ?? false, "\(String(describing: error))")
     }
 }

@@ -171,7 +171,8 @@ final class ForwardingFailureTests: ForwardingTestCase {
         }
         // All clients send at once (on their own threads), so the links are really full.
         let results = Mutex<[Int: Bool]>([:])
-        nonisolated(unsafe) let (sockets, sent) = (clients, requests)  // each thread uses its own client only
+        nonisolated(unsafe) let sockets = clients  // each thread uses its own client only
+        let sent = requests
         DispatchQueue.concurrentPerform(iterations: clients.count) { i in
             let ok = sockets[i].exchange(sent[i], expect: sent[i].count, timeoutSeconds: 60) == sent[i]
             results.withLock { $0[i] = ok }

@@ -51,6 +51,30 @@ final class LifecycleEndToEndTests: XCTestCase {
         }
     }
 
+    /// A poller that fails (its epoll instance replaced behind its back, so epoll_wait returns
+    /// EINVAL) stops the gateway, logged and reported by `failure`, and closes its clients,
+    /// rather than leaving Monitor spinning on "nothing ready".
+    func testBrokenPollerStopsTheGateway() throws {
+        let log = LogRecorder()
+        let before = eventpollDescriptors()
+        let gateway = try startGateway(.epoll, log: log)
+        let epoll = eventpollDescriptors().subtracting(before)
+        XCTAssertEqual(epoll.count, 1, "the gateway's one epoll instance")
+        let client = try TestClient(port: gateway.port)
+        XCTAssertTrue(client.echoes(TestClient.frame(seq: 1, bodySize: 5)))
+        XCTAssertNil(gateway.failure)
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        XCTAssertEqual(dup2(devNull, epoll.first!), epoll.first!)
+        close(devNull)
+        XCTAssertTrue(waitUntil(seconds: 20) { gateway.hasStopped }, "the gateway did not stop")
+        XCTAssertTrue(gateway.failure?.contains("epoll_wait") ?? false, "failure: \(gateway.failure ?? "none")")
+        XCTAssertTrue(log.messages(atLeast: .critical).contains { $0.contains("epoll_wait") },
+                      "logged: \(log.messages(atLeast: .error))")
+        XCTAssertTrue(client.isClosedByPeer(), "the client was not closed")
+        gateway.stop()
+        assertEveryCloseCounted(gateway, "broken poller")
+    }
+
     /// A gateway that sat with no connection for longer than idle_timeout must
     /// not time out the next client while it is talking: the idle clock of a
     /// new connection starts when it arrives.

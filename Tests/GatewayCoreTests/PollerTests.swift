@@ -44,7 +44,7 @@ final class PollerTests: XCTestCase {
     /// One wait and the readiness it reports, merged per token.
     private func collect(_ poller: Poller, timeoutMs: Int32) -> [UInt64: PollEvents] {
         var out: [UInt64: PollEvents] = [:]
-        _ = poller.wait(timeoutMs: timeoutMs)
+        XCTAssertNoThrow(try poller.wait(timeoutMs: timeoutMs))
         poller.forEachReady { token, events in out[token, default: []].formUnion(events) }
         return out
     }
@@ -67,7 +67,7 @@ final class PollerTests: XCTestCase {
             var reported = Set<UInt64>()
             var removed = Set<UInt64>()
             for _ in 0..<3 {
-                _ = poller.wait(timeoutMs: 100)
+                _ = try poller.wait(timeoutMs: 100)
                 poller.forEachReady { token, _ in
                     reported.insert(token)
                     if removed.isEmpty {  // the first report removes two others
@@ -145,7 +145,7 @@ final class PollerTests: XCTestCase {
     private func finishesWait(_ poller: Poller, timeoutMs: Int32) -> Bool {
         let start = Date()
         var reports = 0
-        _ = poller.wait(timeoutMs: timeoutMs)
+        XCTAssertNoThrow(try poller.wait(timeoutMs: timeoutMs))
         poller.forEachReady { _, _ in reports += 1 }
         XCTAssertEqual(reports, 0, "a wake-up is not a report")
         return Date().timeIntervalSince(start) < Double(timeoutMs) / 1000 * 0.9
@@ -186,6 +186,37 @@ final class PollerTests: XCTestCase {
         }
     }
 
+    /// A broken epoll instance (its descriptor replaced by one that is not an epoll) makes `wait`
+    /// throw, rather than look like "nothing ready" to a caller that would then spin.
+    func testBrokenEpollWaitThrows() throws {
+        let before = eventpollDescriptors()
+        let poller = try EpollPoller()
+        let added = eventpollDescriptors().subtracting(before)
+        XCTAssertEqual(added.count, 1, "one epoll instance created")
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(devNull, 0)
+        XCTAssertEqual(dup2(devNull, added.first!), added.first!)
+        close(devNull)
+        XCTAssertThrowsError(try poller.wait(timeoutMs: 0)) { error in
+            XCTAssertEqual(error as? SocketError, SocketError("epoll_wait", EINVAL))
+        }
+    }
+
+    /// poll reports a registered descriptor closed behind its back (POLLNVAL) as an error on that
+    /// connection, so that its owner's read fails and closes it, instead of polling it again at once.
+    func testPollReportsADescriptorClosedWhileRegistered() throws {
+        let interest = Interest()
+        let poller = try PollPoller { interest.get($0) }
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds), 0)
+        try poller.addConnection(fd: fds[0], token: 5)
+        interest.set(5, Interest.read)
+        close(fds[0])
+        XCTAssertEqual(collect(poller, timeoutMs: 2000)[5], [.readable, .hangup])
+        XCTAssertTrue(poller.remove(fd: fds[0]))
+        close(fds[1])
+    }
+
     func testListenerIsReportedWhileConnectionsWait() throws {
         for (name, poller, _) in try pollers() {
             let listener = try Listener(host: "127.0.0.1", port: 0, backlog: 16)
@@ -205,6 +236,15 @@ final class PollerTests: XCTestCase {
             poller.remove(fd: listener.fd)
         }
     }
+}
+
+/// This process's descriptors that are epoll instances.
+func eventpollDescriptors() -> Set<Int32> {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return Set(names.compactMap { name -> Int32? in
+        let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)")
+        return target == "anon_inode:[eventpoll]" ? Int32(name) : nil
+    })
 }
 
 /// Hands a non-Sendable reference to another thread in a test.

@@ -191,7 +191,7 @@ final class SyncTests: XCTestCase {
         bell.waker = { poller.wake() }
         assertNoLostWakeUp(bell, seed: 7, registered: false) { hasWork in
             if !bell.announceSleep(unless: hasWork) {
-                _ = poller.wait(timeoutMs: 10_000)
+                do { _ = try poller.wait(timeoutMs: 10_000) } catch { XCTFail("\(error)") }
                 poller.forEachReady { _, _ in }
             }
             bell.announceAwake()

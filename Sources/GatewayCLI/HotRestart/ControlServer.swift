@@ -80,8 +80,8 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
             }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // workers started later must not inherit it
             let stream = UnixStream(fd: client)
-            stream.setTimeout(seconds: 60)
             do {
+                try stream.setTimeout(seconds: 60)
                 try handOver(stream)
             } catch {
                 logger.warning("take-over on \(path) abandoned, still serving: \(error)")

@@ -24,7 +24,7 @@ struct TakeOver {
 
     private init(path: String) throws(HandoverError) {
         stream = try UnixStream.connect(to: path)
-        stream.setTimeout(seconds: 60)
+        try stream.setTimeout(seconds: 60)
         try stream.send(.takeOver(version: HandoverLine.version))
         guard let reply = try stream.receive() else { throw HandoverError("\(path) closed without answering") }
         guard case .listeners(let count, let old) = HandoverLine(parsing: reply.line), count == reply.descriptors.count

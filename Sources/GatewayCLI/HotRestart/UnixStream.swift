@@ -42,10 +42,13 @@ final class UnixStream {
     }
 
     /// Bounds every later read and write, so a peer that stops talking cannot hang a restart.
-    func setTimeout(seconds: Int) {
+    /// Unbounded, that promise would not hold: a failure is an error, not a warning.
+    func setTimeout(seconds: Int) throws(HandoverError) {
         var limit = timeval(tv_sec: seconds, tv_usec: 0)
-        for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
-            _ = setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size))
+        for (option, name) in [(SO_RCVTIMEO, "SO_RCVTIMEO"), (SO_SNDTIMEO, "SO_SNDTIMEO")] {
+            guard setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+                throw HandoverError("setting \(name): \(String(cString: strerror(errno)))")
+            }
         }
     }
 

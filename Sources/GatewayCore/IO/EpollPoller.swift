@@ -46,8 +46,13 @@ final class EpollPoller: Poller {
         return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev) == 0
     }
 
-    func wait(timeoutMs: Int32) -> Int {
-        ready = Int(max(0, epoll_wait(epfd, events, capacity, timeoutMs)))
+    func wait(timeoutMs: Int32) throws(SocketError) -> Int {
+        let n = epoll_wait(epfd, events, capacity, timeoutMs)
+        if n < 0 {
+            let e = gw_errno()
+            guard e == EINTR else { throw SocketError("epoll_wait", e) }
+        }
+        ready = Int(max(0, n))
         return ready
     }
 

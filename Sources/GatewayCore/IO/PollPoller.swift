@@ -59,13 +59,17 @@ final class PollPoller: Poller {
         return true
     }
 
-    func wait(timeoutMs: Int32) -> Int {
+    func wait(timeoutMs: Int32) throws(SocketError) -> Int {
         for i in 1..<fds.count where !isListener[i] {
             let wanted = interest(tokens[i])
             fds[i].events = wanted
             fds[i].fd = wanted == 0 ? -1 : realFds[i]
         }
         let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeoutMs) }
+        if n < 0 {
+            let e = gw_errno()
+            guard e == EINTR else { throw SocketError("poll", e) }
+        }
         ready = Int(max(0, n))
         return ready
     }
@@ -77,7 +81,10 @@ final class PollPoller: Poller {
             var value: UInt64 = 0
             _ = read(wakeFd, &value, 8)
         }
-        let readMask = Int16(POLLIN | POLLHUP | POLLERR) | GW_POLLRDHUP
+        // POLLNVAL: the descriptor was closed while registered. Reported as an error on that
+        // connection, so that its read fails and it is closed, rather than polled again at once forever.
+        let errorMask = Int16(POLLHUP | POLLERR | POLLNVAL) | GW_POLLRDHUP
+        let readMask = Int16(POLLIN) | errorMask
         // `report` may remove descriptors (a failed connect), which moves the last entry into
         // the hole: the count is read each time, and a skipped entry is reported by the next poll.
         var i = 1
@@ -87,7 +94,7 @@ final class PollPoller: Poller {
             var ready: PollEvents = []
             if revents & readMask != 0 { ready.insert(.readable) }
             if revents & Int16(POLLOUT) != 0 { ready.insert(.writable) }
-            if revents & (Int16(POLLHUP | POLLERR) | GW_POLLRDHUP) != 0 { ready.insert(.hangup) }
+            if revents & errorMask != 0 { ready.insert(.hangup) }
             if !ready.isEmpty { report(tokens[i], ready) }
             i += 1
         }

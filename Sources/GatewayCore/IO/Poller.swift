@@ -23,9 +23,10 @@ protocol Poller: AnyObject {
     func remove(fd: Int32) -> Bool
 
     /// Waits up to `timeoutMs` (-1: forever) for readiness; returns how many
-    /// descriptors are ready. The caller blocks here, so it is the only call a
-    /// QSBR thread makes offline.
-    func wait(timeoutMs: Int32) -> Int
+    /// descriptors are ready (0 when a signal interrupted the wait). The caller
+    /// blocks here, so it is the only call a QSBR thread makes offline. Throws
+    /// when the poller itself is broken (EBADF, EINVAL): no later wait can succeed.
+    func wait(timeoutMs: Int32) throws(SocketError) -> Int
 
     /// Reports each token made ready by the last `wait`. Wake-ups from `wake()`
     /// are absorbed here and not reported.

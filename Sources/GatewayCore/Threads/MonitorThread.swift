@@ -40,6 +40,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var restartEnds: UInt64?
     private var drainDeadline: UInt64?
     private var forcedClose = false
+    /// The poller's wait failed (EBADF, EINVAL): no readiness will ever come, so the gateway stops.
+    private var pollerFailed = false
     /// Outbound links, when the gateway forwards upstream.
     private let connector: LinkConnector?
 
@@ -107,15 +109,25 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             let timeout = nextTickAt > now ? Int32(min((nextTickAt - now + 999_999) / 1_000_000, 1000)) : 0
             let pending = bell.announceSleep { !engine.closeRequests.inbox.isEmpty }
             gw_rcu_thread_offline()
-            _ = poller.wait(timeoutMs: pending ? 0 : timeout)
+            if pollerFailed {
+                usleep(1000)  // nothing to sleep in: the closes of the stop are looked for every millisecond
+            } else {
+                do {
+                    _ = try poller.wait(timeoutMs: pending ? 0 : timeout)
+                } catch {
+                    fail(error)
+                }
+            }
             gw_rcu_thread_online()
             bell.announceAwake()
             inlineAllowance = engine.config.inlineBytes
-            poller.forEachReady { token, events in
-                if token > Self.lowestListenerToken {
-                    acceptBatch(Int(UInt64.max - 1 - token))
-                } else {
-                    dispatch(ConnectionID(packed: token), events)
+            if !pollerFailed {
+                poller.forEachReady { token, events in
+                    if token > Self.lowestListenerToken {
+                        acceptBatch(Int(UInt64.max - 1 - token))
+                    } else {
+                        dispatch(ConnectionID(packed: token), events)
+                    }
                 }
             }
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
@@ -125,6 +137,15 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             gw_rcu_quiescent_state()
         }
         engine.releaseStages()
+    }
+
+    /// The poller cannot wait any more: logged, recorded for `Gateway.failure`, and every connection
+    /// closed at once (a graceful drain needs the readiness events that will not come).
+    private func fail(_ error: SocketError) {
+        pollerFailed = true
+        engine.logger.critical("\(error): the poller is broken; closing every connection and stopping")
+        engine.recordFailure("\(error)")
+        stopRequested.store(true, ordering: .relaxed)
     }
 
     /// Readiness of one connection, handed to the stage that acts on it.
@@ -232,7 +253,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.holds(id) else { return }
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
-        if !poller.remove(fd: s.pointee.fd) {
+        if !poller.remove(fd: s.pointee.fd), !pollerFailed {
             engine.logger.error("detaching \(id): it was not registered with the poller")
         }
         shutdown(s.pointee.fd, Int32(SHUT_RDWR))
@@ -316,11 +337,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Stops accepting, lets every connection send the replies already
     /// produced, forces the stragglers closed at the deadline; true once no
     /// connection is left (or a second past the deadline, whatever remains).
-    /// After a hot restart's drain window only a second is left for that.
+    /// After a hot restart's drain window only a second is left for that; after a poller failure, none.
     private func drain() -> Bool {
         let now = MonotonicClock.nanoseconds()
         if drainDeadline == nil {
-            let seconds = restartEnds == nil ? UInt64(engine.live.current.drainTimeout) : 1
+            let seconds = pollerFailed ? 0 : restartEnds == nil ? UInt64(engine.live.current.drainTimeout) : 1
             drainDeadline = now &+ seconds * 1_000_000_000
             stopAccepting()
             engine.beginStopping()

@@ -69,7 +69,7 @@ extension PeerAddress: CustomStringConvertible {
             if family == 4 { return "\(raw[0]).\(raw[1]).\(raw[2]).\(raw[3])" }
             var text = [CChar](repeating: 0, count: 46)  // INET6_ADDRSTRLEN
             _ = inet_ntop(AF_INET6, raw.baseAddress, &text, socklen_t(text.count))
-            return String(cString: text)
+            return text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         }
     }
 
