@@ -86,17 +86,23 @@ let package = Package(
             dependencies: ["BinTestKit"],
             path: "Tools/bin_test"
         ),
+        // What every test target shares: the blocking test client and the child-process wrapper.
+        .target(
+            name: "TestSupport",
+            dependencies: ["GatewayCore"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux", "CURCU", "LinkCore", "BinTestKit"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU", "LinkCore", "BinTestKit", "TestSupport"]
         ),
         .testTarget(
             name: "GatewayCLITests",
-            dependencies: ["GatewayCLI", "GatewayCore"]
+            dependencies: ["GatewayCLI", "GatewayCore", "TestSupport"]
         ),
         .testTarget(
             name: "GatewayAdminTests",
-            dependencies: ["GatewayAdmin", "GatewayCore"]
+            dependencies: ["GatewayAdmin", "GatewayCore", "TestSupport"]
         ),
         .testTarget(
             name: "BinTestTests",

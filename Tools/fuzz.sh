@@ -3,11 +3,20 @@
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
 #   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings (default: all)
+#   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
+#                                          however long that takes: for a background run outside CI,
+#                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
 # Prints the inputs each target ran; exits non-zero if a target crashed (the
 # crashing input is left in .build-fuzz/crash-NAME/, the log in .build-fuzz/NAME.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER_TARGET=${1:-60}
+RUNS=0
+if [ "${1:-}" = "--long" ]; then
+    RUNS=${FUZZ_RUNS:-10000000}
+    SECONDS_PER_TARGET=0
+else
+    SECONDS_PER_TARGET=${1:-60}
+fi
 ALL_TARGETS=(frame link cidr proxy settings)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
@@ -181,10 +190,16 @@ summary=()
 for name in "${TARGETS[@]}"; do
     crash="$OUT/crash-$name"; mkdir -p "$crash"
     log="$OUT/$name.log"
-    echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"
+    if [ "$RUNS" -gt 0 ]; then
+        echo "== running $name-fuzzer for $RUNS inputs (log: $log)"
+        limit=(-runs="$RUNS")
+    else
+        echo "== running $name-fuzzer for ${SECONDS_PER_TARGET}s (log: $log)"
+        limit=(-max_total_time="$SECONDS_PER_TARGET")
+    fi
     set +e
     # No Swift backtracer: under ASan it is itself reported (its memory server) and left running.
-    SWIFT_BACKTRACE=enable=no "$OUT/$name-fuzzer" "$OUT/corpus-$name" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
+    SWIFT_BACKTRACE=enable=no "$OUT/$name-fuzzer" "$OUT/corpus-$name" "${limit[@]}" -print_final_stats=1 \
         -max_len=8192 -artifact_prefix="$crash/" > "$log" 2>&1
     rc=$?
     set -e

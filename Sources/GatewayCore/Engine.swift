@@ -18,9 +18,6 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     let live: PublishedSettings
     let roundTrips = RoundTrips()
     let poller: Poller
-    /// The poller's trigger mode, read on every read and dispatch: a stored Bool
-    /// costs a load, the protocol property a retain, a witness call and a release.
-    let edgeTriggered: Bool
     let inboxCapacity: Int
     /// The allow and deny lists (read-only) and the per-address limits, checked at accept,
     /// or by Receive once a PROXY header names the client.
@@ -69,15 +66,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         case .epoll:
             poller = try EpollPoller()
         case .poll:
-            poller = try PollPoller { token in
-                let s = table.slot(ConnectionID(packed: token).index)
-                var events: Int16 = 0
-                if s.flag(\.readArmed) { events |= Int16(POLLIN) | GW_POLLRDHUP }
-                if s.flag(\.writeBlocked) { events |= Int16(POLLOUT) }
-                return events
-            }
+            poller = try PollPoller(connections: table.capacity)
         }
-        edgeTriggered = poller.edgeTriggered
         closeRequests = StageInbox(name: "monitor", gate: \.monitorGate, capacity: inboxCapacity)
         let poller = self.poller
         // Monitor sleeps in the poller: a close request wakes it there, and only while it is.

@@ -44,13 +44,13 @@ public struct GatewayConfig: Sendable, Equatable {
     public var tickMilliseconds = 100
     /// How long an idle stage thread spins (yielding) before it sleeps, in microseconds.
     /// 0 by default: on two shared cores a spinning stage takes CPU from the one doing
-    /// the work, and inline hand-off already spares the wake-up at light load (README).
+    /// the work, and inline hand-off already spares the wake-up at light load (docs/ARCHITECTURE.md).
     public var spinMicroseconds = 0
     /// Bytes of work per batch (read, dealt, written) that a thread may do itself
     /// for the next stage when that stage is asleep (run-to-completion); the rest
     /// is handed over. 0 keeps a strict pipeline. Counted in bytes, not
     /// connections, so that many small requests stay on one thread while a batch
-    /// of big ones wakes the next stage and a second core joins in (README).
+    /// of big ones wakes the next stage and a second core joins in (docs/ARCHITECTURE.md).
     public var inlineBytes = 64 << 10
     /// listen(2) backlog.
     public var backlog = 4096

@@ -10,53 +10,7 @@ import Testing
     static let connections = 1000
 
     /// A child process whose stdout and stderr go to files, read back while it runs.
-    final class Child {
-        let process = Process()
-        let stdoutPath: String
-        let stderrPath: String
-
-        init(_ executable: URL, _ arguments: [String], logs directory: URL, name: String) throws {
-            stdoutPath = directory.appendingPathComponent("\(name).out").path
-            stderrPath = directory.appendingPathComponent("\(name).err").path
-            // The handles below need the files to exist; a failure shows as their error.
-            _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-            _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-            process.executableURL = executable
-            process.arguments = arguments
-            // Only what the test sets, so a GATEWAY_ variable in the caller's environment cannot leak in.
-            process.environment = [:]
-            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-            try process.run()
-        }
-
-        var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-        var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-
-        /// Polls stderr for `text` for at most `seconds`; false if it never came or the process ended first.
-        func waitForLog(_ text: String, seconds: Double) -> Bool {
-            let deadline = Date(timeIntervalSinceNow: seconds)
-            while Date() < deadline {
-                if stderr.contains(text) { return true }
-                if !process.isRunning { return stderr.contains(text) }
-                usleep(50_000)
-            }
-            return false
-        }
-
-        /// Waits at most until `deadline` for the process to exit.
-        func waitForExit(by deadline: Date) -> Bool {
-            while process.isRunning && Date() < deadline { usleep(50_000) }
-            return !process.isRunning
-        }
-
-        /// For every way out of the test: nothing it started outlives it.
-        func kill() {
-            guard process.isRunning else { return }
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
+    typealias Child = TestProcess
 
     static func figures(_ json: String) throws -> [String: Any] {
         let object = try JSONSerialization.jsonObject(with: Data(json.utf8))

@@ -1,4 +1,6 @@
 import Foundation
+// TestClient (EchoSocket), TestProcess (GatewayProcess) and waitUntil, for every file of this target.
+@_exported import TestSupport
 
 /// A file in the temporary directory holding `contents`, removed by `remove()`.
 struct TemporaryFile {

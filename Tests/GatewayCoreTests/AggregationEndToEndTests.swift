@@ -156,7 +156,7 @@ final class AggregationEndToEndTests: ForwardingTestCase {
             (0..<100).flatMap { TestClient.frame(seq: UInt32($0), uid: UInt32(i), bodySize: 5000) }
         }
         let results = Mutex<[Int: Bool]>([:])
-        nonisolated(unsafe) let sockets = clients  // each thread uses its own client only
+        let sockets = clients  // each thread uses its own client only
         DispatchQueue.concurrentPerform(iterations: clients.count) { i in
             let ok = sockets[i].exchange(requests[i], expect: requests[i].count, timeoutSeconds: 60) == requests[i]
             results.withLock { $0[i] = ok }

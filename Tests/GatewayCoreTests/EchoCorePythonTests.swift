@@ -9,28 +9,20 @@ import XCTest
 /// Every socket read has a timeout (TestClient sets SO_RCVTIMEO) and the process is always
 /// stopped in tearDown, so a broken script fails the test instead of hanging it.
 final class EchoCorePythonTests: XCTestCase {
-    private var process: Process?
-    private var stdout: Pipe?
-    private var stdoutBuffer: [UInt8] = []
+    private var core: TestProcess?
     private var port = 0
     private let maxFrame = 1 << 20
     private let heartbeatMs: UInt32 = 30_000  // long: the core must never time a test link out
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard let python = Self.findExecutable("python3") else { throw XCTSkip("python3 not found") }
+        guard let python = TestProcess.onPath("python3") else { throw XCTSkip("python3 not found") }
         let root = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = python
-        p.arguments = [root.appendingPathComponent("examples/echo_core.py").path,
-                       "--host", "127.0.0.1", "--port", "0"]
-        let pipe = Pipe()
-        p.standardOutput = pipe  // stderr is inherited: the script's log lines show in the test output
-        try p.run()
-        process = p
-        stdout = pipe
-        let line = try XCTUnwrap(readLine(timeout: 15), "echo_core.py printed no listening line")
+        let core = try TestProcess(python, [root.appendingPathComponent("examples/echo_core.py").path,
+                                            "--host", "127.0.0.1", "--port", "0"], environment: nil, name: "echo_core")
+        self.core = core
+        let line = try XCTUnwrap(core.readLine(timeout: 15), "echo_core.py printed no listening line: \(core.stderr)")
         let prefix = "echo_core listening on 127.0.0.1:"
         XCTAssertTrue(line.hasPrefix(prefix), line)
         port = try XCTUnwrap(Int(line.dropFirst(prefix.count)), line)
@@ -38,15 +30,8 @@ final class EchoCorePythonTests: XCTestCase {
     }
 
     override func tearDown() {
-        if let p = process, p.isRunning {
-            kill(p.processIdentifier, SIGTERM)
-            if !waitUntil(seconds: 5, { !p.isRunning }) {
-                kill(p.processIdentifier, SIGKILL)
-                p.waitUntilExit()
-            }
-        }
-        process = nil
-        stdout = nil
+        core?.stop(seconds: 5)
+        core = nil
         super.tearDown()
     }
 
@@ -259,11 +244,12 @@ final class EchoCorePythonTests: XCTestCase {
         try c.send(TestClient.rawHeader(length: 17))
         XCTAssertTrue(c.isClosedByPeer())  // the core forgets C's sessions before it closes the socket
 
-        let p = try XCTUnwrap(process)
+        let core = try XCTUnwrap(core)
+        let p = core.process
         kill(p.processIdentifier, SIGTERM)
         let openedCount = aSessions.count + down.count + kept.count + cSessions.count
         let closedCount = 2 + down.count + cSessions.count
-        XCTAssertEqual(readLine(timeout: 10), "opened=\(openedCount) closed=\(closedCount) data=\(dataSent)")
+        XCTAssertEqual(core.readLine(timeout: 10), "opened=\(openedCount) closed=\(closedCount) data=\(dataSent)")
         XCTAssertTrue(waitUntil(seconds: 10) { !p.isRunning }, "echo_core.py did not exit on SIGTERM")
         if !p.isRunning {
             XCTAssertEqual(p.terminationReason, .exit)
@@ -272,39 +258,6 @@ final class EchoCorePythonTests: XCTestCase {
     }
 
     // MARK: - Helpers
-
-    private static func findExecutable(_ name: String) -> URL? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for dir in path.split(separator: ":") where !dir.isEmpty {
-            let candidate = "\(dir)/\(name)"
-            if access(candidate, X_OK) == 0 { return URL(fileURLWithPath: candidate) }
-        }
-        return nil
-    }
-
-    /// One line of the script's stdout, or nil when none arrives within `timeout` seconds.
-    private func readLine(timeout: Double) -> String? {
-        guard let fd = stdout?.fileHandleForReading.fileDescriptor else { return nil }
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if let newline = stdoutBuffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: stdoutBuffer[..<newline], as: UTF8.self)
-                stdoutBuffer.removeSubrange(...newline)
-                return line
-            }
-            let leftMs = Int32(deadline.timeIntervalSinceNow * 1000)
-            if leftMs <= 0 { return nil }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let r = poll(&pfd, 1, leftMs)
-            if r < 0 && errno == EINTR { continue }
-            if r <= 0 { return nil }
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
-            stdoutBuffer += chunk[..<n]
-        }
-    }
 
     /// Connects a link and completes HELLO, checking the core's answer.
     private func openLink(node: UInt32, link: UInt16, role: NodeRole = .access,

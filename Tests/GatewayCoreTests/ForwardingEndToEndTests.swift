@@ -171,7 +171,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
         }
         // All clients send at once (on their own threads), so the links are really full.
         let results = Mutex<[Int: Bool]>([:])
-        nonisolated(unsafe) let sockets = clients  // each thread uses its own client only
+        let sockets = clients  // each thread uses its own client only
         let sent = requests
         DispatchQueue.concurrentPerform(iterations: clients.count) { i in
             let ok = sockets[i].exchange(sent[i], expect: sent[i].count, timeoutSeconds: 60) == sent[i]
@@ -223,7 +223,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
         let frames = 150
         let clients = try (0..<4).map { _ in try TestClient(port: g.port, timeoutSeconds: 20) }
         let outcome = Mutex<[Int: (echoed: Int, overloaded: Int, wrong: Int)]>([:])
-        nonisolated(unsafe) let sockets = clients
+        let sockets = clients
         DispatchQueue.concurrentPerform(iterations: clients.count * 2) { job in
             let i = job / 2
             let requests = (0..<frames).map { TestClient.frame(seq: UInt32($0), uid: UInt32(i), bodySize: 60_000) }

@@ -5,18 +5,8 @@ import Logging
 import Synchronization
 import XCTest
 @_spi(Benchmarks) @testable import GatewayCore
-
-/// Polls `condition` every few milliseconds until it holds or `seconds` pass
-/// (a hang guard, never a pass/fail on speed). Returns the last answer.
-@discardableResult
-func waitUntil(seconds: Double = 5, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while true {
-        if condition() { return true }
-        if Date() >= deadline { return false }
-        usleep(2_000)
-    }
-}
+// TestClient, TestProcess and waitUntil, for every file of this target.
+@_exported import TestSupport
 
 /// Like `waitUntil` but yields instead of sleeping, for hand-offs measured in microseconds.
 @discardableResult

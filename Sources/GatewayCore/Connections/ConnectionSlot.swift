@@ -43,8 +43,6 @@ struct ConnectionSlot {
     var receiveGate: UInt8.AtomicRepresentation
     var dealGate: UInt8.AtomicRepresentation
     var sendGate: UInt8.AtomicRepresentation
-    /// poll backend only: Receive wants to hear about readability again.
-    var readArmed: UInt8.AtomicRepresentation
     /// Receive stopped reading because the receive ring was full; Deal resumes it.
     var receivePaused: UInt8.AtomicRepresentation
     /// Deal stopped dealing because the send ring was full; Send resumes it.
@@ -156,7 +154,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     /// RCU head belongs to liburcu.
     func resetForReuse() {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
-            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.readArmed, \.receivePaused, \.dealPaused,
+            [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
              \.reconnectNotice] {
             atomic(flag).store(0, ordering: .relaxed)

@@ -11,8 +11,6 @@ final class EpollPoller: Poller {
     private let capacity: Int32
     private var ready = 0
 
-    var edgeTriggered: Bool { true }
-
     init(maxEvents: Int32 = 1024) throws(SocketError) {
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw SocketError("epoll_create1", gw_errno()) }
@@ -80,6 +78,11 @@ final class EpollPoller: Poller {
         var one: UInt64 = 1
         _ = write(wakeFd, &one, 8)
     }
+
+    // Edge-triggered: a new arrival, or a drain of the send buffer, raises an event by itself.
+    func resumeReading(_ token: UInt64) {}
+    func wantWritable(_ token: UInt64) {}
+    func applyInterest() {}
 
     private func control(_ op: Int32, _ fd: Int32, _ mask: UInt32, _ token: UInt64) throws(SocketError) {
         var ev = epoll_event()

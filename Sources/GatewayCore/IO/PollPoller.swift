@@ -1,15 +1,19 @@
+import Atomics
 import CLinux
 import Glibc
 
 /// poll(2), for the aggregation tier's few busy connections. Level-triggered:
-/// a connection is polled for reading only while Receive wants more (its
-/// `interest` says so), and for writing only while its socket is full.
+/// a connection is polled for reading from a stage's `resumeReading` until it is
+/// reported readable, and for writing from `wantWritable` until it is reported writable.
 final class PollPoller: Poller {
-    /// The events wanted for a connection token right now.
-    typealias Interest = (UInt64) -> Int16
-
     private let wakeFd: Int32
-    private let interest: Interest
+    /// Per connection, by its id's index: 1 while its readability (its writability) is wanted.
+    /// Stages set them; Monitor reads them at each wait and takes them when it reports.
+    private let readWanted: UnsafeMutablePointer<UInt8.AtomicRepresentation>
+    private let writeWanted: UnsafeMutablePointer<UInt8.AtomicRepresentation>
+    private let connections: Int
+    /// A stage changed interest since Monitor last looked: `applyInterest` wakes it.
+    private let interestChanged = UnsafeAtomic<Bool>.create(false)
     private var fds: [pollfd] = []
     /// The descriptors themselves: `fds[i].fd` is -1 while nothing is wanted from one,
     /// so that a hang-up nobody is ready to handle does not make poll spin.
@@ -20,18 +24,30 @@ final class PollPoller: Poller {
     /// Position in `fds` of each registered descriptor, indexed by descriptor number.
     private var position: [Int32] = []
 
-    var edgeTriggered: Bool { false }
-
-    init(interest: @escaping Interest) throws(SocketError) {
+    /// `connections`: above the highest connection index a token will carry.
+    init(connections: Int) throws(SocketError) {
         wakeFd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         guard wakeFd >= 0 else { throw SocketError("eventfd", gw_errno()) }
-        self.interest = interest
+        self.connections = connections
+        readWanted = .allocate(capacity: connections)
+        readWanted.initialize(repeating: UInt8.AtomicRepresentation(0), count: connections)
+        writeWanted = .allocate(capacity: connections)
+        writeWanted.initialize(repeating: UInt8.AtomicRepresentation(0), count: connections)
         register(fd: wakeFd, token: 0, listener: true)
     }
 
-    deinit { close(wakeFd) }
+    deinit {
+        close(wakeFd)
+        readWanted.deallocate()
+        writeWanted.deallocate()
+        interestChanged.destroy()
+    }
 
     func addConnection(fd: Int32, token: UInt64) throws(SocketError) {
+        let index = Self.index(token)
+        precondition(index < connections, "connection index \(index) beyond the poller's \(connections)")
+        UnsafeAtomic<UInt8>(at: readWanted + index).store(1, ordering: .relaxed)
+        UnsafeAtomic<UInt8>(at: writeWanted + index).store(0, ordering: .relaxed)
         register(fd: fd, token: token, listener: false)
     }
 
@@ -60,8 +76,13 @@ final class PollPoller: Poller {
     }
 
     func wait(timeoutMs: Int32) throws(SocketError) -> Int {
+        // Taken (not just cleared) so that every want set before a stage's true is seen below.
+        _ = interestChanged.exchange(false, ordering: .acquiringAndReleasing)
         for i in 1..<fds.count where !isListener[i] {
-            let wanted = interest(tokens[i])
+            let index = Self.index(tokens[i])
+            var wanted: Int16 = 0
+            if UnsafeAtomic<UInt8>(at: readWanted + index).load(ordering: .acquiring) == 1 { wanted |= Int16(POLLIN) | GW_POLLRDHUP }
+            if UnsafeAtomic<UInt8>(at: writeWanted + index).load(ordering: .acquiring) == 1 { wanted |= Int16(POLLOUT) }
             fds[i].events = wanted
             fds[i].fd = wanted == 0 ? -1 : realFds[i]
         }
@@ -92,9 +113,17 @@ final class PollPoller: Poller {
             let revents = fds[i].revents
             fds[i].revents = 0
             var ready: PollEvents = []
-            if revents & readMask != 0 { ready.insert(.readable) }
-            if revents & Int16(POLLOUT) != 0 { ready.insert(.writable) }
-            if revents & errorMask != 0 { ready.insert(.hangup) }
+            if revents != 0, !isListener[i] {
+                // Reported once per want: the stage that acts on it asks again when it needs to.
+                let index = Self.index(tokens[i])
+                if revents & readMask != 0, take(readWanted + index) {
+                    ready.insert(.readable)
+                    if revents & errorMask != 0 { ready.insert(.hangup) }
+                }
+                if revents & Int16(POLLOUT) != 0, take(writeWanted + index) { ready.insert(.writable) }
+            } else if revents & readMask != 0 {
+                ready.insert(.readable)
+            }
             if !ready.isEmpty { report(tokens[i], ready) }
             i += 1
         }
@@ -103,6 +132,31 @@ final class PollPoller: Poller {
     func wake() {
         var one: UInt64 = 1
         _ = write(wakeFd, &one, 8)
+    }
+
+    func resumeReading(_ token: UInt64) {
+        UnsafeAtomic<UInt8>(at: readWanted + Self.index(token)).store(1, ordering: .releasing)
+        interestChanged.store(true, ordering: .releasing)
+    }
+
+    func wantWritable(_ token: UInt64) {
+        UnsafeAtomic<UInt8>(at: writeWanted + Self.index(token)).store(1, ordering: .releasing)
+        interestChanged.store(true, ordering: .releasing)
+    }
+
+    func applyInterest() {
+        guard interestChanged.load(ordering: .relaxed), interestChanged.exchange(false, ordering: .acquiring) else {
+            return
+        }
+        wake()
+    }
+
+    @inline(__always)
+    private static func index(_ token: UInt64) -> Int { Int(ConnectionID(packed: token).index) }
+
+    @inline(__always)
+    private func take(_ wanted: UnsafeMutablePointer<UInt8.AtomicRepresentation>) -> Bool {
+        UnsafeAtomic<UInt8>(at: wanted).exchange(0, ordering: .acquiringAndReleasing) == 1
     }
 
     private func register(fd: Int32, token: UInt64, listener: Bool) {

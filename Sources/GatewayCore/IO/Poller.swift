@@ -8,13 +8,17 @@ struct PollEvents: OptionSet {
 }
 
 /// The backend Monitor waits on, as small as Redis's ae_epoll / ae_select:
-/// register, unregister, wait, wake. Everything above it is the same for both.
+/// register, unregister, wait, wake, and the stages' interest. Everything above
+/// it is the same for both: the trigger mode stays in here.
+///
+/// A connection is reported readable at least once after each `resumeReading` (and after
+/// registration) when bytes or a hang-up are there, and writable at least once after each
+/// `wantWritable` when its socket takes bytes. Edge-triggered epoll reports every arrival and
+/// every drain by itself, so the interest calls do nothing there; level-triggered poll watches
+/// a connection only while it is wanted, so that readiness no stage will act on yet is not
+/// reported again and again.
 protocol Poller: AnyObject {
-    /// Edge-triggered backends report each new arrival once and need no re-arming;
-    /// level-triggered ones are told when a stage wants readiness again.
-    var edgeTriggered: Bool { get }
-
-    /// Watches a client socket for reading and writing.
+    /// Watches a client socket (a token is a packed ConnectionID); its bytes are wanted from the start.
     func addConnection(fd: Int32, token: UInt64) throws(SocketError)
     /// Watches a listening socket (level-triggered, so accepting may stop at a budget).
     func addListener(fd: Int32, token: UInt64) throws(SocketError)
@@ -34,4 +38,12 @@ protocol Poller: AnyObject {
 
     /// Interrupts a `wait` in progress, or makes the next one return at once. Any thread.
     func wake()
+
+    /// A stage read the connection dry (EAGAIN): report its next bytes. Any stage thread.
+    func resumeReading(_ token: UInt64)
+    /// A stage found the connection's socket full: report when it takes bytes again. Any stage thread.
+    func wantWritable(_ token: UInt64)
+    /// The calling stage's batch is done: the interest it changed takes effect (poll: the waiting
+    /// Monitor is woken once for the batch, not once per connection).
+    func applyInterest()
 }

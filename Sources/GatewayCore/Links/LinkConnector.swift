@@ -103,8 +103,6 @@ final class LinkConnector {
         s.pointee.peer = PeerAddress(ipv4: address.sin_addr.s_addr, port: UInt16(bigEndian: address.sin_port))
         s.pointee.kind = SlotKind.uplink.rawValue
         s.pointee.linkPosition = UInt16(position)
-        // The poll backend watches for writability while this is set: that is how a connect completes.
-        s.atomic(\.writeBlocked).store(1, ordering: .relaxed)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.atomic(\.state).store(SlotState.connecting.rawValue, ordering: .releasing)
         states[position] = .connecting(id)
@@ -120,6 +118,7 @@ final class LinkConnector {
         } catch {
             return fail(id, s, now: now, why: "\(error)")
         }
+        engine.poller.wantWritable(id.packed)  // the connect completes when the socket turns writable
     }
 
     /// Monitor saw a connecting link's socket writable (or failed): the connect's outcome.
@@ -134,8 +133,6 @@ final class LinkConnector {
         let position = Int(s.pointee.linkPosition)
         states[position] = .open(id)
         reportedDown[position] = false
-        s.atomic(\.writeBlocked).store(0, ordering: .relaxed)
-        s.atomic(\.readArmed).store(1, ordering: .relaxed)
         s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
         engine.logger.debug("\(name(position)): connected")
         return true

@@ -162,9 +162,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.state == .open else { return }
         if events.contains(.readable) {
             if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
-            if engine.edgeTriggered || s.atomic(\.readArmed).exchange(0, ordering: .acquiringAndReleasing) == 1 {
-                engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
-            }
+            engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
             engine.send.postOrRun(s, id, allowance: &inlineAllowance)
@@ -224,7 +222,6 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
-        s.atomic(\.readArmed).store(1, ordering: .relaxed)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
         do {

@@ -30,8 +30,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private static let minimumRoom = 8 << 10
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    /// poll backend: connections re-armed in this batch; Monitor is woken once for all.
-    @exclusivity(unchecked) private var rearmed = false
+    // Unowned: called on every read drained, with no reference counting; the engine keeps it alive.
+    private unowned(unsafe) let poller: Poller
     /// The tick of the last max_pending_bytes scan: one a tick at most.
     @exclusivity(unchecked) private var pendingScanTick: UInt64 = .max
 
@@ -39,6 +39,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         self.engine = engine
         table = engine.table
         pool = engine.pool
+        poller = engine.poller
         maxFrame = engine.config.maxFrame
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
@@ -84,12 +85,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         readUntilDrained(id, s)
     }
 
-    func batchDone() {
-        if rearmed {
-            rearmed = false
-            engine.poller.wake()
-        }
-    }
+    func batchDone() { poller.applyInterest() }
 
     private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.receiveRing(id.index)
@@ -150,7 +146,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 return
             }
         }
-        rearm(s)
+        poller.resumeReading(id.packed)
     }
 
     /// Reads the PROXY header a balancer sends first (peeking, so that nothing after it
@@ -174,8 +170,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let verdict = n > 0 ? ProxyHeader.parse(block.bytes + blockUsed, count: n) : .incomplete
         switch verdict {
         case .incomplete where n < room:
-            // Level-triggered poll would report the same bytes at once: wait for the next tick instead.
-            if !engine.edgeTriggered { wheel.schedule(id.index, after: 1) }
+            // A peek drains nothing, so reading is not resumed (poll would report the same bytes
+            // at once): the next tick looks again.
+            wheel.schedule(id.index, after: 1)
             return false
         case .incomplete, .invalid:
             engine.logger.debug("closing \(s.pointee.peer): no valid PROXY header (\(verdict))")
@@ -220,16 +217,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             engine.requestClose(id, cause: cause)  // end of stream (or the client reset): done
             return
         }
-        rearm(s)
-    }
-
-    /// Read until EAGAIN: the edge-triggered backend reports the next bytes by itself; the
-    /// level-triggered one (poll) watches the socket again only once asked (Monitor, woken once a batch).
-    @inline(__always)
-    private func rearm(_ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard !engine.edgeTriggered else { return }
-        s.atomic(\.readArmed).store(1, ordering: .releasing)
-        rearmed = true
+        poller.resumeReading(id.packed)
     }
 
     /// The shared read block, replaced when too full for a big read.

@@ -18,13 +18,13 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let iovMax: Int
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    /// poll backend: a connection became write-blocked; Monitor must add it to the poll set.
-    @exclusivity(unchecked) private var blockedSinceWake = false
+    private unowned(unsafe) let poller: Poller
 
     init(engine: Engine) {
         self.engine = engine
         table = engine.table
         pool = engine.pool
+        poller = engine.poller
         wheel = TimerWheel(nodes: table.timerNodes(\.sendTimer))
         live = engine.live.current
         iovMax = Int(gw_iov_max())
@@ -74,12 +74,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.receive.input.post(s, id)
     }
 
-    func batchDone() {
-        if blockedSinceWake {
-            blockedSinceWake = false
-            engine.poller.wake()
-        }
-    }
+    func batchDone() { poller.applyInterest() }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
@@ -137,7 +132,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             wheel.schedule(id.index, after: live.stallTicks)
             input.armedTimers.store(wheel.count, ordering: .relaxed)
         }
-        if newly && !engine.edgeTriggered { blockedSinceWake = true }
+        poller.wantWritable(id.packed)
     }
 
     func advanceTimers(to tick: UInt64) {

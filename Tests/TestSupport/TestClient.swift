@@ -1,19 +1,19 @@
-import CLinux
 import Foundation
+import GatewayCore
 import Glibc
-@_spi(Benchmarks) @testable import GatewayCore
 
-/// A blocking loopback client for end-to-end tests, with receive and send
-/// timeouts so a broken gateway fails a test instead of hanging it.
-final class TestClient {
-    private(set) var fd: Int32
+/// The one blocking loopback client of every test target: receive and send timeouts, so a broken
+/// server fails a test instead of hanging it. `BlockingSocket` (HTTP to the admin endpoint) and
+/// `EchoSocket` (one-frame echoes against a gateway process) are its older names.
+public final class TestClient: @unchecked Sendable {  // used by one thread at a time
+    public private(set) var fd: Int32
 
     /// - Parameter receiveBuffer: SO_RCVBUF set before connecting (a small one makes a slow reader).
     /// - Parameter source: a local address to connect from (another 127.0.0.0/8 address looks
     ///   like another client to per-address limits).
     /// - Parameter host: 127.0.0.1, or an IPv6 address such as ::1.
-    init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil, source: String? = nil,
-         host: String = "127.0.0.1") throws {
+    public init(port: Int, timeoutSeconds: Int = 5, receiveBuffer: Int32? = nil, source: String? = nil,
+                host: String = "127.0.0.1") throws {
         let v6 = host.contains(":")
         fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket", errno) }
@@ -44,6 +44,11 @@ final class TestClient {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// `BlockingSocket(host:port:)`, as the admin tests spell it.
+    public convenience init(host: String, port: Int) throws {
+        try self.init(port: port, host: host)
+    }
+
     deinit { close() }
 
     /// A sockaddr_in or sockaddr_in6 for `host`, with its length.
@@ -70,7 +75,7 @@ final class TestClient {
     }
 
     /// Closes the socket (idempotent).
-    func close() {
+    public func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -78,23 +83,23 @@ final class TestClient {
     }
 
     /// Makes the next `close()` send a reset (SO_LINGER with a zero timeout).
-    func resetOnClose() {
+    public func resetOnClose() {
         var lingering = linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lingering, socklen_t(MemoryLayout<linger>.size))
     }
 
     /// Half-closes: the gateway sees end of stream, this side may still read.
-    func shutdownWrite() {
+    public func shutdownWrite() {
         shutdown(fd, Int32(SHUT_WR))
     }
 
-    static func frame(seq: UInt32, cmd: UInt16 = 1, uid: UInt32 = 7, bodySize: Int) -> [UInt8] {
+    public static func frame(seq: UInt32, cmd: UInt16 = 1, uid: UInt32 = 7, bodySize: Int) -> [UInt8] {
         var body = [UInt8](repeating: 0, count: bodySize)
         for i in 0..<bodySize { body[i] = UInt8(truncatingIfNeeded: Int(seq) &* 31 &+ i) }
         return frame(seq: seq, cmd: cmd, uid: uid, body: body)
     }
 
-    static func frame(seq: UInt32, cmd: UInt16 = 1, status: UInt32 = 0, uid: UInt32 = 7, body: [UInt8]) -> [UInt8] {
+    public static func frame(seq: UInt32, cmd: UInt16 = 1, status: UInt32 = 0, uid: UInt32 = 7, body: [UInt8]) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: FrameHeader.size + body.count)
         bytes.withUnsafeMutableBytes {
             FrameHeader(length: UInt32($0.count), seq: seq, cmd: cmd, status: status, uid: uid).encode(into: $0.baseAddress!)
@@ -104,13 +109,13 @@ final class TestClient {
     }
 
     /// A header claiming `length`, followed by `extra` filler bytes (for bad-length frames).
-    static func rawHeader(length: UInt32, seq: UInt32 = 0, extra: Int = 14) -> [UInt8] {
+    public static func rawHeader(length: UInt32, seq: UInt32 = 0, extra: Int = 14) -> [UInt8] {
         var bytes = [UInt8](repeating: 0x5A, count: 4 + extra)
         withUnsafeBytes(of: length.bigEndian) { bytes.replaceSubrange(0..<4, with: $0) }
         return bytes
     }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
@@ -120,10 +125,10 @@ final class TestClient {
     }
 
     /// Why the last `receive` returned nil: 0 for end of stream, else errno (EAGAIN: timed out).
-    private(set) var lastError: Int32 = 0
+    public private(set) var lastError: Int32 = 0
 
     /// Reads exactly `count` bytes; nil on end of stream, reset or timeout (see `lastError`).
-    func receive(_ count: Int) -> [UInt8]? {
+    public func receive(_ count: Int) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
@@ -139,10 +144,10 @@ final class TestClient {
     }
 
     /// True when the last nil from `receive` was the gateway closing (end of stream or reset), not a timeout.
-    var lastNilWasClose: Bool { lastError == 0 || lastError == ECONNRESET }
+    public var lastNilWasClose: Bool { lastError == 0 || lastError == ECONNRESET }
 
     /// Reads one whole frame.
-    func receiveFrame() -> [UInt8]? {
+    public func receiveFrame() -> [UInt8]? {
         guard let header = receive(FrameHeader.size) else { return nil }
         let length = Int(header.withUnsafeBytes { FrameHeader.length(at: $0.baseAddress!) })
         guard length >= FrameHeader.size else { return nil }
@@ -152,14 +157,14 @@ final class TestClient {
     }
 
     /// Sends `request` and checks that the identical frame comes back.
-    func echoes(_ request: [UInt8]) -> Bool {
+    public func echoes(_ request: [UInt8]) -> Bool {
         guard (try? send(request)) != nil else { return false }
         return receiveFrame() == request
     }
 
     /// True when the gateway closed the connection (end of stream or reset) within the timeout.
     /// Reads and discards whatever arrives before that.
-    func isClosedByPeer() -> Bool {
+    public func isClosedByPeer() -> Bool {
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
@@ -174,7 +179,7 @@ final class TestClient {
     /// Sends `bytes` while reading `expect` bytes back, never blocking on either
     /// direction (so a big pipelined exchange cannot deadlock on full buffers).
     /// Nil on end of stream, error, or when `timeoutSeconds` pass.
-    func exchange(_ bytes: [UInt8], expect: Int, timeoutSeconds: Double = 10) -> [UInt8]? {
+    public func exchange(_ bytes: [UInt8], expect: Int, timeoutSeconds: Double = 10) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: expect)
         var sent = 0
         var got = 0
@@ -200,4 +205,43 @@ final class TestClient {
         }
         return out
     }
+
+    /// Everything until the server closes (or a reset, or the timeout).
+    public func receiveToEnd() -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return out }
+            out += chunk[0..<n]
+        }
+    }
+
+    /// This end's port: how /proc/net/tcp names the connection.
+    public var localPort: UInt16 {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Sends one small frame numbered `seq`: true when the identical frame came back, false when the
+    /// server closed the connection; throws on anything else (a timeout).
+    public func echo(_ seq: UInt32) throws -> Bool {
+        let request = Self.frame(seq: seq, uid: 0, body: [1, 2, 3, 4])
+        guard (try? send(request)) != nil else { return false }
+        guard let reply = receive(request.count) else {
+            if lastNilWasClose { return false }
+            throw SocketError("recv", lastError)
+        }
+        return reply == request
+    }
 }
+
+/// The admin tests' name for it.
+public typealias BlockingSocket = TestClient
+/// The gateway process tests' name for it.
+public typealias EchoSocket = TestClient
