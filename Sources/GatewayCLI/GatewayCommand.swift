@@ -195,8 +195,9 @@ public struct GatewayCommand: ParsableCommand {
                                valueName: "path"))
     var takeOver: String?
 
-    @Option(help: .setting("workers", "Worker processes on listeners a master binds once; 1: no master.",
-                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound)"))
+    @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
+                           + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
+                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound) or auto"))
     var workers: String?
 
     @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above; SIGHUP re-reads it (see "
@@ -227,6 +228,8 @@ public struct GatewayCommand: ParsableCommand {
     }
 
     public func run() {
+        // A worker's pipe to its master, taken first: a bad setting is reported on it too.
+        WorkerReport.adopt()
         let signals = ProcessSignals()
         signals.block()
         let (flags, environment, file) = (flags, ProcessInfo.processInfo.environment, config)
@@ -249,6 +252,7 @@ public struct GatewayCommand: ParsableCommand {
         for warning in settings.warnings { logger.warning("\(warning)") }
         let service = ServiceManager(environment: environment, logger: logger)
         guard let (worker, generation) = WorkerSpawner.worker() else {
+            if settings.workersAuto { logger.notice("workers auto: \(settings.workers) (\(UsableCores.detect()))") }
             if settings.workers > 1 {
                 Master(settings: settings, logger: logger, signals: signals, service: service).run(takeOver: takeOver)
             }

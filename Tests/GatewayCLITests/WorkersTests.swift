@@ -48,6 +48,9 @@ import Testing
         #expect(counts.allSatisfy { abs(Double($0) - mean) <= mean / 4 }, "per worker: \(counts), mean \(mean)")
     }
 
+    /// The frame `TestClient.echo(seq)` sends.
+    static func frame(_ seq: Int) -> [UInt8] { TestClient.frame(seq: UInt32(seq), uid: 0, body: [1, 2, 3, 4]) }
+
     /// Kill -9 one worker under load. The master is stopped meanwhile (SIGSTOP), so the dead worker's
     /// socket surely stays without a worker while connections arrive: they are opened until the kernel
     /// shows some queued on it. Then the master goes on and starts the replacement, which serves them.
@@ -102,9 +105,8 @@ import Testing
         // New connections while it is down: some wait in its socket, the others are served at once.
         var arrivals: [EchoSocket] = []
         while try SocketOwners.acceptQueue(inode: victimSocket, port: port) < 5, arrivals.count < 2000 {
-            let c = try EchoSocket(port: port)
-            c.setReplyTimeout(seconds: 60)
-            #expect(c.request(UInt32(5000 + arrivals.count)), "sent while the worker is down")
+            let c = try TestClient(port: port, timeoutSeconds: 60)
+            try c.send(Self.frame(5000 + arrivals.count))
             arrivals.append(c)
         }
         #expect(try SocketOwners.acceptQueue(inode: victimSocket, port: port) >= 5, "connections queued for it")
@@ -112,7 +114,8 @@ import Testing
         _ = try master.waitFor("worker 0 (pid \(victim)) was killed by signal 9")
         let replacement = try master.waitForPid(of: 0, after: victim)
         for (i, c) in arrivals.enumerated() {
-            #expect(try c.reply(UInt32(5000 + i)), "connection \(i) opened during the restart is served, not reset")
+            #expect(c.receive(Self.frame(5000 + i).count) == Self.frame(5000 + i),
+                    "connection \(i) opened during the restart is served, not reset")
         }
         let after = try SocketOwners.waitForAll(arrivals.map(\.localPort), port: port, pids: [replacement] + pids)
         #expect(arrivals.count { after[$0.localPort] == replacement } >= 5, "the replacement took its queue")

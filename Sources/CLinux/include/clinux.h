@@ -41,6 +41,9 @@ static const short GW_POLLRDHUP = 0x2000;
 // Names the calling thread (pthread_setname_np, a GNU extension).
 void gw_set_thread_name(const char *name);
 
+// How many CPUs the process may run on (sched_getaffinity); -1 with errno on failure.
+int gw_affinity_count(void);
+
 // Pin the calling thread to one CPU; returns 0 or an errno value.
 int gw_pin_to_cpu(int cpu);
 

@@ -157,7 +157,8 @@ final class Master {
     private func awaitStart() {
         let deadline = Self.now() + Self.startSeconds
         while !workers.allSatisfy(\.ready) {
-            _ = signals.wait(timeout: .milliseconds(20))
+            let signal = signals.wait(timeout: .milliseconds(20))
+            if signal == SIGTERM || signal == SIGINT { abortStart("\(ProcessSignals.name(signal!)) while starting") }
             if let failure = readReports() ?? reap() { abortStart(failure) }
             if Self.now() > deadline {
                 let late = workers.indices.filter { !workers[$0].ready }.map(String.init).joined(separator: ",")
@@ -349,7 +350,7 @@ final class Master {
                 let server = try AdminServer(host: address.host, port: address.port, allowPublic: settings.adminPublic,
                                              service: service, logger: logger)
                 let port = try server.start()
-                logger.notice("admin endpoint on \(address.host):\(port) for every worker (/metrics /healthz /stats /drain /reload)")
+                logger.notice("admin endpoint for the box on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
                 return server
             } catch {
                 if Self.now() < deadline {

@@ -43,7 +43,6 @@ struct WorkerSpawner {
         let master = getenv(masterEnvironment).flatMap { pid_t(String(cString: $0)) }
         let generation = getenv(generationEnvironment).flatMap { UInt32(String(cString: $0)) } ?? 0
         for name in [indexEnvironment, masterEnvironment, generationEnvironment] { unsetenv(name) }
-        WorkerReport.adopt()
         _ = gw_set_parent_death_signal(SIGTERM)
         // The master may have died before the request took effect.
         if let master, getppid() != master { exit(0) }
