@@ -368,7 +368,8 @@ def section_workers(results):
     d = ARGS.duration
     shapes = {"a": LOAD, "c": MANY, "d": CONNRATE}
     runs = {(v, s): [] for v in ("w1", "w2") for s in shapes}
-    say(f"[{time.strftime('%H:%M:%S')}] == 1. --workers 1 (A) vs --workers 2 (B), (a), (c) and (d), {ARGS.reps} reps x {d:g} s, alternating")
+    say(f"[{time.strftime('%H:%M:%S')}] == 1. --workers 1 (A) vs --workers 2 (B), (a), (c) and (d),"
+        f" {ARGS.reps} reps x {d:g} s, alternating")
     for rep in range(ARGS.reps):
         for scen, shape in shapes.items():
             for variant in ("w1", "w2"):

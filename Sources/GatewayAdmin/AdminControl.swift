@@ -47,7 +47,9 @@ public final class GatewayAdminService: AdminService {
     }
 
     public func metrics() -> String { exposition.render() }
-    public func health() -> (serving: Bool, reason: String) { control.isDraining ? (false, "draining") : (true, "serving") }
+    public func health() -> (serving: Bool, reason: String) {
+        control.isDraining ? (false, "draining") : (true, "serving")
+    }
     public func statsObject() -> [String: Any] { AdminStats.object(control.stats()) }
     public func drain() -> Bool { control.drain() }
     public func reload() -> ReloadOutcome { control.reload() }

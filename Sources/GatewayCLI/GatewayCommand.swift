@@ -197,7 +197,7 @@ public struct GatewayCommand: ParsableCommand {
 
     @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
                            + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
-                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound) or auto"))
+                           default: "1", allowed: "\(Settings.workersRange) or auto"))
     var workers: String?
 
     @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above; SIGHUP re-reads it (see "

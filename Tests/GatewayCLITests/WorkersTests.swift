@@ -10,7 +10,9 @@ import Testing
         /// Microseconds between connects on each thread.
         let gap: UInt32
         let threads: Int
-        var testDescription: String { "\(workers) workers, \(connections) connections, \(threads) threads, gap \(gap) us" }
+        var testDescription: String {
+            "\(workers) workers, \(connections) connections, \(threads) threads, gap \(gap) us"
+        }
     }
 
     /// The kernel places each connection on one of the N sockets at random, so a worker's count is
@@ -177,8 +179,9 @@ enum SocketOwners {
     /// The inodes of the listening sockets on `port` that `pid` holds.
     static func listeningInodes(pid: Int32, port: Int) throws -> [String] {
         let held = Set(socketInodes(pid: pid))
-        return try table().filter {
-            $0[3] == "0A" && Int($0[1].split(separator: ":").last ?? "", radix: 16) == port && held.contains(String($0[9]))
+        return try table().filter { row in
+            row[3] == "0A" && Int(row[1].split(separator: ":").last ?? "", radix: 16) == port
+                && held.contains(String(row[9]))
         }.map { String($0[9]) }
     }
 

@@ -46,7 +46,8 @@ enum HandoverLine: Equatable {
             guard let v = number(words[1], 1...1_000) else { return nil }
             self = .takeOver(version: v)
         case "LISTENERS" where words.count == 4 && words[2] == "GENERATION":
-            guard let n = number(words[1], 1...Self.maxListeners), let g = number(words[3], 0...Int(UInt32.max)) else { return nil }
+            guard let n = number(words[1], 1...Self.maxListeners), let g = number(words[3], 0...Int(UInt32.max))
+            else { return nil }
             self = .listeners(count: n, generation: UInt32(g))
         case "STARTED" where words.count == 1:
             self = .started

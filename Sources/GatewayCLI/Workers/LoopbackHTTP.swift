@@ -33,8 +33,10 @@ enum LoopbackHTTP {
         guard connected == 0 else {
             throw Failure(description: "connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
-        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
-        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
+        let head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        let request = Array(head.utf8)
+        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == request.count else {
             throw Failure(description: "send to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
         var answer: [UInt8] = []
@@ -42,7 +44,9 @@ enum LoopbackHTTP {
         while answer.count < maxBytes {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw Failure(description: "recv from 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
+            guard n >= 0 else {
+                throw Failure(description: "recv from 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+            }
             if n == 0 { break }
             answer += chunk.prefix(n)
             if let parsed = parse(answer) { return parsed }
@@ -59,15 +63,15 @@ enum LoopbackHTTP {
         guard let headEnd = bytes.firstRange(of: separator) else { return nil }
         let head = String(decoding: bytes[..<headEnd.lowerBound], as: UTF8.self).lowercased()
         let lines = head.split(separator: "\r\n")
-        guard let first = lines.first, first.hasPrefix("http/1."), let status = Int(first.split(separator: " ")[1])
-        else { return nil }
+        let words = lines.first?.split(separator: " ") ?? []
+        guard words.count >= 2, words[0].hasPrefix("http/1."), let status = Int(words[1]) else { return nil }
         let body = Array(bytes[headEnd.upperBound...])
         func header(_ name: String) -> String? {
             lines.dropFirst().first { $0.hasPrefix(name + ":") }.map {
                 String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces)
             }
         }
-        if let length = header("content-length").flatMap(Int.init) {
+        if let length = header("content-length").flatMap(Int.init), length >= 0 {
             guard body.count >= length else { return nil }
             return (status, String(decoding: body.prefix(length), as: UTF8.self))
         }
@@ -76,8 +80,8 @@ enum LoopbackHTTP {
             var at = 0
             while true {
                 guard let lineEnd = body[at...].firstRange(of: [13, 10]) else { return nil }
-                guard let size = Int(String(decoding: body[at..<lineEnd.lowerBound], as: UTF8.self), radix: 16)
-                else { return nil }
+                guard let size = Int(String(decoding: body[at..<lineEnd.lowerBound], as: UTF8.self), radix: 16),
+                      size >= 0 else { return nil }
                 if size == 0 { return (status, String(decoding: out, as: UTF8.self)) }
                 let start = lineEnd.upperBound
                 guard body.count >= start + size + 2 else { return nil }

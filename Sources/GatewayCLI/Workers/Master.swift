@@ -227,7 +227,8 @@ final class Master {
         workers[index].restartAt = nil
         var ends: [Int32] = [-1, -1]
         guard gw_report_pipe(&ends) == 0 else {
-            logger.error("worker \(index): pipe: \(String(cString: strerror(errno))); retrying in \(workers[index].backoff) s")
+            let reason = String(cString: strerror(errno))
+            logger.error("worker \(index): pipe: \(reason); retrying in \(workers[index].backoff) s")
             return scheduleRestart(index)
         }
         defer { close(ends[1]) }
@@ -350,7 +351,8 @@ final class Master {
                 let server = try AdminServer(host: address.host, port: address.port, allowPublic: settings.adminPublic,
                                              service: service, logger: logger)
                 let port = try server.start()
-                logger.notice("admin endpoint for the box on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
+                logger.notice(
+                    "admin endpoint for the box on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
                 return server
             } catch {
                 if Self.now() < deadline {

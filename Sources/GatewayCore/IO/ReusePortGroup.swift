@@ -24,7 +24,8 @@ public enum ReusePortGroup {
         var group = sockets
         do throws(SocketError) {
             while group.count < count {
-                group.append(try Listener(host: bound.host, port: Int(bound.port), backlog: backlog, reusePort: true).fd)
+                let joined = try Listener(host: bound.host, port: Int(bound.port), backlog: backlog, reusePort: true)
+                group.append(joined.fd)
             }
         } catch {
             for fd in group.dropFirst(sockets.count) { close(fd) }
