@@ -41,6 +41,19 @@ public struct GatewayCommand: ParsableCommand {
                            default: "host:port", allowed: SettingParsers.listenAllowed, valueName: "addr:port"))
     var listen: [String] = []
 
+    @Option(help: .setting("ws_origin", "Origin a browser's WebSocket may come from, repeatable; none given: "
+                           + "no browser origin is allowed (a request without Origin is).", default: "none",
+                           allowed: SettingParsers.originAllowed, valueName: "origin"))
+    var wsOrigin: [String] = []
+
+    @Flag(inversion: .prefixedNo,
+          help: ArgumentHelp("Let a WebSocket come from any Origin. File key ws_any_origin, "
+                             + "GATEWAY_WS_ANY_ORIGIN; default off."))
+    var wsAnyOrigin: Bool?
+
+    @Option(help: .setting("ws_handshake_timeout", "Seconds a WebSocket client has for its opening handshake."))
+    var wsHandshakeTimeout: String?
+
     @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
@@ -222,7 +235,8 @@ public struct GatewayCommand: ParsableCommand {
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
             "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
-            "workers": workers,
+            "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
+            "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
         ]
         return values.compactMapValues { $0 }
     }

@@ -85,6 +85,8 @@ extension Settings {
         values["admin_public"] = "\(adminPublic)"
         values["control_socket"] = controlSocket ?? "none"
         values["workers"] = "\(workers)"
+        values["ws_origin"] = config.webSocketOrigins.isEmpty ? "none" : config.webSocketOrigins.joined(separator: ",")
+        values["ws_any_origin"] = "\(config.webSocketAnyOrigin)"
         return values
     }
 

@@ -28,13 +28,26 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,[::1]:7000"
+    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, or ws://ADDR:PORT/PATH, "
+        + "e.g. 127.0.0.1:7000,[::1]:7000,ws://127.0.0.1:8080/gw"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
         var addresses: [GatewayConfig.ListenAddress] = []
         for item in items {
-            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+            for text in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !text.isEmpty {
+                // ws://ADDR:PORT/PATH: a WebSocket listener; the path is a plain URL path.
+                var part = text
+                var path: String? = nil
+                if text.hasPrefix("ws://") {
+                    let rest = text.dropFirst(5)
+                    guard let slash = rest.firstIndex(of: "/"),
+                          rest[slash...].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3F && $0 != 0x23 }) else {
+                        throw ConfigError(key: key, value: text, allowed: listenAllowed)
+                    }
+                    part = String(rest[..<slash])
+                    path = String(rest[slash...])
+                }
                 guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                       (0...65535).contains(port) else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
@@ -45,10 +58,34 @@ extension SettingParsers {
                       (network.family == 6) == part.hasPrefix("[") else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path))
             }
         }
         return addresses
+    }
+
+    static let originAllowed = "origins as browsers send them: scheme://host[:port] (no path), or null"
+
+    /// WebSocket `Origin` values for ws_origin: "https://example.com", "http://localhost:8080", "null".
+    static func origins(_ items: [String]) throws(ConfigError) -> [String] {
+        var origins: [String] = []
+        for item in items {
+            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+                let valid: Bool
+                if part == "null" {
+                    valid = true
+                } else if let scheme = part.range(of: "://") {
+                    let host = part[scheme.upperBound...]
+                    valid = !part[..<scheme.lowerBound].isEmpty && !host.isEmpty
+                        && part.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } && !host.contains("/")
+                } else {
+                    valid = false
+                }
+                guard valid else { throw ConfigError(key: "ws_origin", value: part, allowed: originAllowed) }
+                origins.append(part)
+            }
+        }
+        return origins
     }
 
     /// true/false (also on/off, yes/no, 1/0) for `key`.

@@ -65,6 +65,14 @@ extension Settings {
         } else if let items = reader.stringArray(forKey: ConfigKey(["listen"])) {
             settings.config.listen = try SettingParsers.listen(items)
         }
+        if let origins = text("ws_origin") {
+            settings.config.webSocketOrigins = try SettingParsers.origins([origins])
+        } else if let items = reader.stringArray(forKey: ConfigKey(["ws_origin"])) {
+            settings.config.webSocketOrigins = try SettingParsers.origins(items)
+        }
+        if let any = text("ws_any_origin") {
+            settings.config.webSocketAnyOrigin = try SettingParsers.bool(any, key: "ws_any_origin")
+        }
         if let proxy = text("proxy_protocol") {
             settings.config.proxyProtocol = try SettingParsers.bool(proxy, key: "proxy_protocol")
         }
@@ -78,7 +86,7 @@ extension Settings {
         if let format = text("log_format") { settings.logFormat = try LogFormat(parsing: format) }
         if let admin = text("admin") {
             let addresses = try SettingParsers.listen([admin], key: "admin")
-            guard addresses.count == 1 else {
+            guard addresses.count == 1, addresses[0].webSocketPath == nil else {
                 throw ConfigError(key: "admin", value: admin, allowed: "one ADDR:PORT, e.g. 127.0.0.1:9900")
             }
             settings.admin = addresses[0]

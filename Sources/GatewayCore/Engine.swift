@@ -23,6 +23,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// or by Receive once a PROXY header names the client.
     let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
+    /// WebSocket listeners' transport (docs/WEBSOCKET.md); nil when no listener speaks WebSocket.
+    private(set) var webSocket: WebSocketTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -76,6 +78,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
         stages = [r.input, d.input, s.input]
+        if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
+            webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
+        }
     }
 
     deinit {
@@ -122,6 +127,13 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             countOpenAddresses.store(true, ordering: .releasing)
         }
         for stage in stages { stage.doorbell.ring() }
+    }
+
+    /// The transport of a connection whose `transport` is not plain (Transport/Transport.swift).
+    @inline(__always)
+    func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> WebSocketTransport {
+        // One kind for now; a second one makes this a switch over TransportKind.
+        webSocket!
     }
 
     // MARK: closing, from any thread
@@ -186,6 +198,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let assembly = s.pointer(to: \.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
+        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
         close(s.pointee.fd)
         s.resetForReuse()
         table.release(index)

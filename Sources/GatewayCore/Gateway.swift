@@ -63,6 +63,14 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             for l in listeners { close(l.fd) }
             throw error
         }
+        // A WebSocket path is a property of the address configured; an adopted socket is matched by port.
+        let addresses = config.listenAddresses
+        for i in listeners.indices {
+            let configured = addresses.first { $0.port == listeners[i].port && $0.port != 0 }
+                ?? (i < addresses.count ? addresses[i] : nil)
+            listeners[i].address.webSocketPath = configured?.webSocketPath
+        }
+        engine.webSocket?.listen(on: listeners.map(\.address))
         port = listeners[0].port
         ports = listeners.map(\.port)
         listenerDescriptors = listeners.map(\.fd)
@@ -82,8 +90,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
             OSThread(name: "gw-monitor") { monitor.run() },
         ]
-        let addresses = listeners.map(\.address.description).joined(separator: ", ")
-        engine.logger.debug("listening on \(addresses) with \(config.poller), up to \(config.maxConnections) connections")
+        let bound = listeners.map(\.address.description).joined(separator: ", ")
+        engine.logger.debug("listening on \(bound) with \(config.poller), up to \(config.maxConnections) connections")
     }
 
     /// Graceful stop: no new connections; replies already produced are sent;

@@ -114,16 +114,28 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address.
+    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        public var webSocketPath: String?
+        public init(host: String, port: Int, webSocketPath: String? = nil) {
             self.host = host
             self.port = port
+            self.webSocketPath = webSocketPath
         }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        public var description: String {
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            return webSocketPath.map { "ws://\(address)\($0)" } ?? address
+        }
     }
+
+    /// `Origin` values WebSocket clients may come from (`--ws-origin`, repeatable); none when empty,
+    /// unless `webSocketAnyOrigin`. A request without `Origin` (not from a browser) is not checked.
+    public var webSocketOrigins: [String] = []
+    public var webSocketAnyOrigin = false
+    /// Seconds a WebSocket client has to complete its opening handshake.
+    public var webSocketHandshakeTimeout = 10
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
@@ -180,6 +192,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
+        ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
         ]
     }
 

@@ -40,6 +40,9 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case flood
     /// On a `proxy_protocol` listener: no valid PROXY header within `proxy_timeout`.
     case proxyHeader
+    /// A WebSocket listener's client: its handshake was refused or did not finish in time, or it broke
+    /// the framing rules (docs/WEBSOCKET.md); the close frame carries the code.
+    case webSocket
 
     /// Refused at accept, before the connection was served: the admin side counts these as refusals.
     public var isRefusal: Bool {
@@ -71,6 +74,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .acceptRate: "accept_rate"
         case .flood: "flood"
         case .proxyHeader: "proxy_header"
+        case .webSocket: "websocket"
         }
     }
 }

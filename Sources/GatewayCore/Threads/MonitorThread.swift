@@ -190,11 +190,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 acceptPaused = true
                 return
             }
-            admit(fd, Listener.peer(addr))
+            admit(fd, Listener.peer(addr), listener: i)
         }
     }
 
-    private func admit(_ fd: Int32, _ peer: PeerAddress) {
+    private func admit(_ fd: Int32, _ peer: PeerAddress, listener: Int) {
         // Behind a balancer the address is the balancer's: the PROXY header's is checked by Receive.
         let proxied = engine.config.proxyProtocol
         if !proxied, let refusal = engine.refusal(of: peer) {
@@ -219,6 +219,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.fd = fd
         s.pointee.peer = peer
         s.pointee.awaitingProxy = proxied
+        s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
+        s.pointee.transport = (listeners[listener].address.webSocketPath != nil ? TransportKind.webSocket : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
