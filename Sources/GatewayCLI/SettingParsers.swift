@@ -26,10 +26,10 @@ enum SettingParsers {
 }
 
 extension SettingParsers {
-    static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
+    static let upstreamAllowed = "IPv4 [tls://]HOST:PORT[,[tls://]HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, or ws://ADDR:PORT/PATH, "
-        + "e.g. 127.0.0.1:7000,[::1]:7000,ws://127.0.0.1:8080/gw"
+    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT or ws://ADDR:PORT/PATH, "
+        + "e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,ws://127.0.0.1:8080/gw"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
@@ -39,6 +39,9 @@ extension SettingParsers {
                 // ws://ADDR:PORT/PATH: a WebSocket listener; the path is a plain URL path.
                 var part = text
                 var path: String? = nil
+                // tls://ADDR:PORT: a TLS listener (docs/TLS.md).
+                let tls = text.lowercased().hasPrefix("tls://")
+                if tls { part = String(text.dropFirst(6)) }
                 if text.hasPrefix("ws://") {
                     let rest = text.dropFirst(5)
                     guard let slash = rest.firstIndex(of: "/"),
@@ -58,7 +61,7 @@ extension SettingParsers {
                       (network.family == 6) == part.hasPrefix("[") else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls))
             }
         }
         return addresses
@@ -116,17 +119,19 @@ extension SettingParsers {
     static func upstream(_ items: [String]) throws(ConfigError) -> [GatewayConfig.Upstream] {
         let parts = items.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }
         var servers: [GatewayConfig.Upstream] = []
-        for part in parts where !part.isEmpty {
+        for whole in parts where !whole.isEmpty {
+            let tls = whole.lowercased().hasPrefix("tls://")
+            let part = tls ? String(whole.dropFirst(6)) : whole
             guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                   (1...65535).contains(port) else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
             let host = String(part[..<colon])
             var address = in_addr()
             guard !host.utf8.contains(0), inet_pton(AF_INET, host, &address) == 1 else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
-            servers.append(GatewayConfig.Upstream(host: host, port: port))
+            servers.append(GatewayConfig.Upstream(host: host, port: port, tls: tls))
         }
         return servers
     }

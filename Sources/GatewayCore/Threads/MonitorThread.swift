@@ -220,7 +220,9 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.peer = peer
         s.pointee.awaitingProxy = proxied
         s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
-        s.pointee.transport = (listeners[listener].address.webSocketPath != nil ? TransportKind.webSocket : .plain).rawValue
+        let address = listeners[listener].address
+        s.pointee.transport = (address.webSocketPath != nil ? TransportKind.webSocket
+            : address.tls ? .tls : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
@@ -274,6 +276,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
+        engine.tls?.tick(now: now)
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {

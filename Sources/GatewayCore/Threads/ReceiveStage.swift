@@ -181,7 +181,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
     }
 
-    /// A transport's opening (the WebSocket handshake), bounded by its deadline from the first turn
+    /// A transport's opening (a WebSocket or TLS handshake), bounded by its deadline from the first turn
     /// (after any PROXY header). True once frames may flow: the idle timer takes over, and Send, which
     /// waited for it, is handed anything already queued.
     private func openTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
@@ -203,6 +203,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             return true
         case .pending:
             poller.resumeReading(id.packed)
+            return false
+        case .retry:
+            wheel.schedule(id.index, after: 1)  // the timer posts this connection again
+            publishTimers()
             return false
         case .failed(let cause):
             engine.requestClose(id, cause: cause)
@@ -369,10 +373,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if s.pointee.openingTimed {
                 let transport = engine.transport(of: s)
                 if now &- s.pointee.frameStartTick >= transport.openTicks {
-                    engine.logger.debug("closing \(s.pointee.peer): its WebSocket handshake did not finish in time")
+                    engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
                     engine.requestClose(id, cause: transport.openTimeoutCause)
                 } else {
+                    // Look again (an opening that wanted room in the socket), then at the deadline.
                     wheel.schedule(index, after: transport.openTicks - (now &- s.pointee.frameStartTick))
+                    input.post(s, id)
                 }
                 return
             }

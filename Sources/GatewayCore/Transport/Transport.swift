@@ -3,7 +3,7 @@ import Glibc
 
 /// What lies between a connection's socket and its frame bytes. Plain TCP is no transport at
 /// all: Receive reads and Send writes the socket itself, behind one predictable branch on the
-/// slot's `transport` byte. Any other kind (WebSocket; TLS next) is an object shared by all
+/// slot's `transport` byte. Any other kind (WebSocket, TLS) is an object shared by all
 /// connections of that kind, which turns socket bytes into frame bytes in place: `read` puts
 /// frame bytes where a plain read would have put the socket's, `write` takes the same gather
 /// list a plain writev would have sent.
@@ -14,6 +14,10 @@ import Glibc
 enum TransportKind: UInt8 {
     case plain = 0
     case webSocket = 1
+    /// TLS, accepted on a tls:// listener (docs/TLS.md).
+    case tls = 2
+    /// TLS on a link this node opened to a tls:// upstream.
+    case tlsClient = 3
 }
 
 /// What Receive's `open` came to.
@@ -22,6 +26,8 @@ enum TransportOpening {
     case ready
     /// Waiting for the peer's bytes.
     case pending
+    /// Waiting for room in the socket (a TLS handshake's flight): look again at the next tick.
+    case retry
     case failed(CloseCause)
 }
 
@@ -69,17 +75,20 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     @inline(__always)
     var transportIsReady: Bool { atomic(\.transportReady).load(ordering: .acquiring) != 0 }
 
-    /// Takes the slot's transport lock (held for a few instructions by the other side at most).
-    @inline(__always)
-    func lockTransport() {
+    /// Takes the slot's transport lock (held by the other side for a few instructions, or for TLS one
+    /// record's crypto and one syscall); true if it had to wait (TLS counts that as contention).
+    @inline(__always) @discardableResult
+    func lockTransport() -> Bool {
         let lock = atomic(\.transportLock)
+        if lock.exchange(1, ordering: .acquiring) == 0 { return false }
         var spins = 0
-        while lock.exchange(1, ordering: .acquiring) != 0 {
+        repeat {
             while lock.load(ordering: .relaxed) != 0 {
                 spins &+= 1
                 if spins < 64 { gw_cpu_relax() } else { sched_yield() }
             }
-        }
+        } while lock.exchange(1, ordering: .acquiring) != 0
+        return true
     }
 
     @inline(__always)

@@ -20,7 +20,7 @@ extension ClientWorker {
             .encode(into: sendBuffer)
         sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: FrameHeader.size, as: UInt32.self)
         sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: FrameHeader.size + 4, as: UInt32.self)
-        let sent = send(slots[j].fd, sendBuffer, PushFrame.loginLength, Int32(MSG_NOSIGNAL))
+        let sent = sendBytes(j, sendBuffer, PushFrame.loginLength)
         if sent != PushFrame.loginLength {
             let why = sent < 0 ? ClientSocket.describe(errno) : "\(sent) of \(PushFrame.loginLength) bytes written"
             fault(j, "\(name(j)): login not sent: \(why)")

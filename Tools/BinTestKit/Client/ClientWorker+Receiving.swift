@@ -18,7 +18,7 @@ extension ClientWorker {
         var outcome = ReadOutcome()
         let generation = slots[j].generation
         while true {
-            let count = read(slots[j].fd, receiveBuffer, Self.bufferSize)
+            let count = readBytes(j, receiveBuffer, Self.bufferSize)
             if count > 0 {
                 outcome.time = MonotonicTime.now()
                 guard settings.mode == .push else {
@@ -28,7 +28,8 @@ extension ClientWorker {
                 }
                 // Thousands of sockets with a push or two each: the EAGAIN read would double the syscalls.
                 outcome.replies += consumePushes(j, count: count, now: outcome.time)
-                if slots[j].generation != generation || (count < Self.bufferSize && !hangup) { return outcome }
+                let drained = count < Self.bufferSize && !hangup && slots[j].tls == nil  // TLS: a record a read
+                if slots[j].generation != generation || drained { return outcome }
                 continue
             }
             if count == 0 {

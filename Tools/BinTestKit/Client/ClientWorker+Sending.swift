@@ -62,7 +62,7 @@ extension ClientWorker {
             let slot = slots[j]
             let count = pattern.fill(sendBuffer, capacity: Self.bufferSize, from: slot.writeSeq,
                                      offset: slot.writeOffset, until: slot.nextSeq, uid: slot.uid)
-            let sent = send(slot.fd, sendBuffer, count, Int32(MSG_NOSIGNAL))
+            let sent = sendBytes(j, sendBuffer, count)
             if sent >= 0 {
                 let total = slot.writeOffset + sent
                 slots[j].writeSeq &+= UInt32(total / pattern.frameSize)

@@ -29,6 +29,9 @@ struct ConnectionSlot {
     /// Push mode: the login echo came back; the length of the frame arriving, once its header is in.
     var loggedIn = false
     var frameLength = 0
+    /// --tls: the connection's OpenSSL object, and whether its handshake is still going (phase connecting).
+    var tls: OpaquePointer?
+    var handshaking = false
 
     init(index: Int, budget: UInt64) {
         self.index = index

@@ -28,6 +28,10 @@ public struct ClientSettings: Sendable, Equatable {
     public var pushUids = 1
     public var pushScope = PushScope.uid
     public var pushSize = PushFrame.defaultSize
+    /// TLS to the server; the CA to verify it against (nil: no verification); the SNI name.
+    public var tls = false
+    public var tlsCA: String?
+    public var tlsSNI: String?
 
     public init() {}
 
@@ -106,6 +110,13 @@ extension ClientSettings {
         }
         hgrm = command.hgrm
         try pushFlags(command)
+        tls = command.tls
+        for (flag, value) in [("--tls-ca", command.tlsCa), ("--tls-sni", command.tlsSni)] where value != nil {
+            guard tls else { throw SettingsError(flag: flag, value: value!, allowed: "only with --tls") }
+            guard !value!.isEmpty else { throw SettingsError(flag: flag, value: "", allowed: "a file path or name") }
+        }
+        tlsCA = command.tlsCa
+        tlsSNI = command.tlsSni
         json = command.json
         quiet = command.quiet
     }
