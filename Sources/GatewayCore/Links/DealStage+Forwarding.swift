@@ -55,7 +55,7 @@ extension DealStage {
             LinkMessage.data(session, clientFrameLength: UInt32(length)).encode(into: p)
             (p + LinkMessage.dataOverhead).copyMemory(from: frame.bytes.baseAddress!, byteCount: length)
         }
-        s.pointee.routeFrames &+= 1
+        s.pointee.routeFrames = s.pointee.routeFrames &+ 1  // not &+=: an inout access spans the whole record
         s.pointee.lastUpSeq = frame.header.seq
         engine.counters.add(.forwardedUp)
         return true

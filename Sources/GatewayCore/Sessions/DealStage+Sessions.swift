@@ -119,7 +119,7 @@ extension DealStage {
 
     /// A push dropped by push_overflow: the core hears of it at the next notice round.
     private func noteDroppedPush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
-        s.pointee.pushDrops &+= 1
+        s.pointee.pushDrops = s.pointee.pushDrops &+ 1  // not &+=: an inout access spans the whole record
         guard !s.pointee.dropNoticeQueued else { return }
         s.pointee.dropNoticeQueued = true
         sessions.dropNotices.append(id)

@@ -35,10 +35,14 @@ extension DealStage {
             pool.release(d.chunk)
             return false
         }
-        s.pointee.queuedBytes &+= UInt64(d.length)
+        // Plain loads and stores of the slot's fields, never an inout access through `pointee` (which
+        // spans the whole record, read atomically by other threads).
+        s.pointee.queuedBytes = s.pointee.queuedBytes &+ UInt64(d.length)
         let ring = table.sendRing(id.index)
         if s.pointee.backlog.isEmpty, ring.push(d) { return true }
-        s.pointee.backlog.append(d.start, count: Int(d.length), pool: pool)
+        var backlog = s.pointee.backlog
+        backlog.append(d.start, count: Int(d.length), pool: pool)
+        s.pointee.backlog = backlog
         pool.release(d.chunk)
         // Before any close flag Deal may set after it: Send reads it before it finishes a close.
         if !s.flag(\.backlogged) { s.atomic(\.backlogged).store(1, ordering: .sequentiallyConsistent) }
@@ -50,7 +54,10 @@ extension DealStage {
     func drainBacklog(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard !s.pointee.backlog.isEmpty else { return }
         let ring = table.sendRing(id.index)
-        if s.pointee.backlog.drain(into: ring, pool: pool) {
+        var backlog = s.pointee.backlog
+        let drained = backlog.drain(into: ring, pool: pool)
+        s.pointee.backlog = backlog
+        if drained {
             s.atomic(\.backlogged).store(0, ordering: .sequentiallyConsistent)
         } else {
             awaitSendRoom(id, s, ring)
