@@ -71,7 +71,7 @@ final class IsolationTests: ForwardingTestCase {
         let control = try TestClient(port: access.port)
         let count = 10_000
         let payload = [UInt8](repeating: 0x42, count: 40)
-        let received = Mutex([Int](repeating: 0, count: devices.count))
+        let received = devices.map { _ in AtomicInt() }  // atomics: ThreadSanitizer sees them
         let failures = Failures()
         nonisolated(unsafe) let readers = devices
         let done = DispatchGroup()
@@ -82,15 +82,15 @@ final class IsolationTests: ForwardingTestCase {
                     let h = f.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
                     guard h.cmd == PushCore.pushedCmd, h.seq == UInt32(expected), Array(f[FrameHeader.size...]) == payload
                     else { return failures.add("device \(i): push \(expected) was seq \(h.seq) cmd \(h.cmd)") }
-                    received.withLock { $0[i] += 1 }
+                    _ = received[i].add()
                 }
             }
         }
         send(control, 23, PushCore.u32(UInt32(count)) + PushCore.scoped(.uid, 42, payload))
         XCTAssertEqual(done.wait(timeout: .now() + 60), .success, "the devices read every push")
         failures.assertNone("burst")
-        XCTAssertEqual(received.withLock { $0 }, [count, count, count])
-        XCTAssertEqual(core.refusedPushes.withLock { $0 }, 0, "the core's links took the whole burst")
+        XCTAssertEqual(received.map { $0.load() }, [count, count, count])
+        XCTAssertEqual(core.refusedPushes.load(), 0, "the core's links took the whole burst")
         let stats = access.stats()
         XCTAssertEqual(stats.pushDeliveries, UInt64(3 * count))
         XCTAssertEqual(stats.pushDropped + stats.pushOverflowCloses + stats.pushDroppedClosing, 0)
@@ -133,7 +133,7 @@ final class IsolationTests: ForwardingTestCase {
         let witness = try TestClient(port: access.port)
         XCTAssertTrue(pipelined(witness, seqBase: 1, count: 50), "the witness is served")
         XCTAssertEqual(access.stats().linkCloses, 0)
-        waitFor("the core hears CLOSED for it") { core.closedSessions.withLock { $0 } == 1 }
+        waitFor("the core hears CLOSED for it") { core.closedSessions.load() == 1 }
     }
 
     /// Each client under its own bound must not add up to more than the box holds: past three
@@ -158,7 +158,7 @@ final class IsolationTests: ForwardingTestCase {
         XCTAssertLessThanOrEqual(stats.bufferedBytes, 8 << 20, "never past max_buffered_bytes")
         XCTAssertEqual(stats.sheddingSpells, 0, "nobody stopped being read")
         XCTAssertEqual(stats.closes.reduce(0, +), 0)
-        waitFor("the core hears of the drops") { core.dropNotices.withLock { $0.pushes } == Int(stats.pushDropped) }
+        waitFor("the core hears of the drops") { core.droppedPushes.load() == Int(stats.pushDropped) }
     }
 
     /// The core dies with requests in flight, under both pollers: each client that sent
@@ -277,7 +277,7 @@ final class IsolationTests: ForwardingTestCase {
         let count = 3000
         // To a uid nobody holds: the access node delivers it to nobody, the raw link gets every one.
         send(control, 23, PushCore.u32(UInt32(count)) + PushCore.scoped(.uid, 999, [UInt8](repeating: 1, count: 1000)))
-        XCTAssertEqual(core.refusedPushes.withLock { $0 }, 0)
+        XCTAssertEqual(core.refusedPushes.load(), 0)
         guard case .hello(let answer)? = raw.receiveFrame().flatMap(decodeLink) else { return XCTFail("no HELLO") }
         XCTAssertEqual(answer.status, 0)
         for n in 0..<count {
