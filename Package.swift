@@ -31,10 +31,18 @@ let package = Package(
         ),
         // Linux calls the Glibc module does not export (epoll, eventfd, futex, accept4).
         .target(name: "CLinux"),
+        // The system OpenSSL 3 (Debian libssl-dev), like liburcu above.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // OpenSSL glue in C, where its API is macros and callbacks: contexts, SNI, ticket keys, I/O results.
+        .target(name: "CTLS", dependencies: ["COpenSSL"]),
         .target(
             name: "GatewayCore",
             dependencies: [
-                "CURCU", "CLinux",
+                "CURCU", "CLinux", "CTLS",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,7 +82,7 @@ let package = Package(
         .target(
             name: "BinTestKit",
             dependencies: [
-                "GatewayCore", "GatewayCLI", "CLinux", "LinkCore",
+                "GatewayCore", "GatewayCLI", "CLinux", "CTLS", "LinkCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "CLinux", "CURCU", "LinkCore", "BinTestKit", "TestSupport"]
+            dependencies: ["GatewayCore", "CLinux", "CURCU", "CTLS", "COpenSSL", "LinkCore", "BinTestKit", "TestSupport"]
         ),
         .testTarget(
             name: "GatewayCLITests",

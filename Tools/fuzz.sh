@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets in Fuzz/ with swiftc (not SwiftPM, so `swift test`
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
-#   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings (default: all)
+#   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings wsframe wshandshake
+#                                          (default: all)
 #   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
 #                                          however long that takes: for a background run outside CI,
 #                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
@@ -17,7 +18,7 @@ if [ "${1:-}" = "--long" ]; then
 else
     SECONDS_PER_TARGET=${1:-60}
 fi
-ALL_TARGETS=(frame link cidr proxy settings)
+ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -96,6 +97,21 @@ if want proxy; then
         $W/Protection/ProxyHeader.swift Fuzz/ProxyFuzzer.swift -o "$OUT/proxy-fuzzer" 2>&1 \
         | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/proxy-fuzzer" ] || { echo "proxy-fuzzer build failed"; exit 2; }
+fi
+
+WS=$W/WebSocket
+if want wsframe; then
+    echo "== building wsframe-fuzzer"; rm -f "$OUT/wsframe-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzWSFrame $W/Wire/FrameHeader.swift $WS/WebSocketFrame.swift $WS/WebSocketReader.swift \
+        Fuzz/WebSocketFrameFuzzer.swift -o "$OUT/wsframe-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/wsframe-fuzzer" ] || { echo "wsframe-fuzzer build failed"; exit 2; }
+fi
+
+if want wshandshake; then
+    echo "== building wshandshake-fuzzer"; rm -f "$OUT/wshandshake-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzWSHandshake $WS/WebSocketHandshake.swift $WS/SHA1.swift $WS/Base64.swift \
+        Fuzz/WebSocketHandshakeFuzzer.swift -o "$OUT/wshandshake-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/wshandshake-fuzzer" ] || { echo "wshandshake-fuzzer build failed"; exit 2; }
 fi
 
 # The settings parsers live in GatewayCLI: copies without `import GatewayCore` (one module here),
@@ -183,6 +199,21 @@ for s in '\x00\x00 7000' '\x00\x01100000' '\x00\x0a604800' '\x00\x05-1' '\x00\x1
          '\x08\x04no thanks'; do
     n=$((n + 1)); printf '%b' "$s" > "$S/seed-$n"
 done
+
+W2="$OUT/corpus-wsframe"; mkdir -p "$W2"
+# byte 0: limit and side; bytes 1-8: split points; then client frames (mask 01 02 03 04).
+seed "$W2/seed-binary"   "\x00\x00\x05\x00\x09\x00\x0d\x00\x11\x82\x92\x01\x02\x03\x04$(printf '\\x%02x' 1 2 3 40 1 2 3 1 1 3 3 4 1 2 3 4 1 2)"
+seed "$W2/seed-fragments" "\x00\x00\x03\x00\x07\x00\x0b\x00\x0f\x02\x82\x01\x02\x03\x04\x01\x02\x89\x80\x01\x02\x03\x04\x80\x80\x05\x06\x07\x08"
+seed "$W2/seed-close"    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x88\x82\x01\x02\x03\x04\x02\xea"
+seed "$W2/seed-text"     "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x81\x82\x01\x02\x03\x04hi"
+seed "$W2/seed-shape"    "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x93\x10\x05\x20\x30\x07\x02\x31\x22\x01\x08\x04"
+
+H="$OUT/corpus-wshandshake"; mkdir -p "$H"
+KEY='Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+seed "$H/seed-ok" "\x01GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${KEY}Sec-WebSocket-Version: 13\r\n\r\n"
+seed "$H/seed-origin" "\x00GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n${KEY}Sec-WebSocket-Version: 13\r\nOrigin: https://example.com\r\n\r\n"
+seed "$H/seed-version" "\x00GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${KEY}Sec-WebSocket-Version: 8\r\n\r\n"
+seed "$H/seed-post" "\x00POST /ws HTTP/1.1\r\n\r\n"
 
 # --- run --------------------------------------------------------------------------
 status=0

@@ -72,6 +72,12 @@ public final class AdminMetrics: Sendable {
         counter("gateway_frames_out_total", "Frames queued to be sent (clients and links).") { $0.framesOut }
         counter("gateway_bytes_in_total", "Bytes read from sockets (clients and links).") { $0.bytesIn }
         counter("gateway_bytes_out_total", "Bytes written to sockets (clients and links).") { $0.bytesOut }
+        counter("gateway_tls_handshakes_total", "TLS handshakes completed.") { $0.tlsHandshakes }
+        counter("gateway_tls_resumed_total", "TLS handshakes that resumed a session from a ticket.") { $0.tlsResumed }
+        gauge("gateway_tls_handshaking", "TLS handshakes in progress.") { Double($0.tlsHandshaking) }
+        counter("gateway_tls_lock_waits_total", "Times Receive or Send found a TLS connection's lock held.") {
+            $0.tlsLockWaits
+        }
 
         let links = "Links to upstream servers: up (HELLO answered), or down (connecting or waiting to retry)."
         gauge("gateway_links", links, [("state", "up")]) { Double($0.linksUp) }

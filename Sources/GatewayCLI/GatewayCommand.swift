@@ -41,6 +41,19 @@ public struct GatewayCommand: ParsableCommand {
                            default: "host:port", allowed: SettingParsers.listenAllowed, valueName: "addr:port"))
     var listen: [String] = []
 
+    @Option(help: .setting("ws_origin", "Origin a browser's WebSocket may come from, repeatable; none given: "
+                           + "no browser origin is allowed (a request without Origin is).", default: "none",
+                           allowed: SettingParsers.originAllowed, valueName: "origin"))
+    var wsOrigin: [String] = []
+
+    @Flag(inversion: .prefixedNo,
+          help: ArgumentHelp("Let a WebSocket come from any Origin. File key ws_any_origin, "
+                             + "GATEWAY_WS_ANY_ORIGIN; default off."))
+    var wsAnyOrigin: Bool?
+
+    @Option(help: .setting("ws_handshake_timeout", "Seconds a WebSocket client has for its opening handshake."))
+    var wsHandshakeTimeout: String?
+
     @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
@@ -83,8 +96,22 @@ public struct GatewayCommand: ParsableCommand {
     var drainTimeout: String?
 
     @Option(help: .setting("upstream", "Core or aggregation servers to forward to; none: answer with the echo handler.",
-                           default: "none", allowed: "IPv4 HOST:PORT[,HOST:PORT...]", valueName: "servers"))
+                           default: "none", allowed: "IPv4 [tls://]HOST:PORT[,...]", valueName: "servers"))
     var upstream: String?
+
+    @Option(help: .setting("upstream_ca", "Links to tls:// upstreams: CA file the server's certificate must chain to; "
+                           + "its address must be in the certificate.", default: "the system's store",
+                           allowed: "a PEM file", valueName: "path"))
+    var upstreamCa: String?
+
+    @Option(help: .setting("upstream_cert", "Links to tls:// upstreams: this node's certificate, for an upstream that "
+                           + "requires one (--tls-client-ca there).", default: "none", allowed: "a PEM file",
+                           valueName: "path"))
+    var upstreamCert: String?
+
+    @Option(help: .setting("upstream_key", "The private key of --upstream-cert.", default: "none",
+                           allowed: "a PEM file", valueName: "path"))
+    var upstreamKey: String?
 
     @Option(help: .setting("upstream_links", "Links to each upstream server."))
     var upstreamLinks: String?
@@ -161,6 +188,29 @@ public struct GatewayCommand: ParsableCommand {
                            "Bytes buffers may hold; past it clients are not read until three quarters drain. 0: off."))
     var maxBufferedBytes: String?
 
+    @Option(help: .setting("tls_cert", "Certificate chain (PEM) for tls:// listeners, repeatable: the first is the "
+                           + "default, SNI picks another whose names match. Re-read on reload.", default: "none",
+                           allowed: "PEM files, one per --tls-key", valueName: "path"))
+    var tlsCert: [String] = []
+
+    @Option(help: .setting("tls_key", "Private key (PEM) of the --tls-cert in the same position.", default: "none",
+                           allowed: "PEM files, one per --tls-cert", valueName: "path"))
+    var tlsKey: [String] = []
+
+    @Option(help: .setting("tls_client_ca", "Require client certificates signed by these CAs (mTLS).",
+                           default: "none", allowed: "a PEM file", valueName: "path"))
+    var tlsClientCa: String?
+
+    @Option(help: .setting("tls_alpn", "ALPN protocols offered on tls:// listeners, most preferred first.",
+                           default: "none", allowed: "names, comma-separated", valueName: "protocols"))
+    var tlsAlpn: String?
+
+    @Option(help: .setting("tls_handshake_timeout", "Seconds a TLS handshake may take before the connection is closed."))
+    var tlsHandshakeTimeout: String?
+
+    @Option(help: .setting("tls_max_handshakes", "TLS handshakes in progress at once; past it new ones are refused."))
+    var tlsMaxHandshakes: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -221,7 +271,13 @@ public struct GatewayCommand: ParsableCommand {
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
             "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
-            "workers": workers,
+            "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
+            "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
+            "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
+            "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
+            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
+            "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
+            "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]
         return values.compactMapValues { $0 }
     }

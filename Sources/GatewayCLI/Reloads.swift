@@ -8,7 +8,8 @@ import Synchronization
 /// their running value. A bad file changes nothing and is logged with its key and what it allows.
 final class Reloads: Sendable {
     /// The keys applied live: the engine's (Gateway.liveKeys) and the front end's.
-    static let liveKeys = Set(Gateway.liveKeys + ["log_level", "stats_interval"])
+    static let liveKeys = Set(Gateway.liveKeys + ["log_level", "stats_interval", "tls_cert", "tls_key", "tls_client_ca",
+                                                  "tls_alpn", "upstream_ca", "upstream_cert", "upstream_key"])
 
     private let gateway: Gateway
     private let logger: Logger
@@ -85,6 +86,15 @@ extension Settings {
         values["admin_public"] = "\(adminPublic)"
         values["control_socket"] = controlSocket ?? "none"
         values["workers"] = "\(workers)"
+        values["tls_cert"] = config.tls.pairs.map(\.certificate).joined(separator: ",")
+        values["tls_key"] = config.tls.pairs.map(\.key).joined(separator: ",")
+        values["tls_client_ca"] = config.tls.clientCA ?? "none"
+        values["tls_alpn"] = config.tls.alpn.joined(separator: ",")
+        values["upstream_ca"] = config.upstreamCA ?? "system store"
+        values["upstream_cert"] = config.upstreamCert ?? "none"
+        values["upstream_key"] = config.upstreamKey ?? "none"
+        values["ws_origin"] = config.webSocketOrigins.isEmpty ? "none" : config.webSocketOrigins.joined(separator: ",")
+        values["ws_any_origin"] = "\(config.webSocketAnyOrigin)"
         return values
     }
 
@@ -96,6 +106,10 @@ extension Settings {
         config.allow = new.config.allow
         config.deny = new.config.deny
         config.pushOverflow = new.config.pushOverflow
+        // Certificate files are read again on every reload, changed or not (rotation in place).
+        config.tls = new.config.tls
+        (config.upstreamCA, config.upstreamCert, config.upstreamKey) =
+            (new.config.upstreamCA, new.config.upstreamCert, new.config.upstreamKey)
         if config.upstream.isEmpty == new.config.upstream.isEmpty { config.upstream = new.config.upstream }
         statsInterval = new.statsInterval
         logLevel = new.logLevel

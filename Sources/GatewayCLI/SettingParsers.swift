@@ -26,15 +26,31 @@ enum SettingParsers {
 }
 
 extension SettingParsers {
-    static let upstreamAllowed = "IPv4 HOST:PORT[,HOST:PORT...] with ports 1...65535"
+    static let upstreamAllowed = "IPv4 [tls://]HOST:PORT[,[tls://]HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, e.g. 127.0.0.1:7000,[::1]:7000"
+    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT or ws://ADDR:PORT/PATH, "
+        + "e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,ws://127.0.0.1:8080/gw"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
         var addresses: [GatewayConfig.ListenAddress] = []
         for item in items {
-            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+            for text in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !text.isEmpty {
+                // ws://ADDR:PORT/PATH: a WebSocket listener; the path is a plain URL path.
+                var part = text
+                var path: String? = nil
+                // tls://ADDR:PORT: a TLS listener (docs/TLS.md).
+                let tls = text.lowercased().hasPrefix("tls://")
+                if tls { part = String(text.dropFirst(6)) }
+                if text.hasPrefix("ws://") {
+                    let rest = text.dropFirst(5)
+                    guard let slash = rest.firstIndex(of: "/"),
+                          rest[slash...].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3F && $0 != 0x23 }) else {
+                        throw ConfigError(key: key, value: text, allowed: listenAllowed)
+                    }
+                    part = String(rest[..<slash])
+                    path = String(rest[slash...])
+                }
                 guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                       (0...65535).contains(port) else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
@@ -45,10 +61,34 @@ extension SettingParsers {
                       (network.family == 6) == part.hasPrefix("[") else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls))
             }
         }
         return addresses
+    }
+
+    static let originAllowed = "origins as browsers send them: scheme://host[:port] (no path), or null"
+
+    /// WebSocket `Origin` values for ws_origin: "https://example.com", "http://localhost:8080", "null".
+    static func origins(_ items: [String]) throws(ConfigError) -> [String] {
+        var origins: [String] = []
+        for item in items {
+            for part in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !part.isEmpty {
+                let valid: Bool
+                if part == "null" {
+                    valid = true
+                } else if let scheme = part.range(of: "://") {
+                    let host = part[scheme.upperBound...]
+                    valid = !part[..<scheme.lowerBound].isEmpty && !host.isEmpty
+                        && part.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } && !host.contains("/")
+                } else {
+                    valid = false
+                }
+                guard valid else { throw ConfigError(key: "ws_origin", value: part, allowed: originAllowed) }
+                origins.append(part)
+            }
+        }
+        return origins
     }
 
     /// true/false (also on/off, yes/no, 1/0) for `key`.
@@ -79,17 +119,19 @@ extension SettingParsers {
     static func upstream(_ items: [String]) throws(ConfigError) -> [GatewayConfig.Upstream] {
         let parts = items.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }
         var servers: [GatewayConfig.Upstream] = []
-        for part in parts where !part.isEmpty {
+        for whole in parts where !whole.isEmpty {
+            let tls = whole.lowercased().hasPrefix("tls://")
+            let part = tls ? String(whole.dropFirst(6)) : whole
             guard let colon = part.lastIndex(of: ":"), let port = Int(part[part.index(after: colon)...]),
                   (1...65535).contains(port) else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
             let host = String(part[..<colon])
             var address = in_addr()
             guard !host.utf8.contains(0), inet_pton(AF_INET, host, &address) == 1 else {
-                throw ConfigError(key: "upstream", value: part, allowed: upstreamAllowed)
+                throw ConfigError(key: "upstream", value: whole, allowed: upstreamAllowed)
             }
-            servers.append(GatewayConfig.Upstream(host: host, port: port))
+            servers.append(GatewayConfig.Upstream(host: host, port: port, tls: tls))
         }
         return servers
     }

@@ -65,6 +65,15 @@ extension Settings {
         } else if let items = reader.stringArray(forKey: ConfigKey(["listen"])) {
             settings.config.listen = try SettingParsers.listen(items)
         }
+        if let origins = text("ws_origin") {
+            settings.config.webSocketOrigins = try SettingParsers.origins([origins])
+        } else if let items = reader.stringArray(forKey: ConfigKey(["ws_origin"])) {
+            settings.config.webSocketOrigins = try SettingParsers.origins(items)
+        }
+        if let any = text("ws_any_origin") {
+            settings.config.webSocketAnyOrigin = try SettingParsers.bool(any, key: "ws_any_origin")
+        }
+        try resolveTLS(&settings, text: text, list: { key in reader.stringArray(forKey: ConfigKey([key])) })
         if let proxy = text("proxy_protocol") {
             settings.config.proxyProtocol = try SettingParsers.bool(proxy, key: "proxy_protocol")
         }
@@ -78,7 +87,7 @@ extension Settings {
         if let format = text("log_format") { settings.logFormat = try LogFormat(parsing: format) }
         if let admin = text("admin") {
             let addresses = try SettingParsers.listen([admin], key: "admin")
-            guard addresses.count == 1 else {
+            guard addresses.count == 1, addresses[0].webSocketPath == nil else {
                 throw ConfigError(key: "admin", value: admin, allowed: "one ADDR:PORT, e.g. 127.0.0.1:9900")
             }
             settings.admin = addresses[0]
@@ -101,6 +110,36 @@ extension Settings {
             settings.workers = try SettingParsers.int(count, key: "workers", range: workersRange)
         }
         try settings.config.validate()
+        // The certificate files are read now, so that a bad one stops start-up (or a reload) by name.
+        try Gateway.checkTLS(settings.config)
         return settings
+    }
+
+    /// tls_cert and tls_key (pairs, in order), tls_client_ca, tls_alpn and the links' upstream_ca,
+    /// upstream_cert, upstream_key: text (comma-separated) or YAML lists.
+    private static func resolveTLS(_ settings: inout Settings, text: (String) -> String?,
+                                   list: (String) -> [String]?) throws(ConfigError) {
+        func items(_ key: String) -> [String] {
+            let raw = text(key).map { [$0] } ?? list(key) ?? []
+            return raw.flatMap { $0.split(separator: ",") }.map { String($0).trimmingWhitespace }.filter { !$0.isEmpty }
+        }
+        let certificates = items("tls_cert"), keys = items("tls_key")
+        guard certificates.count == keys.count else {
+            throw ConfigError(key: "tls_key", value: "\(keys.count) keys for \(certificates.count) certificates",
+                              allowed: "one --tls-key per --tls-cert, in the same order")
+        }
+        settings.config.tls.pairs = zip(certificates, keys).map { TLSSettings.Pair(certificate: $0, key: $1) }
+        settings.config.tls.alpn = items("tls_alpn")
+        if let long = settings.config.tls.alpn.first(where: { $0.utf8.count > 255 }) {
+            throw ConfigError(key: "tls_alpn", value: long, allowed: "protocol names of 1...255 bytes")
+        }
+        for (key, path) in [("tls_client_ca", \GatewayConfig.tls.clientCA), ("upstream_ca", \.upstreamCA),
+                            ("upstream_cert", \.upstreamCert), ("upstream_key", \.upstreamKey)] {
+            guard let value = text(key) else { continue }
+            guard !value.trimmingWhitespace.isEmpty else {
+                throw ConfigError(key: key, value: value, allowed: "a PEM file")
+            }
+            settings.config[keyPath: path] = value.trimmingWhitespace
+        }
     }
 }

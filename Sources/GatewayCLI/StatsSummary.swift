@@ -47,6 +47,11 @@ public enum StatsSummary {
             }
             if !counted.isEmpty { line += ", push " + counted.joined(separator: " ") }
         }
+        if new.tlsHandshakes > 0 || new.tlsHandshaking > 0 {
+            let takes = new.tlsLockTakes - old.tlsLockTakes, waits = new.tlsLockWaits - old.tlsLockWaits
+            line += ", tls handshakes/s \(Int(rate(\.tlsHandshakes).rounded())) resumed \(new.tlsResumed - old.tlsResumed)"
+                + " in progress \(new.tlsHandshaking), lock waits \(waits) of \(takes)"
+        }
         return line
     }
 

@@ -23,6 +23,11 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// or by Receive once a PROXY header names the client.
     let rules: ManagedAtomic<AddressRules>
     let limits: SharedAddressLimits
+    /// WebSocket listeners' transport (docs/WEBSOCKET.md); nil when no listener speaks WebSocket.
+    private(set) var webSocket: WebSocketTransport?
+    /// TLS listeners' transport (docs/TLS.md), and links' to tls:// upstreams; nil when none.
+    let tls: TLSTransport?
+    let tlsLinks: TLSTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -51,13 +56,16 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// the stages, read only after.
     private var failureText: String?
 
-    init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws(SocketError) {
+    init(config: GatewayConfig, handler: GatewayHandler, logger: Logger) throws {
         self.config = config
         self.handler = handler
         self.logger = logger
         live = PublishedSettings(LiveSettings(config))
         let table = ConnectionTable(capacity: config.maxConnections, ringCapacity: config.ringCapacity)
         self.table = table
+        tls = config.servesTLS ? try TLSTransport(config: config, table: table, counters: counters, logger: logger) : nil
+        tlsLinks = config.linksUseTLS
+            ? try TLSTransport(config: config, table: table, counters: counters, logger: logger, client: true) : nil
         inboxCapacity = 2 * config.maxConnections + 1024
         rules = ManagedAtomic(AddressRules(allow: config.allow, deny: config.deny))
         limits = SharedAddressLimits(AddressLimits(maxPerAddress: config.maxConnsPerIP,
@@ -76,6 +84,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
         stages = [r.input, d.input, s.input]
+        if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
+            webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
+        }
     }
 
     deinit {
@@ -115,6 +126,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// A reload (any thread): the live keys of `config` (LiveSettings.keys) take effect at each
     /// thread's next tick; the lists and per-address limits at the next accept.
     func reconfigure(_ config: GatewayConfig) throws(ConfigError) {
+        // Certificates first: a bad one refuses the whole reload, and the running contexts stay.
+        if let tls { try tls.reload(config) }
+        if let tlsLinks { try tlsLinks.reload(config) }
         try live.publish { old throws(ConfigError) in try LiveSettings(config, after: old) }
         rules.store(AddressRules(allow: config.allow, deny: config.deny), ordering: .releasing)
         if limits.reconfigure(maxPerAddress: config.maxConnsPerIP, ratePerAddress: config.connRatePerIP,
@@ -122,6 +136,17 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             countOpenAddresses.store(true, ordering: .releasing)
         }
         for stage in stages { stage.doorbell.ring() }
+    }
+
+    /// The transport of a connection whose `transport` is not plain (Transport/Transport.swift).
+    @inline(__always)
+    func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
+        switch TransportKind(rawValue: s.pointee.transport) {
+        case .webSocket?: webSocket!
+        case .tls?: tls!
+        case .tlsClient?: tlsLinks!
+        case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
+        }
     }
 
     // MARK: closing, from any thread
@@ -186,6 +211,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let assembly = s.pointer(to: \.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
+        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
         close(s.pointee.fd)
         s.resetForReuse()
         table.release(index)

@@ -74,6 +74,15 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             for l in listeners { close(l.fd) }
             throw error
         }
+        // A WebSocket path and TLS are properties of the address configured; an adopted socket is matched by port.
+        let addresses = config.listenAddresses
+        for i in listeners.indices {
+            let configured = addresses.first { $0.port == listeners[i].port && $0.port != 0 }
+                ?? (i < addresses.count ? addresses[i] : nil)
+            listeners[i].address.webSocketPath = configured?.webSocketPath
+            listeners[i].address.tls = configured?.tls ?? false
+        }
+        engine.webSocket?.listen(on: listeners.map(\.address))
         port = listeners[0].port
         ports = listeners.map(\.port)
         listenerDescriptors = listeners.map(\.fd)
@@ -93,8 +102,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
             OSThread(name: "gw-monitor") { monitor.run() },
         ]
-        let addresses = listeners.map(\.address.description).joined(separator: ", ")
-        engine.logger.debug("listening on \(addresses) with \(config.poller), up to \(config.maxConnections) connections")
+        let bound = listeners.map(\.address.description).joined(separator: ", ")
+        engine.logger.debug("listening on \(bound) with \(config.poller), up to \(config.maxConnections) connections")
     }
 
     /// Graceful stop: no new connections; replies already produced are sent;
@@ -136,6 +145,15 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         }
     }
 
+    /// Reads the TLS certificates, keys and CA files `config` names (for TLS listeners and links), as
+    /// start-up and a reload would; throws naming the key and the reason.
+    public static func checkTLS(_ config: GatewayConfig) throws(ConfigError) {
+        if config.servesTLS { _ = try TLSServerContext(config.tls) }
+        if config.linksUseTLS {
+            _ = try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+        }
+    }
+
     /// The keys `reconfigure` applies while running.
     public static var liveKeys: [String] { LiveSettings.keys }
 
@@ -158,6 +176,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         var s = engine.counters.snapshot(connectionsOpen: engine.table.inUse,
                                          pendingBytes: engine.pendingBytes.load(ordering: .relaxed),
                                          bufferedBytes: engine.pool.bytesInUse)
+        s.tlsHandshaking = UInt64((engine.tls?.handshaking ?? 0) + (engine.tlsLinks?.handshaking ?? 0))
         s.linksConfigured = UInt64(engine.live.current.linkTargets.count { $0 != nil })
         let table = engine.table
         // Read from outside the rings' two threads, a count can be taken mid-pop: past the capacity, it is.

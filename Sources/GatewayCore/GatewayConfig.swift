@@ -114,30 +114,64 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address.
+    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        public var webSocketPath: String?
+        /// A TLS listener (`tls://HOST:PORT`, docs/TLS.md).
+        public var tls: Bool
+        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false) {
             self.host = host
             self.port = port
+            self.webSocketPath = webSocketPath
+            self.tls = tls
         }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        public var description: String {
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            return webSocketPath.map { "ws://\(address)\($0)" } ?? (tls ? "tls://" : "") + address
+        }
     }
+
+    /// TLS listeners' certificates and options (docs/TLS.md).
+    public var tls = TLSSettings()
+    /// Seconds a TLS handshake may take; then the connection is closed (tls_handshake_timeout).
+    public var tlsHandshakeTimeout = 10
+    /// TLS handshakes in progress at once (each holds OpenSSL's handshake state); past it new ones are refused.
+    public var tlsMaxHandshakes = 10_000
+    /// Some listener speaks TLS.
+    public var servesTLS: Bool { listenAddresses.contains { $0.tls } }
+
+    /// `Origin` values WebSocket clients may come from (`--ws-origin`, repeatable); none when empty,
+    /// unless `webSocketAnyOrigin`. A request without `Origin` (not from a browser) is not checked.
+    public var webSocketOrigins: [String] = []
+    public var webSocketAnyOrigin = false
+    /// Seconds a WebSocket client has to complete its opening handshake.
+    public var webSocketHandshakeTimeout = 10
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
 
-    /// One upstream server's address.
+    /// One upstream server's address; links to a `tls` one (`tls://HOST:PORT`) speak TLS.
     public struct Upstream: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        public var tls: Bool
+        public init(host: String, port: Int, tls: Bool = false) {
             self.host = host
             self.port = port
+            self.tls = tls
         }
-        public var description: String { "\(host):\(port)" }
+        public var description: String { (tls ? "tls://" : "") + "\(host):\(port)" }
     }
+
+    /// Links over TLS: the CA file that must have signed the upstream's certificate (nil: the system's
+    /// store), and this node's certificate and key for an upstream that requires one (mTLS).
+    public var upstreamCA: String?
+    public var upstreamCert: String?
+    public var upstreamKey: String?
+    /// Some upstream server is reached over TLS.
+    public var linksUseTLS: Bool { upstream.contains { $0.tls } }
 
     /// The node id in effect: the configured one, or a hash of the listening address; for an
     /// instance other than 0, that hashed again with the instance.
@@ -180,6 +214,9 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
+        ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
+        ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
+        ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
         ]
     }
 
@@ -199,6 +236,14 @@ public struct GatewayConfig: Sendable, Equatable {
         }
         if role == .aggregation && upstream.isEmpty {
             throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")
+        }
+        if (upstreamCert == nil) != (upstreamKey == nil) {
+            throw ConfigError(key: upstreamCert == nil ? "upstream_cert" : "upstream_key", value: "none",
+                              allowed: "--upstream-cert and --upstream-key together")
+        }
+        if servesTLS && tls.pairs.isEmpty {
+            throw ConfigError(key: "tls_cert", value: "none",
+                              allowed: "a certificate and key (--tls-cert PATH --tls-key PATH) for tls:// listeners")
         }
         if host.isEmpty {
             throw ConfigError(key: "host", value: "", allowed: "an IPv4 address such as 127.0.0.1")

@@ -40,6 +40,23 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case flood
     /// On a `proxy_protocol` listener: no valid PROXY header within `proxy_timeout`.
     case proxyHeader
+    /// A WebSocket listener's client: its handshake was refused or did not finish in time, or it broke
+    /// the framing rules (docs/WEBSOCKET.md); the close frame carries the code.
+    case webSocket
+    /// On a TLS listener: the first bytes were not a TLS handshake (a plaintext frame, say).
+    case tlsPlaintext
+    /// The TLS handshake failed (a malformed ClientHello, no cipher in common) or was abandoned.
+    case tlsHandshake
+    /// The TLS client offered only versions below 1.2.
+    case tlsVersion
+    /// The peer's certificate was missing or not trusted (tls_client_ca, upstream_ca).
+    case tlsCertificate
+    /// The TLS handshake did not finish within `tls_handshake_timeout`.
+    case tlsHandshakeTimeout
+    /// `tls_max_handshakes` handshakes were already in progress.
+    case tlsMaxHandshakes
+    /// A TLS record failed after the handshake (bad MAC, unexpected message).
+    case tlsRecord
 
     /// Refused at accept, before the connection was served: the admin side counts these as refusals.
     public var isRefusal: Bool {
@@ -71,6 +88,14 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .acceptRate: "accept_rate"
         case .flood: "flood"
         case .proxyHeader: "proxy_header"
+        case .webSocket: "websocket"
+        case .tlsPlaintext: "tls_not_tls"
+        case .tlsHandshake: "tls_handshake"
+        case .tlsVersion: "tls_version"
+        case .tlsCertificate: "tls_certificate"
+        case .tlsHandshakeTimeout: "tls_handshake_timeout"
+        case .tlsMaxHandshakes: "tls_max_handshakes"
+        case .tlsRecord: "tls_record"
         }
     }
 }
@@ -127,6 +152,13 @@ public struct GatewayStats: Sendable, Equatable {
     public var sheddingSpells: UInt64 = 0
     /// *Please reconnect* frames sent by a hot restart's drain.
     public var reconnectNotices: UInt64 = 0
+    /// TLS: handshakes completed, of which resumed from a ticket; handshakes in progress (a level).
+    public var tlsHandshakes: UInt64 = 0
+    public var tlsResumed: UInt64 = 0
+    public var tlsHandshaking: UInt64 = 0
+    /// TLS: transport-lock acquisitions by Receive and Send, and how many found it held (contention).
+    public var tlsLockTakes: UInt64 = 0
+    public var tlsLockWaits: UInt64 = 0
     /// Outbound links configured (servers x links each); those not up are connecting or waiting to retry.
     public var linksConfigured: UInt64 = 0
     /// Frames queued on every connection's receive rings (for Deal) and send rings (for Send),

@@ -66,6 +66,12 @@ struct ConnectionSlot {
     /// A hot restart's drain: Monitor sets 1 when this client's *please reconnect* is due; Deal
     /// queues the frame and sets 2.
     var reconnectNotice: UInt8.AtomicRepresentation
+    /// A transport other than plain (Transport/Transport.swift): its lock, taken by Receive and Send
+    /// around their shared state; 1 once its opening (the WebSocket handshake) is done (Receive sets
+    /// it); 1 while it has output of its own for Send (a pong).
+    var transportLock: UInt8.AtomicRepresentation
+    var transportReady: UInt8.AtomicRepresentation
+    var transportOutput: UInt8.AtomicRepresentation
 
     // Set by Monitor at accept; read-only while the connection is open.
     var fd: Int32
@@ -74,6 +80,9 @@ struct ConnectionSlot {
     /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
     var kind: UInt8
     var linkPosition: UInt16
+    /// A `TransportKind`: what lies between the socket and the frames; and the listener that accepted it.
+    var transport: UInt8
+    var listenerIndex: UInt8
 
     // Receive's: a frame split across reads, being assembled.
     var assembly: FrameAssembly
@@ -88,6 +97,8 @@ struct ConnectionSlot {
     var receiveTimerGeneration: UInt32
     /// The receive timer now bounds a lingering close rather than idleness.
     var lingerTimed: Bool
+    /// The receive timer bounds the transport's opening (the WebSocket handshake).
+    var openingTimed: Bool
     var receiveTimer: TimerNode
 
     // Deal's.
@@ -156,10 +167,12 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice] {
+             \.reconnectNotice, \.transportLock, \.transportReady, \.transportOutput] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         pointee.kind = SlotKind.client.rawValue
+        pointee.transport = TransportKind.plain.rawValue
+        pointee.openingTimed = false
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false

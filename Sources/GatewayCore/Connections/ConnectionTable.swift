@@ -45,7 +45,12 @@ import Glibc
         (base + Int(i) &* stride).assumingMemoryBound(to: ConnectionSlot.self)
     }
 
+    /// The index of a slot of this table.
     @inline(__always)
+    func index(of s: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
+        UInt32((UnsafeMutableRawPointer(s) - base) / stride)
+    }
+
     func receiveRing(_ i: UInt32) -> FrameRing {
         let s = slot(i)
         let storage = (UnsafeMutableRawPointer(s) + ringOffset).assumingMemoryBound(to: FrameDescriptor.self)

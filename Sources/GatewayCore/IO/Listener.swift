@@ -6,7 +6,7 @@ import Glibc
 struct Listener {
     let fd: Int32
     let port: Int
-    let address: GatewayConfig.ListenAddress
+    var address: GatewayConfig.ListenAddress
 
     init(host: String, port: Int, backlog: Int) throws(SocketError) {
         let v6 = host.contains(":")

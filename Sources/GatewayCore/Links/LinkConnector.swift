@@ -18,7 +18,7 @@ final class LinkConnector {
 
     private unowned(unsafe) let engine: Engine
     /// Per link position (LiveSettings.linkTargets): where it connects, or nil once retired.
-    private var targets: [(address: sockaddr_in, name: String)?] = []
+    private var targets: [(address: sockaddr_in, name: String, tls: Bool)?] = []
     private var states: [State] = []
     private var backoff: [UInt64] = []
     /// Down was logged since the link last connected: retries stay quiet.
@@ -49,7 +49,7 @@ final class LinkConnector {
             guard inet_pton(AF_INET, upstream.host, &addr.sin_addr) == 1 else {
                 throw ConfigError(key: "upstream", value: "\(upstream)", allowed: "IPv4 HOST:PORT")
             }
-            targets.append((addr, "\(upstream)"))
+            targets.append((addr, "\(upstream)", upstream.tls))
             states.append(.waiting(until: 0))
             backoff.append(baseBackoff)
             reportedDown.append(false)
@@ -81,7 +81,8 @@ final class LinkConnector {
     }
 
     private func connect(_ position: Int, now: UInt64) {
-        guard var address = targets[position]?.address else { return }
+        guard let target = targets[position] else { return }
+        var address = target.address
         guard let index = engine.table.allocate() else {
             retry(position, now: now, why: "no free slot (max_connections)")
             return
@@ -103,6 +104,8 @@ final class LinkConnector {
         s.pointee.peer = PeerAddress(ipv4: address.sin_addr.s_addr, port: UInt16(bigEndian: address.sin_port))
         s.pointee.kind = SlotKind.uplink.rawValue
         s.pointee.linkPosition = UInt16(position)
+        // Receive runs the TLS handshake once connected (the client speaks first); Send waits for it.
+        s.pointee.transport = target.tls ? TransportKind.tlsClient.rawValue : TransportKind.plain.rawValue
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.atomic(\.state).store(SlotState.connecting.rawValue, ordering: .releasing)
         states[position] = .connecting(id)
@@ -132,18 +135,21 @@ final class LinkConnector {
         }
         let position = Int(s.pointee.linkPosition)
         states[position] = .open(id)
-        reportedDown[position] = false
         s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
         engine.logger.debug("\(name(position)): connected")
         return true
     }
 
     /// A connected link closed (Monitor detached it): reconnect after the back-off.
-    /// A link that reached `open` starts again from the shortest back-off.
+    /// A link that was open (over TLS: whose handshake finished) starts again from the shortest
+    /// back-off and is logged down again; one whose handshake failed backs off further, quietly.
     func closed(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, cause: CloseCause) {
         let position = Int(s.pointee.linkPosition)
         guard case .open = states[position] else { return }
-        backoff[position] = baseBackoff
+        if s.pointee.transport == TransportKind.plain.rawValue || s.transportIsReady {
+            backoff[position] = baseBackoff
+            reportedDown[position] = false
+        }
         retry(position, now: now, why: "closed (\(cause))")
     }
 

@@ -17,6 +17,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case shedding, sheddingSpells
         // Deal's: a hot restart's drain.
         case reconnectNotices
+        // Receive's: TLS handshakes and transport-lock use; Send's: its transport-lock use.
+        case tlsHandshakes, tlsResumed, tlsReceiveLocks, tlsReceiveWaits
+        case tlsSendLocks, tlsSendWaits
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -88,6 +91,10 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.shedding = load(.shedding) != 0
         s.sheddingSpells = load(.sheddingSpells)
         s.reconnectNotices = load(.reconnectNotices)
+        s.tlsHandshakes = load(.tlsHandshakes)
+        s.tlsResumed = load(.tlsResumed)
+        s.tlsLockTakes = load(.tlsReceiveLocks) &+ load(.tlsSendLocks)
+        s.tlsLockWaits = load(.tlsReceiveWaits) &+ load(.tlsSendWaits)
         for c in CloseCause.allCases {
             s.closes[c.rawValue] = atomic(Counters.closeBase + c.rawValue).load(ordering: .relaxed)
         }

@@ -192,11 +192,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 acceptPaused = true
                 return
             }
-            admit(fd, Listener.peer(addr))
+            admit(fd, Listener.peer(addr), listener: i)
         }
     }
 
-    private func admit(_ fd: Int32, _ peer: PeerAddress) {
+    private func admit(_ fd: Int32, _ peer: PeerAddress, listener: Int) {
         // Behind a balancer the address is the balancer's: the PROXY header's is checked by Receive.
         let proxied = engine.config.proxyProtocol
         if !proxied, let refusal = engine.refusal(of: peer) {
@@ -221,6 +221,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.fd = fd
         s.pointee.peer = peer
         s.pointee.awaitingProxy = proxied
+        s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
+        let address = listeners[listener].address
+        s.pointee.transport = (address.webSocketPath != nil ? TransportKind.webSocket
+            : address.tls ? .tls : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
@@ -274,6 +278,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
+        engine.tls?.tick(now: now)
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {

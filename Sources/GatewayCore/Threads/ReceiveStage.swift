@@ -76,6 +76,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if s.pointee.awaitingProxy {
             guard readProxyHeader(id, s) else { return }
         }
+        if s.pointee.transport != TransportKind.plain.rawValue, !s.transportIsReady {
+            guard openTransport(id, s) else { return }
+        }
         if live.idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
             s.pointee.lastReceiveTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
@@ -93,6 +96,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         var delivered = false
         defer { if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) } }
         let client = shedsClients && s.pointee.kind == SlotKind.client.rawValue
+        let plain = s.pointee.transport == TransportKind.plain.rawValue
         while true {
             if client, mustShed() {  // checked before every read: one connection's reads can be many
                 park(id, s)
@@ -106,7 +110,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             let block = currentBlock()
             let room = block.capacity - blockUsed
-            let n = read(fd, block.bytes + blockUsed, room)
+            let n = plain ? read(fd, block.bytes + blockUsed, room) : readTransport(id, s, block.bytes + blockUsed, room)
+            if n == Self.transportClosed { return }
+            if n == Self.transportControl {
+                s.pointee.lastReceiveTick = wheel.now  // a ping is a heartbeat
+                continue
+            }
             if n > 0 {
                 engine.counters.add(.bytesIn, UInt64(n))
                 bytesMoved &+= n
@@ -132,8 +141,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                     return
                 }
                 // A short read drained the socket (the next arrival raises a new event),
-                // unless the end of stream came in the same event: it raises none.
-                if n < room && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
+                // unless the end of stream came in the same event: it raises none. A transport
+                // knows whether its own read was short, and is read until it would block.
+                if n < room && plain && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
             } else if n == 0 {
                 // Deal, handed the connection on the way out, deals what is left and lets Send close it.
                 delivered = engine.endInput(s, cause: .peer) || delivered
@@ -147,6 +157,61 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
         }
         poller.resumeReading(id.packed)
+    }
+
+    /// `readTransport`'s answers when it has requested the connection's close, and when only the
+    /// transport's own frames came (no frame bytes, but the peer is alive).
+    private static let transportClosed = Int.min
+    private static let transportControl = Int.min + 1
+
+    /// A transport's read, as read(2) answers: bytes, 0 at the end of stream, -1 with EAGAIN when it
+    /// would block; `transportClosed` once a failure has requested the close with its own cause.
+    private func readTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
+                               _ buffer: UnsafeMutableRawPointer, _ room: Int) -> Int {
+        switch engine.transport(of: s).read(id, s, into: buffer, count: room) {
+        case .bytes(let n): return n
+        case .end: return 0
+        case .control: return Self.transportControl
+        case .wouldBlock:
+            errno = EAGAIN
+            return -1
+        case .failed(let cause):
+            engine.requestClose(id, cause: cause)
+            return Self.transportClosed
+        }
+    }
+
+    /// A transport's opening (a WebSocket or TLS handshake), bounded by its deadline from the first turn
+    /// (after any PROXY header). True once frames may flow: the idle timer takes over, and Send, which
+    /// waited for it, is handed anything already queued.
+    private func openTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        let transport = engine.transport(of: s)
+        if !s.pointee.openingTimed || s.pointee.receiveTimerGeneration != id.generation {
+            s.pointee.openingTimed = true
+            s.pointee.frameStartTick = wheel.now
+            s.pointee.receiveTimerGeneration = id.generation
+            wheel.schedule(id.index, after: transport.openTicks)
+            publishTimers()
+        }
+        switch transport.open(id, s) {
+        case .ready:
+            s.pointee.openingTimed = false
+            s.pointee.lastReceiveTick = wheel.now
+            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
+            publishTimers()
+            if table.sendRing(id.index).count > 0 { engine.send.input.post(s, id) }
+            return true
+        case .pending:
+            poller.resumeReading(id.packed)
+            return false
+        case .retry:
+            wheel.schedule(id.index, after: 1)  // the timer posts this connection again
+            publishTimers()
+            return false
+        case .failed(let cause):
+            engine.requestClose(id, cause: cause)
+            return false
+        }
     }
 
     /// Reads the PROXY header a balancer sends first (peeking, so that nothing after it
@@ -301,6 +366,18 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 } else {
                     // poll: look at the header's bytes again now that more may have come.
                     wheel.schedule(index, after: min(live.proxyTicks - (now &- s.pointee.frameStartTick), 1))
+                    input.post(s, id)
+                }
+                return
+            }
+            if s.pointee.openingTimed {
+                let transport = engine.transport(of: s)
+                if now &- s.pointee.frameStartTick >= transport.openTicks {
+                    engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
+                    engine.requestClose(id, cause: transport.openTimeoutCause)
+                } else {
+                    // Look again (an opening that wanted room in the socket), then at the deadline.
+                    wheel.schedule(index, after: transport.openTicks - (now &- s.pointee.frameStartTick))
                     input.post(s, id)
                 }
                 return

@@ -41,7 +41,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         guard s.state == .open else { return }
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
-        if ring.count == 0 {
+        if ring.count == 0, s.atomic(\.transportOutput).load(ordering: .acquiring) == 0 {
             if s.flag(\.writeBlocked) {
                 s.atomic(\.writeBlocked).store(0, ordering: .sequentiallyConsistent)
                 wheel.cancel(id.index)
@@ -70,6 +70,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
         guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
                                                      ordering: .sequentiallyConsistent).exchanged else { return }
+        if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s, cause: cause) }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
     }
@@ -78,9 +79,15 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        let plain = s.pointee.transport == TransportKind.plain.rawValue
+        // Until its opening is done Receive alone has the transport; it posts here when done.
+        if !plain, !s.transportIsReady { return true }
         while true {
             let count = min(ring.count, iovMax)
-            if count == 0 { return true }
+            if count == 0 {
+                if !plain, s.flag(\.transportOutput) { return flushTransportOutput(id, s) }
+                return true
+            }
             var offset = Int(s.pointee.writeOffset)
             var total = 0
             for i in 0..<count {
@@ -89,7 +96,17 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 iov[i] = iovec(iov_base: d.start + skip, iov_len: Int(d.length) - skip)
                 total += Int(d.length) - skip
             }
-            let n = writev(s.pointee.fd, iov, Int32(count))
+            let n: Int
+            if plain {
+                n = writev(s.pointee.fd, iov, Int32(count))
+            } else {
+                switch engine.transport(of: s).write(s, iov, count: count) {
+                case .wrote(let taken): n = taken
+                case .failed(let cause):
+                    engine.requestClose(id, cause: cause)
+                    return false
+                }
+            }
             if n < 0 {
                 let e = gw_errno()
                 if e == EINTR { continue }
@@ -118,6 +135,18 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 markBlocked(id, s, progressed: n > 0)
                 return true
             }
+        }
+    }
+
+    /// The transport's own output (a pong) with no frames queued; false if the connection failed.
+    private func flushTransportOutput(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        switch engine.transport(of: s).write(s, iov, count: 0) {
+        case .wrote:
+            if s.flag(\.transportOutput) { markBlocked(id, s, progressed: false) }
+            return true
+        case .failed(let cause):
+            engine.requestClose(id, cause: cause)
+            return false
         }
     }
 

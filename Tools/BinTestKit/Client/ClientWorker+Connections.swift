@@ -1,5 +1,6 @@
 import Glibc
 import CLinux
+import CTLS
 
 /// Opening, closing and losing connections, and the messages that name each fault.
 extension ClientWorker {
@@ -39,10 +40,69 @@ extension ClientWorker {
             connectFailed(j, reason: ClientSocket.describe(error))
             return
         }
+        if let tlsContext {
+            guard let ssl = gw_tls_new(tlsContext, slots[j].fd, 0, settings.tlsSNI, settings.tlsCA == nil ? nil : settings.tlsSNI)
+            else {
+                connectFailed(j, reason: "TLS: \(String(cString: gw_tls_last_reason()))")
+                return
+            }
+            slots[j].tls = ssl
+            slots[j].handshaking = true
+            continueHandshake(j)
+            return
+        }
+        opened(j)
+    }
+
+    /// --tls: the handshake goes on at each event until done (then the connection opens) or failed.
+    func continueHandshake(_ j: Int) {
+        switch gw_tls_handshake(slots[j].tls) {
+        case GW_TLS_OK:
+            slots[j].handshaking = false
+            opened(j)
+        case GW_TLS_WANT_READ, GW_TLS_WANT_WRITE:
+            return
+        case let status:
+            connectFailed(j, reason: "TLS handshake: \(status) \(String(cString: gw_tls_last_reason()))")
+        }
+    }
+
+    private func opened(_ j: Int) {
+        if usesWebSocket { return startUpgrade(j) }
         slots[j].phase = .open
         slots[j].writable = true
         open += 1
         onOpen(j, now: MonotonicTime.now())
+    }
+
+    /// read(2), or with --tls the decrypted bytes, with read(2)'s answers: -1 and errno EAGAIN when none yet.
+    func readBytes(_ j: Int, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+        guard let ssl = slots[j].tls else { return read(slots[j].fd, buffer, count) }
+        var status = GW_TLS_OK
+        let n = gw_tls_read(ssl, buffer, count, &status)
+        if n > 0 { return n }
+        switch status {
+        case GW_TLS_WANT_READ, GW_TLS_WANT_WRITE: errno = EAGAIN
+        case GW_TLS_CLOSED: return 0
+        case GW_TLS_RESET: errno = ECONNRESET
+        default: errno = EPROTO
+        }
+        return -1
+    }
+
+    /// send(2), or with --tls the bytes encrypted (a retry after EAGAIN starts with the same bytes:
+    /// the requests are regenerated from the same position), with send(2)'s answers.
+    func sendBytes(_ j: Int, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+        guard let ssl = slots[j].tls else { return send(slots[j].fd, buffer, count, Int32(MSG_NOSIGNAL)) }
+        var status = GW_TLS_OK
+        let n = gw_tls_write(ssl, buffer, count, &status)
+        if n > 0 { return n }
+        switch status {
+        case GW_TLS_WANT_READ, GW_TLS_WANT_WRITE: errno = EAGAIN
+        case GW_TLS_CLOSED, GW_TLS_RESET: errno = EPIPE
+        default: errno = EPROTO
+        }
+        return -1
     }
 
     func connectFailed(_ j: Int, reason: String) {
@@ -125,6 +185,9 @@ extension ClientWorker {
         }
         live -= 1
         if settings.mode == .push && !slots[j].loggedIn { loginsPending -= 1 }
+        if let ssl = slots[j].tls { gw_tls_free(ssl) }
+        slots[j].tls = nil
+        slots[j].handshaking = false
         Glibc.close(slots[j].fd)
         slots[j].fd = -1
         slots[j].phase = .finished
@@ -135,5 +198,6 @@ extension ClientWorker {
         slots[j].writeOffset = 0
         slots[j].expectSeq = slots[j].nextSeq
         slots[j].replyOffset = 0
+        if usesWebSocket { resetWebSocket(j) }
     }
 }

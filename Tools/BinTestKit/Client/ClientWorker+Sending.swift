@@ -58,11 +58,12 @@ extension ClientWorker {
     /// Writes issued requests, regenerated into one buffer per send() call, until the
     /// socket is full (then EPOLLOUT resumes) or nothing is left.
     func flush(_ j: Int) {
+        if usesWebSocket { return flushWebSocket(j) }
         while slots[j].hasUnsent && slots[j].writable {
             let slot = slots[j]
             let count = pattern.fill(sendBuffer, capacity: Self.bufferSize, from: slot.writeSeq,
                                      offset: slot.writeOffset, until: slot.nextSeq, uid: slot.uid)
-            let sent = send(slot.fd, sendBuffer, count, Int32(MSG_NOSIGNAL))
+            let sent = sendBytes(j, sendBuffer, count)
             if sent >= 0 {
                 let total = slot.writeOffset + sent
                 slots[j].writeSeq &+= UInt32(total / pattern.frameSize)

@@ -1,5 +1,6 @@
 import Glibc
 import CLinux
+import CTLS
 import GatewayCore
 
 /// One client thread: a share of the connections, one epoll loop (edge-triggered,
@@ -45,6 +46,9 @@ final class ClientWorker: @unchecked Sendable {
     let receiveBuffer: UnsafeMutableRawPointer
     let epoll: Int32
     let waiter: EventWait
+    /// --tls: the client context every connection is made from (nil without --tls, or if it failed).
+    let tlsContext: OpaquePointer?
+    var tlsFailure: String?
 
     /// Slots connecting or open.
     var live = 0
@@ -60,6 +64,10 @@ final class ClientWorker: @unchecked Sendable {
 
     var idlePhase = IdlePhase.proving
     var holdEnd: UInt64 = 0
+
+    /// --transport ws: each slot's reader of the gateway's frames, and a message's unsent rest.
+    let webSocketReaders: UnsafeMutableBufferPointer<WebSocketReader>
+    var webSocketPending: [Int: [UInt8]] = [:]
 
     var pushPhase = PushPhase.loggingIn
     /// Push mode: connections neither logged in nor closed.
@@ -85,6 +93,8 @@ final class ClientWorker: @unchecked Sendable {
         for (k, index) in connections.enumerated() {
             (slots.baseAddress! + k).initialize(to: ConnectionSlot(index: index, budget: budgets[k]))
         }
+        webSocketReaders = .allocate(capacity: settings.transport == .ws ? connections.count : 0)
+        webSocketReaders.initialize(repeating: WebSocketReader(fromClient: false))
         var shift = 0
         while (1 << shift) < settings.inFlightCap { shift += 1 }
         ringShift = shift
@@ -95,16 +105,28 @@ final class ClientWorker: @unchecked Sendable {
         receiveBuffer = .allocate(byteCount: Self.bufferSize, alignment: 64)
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         waiter = EventWait(epoll: epoll)
+        if settings.tls {
+            var error = [CChar](repeating: 0, count: 512)
+            tlsContext = gw_tls_client_context(settings.tlsCA == nil ? 0 : 1, settings.tlsCA, nil, nil, &error,
+                                               error.count)
+            if tlsContext == nil {
+                tlsFailure = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        } else {
+            tlsContext = nil
+        }
     }
 
     deinit {
         slots.deallocate()
+        webSocketReaders.deallocate()
         stamps.deallocate()
         headers.deallocate()
         sendBuffer.deallocate()
         receiveBuffer.deallocate()
         pattern.deallocate()
         if epoll >= 0 { Glibc.close(epoll) }
+        if let tlsContext { gw_tls_context_free(tlsContext) }
     }
 
     func run() {
@@ -113,6 +135,9 @@ final class ClientWorker: @unchecked Sendable {
         if epoll < 0 {
             result.errors += 1
             result.note("epoll_create1 failed: \(ClientSocket.describe(errno))")
+        } else if let tlsFailure {
+            result.errors += 1
+            result.note("--tls: \(tlsFailure)")
         } else {
             let now = MonotonicTime.now()
             for j in slots.indices where slots[j].budget > 0 { openConnection(j, now: now) }
@@ -164,8 +189,15 @@ final class ClientWorker: @unchecked Sendable {
         guard slots[j].generation == generation, slots[j].fd >= 0 else { return }
         let flags = event.events
         if slots[j].phase == .connecting {
-            finishConnect(j)
-            guard slots[j].generation == generation else { return }
+            if slots[j].handshaking {
+                continueHandshake(j)
+            } else if slots[j].upgrading {
+                continueUpgrade(j)
+            } else {
+                finishConnect(j)
+            }
+            // Open once its TLS handshake and its WebSocket handshake (when it has them) are done.
+            guard slots[j].generation == generation, slots[j].phase != .connecting else { return }
         }
         let hangup = flags & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
         if hangup || flags & EPOLLIN.rawValue != 0 {

@@ -1,0 +1,407 @@
+#include "ctls.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <openssl/core_names.h>
+
+// MARK: errors
+
+static __thread char last_reason[200];
+
+const char *gw_tls_last_reason(void) { return last_reason; }
+
+/// Takes the thread's error queue into `last_reason` (emptying it, as the next call needs) and
+/// tells a refused version or certificate from any other protocol error.
+static gw_tls_status take_errors(gw_tls_status fallback) {
+    unsigned long e = ERR_peek_error();
+    gw_tls_status status = fallback;
+    if (e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL) {
+        switch (ERR_GET_REASON(e)) {
+        case SSL_R_UNSUPPORTED_PROTOCOL:
+        case SSL_R_VERSION_TOO_LOW:
+        case SSL_R_WRONG_SSL_VERSION:
+        case SSL_R_NO_PROTOCOLS_AVAILABLE:
+        case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+            status = GW_TLS_VERSION;
+            break;
+        case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+        case SSL_R_CERTIFICATE_VERIFY_FAILED:
+        case SSL_R_NO_CERTIFICATES_RETURNED:
+        case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+        case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+            status = GW_TLS_CERTIFICATE;
+            break;
+        default:
+            break;
+        }
+    }
+    if (e != 0) {
+        ERR_error_string_n(e, last_reason, sizeof last_reason);
+    } else {
+        snprintf(last_reason, sizeof last_reason, "%s", "no OpenSSL error recorded");
+    }
+    ERR_clear_error();
+    return status;
+}
+
+static gw_tls_status status_of(SSL *ssl, int result) {
+    switch (SSL_get_error(ssl, result)) {
+    case SSL_ERROR_WANT_READ: return GW_TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE: return GW_TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN: return GW_TLS_CLOSED;
+    case SSL_ERROR_SYSCALL: {
+        int e = errno;
+        take_errors(GW_TLS_IO);
+        if (e == 0) return GW_TLS_CLOSED;
+        if (e == ECONNRESET || e == EPIPE) return GW_TLS_RESET;
+        snprintf(last_reason, sizeof last_reason, "%s", strerror(e));
+        return GW_TLS_IO;
+    }
+    default:
+        return take_errors(GW_TLS_PROTOCOL);
+    }
+}
+
+static void describe(char *error, size_t error_len, const char *what, const char *path) {
+    unsigned long e = ERR_peek_last_error();
+    char reason[160] = "unknown reason";
+    if (e != 0) ERR_error_string_n(e, reason, sizeof reason);
+    snprintf(error, error_len, "%s %s: %s", what, path ? path : "", reason);
+    ERR_clear_error();
+}
+
+// MARK: session-ticket keys (process-wide: every context issues and accepts the same)
+
+struct ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+};
+
+static pthread_mutex_t ticket_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ticket_key ticket_keys[2];
+static int ticket_current = -1;
+
+static int fresh_key(struct ticket_key *k) {
+    return RAND_bytes(k->name, sizeof k->name) == 1 && RAND_bytes(k->aes, sizeof k->aes) == 1
+        && RAND_bytes(k->hmac, sizeof k->hmac) == 1;
+}
+
+void gw_tls_rotate_ticket_keys(void) {
+    struct ticket_key k;
+    if (!fresh_key(&k)) return;  // keep the old keys rather than issue under a weak one
+    pthread_mutex_lock(&ticket_lock);
+    if (ticket_current < 0) {
+        ticket_keys[0] = k;
+        ticket_keys[1] = k;
+        ticket_current = 0;
+    } else {
+        ticket_current ^= 1;
+        ticket_keys[ticket_current] = k;
+    }
+    pthread_mutex_unlock(&ticket_lock);
+    OPENSSL_cleanse(&k, sizeof k);
+}
+
+static int ticket_callback(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                           EVP_MAC_CTX *mac, int encrypt) {
+    (void)ssl;
+    struct ticket_key k;
+    int found = 1;
+    pthread_mutex_lock(&ticket_lock);
+    if (encrypt) {
+        k = ticket_keys[ticket_current];
+    } else if (memcmp(name, ticket_keys[ticket_current].name, 16) == 0) {
+        k = ticket_keys[ticket_current];
+    } else if (memcmp(name, ticket_keys[ticket_current ^ 1].name, 16) == 0) {
+        k = ticket_keys[ticket_current ^ 1];
+        found = 2;  // accepted, and renewed under the current key
+    } else {
+        found = 0;
+    }
+    pthread_mutex_unlock(&ticket_lock);
+    if (found == 0) return 0;  // unknown key: a full handshake
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof k.hmac);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    int ok;
+    if (encrypt) {
+        memcpy(name, k.name, 16);
+        ok = RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) == 1
+            && EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1
+            && EVP_MAC_CTX_set_params(mac, params) == 1;
+    } else {
+        ok = EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1
+            && EVP_MAC_CTX_set_params(mac, params) == 1;
+    }
+    OPENSSL_cleanse(&k, sizeof k);
+    return ok ? found : -1;
+}
+
+// MARK: server contexts
+
+/// What the default context carries for SNI and ALPN; freed with it (ex_data), so a handshake
+/// still running on a replaced context keeps it.
+struct server_extras {
+    int count;
+    SSL_CTX **alternates;          // pairs after the first, each holding one reference
+    unsigned char alpn[256];       // wire format: length-prefixed names
+    size_t alpn_len;
+};
+
+static int extras_index = -1;
+static pthread_once_t extras_once = PTHREAD_ONCE_INIT;
+
+static void free_extras(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    struct server_extras *x = ptr;
+    if (!x) return;
+    for (int i = 0; i < x->count; i++) SSL_CTX_free(x->alternates[i]);
+    OPENSSL_free(x->alternates);
+    OPENSSL_free(x);
+}
+
+static void init_once(void) {
+    extras_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_extras);
+    gw_tls_rotate_ticket_keys();
+}
+
+static int servername_callback(SSL *ssl, int *alert, void *arg) {
+    (void)alert;
+    struct server_extras *x = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !x) return SSL_TLSEXT_ERR_OK;
+    X509 *first = SSL_CTX_get0_certificate(SSL_get_SSL_CTX(ssl));
+    if (first && X509_check_host(first, name, strlen(name), 0, NULL) == 1) return SSL_TLSEXT_ERR_OK;
+    for (int i = 0; i < x->count; i++) {
+        X509 *cert = SSL_CTX_get0_certificate(x->alternates[i]);
+        if (cert && X509_check_host(cert, name, strlen(name), 0, NULL) == 1) {
+            SSL_set_SSL_CTX(ssl, x->alternates[i]);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;  // no match: the default pair answers
+}
+
+static int alpn_callback(SSL *ssl, const unsigned char **out, unsigned char *out_len, const unsigned char *in,
+                         unsigned int in_len, void *arg) {
+    (void)ssl;
+    struct server_extras *x = arg;
+    if (!x || x->alpn_len == 0) return SSL_TLSEXT_ERR_NOACK;
+    unsigned char *selected = NULL;
+    if (SSL_select_next_proto(&selected, out_len, x->alpn, (unsigned int)x->alpn_len, in, in_len)
+        != OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_ALERT_FATAL;  // RFC 7301: no_application_protocol
+    }
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void common_settings(SSL_CTX *ctx) {
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    // Idle connections give their record buffers back; writes are taken a record at a time and
+    // retried from wherever the caller's copy of the bytes is now.
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE
+                     | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // Whole socket reads rather than a 5-byte header then the record.
+    SSL_CTX_set_read_ahead(ctx, 1);
+}
+
+static SSL_CTX *server_pair(const char *cert, const char *key, const char *client_ca, char *error,
+                            size_t error_len) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        describe(error, error_len, "SSL_CTX_new", "");
+        return NULL;
+    }
+    common_settings(ctx);
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // tickets carry the sessions
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_callback);
+    static const unsigned char id[] = "accessgateway";
+    SSL_CTX_set_session_id_context(ctx, id, sizeof id - 1);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        describe(error, error_len, "certificate", cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        describe(error, error_len, "key", key);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        describe(error, error_len, "key does not match certificate", cert);
+        goto fail;
+    }
+    if (client_ca) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(client_ca);
+        if (!names || SSL_CTX_load_verify_locations(ctx, client_ca, NULL) != 1) {
+            if (names) sk_X509_NAME_pop_free(names, X509_NAME_free);
+            describe(error, error_len, "client CA", client_ca);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static int alpn_wire(const char *list, unsigned char *out, size_t capacity, size_t *out_len) {
+    size_t n = 0;
+    const char *p = list;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len > 255 || n + 1 + len > capacity) return 0;
+        out[n++] = (unsigned char)len;
+        memcpy(out + n, p, len);
+        n += len;
+        p += len + (comma ? 1 : 0);
+    }
+    *out_len = n;
+    return n > 0;
+}
+
+SSL_CTX *gw_tls_server_context(const char *const *certs, const char *const *keys, int pairs,
+                               const char *client_ca, const char *alpn, char *error, size_t error_len) {
+    pthread_once(&extras_once, init_once);
+    if (pairs < 1) {
+        snprintf(error, error_len, "no certificate and key given");
+        return NULL;
+    }
+    SSL_CTX *first = server_pair(certs[0], keys[0], client_ca, error, error_len);
+    if (!first) return NULL;
+    struct server_extras *x = OPENSSL_zalloc(sizeof *x);
+    if (!x || !(x->alternates = OPENSSL_zalloc(sizeof(SSL_CTX *) * (size_t)pairs))) {
+        OPENSSL_free(x);
+        SSL_CTX_free(first);
+        snprintf(error, error_len, "out of memory");
+        return NULL;
+    }
+    // From here the extras belong to `first` and go with it.
+    SSL_CTX_set_ex_data(first, extras_index, x);
+    for (int i = 1; i < pairs; i++) {
+        SSL_CTX *ctx = server_pair(certs[i], keys[i], client_ca, error, error_len);
+        if (!ctx) {
+            SSL_CTX_free(first);
+            return NULL;
+        }
+        x->alternates[x->count++] = ctx;
+    }
+    if (alpn && *alpn && !alpn_wire(alpn, x->alpn, sizeof x->alpn, &x->alpn_len)) {
+        snprintf(error, error_len, "ALPN list '%s': names of 1...255 bytes, 255 bytes in all", alpn);
+        SSL_CTX_free(first);
+        return NULL;
+    }
+    SSL_CTX_set_tlsext_servername_callback(first, servername_callback);
+    SSL_CTX_set_tlsext_servername_arg(first, x);
+    for (int i = -1; i < x->count; i++) {
+        SSL_CTX *ctx = i < 0 ? first : x->alternates[i];
+        if (x->alpn_len > 0) SSL_CTX_set_alpn_select_cb(ctx, alpn_callback, x);
+    }
+    return first;
+}
+
+SSL_CTX *gw_tls_client_context(int verify, const char *ca, const char *cert, const char *key,
+                               char *error, size_t error_len) {
+    pthread_once(&extras_once, init_once);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        describe(error, error_len, "SSL_CTX_new", "");
+        return NULL;
+    }
+    common_settings(ctx);
+    if (verify) {
+        int loaded = ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+        if (loaded != 1) {
+            describe(error, error_len, "CA", ca ? ca : "(system store)");
+            goto fail;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    if (cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        describe(error, error_len, "certificate", cert);
+        goto fail;
+    }
+    if (key && (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)) {
+        describe(error, error_len, "key", key);
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void gw_tls_context_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
+
+// MARK: connections
+
+SSL *gw_tls_new(SSL_CTX *ctx, int fd, int server, const char *server_name, const char *verify_name) {
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl) {
+        take_errors(GW_TLS_PROTOCOL);
+        return NULL;
+    }
+    if (SSL_set_fd(ssl, fd) != 1) {
+        take_errors(GW_TLS_PROTOCOL);
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (server) {
+        SSL_set_accept_state(ssl);
+        return ssl;
+    }
+    SSL_set_connect_state(ssl);
+    if (server_name && *server_name) SSL_set_tlsext_host_name(ssl, server_name);
+    if (verify_name && *verify_name) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, verify_name) != 1) SSL_set1_host(ssl, verify_name);
+        ERR_clear_error();
+    }
+    return ssl;
+}
+
+void gw_tls_free(SSL *ssl) { SSL_free(ssl); }
+
+gw_tls_status gw_tls_handshake(SSL *ssl) {
+    int rc = SSL_do_handshake(ssl);
+    return rc == 1 ? GW_TLS_OK : status_of(ssl, rc);
+}
+
+long gw_tls_read(SSL *ssl, void *buffer, size_t length, gw_tls_status *status) {
+    size_t n = 0;
+    int rc = SSL_read_ex(ssl, buffer, length, &n);
+    if (rc == 1) return (long)n;
+    *status = status_of(ssl, rc);
+    return -1;
+}
+
+long gw_tls_write(SSL *ssl, const void *buffer, size_t length, gw_tls_status *status) {
+    size_t n = 0;
+    int rc = SSL_write_ex(ssl, buffer, length, &n);
+    if (rc == 1) return (long)n;
+    *status = status_of(ssl, rc);
+    return -1;
+}
+
+void gw_tls_close_notify(SSL *ssl) {
+    if (SSL_is_init_finished(ssl) && SSL_shutdown(ssl) < 0) ERR_clear_error();
+}
+
+int gw_tls_resumed(SSL *ssl) { return SSL_session_reused(ssl); }
+
+const char *gw_tls_version(SSL *ssl) { return SSL_get_version(ssl); }

@@ -1,0 +1,79 @@
+// OpenSSL 3 glue for the gateway's TLS transport: contexts (certificates, SNI, ALPN, client CAs,
+// session-ticket keys) and per-connection calls whose results are one small enum instead of
+// SSL_get_error plus the thread's error queue.
+#ifndef GATEWAY_CTLS_H
+#define GATEWAY_CTLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+/// What a TLS call came to, when it did not move bytes.
+typedef enum {
+    GW_TLS_OK = 0,
+    /// Needs more bytes: the socket had none left (it returned EAGAIN).
+    GW_TLS_WANT_READ,
+    /// The socket's send buffer is full.
+    GW_TLS_WANT_WRITE,
+    /// The peer closed (close_notify, or end of stream).
+    GW_TLS_CLOSED,
+    /// The peer reset the connection.
+    GW_TLS_RESET,
+    /// Another socket error.
+    GW_TLS_IO,
+    /// Bytes that are not TLS, or break it (a malformed ClientHello, a bad record, no shared cipher).
+    GW_TLS_PROTOCOL,
+    /// A protocol version below TLS 1.2 (or none in common).
+    GW_TLS_VERSION,
+    /// The peer's certificate was missing or failed verification.
+    GW_TLS_CERTIFICATE,
+} gw_tls_status;
+
+/// A server context from `pairs` certificate chain / private key PEM files: the first pair is the
+/// default, SNI picks another whose certificate names match. TLS 1.2 and 1.3 only, no
+/// renegotiation, stateless session tickets under the process's rotating keys, no session cache.
+/// `client_ca` (or NULL) requires and verifies client certificates; `alpn` (or NULL) is a
+/// comma-separated protocol list. NULL on failure, with the reason in `error`.
+SSL_CTX *gw_tls_server_context(const char *const *certs, const char *const *keys, int pairs,
+                               const char *client_ca, const char *alpn, char *error, size_t error_len);
+
+/// A client context: verifies the server against `ca` (a PEM file) when `verify`, else against the
+/// system's store; `verify` 0 checks nothing (load tool only). `cert`/`key` (or NULL) for mTLS.
+SSL_CTX *gw_tls_client_context(int verify, const char *ca, const char *cert, const char *key,
+                               char *error, size_t error_len);
+
+void gw_tls_context_free(SSL_CTX *ctx);
+
+/// One connection on `fd` (non-blocking; the caller keeps owning readiness and the descriptor).
+/// A client sends `server_name` as SNI (may be NULL) and, when verifying, checks the certificate
+/// against `verify_name` (a host name or IP address; may be NULL). NULL when out of memory.
+SSL *gw_tls_new(SSL_CTX *ctx, int fd, int server, const char *server_name, const char *verify_name);
+
+void gw_tls_free(SSL *ssl);
+
+/// Advances the handshake: GW_TLS_OK once it is complete.
+gw_tls_status gw_tls_handshake(SSL *ssl);
+
+/// Decrypted bytes into `buffer` (> 0), or -1 with `*status` saying why none.
+long gw_tls_read(SSL *ssl, void *buffer, size_t length, gw_tls_status *status);
+
+/// Encrypts and sends up to `length` bytes: how many were taken (> 0), or -1 with `*status`. After
+/// GW_TLS_WANT_WRITE the next call must begin with the same bytes (it may pass more).
+long gw_tls_write(SSL *ssl, const void *buffer, size_t length, gw_tls_status *status);
+
+/// Sends close_notify if the socket takes it; never waits for the peer's.
+void gw_tls_close_notify(SSL *ssl);
+
+/// 1 if the session was resumed from a ticket.
+int gw_tls_resumed(SSL *ssl);
+
+/// The protocol version negotiated, e.g. "TLSv1.3".
+const char *gw_tls_version(SSL *ssl);
+
+/// The reason for the calling thread's last failure, for a log line.
+const char *gw_tls_last_reason(void);
+
+/// Replaces the older of the two session-ticket keys by a fresh random one, which then issues
+/// tickets; tickets under the other key are still accepted (and renewed) until the next rotation.
+void gw_tls_rotate_ticket_keys(void);
+
+#endif

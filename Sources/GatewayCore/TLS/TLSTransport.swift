@@ -1,0 +1,241 @@
+import Atomics
+import CLinux
+import CTLS
+import Glibc
+import Logging
+
+/// TLS on accepted connections (docs/TLS.md). OpenSSL works on the socket itself (SSL_set_fd,
+/// read-ahead): Receive's reads become SSL_read into the read block, Send's writev becomes
+/// SSL_write of one record's worth gathered from the send ring, and the engine keeps owning
+/// readiness, so an SSL call that wants the socket returns at once, as a read or write that
+/// would block does. The handshake runs on Receive: the client speaks first, its bytes arrive
+/// as readability, and Receive already owns the per-connection deadline it needs.
+///
+/// An SSL object is never used by two threads at once: before the handshake only Receive has
+/// it; after, Receive (reading) and Send (writing) take the slot's transport lock around each
+/// call, and count how often they found it held.
+final class TLSTransport: Transport, @unchecked Sendable {  // shared state: atomics; `scratch` is Send's
+    private let context: ManagedAtomic<TLSServerContext>
+    /// Each slot's SSL object, by slot index (reserved, touched only when used): made by Receive before
+    /// `transportReady`, then shared under the slot's transport lock, freed at reclamation.
+    private let sessions: UnsafeMutablePointer<OpaquePointer?>
+    private let table: ConnectionTable
+    private let counters: Counters
+    private let logger: Logger
+    /// Handshakes begun and not finished, each holding OpenSSL's handshake state: Receive adds,
+    /// and subtracts at the end; the reclaiming thread subtracts for connections closed half way.
+    private let handshakes = ManagedAtomic<Int>(0)
+    private let maxHandshakes: Int
+    let openTicks: UInt64
+    /// Send's: plaintext gathered from the ring, one record (16 KiB) at a time.
+    private let scratch: UnsafeMutableRawPointer
+    private static let recordBytes = 16 << 10
+    /// Monitor's: when the session-ticket keys rotate next (monotonic ns).
+    private var nextRotation: UInt64
+    /// Tickets are issued under a key for this long and accepted for twice as long.
+    static let ticketKeyLifetime: UInt64 = 3600 * 1_000_000_000
+
+    /// Links: the client side, verifying the upstream's certificate names its address.
+    let client: Bool
+
+    init(config: GatewayConfig, table: ConnectionTable, counters: Counters, logger: Logger, client: Bool = false)
+        throws(ConfigError) {
+        self.client = client
+        self.table = table
+        context = ManagedAtomic(client
+            ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+            : try TLSServerContext(config.tls))
+        self.counters = counters
+        self.logger = logger
+        maxHandshakes = config.tlsMaxHandshakes
+        let tickMs = UInt64(config.tickMilliseconds)
+        openTicks = (UInt64(config.tlsHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
+        scratch = .allocate(byteCount: Self.recordBytes, alignment: 16)
+        nextRotation = MonotonicClock.nanoseconds() &+ Self.ticketKeyLifetime
+        sessions = VirtualMemory.reserve(OpaquePointer?.self, count: table.capacity)
+    }
+
+    deinit {
+        scratch.deallocate()
+        VirtualMemory.release(sessions, count: table.capacity)
+    }
+
+    var openTimeoutCause: CloseCause { .tlsHandshakeTimeout }
+
+    @inline(__always)
+    private func session(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<OpaquePointer?> {
+        sessions + Int(table.index(of: s))
+    }
+
+    /// Handshakes in progress (a level, for the stats).
+    var handshaking: Int { handshakes.load(ordering: .relaxed) }
+
+    /// A reload: certificates, keys and CAs read again; on any failure the running context stays.
+    func reload(_ config: GatewayConfig) throws(ConfigError) {
+        context.store(client
+            ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
+            : try TLSServerContext(config.tls), ordering: .releasing)
+    }
+
+    /// Monitor, each tick.
+    func tick(now: UInt64) {
+        guard now >= nextRotation else { return }
+        nextRotation = now &+ Self.ticketKeyLifetime
+        gw_tls_rotate_ticket_keys()
+    }
+
+    func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
+        let ssl: OpaquePointer
+        if let existing = session(s).pointee {
+            ssl = existing
+        } else {
+            switch begin(s) {
+            case .started(let created): ssl = created
+            case .notYet(let outcome): return outcome
+            }
+        }
+        switch gw_tls_handshake(ssl) {
+        case GW_TLS_OK:
+            handshakes.wrappingDecrement(ordering: .relaxed)
+            counters.add(.tlsHandshakes)
+            if gw_tls_resumed(ssl) != 0 { counters.add(.tlsResumed) }
+            s.atomic(\.transportReady).store(1, ordering: .releasing)
+            return .ready
+        case GW_TLS_WANT_READ:
+            return .pending
+        case GW_TLS_WANT_WRITE:
+            return .retry
+        case GW_TLS_CLOSED, GW_TLS_RESET:
+            logger.debug("closing \(s.pointee.peer): it left half way through the TLS handshake")
+            return .failed(.tlsHandshake)
+        case GW_TLS_IO:
+            return .failed(.ioError)
+        case let status:
+            let cause: CloseCause = status == GW_TLS_VERSION ? .tlsVersion
+                : status == GW_TLS_CERTIFICATE ? .tlsCertificate : .tlsHandshake
+            logger.debug("closing \(s.pointee.peer): TLS handshake failed (\(cause)): \(lastReason)")
+            return .failed(cause)
+        }
+    }
+
+    /// The first bytes: a TLS handshake record (0x16), or the connection is closed as not TLS. Only
+    /// then is OpenSSL's state allocated, so a silent connection costs nothing but its slot.
+    private enum Beginning {
+        case started(OpaquePointer)
+        case notYet(TransportOpening)
+    }
+
+    private func begin(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Beginning {
+        if client { return start(s, serverName: s.pointee.peer.host) }
+        var first: UInt8 = 0
+        let n = recv(s.pointee.fd, &first, 1, Int32(MSG_PEEK))
+        if n == 0 { return .notYet(.failed(.peer)) }  // connected and left without a word
+        if n < 0 {
+            let e = gw_errno()
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return .notYet(.pending) }
+            return .notYet(.failed(e == ECONNRESET ? .peer : .ioError))
+        }
+        guard first == 0x16 else {
+            logger.debug("closing \(s.pointee.peer): first byte \(first) on a TLS listener is not a handshake")
+            return .notYet(.failed(.tlsPlaintext))
+        }
+        guard handshakes.load(ordering: .relaxed) < maxHandshakes else {
+            logger.debug("closing \(s.pointee.peer): \(maxHandshakes) TLS handshakes already in progress")
+            return .notYet(.failed(.tlsMaxHandshakes))
+        }
+        return start(s, serverName: nil)
+    }
+
+    /// A client checks the server's certificate against `serverName` (a link's upstream address).
+    private func start(_ s: UnsafeMutablePointer<ConnectionSlot>, serverName: String?) -> Beginning {
+        let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.fd, client ? 0 : 1, nil, serverName)
+        guard let ssl else {
+            logger.error("closing \(s.pointee.peer): cannot start TLS: \(lastReason)")
+            return .notYet(.failed(.ioError))
+        }
+        handshakes.wrappingIncrement(ordering: .relaxed)
+        session(s).pointee = ssl
+        return .started(ssl)
+    }
+
+    func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
+              count: Int) -> TransportRead {
+        if s.lockTransport() { counters.add(.tlsReceiveWaits) }
+        counters.add(.tlsReceiveLocks)
+        var status = GW_TLS_OK
+        let n = gw_tls_read(session(s).pointee, buffer, count, &status)
+        s.unlockTransport()
+        if n > 0 { return .bytes(n) }
+        switch status {
+        case GW_TLS_WANT_READ, GW_TLS_WANT_WRITE: return .wouldBlock
+        case GW_TLS_CLOSED: return .end
+        case GW_TLS_RESET: return .failed(.peer)
+        case GW_TLS_IO: return .failed(.ioError)
+        default:
+            logger.debug("closing \(s.pointee.peer): TLS record error: \(lastReason)")
+            return .failed(.tlsRecord)
+        }
+    }
+
+    func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int) -> TransportWrite {
+        if s.lockTransport() { counters.add(.tlsSendWaits) }
+        counters.add(.tlsSendLocks)
+        defer { s.unlockTransport() }
+        let ssl = session(s).pointee
+        var taken = 0
+        var index = 0
+        var offset = 0
+        while index < count {
+            // Gather up to a record. After a write that wanted room, the ring still begins with the
+            // bytes it was given (they are popped only once taken) and holds at least as many.
+            var filled = 0
+            var (i, o) = (index, offset)
+            while i < count, filled < Self.recordBytes {
+                let chunk = min(iov[i].iov_len - o, Self.recordBytes - filled)
+                memcpy(scratch + filled, iov[i].iov_base + o, chunk)
+                filled += chunk
+                o += chunk
+                if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
+            }
+            var status = GW_TLS_OK
+            let n = gw_tls_write(ssl, scratch, filled, &status)
+            guard n > 0 else {
+                switch status {
+                case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ: return .wrote(taken)
+                case GW_TLS_CLOSED, GW_TLS_RESET: return .failed(.peer)
+                case GW_TLS_IO: return .failed(.ioError)
+                default:
+                    logger.debug("closing \(s.pointee.peer): TLS write failed: \(lastReason)")
+                    return .failed(.tlsRecord)
+                }
+            }
+            taken += n
+            var left = n
+            while left > 0 {
+                let step = min(iov[index].iov_len - offset, left)
+                left -= step
+                offset += step
+                if offset == iov[index].iov_len { (index, offset) = (index + 1, 0) }
+            }
+        }
+        return .wrote(taken)
+    }
+
+    func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
+        guard s.transportIsReady else { return }
+        if s.lockTransport() { counters.add(.tlsSendWaits) }
+        counters.add(.tlsSendLocks)
+        gw_tls_close_notify(session(s).pointee)
+        s.unlockTransport()
+    }
+
+    func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
+        let slot = sessions + Int(index)
+        guard let ssl = slot.pointee else { return }
+        if !s.transportIsReady { handshakes.wrappingDecrement(ordering: .relaxed) }
+        gw_tls_free(ssl)
+        slot.pointee = nil
+    }
+
+    private var lastReason: String { String(cString: gw_tls_last_reason()) }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import GatewayCLI
+import GatewayCore
+import Testing
+
+/// TLS settings (docs/TLS.md) from flags, the environment and the file: tls:// listeners, certificate
+/// and key pairs in order, and start-up refused by name when they do not fit or cannot be read.
+@Suite struct TLSSettingsTests {
+    static let hasOpenSSL = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
+
+    /// A self-signed certificate and key made now with openssl (no key is committed); its directory.
+    private func makeCertificate() throws -> String {
+        let directory = NSTemporaryDirectory() + "gateway-tls-settings-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                       "-subj", "/CN=localhost", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return directory
+    }
+
+    @Test(.enabled(if: hasOpenSSL)) func tlsListenersParseBesidePlainOnes() throws {
+        let d = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        let settings = try Settings.resolve(
+            flags: ["listen": "tls://127.0.0.1:7443,127.0.0.1:7000,tls://[::1]:7444",
+                    "tls_cert": "\(d)/cert.pem,\(d)/cert.pem", "tls_key": "\(d)/key.pem,\(d)/key.pem"],
+            environment: [:], configFile: nil)
+        #expect(settings.config.listen.map(\.tls) == [true, false, true])
+        #expect(settings.config.listen.map(\.description) == ["tls://127.0.0.1:7443", "127.0.0.1:7000", "tls://[::1]:7444"])
+        #expect(settings.config.tls.pairs.count == 2)
+        #expect(settings.config.tls.pairs.first == TLSSettings.Pair(certificate: "\(d)/cert.pem", key: "\(d)/key.pem"))
+        let mismatched = rejectionWith("tls_key", "\(d)/cert.pem", in: .flag,
+                                   extra: ["listen": "tls://127.0.0.1:7443", "tls_cert": "\(d)/cert.pem"])
+        #expect(mismatched?.key == "tls_cert", "a certificate given as the key: \(String(describing: mismatched))")
+    }
+
+    @Test(arguments: Layer.allCases) func pairsMustMatchInEveryLayer(_ layer: Layer) {
+        let error = rejection("tls_cert", "/a.pem", in: layer)
+        #expect(error?.key == "tls_key", "\(layer): \(String(describing: error))")
+    }
+
+    @Test func aTLSListenerNeedsACertificate() {
+        #expect(throws: ConfigError.self) {
+            try Settings.resolve(flags: ["listen": "tls://127.0.0.1:7443"], environment: [:], configFile: nil)
+        }
+        let error = rejection("listen", "tls://127.0.0.1:7443", in: .environment)
+        #expect(error?.key == "tls_cert")
+    }
+
+    @Test func anUnreadableCertificateStopsStartUpByName() {
+        let error = rejectionWith("listen", "tls://127.0.0.1:7443", in: .flag, extra: ["tls_cert": "/nonexistent/cert.pem",
+                                                                                  "tls_key": "/nonexistent/key.pem"])
+        #expect(error?.key == "tls_cert")
+        #expect(error?.allowed.contains("/nonexistent/cert.pem") == true, "\(String(describing: error))")
+    }
+
+    @Test func badListenAddressesNameTheKey() {
+        for bad in ["tls://", "tls://localhost:7443", "tls://127.0.0.1:70000", "tcp://127.0.0.1:7000"] {
+            #expect(rejection("listen", bad, in: .flag)?.key == "listen", "\(bad)")
+        }
+    }
+
+    private func rejectionWith(_ key: String, _ value: String, in layer: Layer, extra: [String: String]) -> ConfigError? {
+        do {
+            _ = try Settings.resolve(flags: extra.merging([key: value]) { $1 }, environment: [:], configFile: nil)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
