@@ -9,7 +9,7 @@ certificate, run side by side and alternating (A B A B ...), every reply checked
   idle      VmRSS per idle TLS connection (N connections, one echo each, held), against the same
             gateway's plain listener; HAProxy's (front + back side) beside it
 
-    perf/tls_ab.py [--reps 5] [--duration 3] [--idle 5000] [--sections load,pingpong,connrate,idle]
+    perf/tls_ab.py [--reps 5] [--duration 3] [--idle 3000] [--sections load,pingpong,connrate,idle]
 
 Binaries: .build-perf/release/{gateway,bin_test} (swift build -c release --product gateway
 --scratch-path .build-perf, the same for bin_test) or --gateway/--bin-test; c_echo is compiled
@@ -29,6 +29,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "perf"))
+from runner import HOST, haproxy_config  # noqa: E402  (the same HAProxy as the other scenarios)
 SOURCES = ",".join(f"127.0.0.{i}" for i in range(2, 10))
 CLIENT = {
     "load": ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512"],
@@ -99,26 +101,9 @@ class Bench:
         echo = subprocess.Popen([self.args.c_echo, "--host", "127.0.0.1", "--port", str(back)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cfg = f"{self.dir}/haproxy.cfg"
-        with open(cfg, "w") as f:
-            f.write(f"""global
-    log stderr format raw local0 err
-    maxconn 40000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-
-defaults
-    mode tcp
-    log global
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-
-frontend tls_front
-    bind 127.0.0.1:{front} ssl crt {self.dir}/combined.pem
-    default_backend echo
-
-backend echo
-    server echo 127.0.0.1:{back}
-""")
+        with open(cfg, "w") as f:  # runner.py's HAProxy, its frontend terminating TLS (HAProxy's minimum: 1.2)
+            f.write(haproxy_config(front, back).replace(f"bind {HOST}:{front}",
+                                                        f"bind {HOST}:{front} ssl crt {self.dir}/combined.pem"))
         wait_port(back)
         h = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(front)
@@ -179,7 +164,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3)
-    ap.add_argument("--idle", type=int, default=5000)
+    ap.add_argument("--idle", type=int, default=3000)  # under runner.py's HAProxy maxconn (4096)
     ap.add_argument("--sections", default="load,pingpong,connrate,idle")
     ap.add_argument("--gateway", default=os.environ.get("PERF_GATEWAY", f"{ROOT}/.build-perf/release/gateway"))
     ap.add_argument("--bin-test", default=os.environ.get("PERF_BIN_TEST", f"{ROOT}/.build-perf/release/bin_test"))
