@@ -19,6 +19,7 @@ is bounded. Prints medians (min-max) and the ratios gateway / HAProxy of the med
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -86,13 +87,16 @@ class Bench:
                         "-keyout", self.key, "-out", self.cert], check=True, capture_output=True)
         with open(f"{self.dir}/combined.pem", "w") as f:
             f.write(open(self.cert).read() + open(self.key).read())
+        self.locks = {}
 
     def gateway(self):
         tls, plain = free_port(), free_port()
+        # The stats line every second: its "lock waits W of T" is the transport lock's contention.
+        self.stats = open(f"{self.dir}/gateway.log", "w")
         p = subprocess.Popen([self.args.gateway, "--listen", f"tls://127.0.0.1:{tls}", "--listen", f"127.0.0.1:{plain}",
                               "--tls-cert", self.cert, "--tls-key", self.key, "--max-connections", "30000",
-                              "--stats-interval", "0", "--log-level", "warning", "--tls-max-handshakes", "30000"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "--stats-interval", "1", "--tls-max-handshakes", "30000"],
+                             stdout=subprocess.DEVNULL, stderr=self.stats)
         wait_port(tls)
         return [p], p, tls, plain
 
@@ -127,17 +131,29 @@ class Bench:
             if section == "idle":
                 return self.idle(main, port, plain)
             report = self.client(port, CLIENT[section], self.args.duration)
+            if which == "gateway":
+                self.contention(section)
             return {"load": report["replies_per_s"], "pingpong": report["latency_us"]["p50"],
                     "connrate": report.get("connections_per_s", 0)}[section]
         finally:
             stop(procs)
+
+    def contention(self, section):
+        """Transport-lock acquisitions that found it held, over those the stats lines counted so far."""
+        self.stats.flush()
+        waits = takes = 0
+        for line in open(f"{self.dir}/gateway.log"):
+            m = re.search(r"lock waits (\d+) of (\d+)", line)
+            if m:
+                waits, takes = waits + int(m.group(1)), takes + int(m.group(2))
+        self.locks.setdefault(section, []).append((waits, takes))
 
     def idle(self, server, tls_port, plain_port):
         """KiB of the server's RSS per idle connection: N connections held while sampling."""
         def held(port, tls):
             before = rss_kib(server.pid)
             cmd = [self.args.bin_test, "client", "--port", str(port), "--mode", "idle", "--conns",
-                   str(self.args.idle), "--threads", "2", "--duration", "4", "--quiet", "--json"]
+                   str(self.args.idle), "--threads", "2", "--duration", "4", "--grace", "30", "--quiet", "--json"]
             if tls:
                 cmd += ["--tls"]
             c = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -199,6 +215,10 @@ def main():
         unit = {"load": "replies/s", "pingpong": "p50 us", "connrate": "connections/s"}[section]
         print(f"{section} ({unit}): gateway {summary(a)}, HAProxy+c_echo {summary(b)}, "
               f"ratio {statistics.median(a) / statistics.median(b):.2f} (paired {min(paired):.2f}-{max(paired):.2f})")
+        locks = bench.locks.get(section, [])
+        if locks:
+            print(f"    gateway transport-lock waits / acquisitions per run: "
+                  + ", ".join(f"{w}/{t}" for w, t in locks))
         sys.stdout.flush()
 
 
