@@ -245,8 +245,9 @@ public struct GatewayCommand: ParsableCommand {
                                valueName: "path"))
     var takeOver: String?
 
-    @Option(help: .setting("workers", "Worker processes on listeners a master binds once; 1: no master.",
-                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound)"))
+    @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
+                           + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
+                           default: "1", allowed: "\(Settings.workersRange) or auto"))
     var workers: String?
 
     @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above; SIGHUP re-reads it (see "
@@ -283,6 +284,8 @@ public struct GatewayCommand: ParsableCommand {
     }
 
     public func run() {
+        // A worker's pipe to its master, taken first: a bad setting is reported on it too.
+        WorkerReport.adopt()
         let signals = ProcessSignals()
         signals.block()
         let (flags, environment, file) = (flags, ProcessInfo.processInfo.environment, config)
@@ -305,20 +308,26 @@ public struct GatewayCommand: ParsableCommand {
         for warning in settings.warnings { logger.warning("\(warning)") }
         let service = ServiceManager(environment: environment, logger: logger)
         guard let (worker, generation) = WorkerSpawner.worker() else {
+            if settings.workersAuto { logger.notice("workers auto: \(settings.workers) (\(UsableCores.detect()))") }
             if settings.workers > 1 {
                 Master(settings: settings, logger: logger, signals: signals, service: service).run(takeOver: takeOver)
             }
             return GatewayRunner.run(settings, logger: logger, signals: signals, service: service, takeOver: takeOver,
                                      reread: reread)
         }
-        // A worker: its master owns the control socket and any hand-over; admin ports follow the index.
+        // A worker: its master owns the control socket, any hand-over, and the --admin address.
         logger[metadataKey: "worker"] = "\(worker)"
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
             own.controlSocket = nil
             // Workers run side by side: each its own node to the tiers above.
             own.config.nodeInstance = generation << 8 | UInt32(worker)
-            if let admin = own.admin, admin.port != 0 { own.admin!.port = admin.port + worker }
+            // The master serves --admin for the box and asks each worker's own endpoint, on a loopback port
+            // the worker picks and reports (WorkerReport).
+            if own.admin != nil {
+                own.admin = GatewayConfig.ListenAddress(host: "127.0.0.1", port: 0)
+                own.adminPublic = false
+            }
             return own
         }
         GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,

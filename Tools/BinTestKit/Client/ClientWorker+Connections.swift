@@ -68,6 +68,7 @@ extension ClientWorker {
     }
 
     private func opened(_ j: Int) {
+        if usesWebSocket { return startUpgrade(j) }
         slots[j].phase = .open
         slots[j].writable = true
         open += 1
@@ -197,5 +198,6 @@ extension ClientWorker {
         slots[j].writeOffset = 0
         slots[j].expectSeq = slots[j].nextSeq
         slots[j].replyOffset = 0
+        if usesWebSocket { resetWebSocket(j) }
     }
 }

@@ -16,13 +16,16 @@ extension ClientWorker {
     /// LOGIN: cmd 10, seq 1, body uid and room. A socket that has just connected has room for it.
     func sendLogin(_ j: Int) {
         let uid = pushUid(j)
+        // Over WebSocket the login goes in one binary message (a 6-byte header masked with key 0).
+        let h = usesWebSocket ? 6 : 0
+        if usesWebSocket { WebSocketFrame.writeHeader(.binary, length: PushFrame.loginLength, mask: 0, into: sendBuffer) }
         FrameHeader(length: UInt32(PushFrame.loginLength), seq: 1, cmd: PushFrame.loginCmd, uid: uid)
-            .encode(into: sendBuffer)
-        sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: FrameHeader.size, as: UInt32.self)
-        sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: FrameHeader.size + 4, as: UInt32.self)
-        let sent = sendBytes(j, sendBuffer, PushFrame.loginLength)
-        if sent != PushFrame.loginLength {
-            let why = sent < 0 ? ClientSocket.describe(errno) : "\(sent) of \(PushFrame.loginLength) bytes written"
+            .encode(into: sendBuffer + h)
+        sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: h + FrameHeader.size, as: UInt32.self)
+        sendBuffer.storeBytes(of: uid.bigEndian, toByteOffset: h + FrameHeader.size + 4, as: UInt32.self)
+        let sent = sendBytes(j, sendBuffer, h + PushFrame.loginLength)
+        if sent != h + PushFrame.loginLength {
+            let why = sent < 0 ? ClientSocket.describe(errno) : "\(sent) of \(h + PushFrame.loginLength) bytes written"
             fault(j, "\(name(j)): login not sent: \(why)")
         }
     }

@@ -21,13 +21,18 @@ extension ClientWorker {
             let count = readBytes(j, receiveBuffer, Self.bufferSize)
             if count > 0 {
                 outcome.time = MonotonicTime.now()
+                var frameBytes = count
+                if usesWebSocket {
+                    guard let payload = decodeWebSocket(j, count: count) else { return outcome }
+                    frameBytes = payload
+                }
                 guard settings.mode == .push else {
-                    outcome.replies += consume(j, count: count, now: outcome.time)
+                    outcome.replies += consume(j, count: frameBytes, now: outcome.time)
                     if slots[j].generation != generation { return outcome }
                     continue
                 }
                 // Thousands of sockets with a push or two each: the EAGAIN read would double the syscalls.
-                outcome.replies += consumePushes(j, count: count, now: outcome.time)
+                outcome.replies += consumePushes(j, count: frameBytes, now: outcome.time)
                 let drained = count < Self.bufferSize && !hangup && slots[j].tls == nil  // TLS: a record a read
                 if slots[j].generation != generation || drained { return outcome }
                 continue

@@ -58,6 +58,7 @@ extension ClientWorker {
     /// Writes issued requests, regenerated into one buffer per send() call, until the
     /// socket is full (then EPOLLOUT resumes) or nothing is left.
     func flush(_ j: Int) {
+        if usesWebSocket { return flushWebSocket(j) }
         while slots[j].hasUnsent && slots[j].writable {
             let slot = slots[j]
             let count = pattern.fill(sendBuffer, capacity: Self.bufferSize, from: slot.writeSeq,

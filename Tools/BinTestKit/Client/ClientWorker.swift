@@ -65,6 +65,10 @@ final class ClientWorker: @unchecked Sendable {
     var idlePhase = IdlePhase.proving
     var holdEnd: UInt64 = 0
 
+    /// --transport ws: each slot's reader of the gateway's frames, and a message's unsent rest.
+    let webSocketReaders: UnsafeMutableBufferPointer<WebSocketReader>
+    var webSocketPending: [Int: [UInt8]] = [:]
+
     var pushPhase = PushPhase.loggingIn
     /// Push mode: connections neither logged in nor closed.
     var loginsPending: Int
@@ -89,6 +93,8 @@ final class ClientWorker: @unchecked Sendable {
         for (k, index) in connections.enumerated() {
             (slots.baseAddress! + k).initialize(to: ConnectionSlot(index: index, budget: budgets[k]))
         }
+        webSocketReaders = .allocate(capacity: settings.transport == .ws ? connections.count : 0)
+        webSocketReaders.initialize(repeating: WebSocketReader(fromClient: false))
         var shift = 0
         while (1 << shift) < settings.inFlightCap { shift += 1 }
         ringShift = shift
@@ -113,6 +119,7 @@ final class ClientWorker: @unchecked Sendable {
 
     deinit {
         slots.deallocate()
+        webSocketReaders.deallocate()
         stamps.deallocate()
         headers.deallocate()
         sendBuffer.deallocate()
@@ -182,7 +189,14 @@ final class ClientWorker: @unchecked Sendable {
         guard slots[j].generation == generation, slots[j].fd >= 0 else { return }
         let flags = event.events
         if slots[j].phase == .connecting {
-            if slots[j].handshaking { continueHandshake(j) } else { finishConnect(j) }
+            if slots[j].handshaking {
+                continueHandshake(j)
+            } else if slots[j].upgrading {
+                continueUpgrade(j)
+            } else {
+                finishConnect(j)
+            }
+            // Open once its TLS handshake and its WebSocket handshake (when it has them) are done.
             guard slots[j].generation == generation, slots[j].phase != .connecting else { return }
         }
         let hangup = flags & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0

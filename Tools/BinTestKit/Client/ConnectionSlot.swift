@@ -29,6 +29,12 @@ struct ConnectionSlot {
     /// Push mode: the login echo came back; the length of the frame arriving, once its header is in.
     var loggedIn = false
     var frameLength = 0
+    /// --transport ws: the upgrade request is sent and its answer is being read (bytes so far, the last four).
+    var upgrading = false
+    var upgradeBytes = 0
+    var upgradeTail: UInt32 = 0
+    /// --transport ws, frames bigger than the send buffer: a message of one frame is being written.
+    var messageOpen = false
     /// --tls: the connection's OpenSSL object, and whether its handshake is still going (phase connecting).
     var tls: OpaquePointer?
     var handshaking = false

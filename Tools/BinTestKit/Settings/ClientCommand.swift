@@ -62,6 +62,10 @@ struct ClientCommand: ParsableCommand {
     var pushScope: String?
     @Option(help: "Push mode: the core's --push-size, body bytes of each push (24...1048558; default 64).")
     var pushSize: String?
+    @Option(help: "tcp | ws: plain frames, or frames in WebSocket binary messages (the gateway's ws:// listener).")
+    var transport = "tcp"
+    @Option(help: "With --transport ws: the listener's path.")
+    var wsPath = "/gw"
     @Option(help: "Write the latency distribution (microseconds) to this file in HdrHistogram .hgrm form.")
     var hgrm: String?
     @Flag(help: "Speak TLS to the server (every mode; connrate then measures full handshakes).")

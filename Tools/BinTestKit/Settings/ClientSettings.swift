@@ -28,6 +28,10 @@ public struct ClientSettings: Sendable, Equatable {
     public var pushUids = 1
     public var pushScope = PushScope.uid
     public var pushSize = PushFrame.defaultSize
+    /// tcp, or ws: each connection opens a WebSocket to `webSocketPath` and sends its requests in
+    /// binary messages (docs/WEBSOCKET.md).
+    public var transport = ClientTransport.tcp
+    public var webSocketPath = "/gw"
     /// TLS to the server; the CA to verify it against (nil: no verification); the SNI name.
     public var tls = false
     public var tlsCA: String?
@@ -110,6 +114,10 @@ extension ClientSettings {
         }
         hgrm = command.hgrm
         try pushFlags(command)
+        transport = try FlagValue.choice("--transport", command.transport, as: ClientTransport.self)
+        guard command.wsPath.hasPrefix("/"), !command.wsPath.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" })
+        else { throw SettingsError(flag: "--ws-path", value: command.wsPath, allowed: "a URL path starting with /") }
+        webSocketPath = command.wsPath
         tls = command.tls
         for (flag, value) in [("--tls-ca", command.tlsCa), ("--tls-sni", command.tlsSni)] where value != nil {
             guard tls else { throw SettingsError(flag: flag, value: value!, allowed: "only with --tls") }

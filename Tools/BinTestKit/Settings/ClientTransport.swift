@@ -1,0 +1,7 @@
+/// How a client connection carries its frames.
+public enum ClientTransport: String, CaseIterable, Sendable {
+    /// Frames straight on the TCP stream.
+    case tcp
+    /// Frames in WebSocket binary messages after an opening handshake (docs/WEBSOCKET.md).
+    case ws
+}
