@@ -130,7 +130,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 // Frames that came in the handshake's read.
                 n = min(count, Int(st.pointee.heldEnd - st.pointee.heldStart))
                 buffer.copyMemory(from: held.bytes + Int(st.pointee.heldStart), byteCount: n)
-                st.pointee.heldStart += UInt16(n)
+                st.pointee.heldStart = st.pointee.heldStart + UInt16(n)
                 if st.pointee.heldStart == st.pointee.heldEnd { releaseHeld(st) }
             } else {
                 if st.pointee.shortRead {
@@ -148,10 +148,14 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 }
                 st.pointee.shortRead = n < count
             }
-            let outcome = st.pointee.reader.decode(buffer, count: n, maxMessage: maxMessage) { event in
+            // Decoded in a copy, stored back: a mutating call through `st.pointee` is an inout access to the
+            // whole record, whose writer half Send uses meanwhile (ThreadSanitizer reports it).
+            var reader = st.pointee.reader
+            let outcome = reader.decode(buffer, count: n, maxMessage: maxMessage) { event in
                 sawControl = true
                 if case .ping(let payload) = event { queuePong(id, s, st, payload) }
             }
+            st.pointee.reader = reader
             switch outcome {
             case .ok(let payload):
                 if payload > 0 { return .bytes(payload) }
@@ -284,9 +288,9 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             left -= n
             switch kinds[i] {
             case Segment.pendingHeader.rawValue:
-                st.pointee.headerSent += UInt8(n)
+                st.pointee.headerSent = st.pointee.headerSent + UInt8(n)
             case Segment.control.rawValue:
-                st.pointee.controlSent += UInt8(n)
+                st.pointee.controlSent = st.pointee.controlSent + UInt8(n)
                 if st.pointee.controlSent == st.pointee.controlLength {
                     pool.release(st.pointee.control!)
                     st.pointee.control = nil
@@ -306,7 +310,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                     }
                 }
             default:
-                st.pointee.frameLeft -= UInt32(n)
+                st.pointee.frameLeft = st.pointee.frameLeft - UInt32(n)
                 taken += n
             }
         }
