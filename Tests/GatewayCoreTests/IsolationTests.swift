@@ -125,8 +125,9 @@ final class IsolationTests: ForwardingTestCase {
         }
         waitFor("links up") { access.stats().linksUp == 2 }
         let stuck = try TestClient(port: access.port, timeoutSeconds: 2, receiveBuffer: 4096)
-        // The core answers one request with 2 MB at once, ten times the bound; the client reads nothing.
-        try stuck.send(PushCore.request(25, seq: 1, PushCore.u32(40) + PushCore.u32(50_000)))
+        // The core answers one request with 12 MB at once; the client reads nothing, and the kernel's
+        // buffers take at most 4 MB (net.ipv4.tcp_wmem's ceiling): past the bound by construction.
+        try stuck.send(PushCore.request(25, seq: 1, PushCore.u32(120) + PushCore.u32(100_000)))
         waitFor("closed as a slow consumer") { access.stats().closes(.slowConsumer) == 1 }
         XCTAssertEqual(access.stats().queueOverflowCloses, 1)
         XCTAssertTrue(stuck.isClosedByPeer())
