@@ -145,6 +145,11 @@ public struct GatewayCommand: ParsableCommand {
                            valueName: PushOverflow.allowedNames))
     var pushOverflow: String?
 
+    @Option(help: .setting("max_queued_bytes",
+                           "Bytes that may wait for one client's socket (replies, forwarded frames, pushes); 0: the larger of "
+                           + "4 MiB and 4 x max_frame; else at least 2 x max_frame."))
+    var maxQueuedBytes: String?
+
     @Option(help: .setting("frame_timeout", "Seconds a frame that has begun may take to complete; 0: no limit."))
     var frameTimeout: String?
 
@@ -267,7 +272,7 @@ public struct GatewayCommand: ParsableCommand {
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
-            "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
+            "push_overflow": pushOverflow, "max_queued_bytes": maxQueuedBytes, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
             "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
