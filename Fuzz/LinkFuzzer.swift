@@ -2,7 +2,7 @@
 // swiftc by Tools/fuzz.sh together with the real engine files, never by SwiftPM.
 //
 // The input is the byte stream of one link. FrameCutter cuts it with the link
-// limit (max_frame + 30); every whole frame is copied into an allocation of
+// limit (max_frame + 38, PUSH's overhead); every whole frame is copied into an allocation of
 // exactly its length (so ASan sees any read past it) and decoded. Checks:
 //  - decode succeeds exactly when docs/LINK.md says the frame is well formed,
 //    and fails with the matching reason otherwise;
@@ -15,9 +15,9 @@
 import Glibc
 
 private let maxFrame = 4096
-private let linkLimit = maxFrame + LinkMessage.dataOverhead
+private let linkLimit = maxFrame + LinkMessage.maxOverhead
 
-private let fixed: [UInt16: Int] = [0xFF10: 32, 0xFF11: 18, 0xFF12: 52, 0xFF14: 34, 0xFF15: 24,
+private let fixed: [UInt16: Int] = [0xFF10: 40, 0xFF1E: 34, 0xFF11: 18, 0xFF12: 52, 0xFF14: 34, 0xFF15: 24,
                                     0xFF16: 34, 0xFF17: 30, 0xFF18: 34, 0xFF19: 34, 0xFF1B: 38, 0xFF1C: 38, 0xFF1D: 46]
 /// Messages whose byte 18 is a scope (1...4) and bytes 19-21 reserved.
 private let scoped: Set<UInt16> = [0xFF1A, 0xFF1B, 0xFF1C, 0xFF1D]

@@ -370,7 +370,8 @@ private func handoverModel(_ bytes: [UInt8]) -> HandoverLine? {
     switch (words.first, words.count) {
     case ("TAKEOVER", 2): return number(words[1], 1...1000).map { .takeOver(version: $0) }
     case ("LISTENERS", 4) where words[2] == "GENERATION":
-        guard let n = number(words[1], 1...64), let g = number(words[3], 0...Int(UInt32.max)) else { return nil }
+        guard let n = number(words[1], 1...HandoverLine.maxListeners), let g = number(words[3], 0...Int(UInt32.max))
+        else { return nil }
         return .listeners(count: n, generation: UInt32(g))
     case ("STARTED", 1): return .started
     case ("DRAINING", 2): return number(words[1], 0...604_800).map { .draining(seconds: $0) }
@@ -405,7 +406,7 @@ private func fuzzHandoverRender(_ bytes: [UInt8]) {
         (value, valid) = (.takeOver(version: v), (1...1000).contains(v))
     case 1:
         let n = int32() % 128, g = UInt32(truncatingIfNeeded: int32())
-        (value, valid) = (.listeners(count: n, generation: g), (1...64).contains(n))
+        (value, valid) = (.listeners(count: n, generation: g), (1...HandoverLine.maxListeners).contains(n))
     case 2:
         (value, valid) = (.started, true)
     case 3:

@@ -3,7 +3,7 @@
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
 #   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings wsframe wshandshake
-#                                          (default: all)
+#                                          workers (default: all)
 #   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
 #                                          however long that takes: for a background run outside CI,
 #                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--long" ]; then
 else
     SECONDS_PER_TARGET=${1:-60}
 fi
-ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake)
+ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -129,6 +129,16 @@ if want settings; then
     [ -x "$OUT/settings-fuzzer" ] || { echo "settings-fuzzer build failed"; exit 2; }
 fi
 
+# What a master reads from its workers: copies of GatewayCLI's and GatewayAdmin's files (one module here).
+if want workers; then
+    echo "== building workers-fuzzer"; rm -f "$OUT/workers-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzWorkers \
+        Sources/GatewayCLI/Workers/WorkerReport.swift Sources/GatewayCLI/Workers/LoopbackHTTP.swift \
+        Sources/GatewayAdmin/MetricsMerge.swift Fuzz/WorkerWireFuzzer.swift -o "$OUT/workers-fuzzer" 2>&1 \
+        | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/workers-fuzzer" ] || { echo "workers-fuzzer build failed"; exit 2; }
+fi
+
 # --- seeds ----------------------------------------------------------------------
 # Big-endian helpers producing printf escapes.
 be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( ($1 >> 24) & 255 )) $(( ($1 >> 16) & 255 )) $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
@@ -214,6 +224,15 @@ seed "$H/seed-ok" "\x01GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnec
 seed "$H/seed-origin" "\x00GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n${KEY}Sec-WebSocket-Version: 13\r\nOrigin: https://example.com\r\n\r\n"
 seed "$H/seed-version" "\x00GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${KEY}Sec-WebSocket-Version: 8\r\n\r\n"
 seed "$H/seed-post" "\x00POST /ws HTTP/1.1\r\n\r\n"
+
+# workers: byte 0 = parser (+ 3 x variant: for the merge, where the text splits in two).
+K="$OUT/corpus-workers"; mkdir -p "$K"
+printf '\x00READY 40641' > "$K/seed-ready"
+printf '\x00FAILED invalid max_frame' > "$K/seed-failed"
+printf '\x01HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' > "$K/seed-sized"
+printf '\x01HTTP/1.1 503 No\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' > "$K/seed-chunked"
+printf '\x3e# HELP a_total A.\n# TYPE a_total counter\na_total 3\n# TYPE b gauge\nb{s="up"} 1.0\n# TYPE a_total counter\na_total 4\n' \
+    > "$K/seed-merge"
 
 # --- run --------------------------------------------------------------------------
 status=0

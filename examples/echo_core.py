@@ -49,14 +49,15 @@ SESSION_SIZE = 12
 DATA_OVERHEAD = HEADER_SIZE + SESSION_SIZE
 
 (HELLO, HEARTBEAT, OPENED, DATA, CLOSED, LINK_DOWN, BIND, UNBIND, JOIN, LEAVE, PUSH, KICK,
- PRESENCE_QUERY, PRESENCE) = range(0xFF10, 0xFF1E)
+ PRESENCE_QUERY, PRESENCE, PUSH_DROPPED) = range(0xFF10, 0xFF1F)
 # What may come up a link (DATA has its own check). The commands that only go down,
 # BIND to PRESENCE_QUERY, are unknown here: receiving one is malformed.
-FIXED_LENGTHS = {HELLO: 32, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24, PRESENCE: 46}
-VERSION = 1
+FIXED_LENGTHS = {HELLO: 40, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24, PRESENCE: 46,
+                 PUSH_DROPPED: 34}
+VERSION = 2
 ROLE_ACCESS, ROLE_AGGREGATION, ROLE_CORE = 1, 2, 3
 STATUS_ACCEPTED, STATUS_BAD_VERSION, STATUS_ROLE_REFUSED = 0, 1, 2
-HELLO_BODY = struct.Struct(">HBBIHI")  # version, role, reserved, node, link, heartbeat_ms
+HELLO_BODY = struct.Struct(">HBBIHIII")  # version, role, reserved, node, link, heartbeat_ms, max_frame, queue
 TREE_WIDE = struct.Struct(">B3xIIQ")  # scope, reserved, target, origin, seq
 TREE_WIDE_OVERHEAD = HEADER_SIZE + TREE_WIDE.size  # 38: a PUSH's client frame starts here
 SCOPE_UID, SCOPE_ROOM, SCOPE_NODE, SCOPE_ALL = 1, 2, 3, 4
@@ -166,7 +167,7 @@ class Link:
             return None
         length, _seq, cmd, status, _uid = HEADER.unpack(header)
         # Check the length before reading the body so a bad one cannot make us wait or allocate.
-        if not HEADER_SIZE <= length <= self.max_frame + DATA_OVERHEAD:
+        if not HEADER_SIZE <= length <= self.max_frame + TREE_WIDE_OVERHEAD:
             raise Malformed(f"length {length}")
         if cmd == DATA:
             if length < DATA_OVERHEAD + HEADER_SIZE:
@@ -186,14 +187,17 @@ class Link:
 
     def hello(self, frame):
         """Answers the lower side's HELLO; returns its heartbeat_ms, or None when refused."""
-        version, role, _reserved, _node, link, heartbeat_ms = HELLO_BODY.unpack_from(frame, HEADER_SIZE)
+        # The lower side's max_frame bounds what may be sent down to it; every frame this core sends
+        # down (an echo, a push of a request's payload) is no longer than one that came up, so it fits.
+        version, role, _reserved, _node, link, heartbeat_ms, _max_frame, _queue = HELLO_BODY.unpack_from(
+            frame, HEADER_SIZE)
         status = STATUS_ACCEPTED
         if version != VERSION:
             status = STATUS_BAD_VERSION
         elif role not in (ROLE_ACCESS, ROLE_AGGREGATION):  # only these connect upward
             status = STATUS_ROLE_REFUSED
-        answer = HEADER.pack(32, 0, HELLO, status, 0) + HELLO_BODY.pack(
-            VERSION, ROLE_CORE, 0, self.node_id, link, heartbeat_ms)
+        answer = HEADER.pack(40, 0, HELLO, status, 0) + HELLO_BODY.pack(
+            VERSION, ROLE_CORE, 0, self.node_id, link, heartbeat_ms, self.max_frame, 0)
         self.send(answer)
         if status != STATUS_ACCEPTED:
             self.log(f"refused HELLO (version {version}, role {role}): status {status}")
@@ -258,6 +262,9 @@ class Link:
             self.forget(gone)
         elif cmd == PRESENCE:
             pass  # answers a PRESENCE_QUERY, which this core never sends
+        elif cmd == PUSH_DROPPED:  # the access node dropped pushes to this session (push_overflow drop)
+            count = struct.unpack_from(">I", frame, 30)[0]
+            self.log(f"{count} pushes dropped for a session")
 
     def run(self):
         try:

@@ -2,8 +2,9 @@
 """Issue 11's checks, side by side in one run, alternating (the structure of limits_ab.py):
 
 1. `--workers`: A = `gateway --workers 1` (one process, no master) against B = `gateway --workers 2`
-   (a master and two four-thread workers on one shared listener, EPOLLEXCLUSIVE), at (a) 32 x 16 x
-   512 B closed loop (replies/s) and (d) connection rate from 127.0.0.2-127.0.0.9 (connections/s).
+   (a master and two four-thread workers, each on its own SO_REUSEPORT socket), at (a) 32 x 16 x
+   512 B closed loop (replies/s), (c) 1,000 connections x 1 in flight x 64 B (replies/s) and (d)
+   connection rate from 127.0.0.2-127.0.0.9 (connections/s).
    For B, how the connections spread across the workers (each worker's `accepted` on its exit line)
    and how the CPU does (/proc/PID/stat of each worker).
 2. Scraping: A = `gateway --admin 127.0.0.1:P` with nobody scraping, B = the same with GET /metrics
@@ -15,7 +16,11 @@
    connection at (d), and per message with 10,000 connections each sending one 512 B message a
    second and every 10 s (open loop); each thread's share. From these, a 64-core projection.
 
-    perf/workers_ab.py [--reps 5] [--duration 3] [--sections workers,scrape,conn]
+4. The master's scrape (issue 17): one GET /metrics of `gateway --workers K --admin` for K = 2 and 8 (the
+   master asks every worker and relabels) against one single gateway's own scrape, alternating: wall
+   time per scrape, and CPU per scrape of every process of the set-up (less the same idle time's).
+
+    perf/workers_ab.py [--reps 5] [--duration 3] [--sections workers,scrape,conn,masterscrape]
 
 Binaries: .build-perf/release/{gateway,bin_test} (swift build -c release --product gateway
 --scratch-path .build-perf, the same for bin_test), or --gateway/--bin-test (PERF_GATEWAY,
@@ -44,6 +49,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 SOURCES = ",".join(f"127.0.0.{i}" for i in range(2, 10))
 # The client command lines of (a) and (d), as perf/runner.py runs them.
 LOAD = ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512"]
+MANY = ["--mode", "load", "--conns", "1000", "--pipeline", "1", "--size", "64"]
 CONNRATE = ["--mode", "connrate", "--conns", "16", "--pipeline", "1", "--size", "64", "--source", SOURCES]
 IDLE_CONNS = 10_000
 ARGS = None  # the parsed command line
@@ -360,9 +366,10 @@ def say(text=""):
 
 def section_workers(results):
     d = ARGS.duration
-    shapes = {"a": LOAD, "d": CONNRATE}
+    shapes = {"a": LOAD, "c": MANY, "d": CONNRATE}
     runs = {(v, s): [] for v in ("w1", "w2") for s in shapes}
-    say(f"[{time.strftime('%H:%M:%S')}] == 1. --workers 1 (A) vs --workers 2 (B), (a) and (d), {ARGS.reps} reps x {d:g} s, alternating")
+    say(f"[{time.strftime('%H:%M:%S')}] == 1. --workers 1 (A) vs --workers 2 (B), (a), (c) and (d),"
+        f" {ARGS.reps} reps x {d:g} s, alternating")
     for rep in range(ARGS.reps):
         for scen, shape in shapes.items():
             for variant in ("w1", "w2"):
@@ -386,7 +393,7 @@ def section_workers(results):
                     f" ({rec['cpu_s'] / max(rec['elapsed_s'], 1e-9):.2f} cores){extra}")
     results["workers"] = {f"{v}_{s}": r for (v, s), r in runs.items()}
     say()
-    for scen, unit in (("a", "replies/s"), ("d", "connections/s")):
+    for scen, unit in (("a", "replies/s"), ("c", "replies/s"), ("d", "connections/s")):
         a = [r["rate"] for r in runs[("w1", scen)]]
         b = [r["rate"] for r in runs[("w2", scen)]]
         rm, rp = ratio_line(a, b)
@@ -700,12 +707,59 @@ def projection(results):
     results["projection"] = out
 
 
+# ---------------------------------------------------------------- 4. the master's scrape
+
+def section_master_scrape(results):
+    n = ARGS.scrapes
+    counts = (1, 2, 8)
+    runs = {k: [] for k in counts}
+    say(f"[{time.strftime('%H:%M:%S')}] == 4. one GET /metrics: a single gateway's own against a master's with 2 and 8"
+        f" workers, {ARGS.reps} reps x {n} scrapes, alternating")
+    for rep in range(ARGS.reps):
+        for k in counts:
+            gw = Gateway(workers=k, admin=True)
+            deadline = time.time() + 30
+            while k > 1 and "admin endpoint for the box" not in gw.read_log() and time.time() < deadline:
+                time.sleep(0.05)
+            scraper = Scraper(gw.admin_port)
+            ok, _, size = scraper.metrics_ok()  # the first builds the registries
+            idle0 = gw.cpu()
+            time.sleep(1.0)
+            idle = gw.cpu() - idle0
+            c0, t0 = gw.cpu(), time.perf_counter()
+            walls = []
+            for _ in range(n):
+                good, elapsed, _ = scraper.metrics_ok()
+                ok = ok and good
+                walls.append(elapsed)
+            took = time.perf_counter() - t0
+            cpu = gw.cpu() - c0 - idle * took
+            scraper.close()
+            gw.stop()
+            rec = {"ok": ok, "bytes": size, "wall_ms": med(walls) * 1e3, "cpu_ms": cpu / n * 1e3}
+            runs[k].append(rec)
+            say(f"  rep {rep + 1} workers {k}: {'200 with every series' if ok else 'FAILED'}, {size:,} bytes,"
+                f" median {rec['wall_ms']:.2f} ms, CPU {rec['cpu_ms']:.2f} ms per scrape (every process)")
+    results["masterscrape"] = {str(k): r for k, r in runs.items()}
+    say()
+    base_w = [r["wall_ms"] for r in runs[1]]
+    base_c = [r["cpu_ms"] for r in runs[1]]
+    for k in counts[1:]:
+        w = [r["wall_ms"] for r in runs[k]]
+        c = [r["cpu_ms"] for r in runs[k]]
+        rm, rp = ratio_line(base_w, w)
+        say(f"  {k} workers: wall ms {fmt(w, '.2f')} vs single {fmt(base_w, '.2f')}: ratio {rm} (paired {rp})")
+        rm, rp = ratio_line(base_c, c)
+        say(f"             CPU ms {fmt(c, '.2f')} vs single {fmt(base_c, '.2f')}: ratio {rm} (paired {rp})")
+    say()
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--duration", type=float, default=3)
-    ap.add_argument("--sections", default="workers,scrape,conn")
+    ap.add_argument("--sections", default="workers,scrape,conn,masterscrape")
     ap.add_argument("--scrapes", type=int, default=100, help="scrapes per CPU-per-scrape measurement")
     ap.add_argument("--box-cores", type=int, default=64)
     ap.add_argument("--box-mem-gib", type=int, default=256)
@@ -742,7 +796,10 @@ def main():
         section_scrape(results)
     if "conn" in sections:
         section_conn(results)
-    projection(results)
+    if "masterscrape" in sections:
+        section_master_scrape(results)
+    if "workers" in results and "conn" in results:
+        projection(results)
     results["load_end"] = loadavg()
     results["minutes"] = (time.time() - started) / 60
     say(f"done in {results['minutes']:.1f} min; load {loadavg()}")

@@ -3,8 +3,10 @@
 #include <sched.h>
 #include <limits.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <linux/filter.h>
 #include "clinux.h"
 
 int gw_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
@@ -25,8 +27,8 @@ void gw_set_thread_name(const char *name) {
 }
 
 long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t len) {
-    if (count < 0 || count > 64) { errno = EINVAL; return -1; }
-    union { char buf[CMSG_SPACE(64 * sizeof(int))]; struct cmsghdr align; } control;
+    if (count < 0 || count > GW_MAX_FDS) { errno = EINVAL; return -1; }
+    union { char buf[CMSG_SPACE(GW_MAX_FDS * sizeof(int))]; struct cmsghdr align; } control;
     struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
     if (count > 0) {
@@ -43,7 +45,7 @@ long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t l
 }
 
 long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len) {
-    union { char buf[CMSG_SPACE(64 * sizeof(int))]; struct cmsghdr align; } control;
+    union { char buf[CMSG_SPACE(GW_MAX_FDS * sizeof(int))]; struct cmsghdr align; } control;
     struct iovec iov = { .iov_base = data, .iov_len = len };
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
                           .msg_controllen = sizeof(control.buf) };
@@ -63,3 +65,24 @@ long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len
 }
 
 int gw_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal); }
+
+int gw_reuseport_steer(int fd, unsigned count) {
+    if (count == 0) { errno = EINVAL; return -1; }
+    // A = random; A %= count; return A: the index of a socket in the group, in the order they joined.
+    struct sock_filter code[] = {
+        { BPF_LD | BPF_W | BPF_ABS, 0, 0, (unsigned)(SKF_AD_OFF + SKF_AD_RANDOM) },
+        { BPF_ALU | BPF_MOD | BPF_K, 0, 0, count },
+        { BPF_RET | BPF_A, 0, 0, 0 },
+    };
+    struct sock_fprog program = { .len = 3, .filter = code };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof(program));
+}
+
+int gw_report_pipe(int ends[2]) { return pipe2(ends, O_CLOEXEC | O_NONBLOCK); }
+
+int gw_affinity_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}

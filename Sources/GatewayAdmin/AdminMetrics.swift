@@ -105,7 +105,14 @@ public final class AdminMetrics: Sendable {
         counter("gateway_dropped_total", dropped, [("reason", "stale")]) { $0.staleDrops }
         counter("gateway_dropped_total", dropped, [("reason", "link_malformed")]) { $0.linkMalformed }
         counter("gateway_dropped_total", dropped, [("reason", "duplicate")]) { $0.duplicates }
-        counter("gateway_dropped_total", dropped, [("reason", "presence")]) { $0.presenceDropped }
+        counter("gateway_dropped_total", dropped, [("reason", "too_large")]) { $0.tooLargeDrops }
+        counter("gateway_answered_total", answered, [("status", "too_large")]) { $0.tooLargeReplies }
+        counter("gateway_upstream_lost_notices_total", "Clients told upstream_lost: their link died.") {
+            $0.upstreamLostNotices
+        }
+        counter("gateway_queue_overflow_closes_total", "Clients closed past max_queued_bytes by a reply.") {
+            $0.queueOverflowCloses
+        }
 
         gauge("gateway_sessions_bound", "Sessions bound to a uid.") { Double($0.sessionsBound) }
         gauge("gateway_uids", "Distinct uids bound.") { Double($0.uids) }
@@ -115,9 +122,13 @@ public final class AdminMetrics: Sendable {
         counter("gateway_pushes_total", "PUSH messages applied.") { $0.pushes }
         counter("gateway_push_deliveries_total", "Frames delivered by pushes.") { $0.pushDeliveries }
         counter("gateway_push_nobody_total", "Pushes that reached nobody on this node.") { $0.pushNobody }
-        counter("gateway_push_dropped_total", "Push recipients skipped (push_overflow drop, or closing).") {
+        counter("gateway_push_dropped_total", "Push recipients skipped, by reason.", [("reason", "overflow")]) {
             $0.pushDropped
         }
+        counter("gateway_push_dropped_total", "Push recipients skipped, by reason.", [("reason", "closing")]) {
+            $0.pushDroppedClosing
+        }
+        counter("gateway_push_drop_notices_total", "PUSH_DROPPED notices sent to the core.") { $0.pushDropNotices }
         counter("gateway_push_overflow_closes_total", "Push recipients closed (push_overflow close).") {
             $0.pushOverflowCloses
         }

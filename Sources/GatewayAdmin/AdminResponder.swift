@@ -18,8 +18,7 @@ struct AdminResponder: HTTPResponder {
         }
     }
 
-    let control: any AdminControl
-    let metrics: AdminMetrics
+    let service: any AdminService
 
     func respond(to request: Request, context: Context) async throws -> Response {
         guard let route = Route(rawValue: request.uri.path) else { return text(.notFound, "no such path") }
@@ -31,37 +30,22 @@ struct AdminResponder: HTTPResponder {
         switch route {
         case .metrics:
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: service.metrics())))
         case .healthz:
-            return control.isDraining ? text(.serviceUnavailable, "draining") : text(.ok, "serving")
+            let (serving, reason) = service.health()
+            return text(serving ? .ok : .serviceUnavailable, reason)
         case .stats:
-            return try json(.ok, Self.statsObject(control.stats()))
+            return try json(.ok, service.statsObject())
         case .drain:
-            return control.drain() ? text(.accepted, "draining") : text(.conflict, "already draining")
+            return service.drain() ? text(.accepted, "draining") : text(.conflict, "already draining")
         case .reload:
-            switch control.reload() {
+            switch service.reload() {
             case .applied(let changed, let needRestart):
                 return try json(.ok, ["changed": changed, "need_restart": needRestart])
             case .rejected(let reason):
                 return text(.badRequest, reason)
             }
         }
-    }
-
-    /// Every GatewayStats field by its name, read by reflection so that a new field appears unasked;
-    /// closes keyed by cause and inbox depths keyed by stage.
-    static func statsObject(_ stats: GatewayStats) -> [String: Any] {
-        var object: [String: Any] = [:]
-        for child in Mirror(reflecting: stats).children {
-            guard let name = child.label else { continue }
-            // A field of a type JSON has no form for is written as text, not a crash of the serialiser.
-            object[name] = JSONSerialization.isValidJSONObject([child.value]) ? child.value : "\(child.value)"
-        }
-        object["closes"] = Dictionary(uniqueKeysWithValues: CloseCause.allCases.map {
-            ($0.description, stats.closes($0))
-        })
-        object["inboxDepths"] = Dictionary(uniqueKeysWithValues: zip(GatewayStats.stageNames, stats.inboxDepths))
-        return object
     }
 
     private func text(_ status: HTTPResponse.Status, _ line: String) -> Response {

@@ -37,13 +37,20 @@ public final class AdminServer: @unchecked Sendable {  // start/stop are called 
 
     /// Throws AdminAddressError when host is not an IP literal, or not loopback (127.0.0.0/8, ::1)
     /// and allowPublic is false.
-    public init(host: String, port: Int, allowPublic: Bool, control: any AdminControl, logger: Logger) throws {
+    public convenience init(host: String, port: Int, allowPublic: Bool, control: any AdminControl,
+                            logger: Logger) throws {
+        try self.init(host: host, port: port, allowPublic: allowPublic, service: GatewayAdminService(control: control),
+                      logger: logger)
+    }
+
+    /// The same for any `AdminService` (a master's, for all its workers).
+    public init(host: String, port: Int, allowPublic: Bool, service: any AdminService, logger: Logger) throws {
         try Self.validate(host: host, port: port, allowPublic: allowPublic)
         address = Self.describe(host, port)
         self.host = host
         self.port = port
         self.logger = logger
-        responder = AdminResponder(control: control, metrics: AdminMetrics(control: control))
+        responder = AdminResponder(service: service)
     }
 
     deinit { stop() }

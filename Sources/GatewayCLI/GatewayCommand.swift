@@ -145,6 +145,11 @@ public struct GatewayCommand: ParsableCommand {
                            valueName: PushOverflow.allowedNames))
     var pushOverflow: String?
 
+    @Option(help: .setting("max_queued_bytes",
+                           "Bytes that may wait for one client's socket (replies, forwarded frames, pushes); 0: the larger of "
+                           + "4 MiB and 4 x max_frame; else at least 2 x max_frame."))
+    var maxQueuedBytes: String?
+
     @Option(help: .setting("frame_timeout", "Seconds a frame that has begun may take to complete; 0: no limit."))
     var frameTimeout: String?
 
@@ -245,8 +250,9 @@ public struct GatewayCommand: ParsableCommand {
                                valueName: "path"))
     var takeOver: String?
 
-    @Option(help: .setting("workers", "Worker processes on listeners a master binds once; 1: no master.",
-                           default: "1", allowed: "\(Settings.workersRange.lowerBound)...\(Settings.workersRange.upperBound)"))
+    @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
+                           + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
+                           default: "1", allowed: "\(Settings.workersRange) or auto"))
     var workers: String?
 
     @Option(help: ArgumentHelp("YAML file of settings, keyed as the File keys above; SIGHUP re-reads it (see "
@@ -266,7 +272,7 @@ public struct GatewayCommand: ParsableCommand {
             "upstream": upstream, "upstream_links": upstreamLinks, "node_id": nodeId,
             "link_heartbeat_ms": linkHeartbeatMs, "link_retry_max_ms": linkRetryMaxMs,
             "max_queue_wait": maxQueueWait, "auth_timeout": authTimeout, "max_rooms_per_session": maxRoomsPerSession,
-            "push_overflow": pushOverflow, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
+            "push_overflow": pushOverflow, "max_queued_bytes": maxQueuedBytes, "frame_timeout": frameTimeout, "max_pending_bytes": maxPendingBytes,
             "max_conns_per_ip": maxConnsPerIp, "conn_rate_per_ip": connRatePerIp, "accept_rate": acceptRate,
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
@@ -283,6 +289,8 @@ public struct GatewayCommand: ParsableCommand {
     }
 
     public func run() {
+        // A worker's pipe to its master, taken first: a bad setting is reported on it too.
+        WorkerReport.adopt()
         let signals = ProcessSignals()
         signals.block()
         let (flags, environment, file) = (flags, ProcessInfo.processInfo.environment, config)
@@ -305,20 +313,26 @@ public struct GatewayCommand: ParsableCommand {
         for warning in settings.warnings { logger.warning("\(warning)") }
         let service = ServiceManager(environment: environment, logger: logger)
         guard let (worker, generation) = WorkerSpawner.worker() else {
+            if settings.workersAuto { logger.notice("workers auto: \(settings.workers) (\(UsableCores.detect()))") }
             if settings.workers > 1 {
                 Master(settings: settings, logger: logger, signals: signals, service: service).run(takeOver: takeOver)
             }
             return GatewayRunner.run(settings, logger: logger, signals: signals, service: service, takeOver: takeOver,
                                      reread: reread)
         }
-        // A worker: its master owns the control socket and any hand-over; admin ports follow the index.
+        // A worker: its master owns the control socket, any hand-over, and the --admin address.
         logger[metadataKey: "worker"] = "\(worker)"
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
             own.controlSocket = nil
             // Workers run side by side: each its own node to the tiers above.
             own.config.nodeInstance = generation << 8 | UInt32(worker)
-            if let admin = own.admin, admin.port != 0 { own.admin!.port = admin.port + worker }
+            // The master serves --admin for the box and asks each worker's own endpoint, on a loopback port
+            // the worker picks and reports (WorkerReport).
+            if own.admin != nil {
+                own.admin = GatewayConfig.ListenAddress(host: "127.0.0.1", port: 0)
+                own.adminPublic = false
+            }
             return own
         }
         GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,

@@ -22,6 +22,7 @@ enum GatewayRunner {
             failStartup("cannot take over: \(error)", code: 1)
         }
         let inherited = handover?.listeners ?? inheritedListeners()
+        if handover != nil { steerToFirst(inherited, logger: logger) }
         // A successor runs beside the process it replaces: a different node to the tiers above.
         let generation = handover?.generation ?? 0
         config.nodeInstance |= generation << 8
@@ -61,12 +62,16 @@ enum GatewayRunner {
                 }
             }
         }
-        var admin = startAdmin(start, gateway: gateway, reloads: reloads, logger: logger, successor: successor)
+        var (admin, adminPort) = startAdmin(start, gateway: gateway, reloads: reloads, logger: logger,
+                                            successor: successor)
         let clock = ContinuousClock()
         let started = clock.now
-        let ports = gateway.ports.map(String.init).joined(separator: ",")
-        logger.notice("listening on \(config.listenAddresses[0].host):\(ports) \(start.summary)")
-        service.ready("serving on \(config.listenAddresses[0].host):\(ports)")
+        var ports: [Int] = []
+        for port in gateway.ports where !ports.contains(port) { ports.append(port) }
+        let portList = ports.map(String.init).joined(separator: ",")
+        logger.notice("listening on \(config.listenAddresses[0].host):\(portList) \(start.summary)")
+        WorkerReport.ready(adminPort: adminPort).send()
+        service.ready("serving on \(config.listenAddresses[0].host):\(portList)")
 
         var last = (stats: gateway.stats(), time: started)
         // The wait is sliced so that the end of a restart's drain is noticed within a quarter second.
@@ -124,8 +129,8 @@ enum GatewayRunner {
     /// a successor, whose predecessor closes its admin endpoint only once handed over, retries for
     /// five seconds and then serves without one.
     private static func startAdmin(_ settings: Settings, gateway: Gateway, reloads: Reloads, logger: Logger,
-                                   successor: Bool) -> AdminServer? {
-        guard let address = settings.admin else { return nil }
+                                   successor: Bool) -> (AdminServer?, Int) {
+        guard let address = settings.admin else { return (nil, 0) }
         let deadline = ContinuousClock.now + .seconds(successor ? 5 : 0)
         while true {
             do {
@@ -133,7 +138,7 @@ enum GatewayRunner {
                                              control: AdminBridge(gateway: gateway, reloads: reloads), logger: logger)
                 let port = try server.start()
                 logger.notice("admin endpoint on \(address.host):\(port) (/metrics /healthz /stats /drain /reload)")
-                return server
+                return (server, port)
             } catch {
                 if ContinuousClock.now < deadline {
                     usleep(100_000)
@@ -144,8 +149,20 @@ enum GatewayRunner {
                     failStartup("\(error)", code: 1)
                 }
                 logger.error("serving without the admin endpoint: \(error)")
-                return nil
+                return (nil, 0)
             }
+        }
+    }
+
+    /// A single process taking over from a master gets several sockets per address: new connections go
+    /// to the first of each (ReusePortGroup.steer), and it accepts from all of them, so none queued is lost.
+    private static func steerToFirst(_ listeners: [Int32], logger: Logger) {
+        do throws(SocketError) {
+            for group in try ReusePortGroup.byAddress(listeners) where group.count > 1 {
+                try ReusePortGroup.steer(group[0], count: 1)
+            }
+        } catch {
+            failStartup("cannot take over: \(error)", code: 1)
         }
     }
 

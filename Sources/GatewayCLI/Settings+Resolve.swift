@@ -107,7 +107,16 @@ extension Settings {
             settings.controlSocket = path
         }
         if let count = text("workers") {
-            settings.workers = try SettingParsers.int(count, key: "workers", range: workersRange)
+            if count.trimmingWhitespace == "auto" {
+                settings.workers = min(UsableCores.detect().count, workersRange.upperBound)
+                settings.workersAuto = true
+            } else {
+                do {
+                    settings.workers = try SettingParsers.int(count, key: "workers", range: workersRange)
+                } catch {
+                    throw ConfigError(key: "workers", value: count, allowed: "\(error.allowed) or auto")
+                }
+            }
         }
         try settings.config.validate()
         // The certificate files are read now, so that a bad one stops start-up (or a reload) by name.

@@ -16,6 +16,8 @@ public struct Settings: Sendable, Equatable {
     public var controlSocket: String?
     /// Worker processes, each a whole engine, on the listeners a master process binds; 1: no master.
     public var workers = 1
+    /// `workers` was `auto`: one per usable core (UsableCores).
+    public var workersAuto = false
     /// Problems worth a warning that do not stop start-up (unknown keys in the file).
     public var warnings: [String] = []
 

@@ -24,8 +24,9 @@ public enum StatsSummary {
             }
             let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
                 ("no_upstream", \.noUpstreamReplies), ("reserved_command", \.reservedCommandReplies),
-                ("overloaded", \.overloadedReplies),
-                ("stale", \.staleDrops), ("link_malformed", \.linkMalformed),
+                ("overloaded", \.overloadedReplies), ("too_large", \.tooLargeReplies),
+                ("upstream_lost", \.upstreamLostNotices), ("queue_overflow_closed", \.queueOverflowCloses),
+                ("stale", \.staleDrops), ("link_malformed", \.linkMalformed), ("too_large_dropped", \.tooLargeDrops),
             ]
             let counted = drops.compactMap { name, path -> String? in
                 let n = new[keyPath: path] - old[keyPath: path]
@@ -39,7 +40,7 @@ public enum StatsSummary {
             let drops: [(String, KeyPath<GatewayStats, UInt64>)] = [
                 ("nobody", \.pushNobody), ("dropped", \.pushDropped), ("overflow_closed", \.pushOverflowCloses),
                 ("duplicates", \.duplicates), ("joins_refused", \.joinsRefused),
-                ("presence_dropped", \.presenceDropped),
+                ("dropped_closing", \.pushDroppedClosing), ("drop_notices", \.pushDropNotices),
             ]
             let counted = drops.compactMap { name, path -> String? in
                 let n = new[keyPath: path] - old[keyPath: path]

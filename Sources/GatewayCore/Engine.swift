@@ -208,6 +208,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
             ring.reset()
         }
+        s.pointer(to: \.backlog)!.pointee.release(pool: pool)
         let assembly = s.pointer(to: \.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)

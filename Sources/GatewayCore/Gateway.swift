@@ -30,25 +30,11 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// This node's id in session ids and HELLO (docs/LINK.md), once started with forwarding; else 0.
     public var nodeID: UInt32 { engine.deal.uplinks?.node ?? 0 }
 
+    /// Most listening sockets one gateway serves on.
+    public static let maxListeners = 64
+
     /// The listening sockets, for a hot restart to hand over (SCM_RIGHTS); empty once stopped accepting.
     public private(set) var listenerDescriptors: [Int32] = []
-
-    /// Binds and listens on every address of `config`, for a master process to share with its workers
-    /// (`start(inheriting:)`): the descriptors are inherited across exec (no FD_CLOEXEC).
-    public static func bindListeners(_ config: GatewayConfig) throws(SocketError) -> [Int32] {
-        var fds: [Int32] = []
-        do throws(SocketError) {
-            for address in config.listenAddresses {
-                let l = try Listener(host: address.host, port: address.port, backlog: config.backlog)
-                fds.append(l.fd)
-                guard fcntl(l.fd, F_SETFD, 0) == 0 else { throw SocketError("fcntl F_SETFD", gw_errno()) }
-            }
-        } catch {
-            for fd in fds { close(fd) }
-            throw error
-        }
-        return fds
-    }
 
     /// "127.0.0.1:7000" for each listening socket, as bound (a port given as 0 shows the one chosen).
     public static func addresses(of listeners: [Int32]) -> [String] {
@@ -68,6 +54,9 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
                     listeners.append(try Listener(host: address.host, port: address.port, backlog: config.backlog))
                 }
             } else {
+                guard inherited.count <= Self.maxListeners else {
+                    throw SocketError("\(inherited.count) listening sockets (at most \(Self.maxListeners))", EINVAL)
+                }
                 for fd in inherited { listeners.append(try Listener(adopting: fd)) }
             }
         } catch {

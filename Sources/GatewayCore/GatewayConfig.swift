@@ -82,6 +82,15 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Rooms one session may be in; later JOINs are ignored, counted.
     public var maxRoomsPerSession = 64
     public var pushOverflow = PushOverflow.close
+    /// Bytes that may wait for one client's socket: replies, forwarded frames and pushes together.
+    /// Past it a push does what push_overflow says and a reply closes the client (slow consumer).
+    /// 0: `queueBound`'s default. Set, it must be at least 2 x max_frame.
+    public var maxQueuedBytes = 0
+
+    /// The bound in effect: max_queued_bytes, or by default the larger of 4 MiB and 4 x max_frame:
+    /// a max_frame frame being written and room for another behind it while dealing goes on (it
+    /// pauses at half the bound), and a burst of 10,000 small pushes.
+    public var queueBound: Int { maxQueuedBytes > 0 ? maxQueuedBytes : max(4 << 20, 4 * maxFrame) }
     /// Seconds a frame that has begun may take to complete (slowloris); 0: no limit.
     public var frameTimeout = 30
     /// Bytes all connections together may hold in incomplete frames; past it, the
@@ -214,6 +223,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("flood_bytes_per_s", 0...(1 << 40), \.floodBytesPerSecond),
         ("proxy_timeout", 1...3_600, \.proxyTimeout),
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
+        ("max_queued_bytes", 0...(1 << 40), \.maxQueuedBytes),
         ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
         ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
         ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
@@ -225,6 +235,10 @@ public struct GatewayConfig: Sendable, Equatable {
         for entry in Self.ranges where !entry.range.contains(self[keyPath: entry.path]) {
             throw ConfigError(key: entry.key, value: String(self[keyPath: entry.path]),
                               allowed: "\(entry.range.lowerBound)...\(entry.range.upperBound)")
+        }
+        if maxQueuedBytes != 0 && maxQueuedBytes < 2 * maxFrame {
+            throw ConfigError(key: "max_queued_bytes", value: String(maxQueuedBytes),
+                              allowed: "0 (the default) or at least 2 x max_frame (\(2 * maxFrame))")
         }
         if ringCapacity & (ringCapacity - 1) != 0 {
             throw ConfigError(key: "ring_capacity", value: String(ringCapacity),

@@ -135,14 +135,24 @@ public struct GatewayStats: Sendable, Equatable {
     public var pushes: UInt64 = 0
     public var pushDeliveries: UInt64 = 0
     public var pushNobody: UInt64 = 0
-    /// Recipients skipped (`push_overflow: drop`, or closing) and closed (`push_overflow: close`).
+    /// Recipients past max_queued_bytes: skipped (`push_overflow: drop`) or closed (`close`);
+    /// recipients skipped because they were closing; PUSH_DROPPED notices sent up.
     public var pushDropped: UInt64 = 0
     public var pushOverflowCloses: UInt64 = 0
+    public var pushDroppedClosing: UInt64 = 0
+    public var pushDropNotices: UInt64 = 0
+    /// Clients closed because a reply or forwarded frame would pass max_queued_bytes.
+    public var queueOverflowCloses: UInt64 = 0
+    /// upstream_lost notices sent to clients whose link died.
+    public var upstreamLostNotices: UInt64 = 0
+    /// Client frames answered `too_large` (longer than the upstream takes), and downward
+    /// messages dropped because the lower node does not take their frame.
+    public var tooLargeReplies: UInt64 = 0
+    public var tooLargeDrops: UInt64 = 0
     /// Tree-wide messages already passed on, or too old, arriving by another path: dropped.
     public var duplicates: UInt64 = 0
-    /// JOINs beyond max_rooms_per_session; PRESENCE answers that found their link full.
+    /// JOINs beyond max_rooms_per_session.
     public var joinsRefused: UInt64 = 0
-    public var presenceDropped: UInt64 = 0
     /// Bytes held for incomplete frames across all connections (a level; capped by max_pending_bytes).
     public var pendingBytes: UInt64 = 0
     /// Bytes the rings, assemblies and read blocks hold (a level), and whether the gateway

@@ -15,6 +15,7 @@ struct LiveSettings {
     /// Deal's.
     var maxWaitTicks: UInt64
     var pushOverflow: PushOverflow
+    var maxQueuedBytes: Int
     var maxRoomsPerSession: Int
     var floodFramesPerSecond: Int
     var floodBytesPerSecond: Int
@@ -28,7 +29,7 @@ struct LiveSettings {
     /// The keys of GatewayConfig that apply live (the allow/deny lists and per-address limits too,
     /// which `Engine.reconfigure` swaps itself).
     static let keys = ["idle_timeout", "frame_timeout", "proxy_timeout", "max_pending_bytes", "max_buffered_bytes",
-                       "write_stall_timeout", "max_queue_wait", "push_overflow", "max_rooms_per_session",
+                       "write_stall_timeout", "max_queue_wait", "push_overflow", "max_queued_bytes", "max_rooms_per_session",
                        "flood_frames_per_s", "flood_bytes_per_s", "drain_timeout", "allow", "deny",
                        "max_conns_per_ip", "conn_rate_per_ip", "accept_rate", "upstream"]
 
@@ -47,6 +48,7 @@ struct LiveSettings {
         // max_queue_wait sheds clients' frames; lower links' traffic is never answered by the aggregation tier.
         maxWaitTicks = config.role == .access ? (UInt64(config.maxQueueWait) + tick - 1) / tick : 0
         pushOverflow = config.pushOverflow
+        maxQueuedBytes = config.queueBound
         maxRoomsPerSession = config.maxRoomsPerSession
         floodFramesPerSecond = config.floodFramesPerSecond
         floodBytesPerSecond = config.floodBytesPerSecond

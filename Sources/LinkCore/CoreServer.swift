@@ -15,6 +15,9 @@ public protocol CoreHandler: AnyObject {
     func closed(_ session: CoreSession, cause: UInt8)
     /// One access node's answer to `queryPresence`; `query.seq` is what that call returned.
     func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32)
+    /// The access node dropped `count` pushes to `session` (push_overflow drop, past its
+    /// max_queued_bytes) since it last said so: resend or resynchronise that user.
+    func pushesDropped(_ session: CoreSession, count: UInt32)
     /// True when `tick` should run on every clock tick of the core's engine.
     var wantsTicks: Bool { get }
     /// A clock tick on the Deal stage: a core's scheduled work (`CoreServer.push` and the like).
@@ -23,6 +26,7 @@ public protocol CoreHandler: AnyObject {
 
 extension CoreHandler {
     public func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {}
+    public func pushesDropped(_ session: CoreSession, count: UInt32) {}
     public var wantsTicks: Bool { false }
     public func tick(milliseconds: UInt64, server: CoreServer) {}
 }
@@ -36,9 +40,12 @@ public struct CoreSession {
     /// Sends `frame` (a DATA frame received for this session) back unchanged, without copying it.
     public func echo(_ frame: Frame) { link.forward(frame) }
 
-    /// Sends a client frame to the session: `header.length` is computed from the body.
+    /// Sends a client frame to the session: `header.length` is computed from the body. False,
+    /// nothing sent and counted (`CoreServer.tooLarge`), when the frame is longer than the
+    /// access side takes (its max_frame, from its HELLO) or than this core's own.
+    @discardableResult
     public func send(_ header: FrameHeader,
-                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
+                     body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bool {
         server.sendData(header, body: body, to: self)
     }
 
@@ -55,7 +62,11 @@ public struct CoreSession {
 /// The upper side of the link protocol as a `GatewayHandler`: answers HELLO and
 /// HEARTBEAT, checks every message, keeps the sessions of each link, and calls a
 /// `CoreHandler`. Run it in a `Gateway` whose `max_frame` is the client limit
-/// plus `LinkMessage.dataOverhead` (`CoreServer.config(...)` does that).
+/// plus `LinkMessage.maxOverhead` (`CoreServer.config(...)` does that).
+///
+/// A link is never closed because its output is momentarily backed up: what the core
+/// sends waits in the link's queue (bounded in bytes); `push`, `kick` and `queryPresence`
+/// say false while a link is near that bound, so a core pushing on its own schedule waits.
 public final class CoreServer: GatewayHandler {
     private let handler: CoreHandler
     private let node: UInt32
@@ -74,6 +85,10 @@ public final class CoreServer: GatewayHandler {
     private let scratch: UnsafeMutableRawBufferPointer
 
     public private(set) var malformedLinks = 0
+    /// Frames not sent because the node below does not take frames that long.
+    public private(set) var tooLarge = 0
+    /// PUSH_DROPPED notices heard, and the pushes they counted.
+    public private(set) var pushDropNotices = 0
     /// The seq of the next tree-wide message: from the start time in microseconds, so a
     /// restarted core's messages are newer than its old ones (docs/LINK.md).
     private var nextSeq: UInt64 = {
@@ -93,10 +108,12 @@ public final class CoreServer: GatewayHandler {
 
     deinit { scratch.deallocate() }
 
-    /// An engine configuration for a core: `config` with room for DATA around the largest client frame.
+    /// An engine configuration for a core: `config` with room for any link message around the
+    /// largest client frame, and a link's share of output (each connection is a link here).
     public static func config(_ base: GatewayConfig, clientMaxFrame: Int) -> GatewayConfig {
         var config = base
-        config.maxFrame = clientMaxFrame + LinkMessage.dataOverhead
+        config.maxFrame = clientMaxFrame + LinkMessage.maxOverhead
+        config.maxQueuedBytes = max(base.queueBound, 2 * config.maxFrame) * 16
         return config
     }
 
@@ -144,6 +161,10 @@ public final class CoreServer: GatewayHandler {
             for id in gone { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
         case .presence(let query, let answering, let count):
             handler.presence(query, node: answering, count: count)
+        case .pushDropped(let id, let count):
+            guard let entry = sessionLinks[id] else { return }
+            pushDropNotices += 1
+            handler.pushesDropped(CoreSession(id: id, link: entry.link, server: self), count: count)
         case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
             malformed(connection, "\(message) sent upward")
         }
@@ -153,13 +174,15 @@ public final class CoreServer: GatewayHandler {
         var status = LinkMessage.HelloStatus.accepted
         if hello.version != LinkMessage.version {
             status = .unsupportedVersion
-        } else if hello.role != NodeRole.access.rawValue && hello.role != NodeRole.aggregation.rawValue {
+        } else if hello.role != NodeRole.access.rawValue && hello.role != NodeRole.aggregation.rawValue
+                    || hello.maxFrame < FrameHeader.size {
             status = .roleRefused
         }
         var answer = LinkMessage.Hello(role: .core, node: node, link: hello.link,
-                                       heartbeatMilliseconds: hello.heartbeatMilliseconds)
+                                       heartbeatMilliseconds: hello.heartbeatMilliseconds,
+                                       maxFrame: UInt32(clientMaxFrame))
         answer.status = status.rawValue
-        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &bytes) { raw in
             LinkMessage.hello(answer).encode(into: raw.baseAddress!)
             connection.send(FrameHeader(decoding: raw.baseAddress!),
@@ -189,9 +212,12 @@ public final class CoreServer: GatewayHandler {
 
     // MARK: from CoreSession
 
-    func sendData(_ header: FrameHeader, body: UnsafeRawBufferPointer, to session: CoreSession) {
+    func sendData(_ header: FrameHeader, body: UnsafeRawBufferPointer, to session: CoreSession) -> Bool {
         let length = FrameHeader.size + body.count
-        precondition(length <= clientMaxFrame, "frame of \(length) bytes over max_frame")
+        guard length <= min(clientMaxFrame, links[session.link.id]?.hello.map { Int($0.maxFrame) } ?? 0) else {
+            tooLarge += 1
+            return false
+        }
         var h = header
         h.length = UInt32(length)
         let p = scratch.baseAddress!
@@ -202,6 +228,7 @@ public final class CoreServer: GatewayHandler {
         }
         session.link.send(FrameHeader(length: 0, seq: 0, cmd: LinkMessage.Command.data),
                           body: UnsafeRawBufferPointer(start: p, count: SessionID.size + length))
+        return true
     }
 
     func closeSession(_ session: CoreSession) {
@@ -230,13 +257,18 @@ public final class CoreServer: GatewayHandler {
 
     /// Sends a client frame to every session `scope` and `target` name, on every link up
     /// (each access node applies it once). The frame is composed once per link. False, and
-    /// nothing sent, while a link has no room (back-pressure: try again at a later tick).
+    /// nothing sent, while a link is near its queue bound (back-pressure: try again at a later
+    /// tick) or when the frame is longer than this core's max_frame (counted in `tooLarge`).
+    /// A link whose node takes shorter frames is skipped, counted.
     @discardableResult
     public func push(_ scope: LinkMessage.Scope, target: UInt32, _ header: FrameHeader,
                      body: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bool {
-        guard everyLinkHasRoom else { return false }
         let length = FrameHeader.size + body.count
-        precondition(length <= clientMaxFrame, "frame of \(length) bytes over max_frame")
+        guard length <= clientMaxFrame else {
+            tooLarge += 1
+            return false
+        }
+        guard everyLinkHasRoom(for: LinkMessage.pushOverhead + length) else { return false }
         var h = header
         h.length = UInt32(length)
         let p = scratch.baseAddress!
@@ -245,19 +277,19 @@ public final class CoreServer: GatewayHandler {
         h.encode(into: p + LinkMessage.pushOverhead)
         if body.count > 0 { (p + LinkMessage.pushOverhead + FrameHeader.size).copyMemory(from: body.baseAddress!,
                                                                                         byteCount: body.count) }
-        sendOnEveryLink(p, length: LinkMessage.pushOverhead + length)
+        sendOnEveryLink(p, length: LinkMessage.pushOverhead + length, clientFrame: length)
         return true
     }
 
-    /// Room on every link for one more message (a reply block's descriptor and a spare).
-    private var everyLinkHasRoom: Bool {
-        links.values.allSatisfy { $0.hello == nil || $0.connection.sendRoom >= 2 }
+    /// Room on every link for one more message of `length` bytes.
+    private func everyLinkHasRoom(for length: Int) -> Bool {
+        links.values.allSatisfy { $0.hello == nil || $0.connection.sendRoom >= length }
     }
 
     /// Closes every session the scope names once what is queued for it is sent.
     @discardableResult
     public func kick(_ scope: LinkMessage.Scope, target: UInt32) -> Bool {
-        guard everyLinkHasRoom else { return false }
+        guard everyLinkHasRoom(for: 38) else { return false }
         sendTreeWide(.kick(treeWide(scope, target)))
         return true
     }
@@ -266,7 +298,7 @@ public final class CoreServer: GatewayHandler {
     /// seq. Nil, and nothing sent, while a link has no room.
     @discardableResult
     public func queryPresence(_ scope: LinkMessage.Scope, target: UInt32) -> UInt64? {
-        guard everyLinkHasRoom else { return nil }
+        guard everyLinkHasRoom(for: 38) else { return nil }
         let tree = treeWide(scope, target)
         sendTreeWide(.presenceQuery(tree))
         return tree.seq
@@ -280,13 +312,18 @@ public final class CoreServer: GatewayHandler {
     private func sendTreeWide(_ message: LinkMessage) {
         let p = scratch.baseAddress!
         message.encode(into: p)
-        sendOnEveryLink(p, length: message.encodedLength)
+        sendOnEveryLink(p, length: message.encodedLength, clientFrame: 0)
     }
 
-    private func sendOnEveryLink(_ p: UnsafeMutableRawPointer, length: Int) {
+    private func sendOnEveryLink(_ p: UnsafeMutableRawPointer, length: Int, clientFrame: Int) {
         let header = FrameHeader(decoding: p)
         let body = UnsafeRawBufferPointer(start: p + FrameHeader.size, count: length - FrameHeader.size)
-        for state in links.values where state.hello != nil {
+        for state in links.values {
+            guard let hello = state.hello else { continue }
+            guard clientFrame <= Int(hello.maxFrame) else {
+                tooLarge += 1
+                continue
+            }
             state.connection.send(header, body: body)
         }
     }

@@ -41,6 +41,8 @@ final class AdminMetricsTests: XCTestCase {
         "gateway_buffered_bytes": "gauge", "gateway_shedding": "gauge", "gateway_shedding_spells_total": "counter", "gateway_reconnect_notices_total": "counter",
         "gateway_ring_frames": "gauge", "gateway_inbox_depth": "gauge",
         "gateway_upstream_rtt_seconds": "histogram", "gateway_upstream_rtt_samples_lost_total": "counter",
+        "gateway_upstream_lost_notices_total": "counter", "gateway_queue_overflow_closes_total": "counter",
+        "gateway_push_drop_notices_total": "counter",
         "gateway_tls_handshakes_total": "counter", "gateway_tls_resumed_total": "counter",
         "gateway_tls_handshaking": "gauge", "gateway_tls_lock_waits_total": "counter",
     ]

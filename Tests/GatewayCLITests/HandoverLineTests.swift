@@ -12,7 +12,7 @@ import Testing
     }
 
     @Test(arguments: ["", "TAKEOVER", "TAKEOVER 0", "TAKEOVER 1 ", " TAKEOVER 1", "TAKEOVER  1", "TAKEOVER +1", "TAKEOVER 01", "DRAINING 0060", "LISTENERS 2 GENERATION 007",
-                      "LISTENERS 0 GENERATION 1", "LISTENERS 65 GENERATION 1", "LISTENERS 2 GENERATION 4294967296",
+                      "LISTENERS 0 GENERATION 1", "LISTENERS 254 GENERATION 1", "LISTENERS 2 GENERATION 4294967296",
                       "LISTENERS 2 GEN 1", "STARTED now", "DRAINING -1", "DRAINING 604801", "REFUSED",
                       "takeover 1", String(repeating: "A", count: 300)])
     func nearMissesAreRefused(_ line: String) {

@@ -18,10 +18,21 @@ import Testing
     }
 
     /// What serves the clients: the echo handler, a gateway forwarding to a core (both processes hold
-    /// links to it while the old one drains), or a master with two workers on each side.
+    /// links to it while the old one drains), or masters: two workers on each side, three taken over by
+    /// two (the new master keeps the third socket, which gets no new connections), two by three.
     enum Topology: String, CaseIterable, CustomTestStringConvertible {
-        case echo, forwarding, workers
+        case echo, forwarding, workers, fewerWorkers, moreWorkers
         var testDescription: String { rawValue }
+
+        /// Workers of the old (A) and new (B) process; 1: no master.
+        var workers: (a: Int, b: Int) {
+            switch self {
+            case .echo, .forwarding: (1, 1)
+            case .workers: (2, 2)
+            case .fewerWorkers: (3, 2)
+            case .moreWorkers: (2, 3)
+            }
+        }
     }
 
     @Test(.timeLimit(.minutes(2)), arguments: Topology.allCases)
@@ -43,7 +54,7 @@ import Testing
         defer { core?.kill() }
         switch topology {
         case .echo: drain += ["--admin", "127.0.0.1:\(adminPort)"]
-        case .workers: drain += ["--workers", "2", "--admin", "127.0.0.1:\(adminPort)"]
+        case .workers, .fewerWorkers, .moreWorkers: drain += ["--admin", "127.0.0.1:\(adminPort)"]
         case .forwarding:
             let started = try Child(binTest, ["core", "--port", "0"], logs: logs, name: "core")
             core = started
@@ -52,9 +63,11 @@ import Testing
             let corePort = started.stderr.components(separatedBy: marker)[1].prefix { $0.isNumber }
             drain += ["--upstream", "127.0.0.1:\(corePort)"]
         }
-        let started = topology == .workers ? "workers on 127.0.0.1:" : "[GatewayCLI] listening on 127.0.0.1:"
+        let (aWorkers, bWorkers) = topology.workers
+        let masters = aWorkers > 1
+        let started = masters ? "workers on 127.0.0.1:" : "[GatewayCLI] listening on 127.0.0.1:"
 
-        let a = try Child(gateway, ["--port", "0"] + drain, logs: logs, name: "a")
+        let a = try Child(gateway, ["--port", "0", "--workers", "\(aWorkers)"] + drain, logs: logs, name: "a")
         defer { a.kill() }
         try #require(a.waitForLog(started, seconds: 20), "gateway A did not start: \(a.stderr)")
         let portText = a.stderr.components(separatedBy: started)[1].prefix { $0.isNumber }
@@ -70,9 +83,9 @@ import Testing
         let sinceStart = Date().timeIntervalSince(probeStart)
         if sinceStart < 2 { usleep(UInt32((2 - sinceStart) * 1e6)) }
 
-        let b = try Child(gateway, ["--take-over", control] + drain, logs: logs, name: "b")
+        let b = try Child(gateway, ["--take-over", control, "--workers", "\(bWorkers)"] + drain, logs: logs, name: "b")
         defer { b.kill() }
-        try #require(b.waitForLog("took over 1 listeners", seconds: 20), "gateway B did not take over: \(b.stderr)")
+        try #require(b.waitForLog("took over \(aWorkers) listeners", seconds: 20), "B did not take over: \(b.stderr)")
         let tookOver = Date()
 
         let aExited = a.waitForExit(by: tookOver.addingTimeInterval(Double(Self.drainSeconds) + 5))
@@ -83,7 +96,7 @@ import Testing
         let handedOver = "taken over through \(control): draining over \(Self.drainSeconds) s"
         #expect(a.stderr.contains(handedOver), "\(a.stderr)")
         // A master says so once its workers have drained and exited.
-        #expect(a.stderr.contains(topology == .workers ? "every worker has exited" : "drained: stopping"),
+        #expect(a.stderr.contains(masters ? "every worker has exited" : "drained: stopping"),
                 "\(a.stderr)")
 
         try #require(probe.waitForExit(by: Date(timeIntervalSinceNow: 40)),
@@ -109,8 +122,10 @@ import Testing
         #expect(count("notice_max_ms").map { $0 <= Self.drainSeconds * 1000 } == true, "\(context)")
 
         #expect((try? EchoSocket(port: port).echo(7)) == true, "gateway B does not answer after the restart: \(b.stderr)")
+        if masters { try expectSpread(port: port, over: bWorkers, of: b) }
         if topology != .forwarding {
-            #expect(b.stderr.contains("admin endpoint on 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
+            let admin = masters ? "admin endpoint for the box on" : "admin endpoint on"
+            #expect(b.stderr.contains("\(admin) 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
         }
         kill(b.process.processIdentifier, SIGTERM)
         let bExited = b.waitForExit(by: Date(timeIntervalSinceNow: 15))
@@ -118,5 +133,19 @@ import Testing
         if bExited {
             #expect(b.process.terminationReason == .exit && b.process.terminationStatus == 0, "B: \(b.stderr)")
         }
+    }
+
+    /// New connections spread over B's workers as over a fresh master's (WorkersTests): 500 per worker
+    /// puts +-25% at 5.6 (two workers) or 6.8 (three) standard deviations.
+    private func expectSpread(port: Int, over workers: Int, of b: Child) throws {
+        let pids = (0..<workers).compactMap { index in
+            b.stderr.components(separatedBy: "worker \(index) started: pid ").dropFirst().last
+                .flatMap { Int32($0.prefix { $0.isNumber }) }
+        }
+        try #require(pids.count == workers, "B's worker pids: \(b.stderr)")
+        let clients = try (0..<500 * workers).map { _ in try EchoSocket(port: port) }
+        let owners = try SocketOwners.waitForAll(clients.map(\.localPort), port: port, pids: pids)
+        let counts = pids.map { pid in clients.count { owners[$0.localPort] == pid } }
+        #expect(counts.allSatisfy { abs($0 - 500) <= 125 }, "B's workers after the take-over: \(counts)")
     }
 }

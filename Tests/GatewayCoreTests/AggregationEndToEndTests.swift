@@ -98,6 +98,17 @@ final class AggregationEndToEndTests: ForwardingTestCase {
         XCTAssertGreaterThan(second.stats().forwardedUp, 0, "clients were spread over both servers")
         stopGateway(first)
         waitFor("the first server's links down") { access.stats().linksUp == 2 }
+        // The clients whose link died are each told once (upstream_lost), the others nothing.
+        var told = 0
+        for (i, c) in clients.enumerated() {
+            let before = try XCTUnwrap(c.framesBeforeHeartbeatEcho(), "client \(i)")
+            XCTAssertLessThanOrEqual(before.count, 1, "client \(i)")
+            XCTAssertTrue(before.allSatisfy(TestClient.isUpstreamLost), "client \(i)")
+            told += before.count
+        }
+        XCTAssertGreaterThan(told, 0, "some clients were on the first server's links")
+        XCTAssertLessThan(told, clients.count, "some were on the second's")
+        XCTAssertEqual(access.stats().upstreamLostNotices, UInt64(told))
         serve(clients, base: 50_000, rounds: 2)
         XCTAssertEqual(access.stats().closes.reduce(0, +), 0, "no client was closed")
         XCTAssertEqual(access.stats().noUpstreamReplies, 0, "a live link was always there")
@@ -124,6 +135,11 @@ final class AggregationEndToEndTests: ForwardingTestCase {
                 stopGateway(aggregation)
             }
             waitFor("access links down (flap \(flap))") { access.stats().linksUp == 0 }
+            for (i, c) in clients.enumerated() {  // each had frames on a link that died: told once
+                let before = c.framesBeforeHeartbeatEcho()
+                XCTAssertEqual(before?.count, 1, "client \(i), flap \(flap)")
+                XCTAssertTrue(before?.first.map(TestClient.isUpstreamLost) ?? false, "client \(i), flap \(flap)")
+            }
             try clients[0].send(TestClient.frame(seq: 9, bodySize: 4))
             let answer = try XCTUnwrap(clients[0].receiveFrame())
             XCTAssertEqual(answer.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).status },
@@ -287,7 +303,7 @@ final class AggregationLinkTests: ForwardingTestCase {
         XCTAssertTrue(early.isClosedByPeer(), "anything before HELLO is malformed")
 
         let oldVersion = try TestClient(port: aggregation.port)
-        try oldVersion.send(hello(node: 7, link: 0, version: 2))
+        try oldVersion.send(hello(node: 7, link: 0, version: 3))
         XCTAssertEqual(try answer(oldVersion).status, LinkMessage.HelloStatus.unsupportedVersion.rawValue)
         XCTAssertTrue(oldVersion.isClosedByPeer())
 

@@ -83,12 +83,13 @@ final class EchoCorePythonTests: XCTestCase {
     }
 
     func testUnsupportedVersionAndCoreRoleAreRefusedAndClosed() throws {
-        for (version, role, status) in [(UInt16(2), NodeRole.access, UInt32(1)), (1, .core, 2)] {
+        for (version, role, status) in [(UInt16(3), NodeRole.access, UInt32(1)), (LinkMessage.version, .core, 2)] {
             let link = try TestClient(port: port)
             try link.send(hello(version: version, role: role, node: 7, link: 3))
             let answer = try XCTUnwrap(link.receiveFrame(), "no HELLO answer to version \(version) role \(role)")
             XCTAssertEqual(decode(answer), .hello(LinkMessage.Hello(
-                status: status, role: .core, node: 1, link: 3, heartbeatMilliseconds: heartbeatMs)))
+                status: status, role: .core, node: 1, link: 3, heartbeatMilliseconds: heartbeatMs,
+                maxFrame: UInt32(maxFrame))))
             XCTAssertTrue(link.isClosedByPeer(), "link not closed after refusing version \(version) role \(role)")
         }
     }
@@ -107,7 +108,7 @@ final class EchoCorePythonTests: XCTestCase {
         let cases: [(name: String, bytes: [UInt8], afterHello: Bool)] = [
             ("length 17", TestClient.rawHeader(length: 17), true),
             ("DATA with a wrong inner length", wrongInner, true),
-            ("length above max_frame + 30", TestClient.rawHeader(length: UInt32(maxFrame + 31)), true),
+            ("length above max_frame + 38", TestClient.rawHeader(length: UInt32(maxFrame + 39)), true),
             ("unknown command 0xFF16", TestClient.frame(seq: 0, cmd: 0xFF16, uid: 0, bodySize: 0), true),
             ("HEARTBEAT before HELLO", LinkMessage.heartbeat.bytes, false),
             ("HELLO of length 33", longHello, false),

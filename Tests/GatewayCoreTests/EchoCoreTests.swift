@@ -36,7 +36,7 @@ final class EchoCoreTests: XCTestCase {
         frame.withUnsafeBytes { try? LinkMessage.decode($0.baseAddress!, maxFrame: 1 << 20).get() }
     }
 
-    private func hello(version: UInt16 = 1, role: NodeRole = .access, link: UInt16 = 3) -> [UInt8] {
+    private func hello(version: UInt16 = LinkMessage.version, role: NodeRole = .access, link: UInt16 = 3) -> [UInt8] {
         bytes(.hello(.init(version: version, role: role, node: 42, link: link, heartbeatMilliseconds: 1000)))
     }
 
@@ -123,12 +123,12 @@ final class EchoCoreTests: XCTestCase {
         let port = try startCore()
         let good = try link(port)
         let old = try TestClient(port: port)
-        try old.send(hello(version: 2))
+        try old.send(hello(version: 3))
         let answer = try XCTUnwrap(old.receiveFrame())
         guard case .hello(let h) = decode(answer) else { return XCTFail("no HELLO answer") }
         XCTAssertEqual(h.status, LinkMessage.HelloStatus.unsupportedVersion.rawValue)
         XCTAssertTrue(old.isClosedByPeer())
-        XCTAssertTrue(log.messages(atLeast: .warning).contains { $0.contains("unsupportedVersion") && $0.contains("version 2") },
+        XCTAssertTrue(log.messages(atLeast: .warning).contains { $0.contains("unsupportedVersion") && $0.contains("version 3") },
                       "a version mismatch is logged clearly")
 
         let early = try TestClient(port: port)

@@ -26,6 +26,30 @@ class ForwardingTestCase: XCTestCase {
         return (g, c)
     }
 
+    /// A core that spends `delayMicroseconds` on the thread that reads its links before each echo:
+    /// one that cannot keep up (CPU-bound), so its links fill and push back on the access node.
+    func startBlockingCore(delayMicroseconds: UInt32) throws -> Gateway {
+        final class Blocking: CoreHandler {
+            let delay: UInt32
+            init(delay: UInt32) { self.delay = delay }
+            func opened(_ session: CoreSession, peer: PeerAddress) {}
+            func closed(_ session: CoreSession, cause: UInt8) {}
+            func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
+                usleep(delay)
+                session.echo(frame)
+            }
+        }
+        var base = GatewayConfig()
+        base.port = 0
+        let server = CoreServer(handler: Blocking(delay: delayMicroseconds), node: 1, clientMaxFrame: base.maxFrame,
+                                logger: log.logger)
+        let g = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame), handler: server,
+                            logger: log.logger)
+        try g.start()
+        running.append(g)
+        return g
+    }
+
     /// An access gateway forwarding to `ports` on loopback, with a fast clock and fast reconnects.
     func startAccess(upstream ports: [Int], _ configure: (inout GatewayConfig) -> Void = { _ in }) throws -> Gateway {
         var config = GatewayConfig()
@@ -138,6 +162,15 @@ final class ForwardingEndToEndTests: ForwardingTestCase {
         core1.stop()
         running.removeAll { $0 === core1 }
         waitFor("links down") { access.stats().linksUp == 0 }
+        // Each client had frames on a link that died: it is told once, seq its last frame's.
+        for (i, c) in clients.enumerated() {
+            let before = c.framesBeforeHeartbeatEcho()
+            XCTAssertEqual(before?.count, 1, "client \(i)")
+            let notice = before?.first ?? []
+            XCTAssertTrue(TestClient.isUpstreamLost(notice), "client \(i)")
+            XCTAssertEqual(notice.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!).seq }, UInt32(i * 10 + 9))
+        }
+        XCTAssertEqual(access.stats().upstreamLostNotices, UInt64(clients.count))
         // While the core is down every request is answered at once with an error.
         let request = TestClient.frame(seq: 1, bodySize: 8)
         try clients[0].send(request)
@@ -213,11 +246,12 @@ final class ForwardingFailureTests: ForwardingTestCase {
     /// Frames that wait longer than max_queue_wait for room on their link are answered
     /// `overloaded` and dropped, counted; every frame gets exactly one answer.
     func testFramesWaitingPastMaxQueueWaitAreAnsweredOverloaded() throws {
-        let (coreGateway, _) = try startCore(delayMicroseconds: 2000)
+        let coreGateway = try startBlockingCore(delayMicroseconds: 2000)
         let g = try startAccess(upstream: [coreGateway.port]) {
             $0.ringCapacity = 4
             $0.maxQueueWait = 50
             $0.upstreamLinks = 1
+            $0.maxQueuedBytes = 64 << 20  // all 9 MB a client sends may wait for it: readers here can stall
         }
         waitFor("link up") { g.stats().linksUp == 1 }
         let frames = 150
@@ -277,7 +311,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
             self.listener = listener
             let accepts = count
             thread = Thread {
-                var hello = [UInt8](repeating: 0, count: 32)
+                var hello = [UInt8](repeating: 0, count: 40)
                 LinkMessage.hello(.init(role: .core, node: 1, link: 0, heartbeatMilliseconds: 1000)).encode(into: &hello)
                 var held: [Int32] = []
                 while accepts.value.withLock({ $0 }) < limit {
@@ -286,9 +320,9 @@ final class ForwardingFailureTests: ForwardingTestCase {
                     accepts.value.withLock { $0 += 1 }
                     var tv = timeval(tv_sec: 2, tv_usec: 0)
                     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                    var buffer = [UInt8](repeating: 0, count: 32)
-                    _ = recv(fd, &buffer, 32, Int32(MSG_WAITALL))
-                    _ = send(fd, hello, 32, Int32(MSG_NOSIGNAL))
+                    var buffer = [UInt8](repeating: 0, count: 40)
+                    _ = recv(fd, &buffer, 40, Int32(MSG_WAITALL))
+                    _ = send(fd, hello, 40, Int32(MSG_NOSIGNAL))
                     if !after.isEmpty { _ = send(fd, after, after.count, Int32(MSG_NOSIGNAL)) }
                     held.append(fd)
                 }

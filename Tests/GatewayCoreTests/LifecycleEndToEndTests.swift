@@ -253,6 +253,7 @@ final class LifecycleEndToEndTests: XCTestCase {
             let gateway = try startGateway(poller) {
                 $0.drainTimeout = 1
                 $0.maxFrame = 1 << 20
+                $0.maxQueuedBytes = 32 << 20  // every frame is dealt: its reply waits on the socket
             }
             let stuck = try TestClient(port: gateway.port, receiveBuffer: 4096)
             let big = ownedFrame(owner: 3, seq: 1, bodySize: (1 << 20) - FrameHeader.size)

@@ -19,21 +19,34 @@ final class LinkCodecTests: XCTestCase {
 
     func testHelloLayoutMatchesTheDocument() {
         let hello = LinkMessage.Hello(status: 3, role: .aggregation, node: 0x1122_3344, link: 0x0506,
-                                      heartbeatMilliseconds: 0x0000_03E8)
+                                      heartbeatMilliseconds: 0x0000_03E8, maxFrame: 0x0010_0000,
+                                      maxQueuedBytes: 0x0040_0000)
         let bytes = encode(.hello(hello))
-        XCTAssertEqual(bytes.count, 32)
-        XCTAssertEqual(Array(bytes[0..<4]), [0, 0, 0, 32], "length")
+        XCTAssertEqual(bytes.count, 40)
+        XCTAssertEqual(Array(bytes[0..<4]), [0, 0, 0, 40], "length")
         XCTAssertEqual(Array(bytes[4..<8]), [0, 0, 0, 0], "seq is 0 on links")
         XCTAssertEqual(Array(bytes[8..<10]), [0xFF, 0x10], "cmd")
         XCTAssertEqual(Array(bytes[10..<14]), [0, 0, 0, 3], "status")
         XCTAssertEqual(Array(bytes[14..<18]), [0, 0, 0, 0], "uid is 0 on links")
-        XCTAssertEqual(Array(bytes[18..<20]), [0, 1], "version")
+        XCTAssertEqual(Array(bytes[18..<20]), [0, 2], "version")
         XCTAssertEqual(bytes[20], 2, "role")
         XCTAssertEqual(bytes[21], 0, "reserved")
         XCTAssertEqual(Array(bytes[22..<26]), [0x11, 0x22, 0x33, 0x44], "node")
         XCTAssertEqual(Array(bytes[26..<28]), [0x05, 0x06], "link")
         XCTAssertEqual(Array(bytes[28..<32]), [0, 0, 0x03, 0xE8], "heartbeat_ms")
+        XCTAssertEqual(Array(bytes[32..<36]), [0, 0x10, 0, 0], "max_frame")
+        XCTAssertEqual(Array(bytes[36..<40]), [0, 0x40, 0, 0], "max_queued_bytes")
         XCTAssertEqual(try decode(bytes).get(), .hello(hello))
+    }
+
+    func testPushDroppedLayoutMatchesTheDocument() throws {
+        let session = SessionID(node: 0x0A0B_0C0D, connection: ConnectionID(index: 0x0102_0304, generation: 0x0506_0708))
+        let bytes = encode(.pushDropped(session, count: 0x0000_0102))
+        XCTAssertEqual(Array(bytes[0..<4]), [0, 0, 0, 34], "length")
+        XCTAssertEqual(Array(bytes[8..<10]), [0xFF, 0x1E], "cmd")
+        XCTAssertEqual(Array(bytes[18..<30]), [0x0A, 0x0B, 0x0C, 0x0D, 1, 2, 3, 4, 5, 6, 7, 8], "session id")
+        XCTAssertEqual(Array(bytes[30..<34]), [0, 0, 1, 2], "count")
+        XCTAssertEqual(try decode(bytes).get(), .pushDropped(session, count: 0x102))
     }
 
     func testOpenedDataClosedAndLinkDownLayouts() throws {
@@ -170,7 +183,7 @@ final class LinkCodecTests: XCTestCase {
         oversized[9] = 0x13
         oversized += TestClient.rawHeader(length: UInt32(maxFrame + 1))
         XCTAssertEqual(decode(oversized), .failure(.badInnerLength(outer: outer, inner: UInt32(maxFrame + 1))))
-        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF1E, 0xFF1F, 0x0001] {
+        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF1F, 0x0001] {
             var bytes = encode(.heartbeat)
             bytes[8] = UInt8(cmd >> 8)
             bytes[9] = UInt8(cmd & 0xFF)

@@ -10,11 +10,19 @@ import LinkCore
 ///   11 JOIN room / 12 LEAVE room / 13 UNBIND / 14 LOGIN and JOIN (body: u32 for both)
 ///   20 PUSH scope target payload    pushes a frame of cmd 99, seq = the request's, body = payload
 ///   21 KICK scope target            22 PRESENCE scope target (answers summed per target)
+///   23 BURST count scope target payload   `count` pushes back to back, seq 0..<count (the burst's own
+///                                         echo comes after them)
+///   24 SIZED scope target size            one push of exactly `size` bytes (body: bytes i % 251)
+///   25 FLOOD count size                   `count` DATA frames of `size` bytes to the session, at once
 /// Every request is echoed after it is acted on, so its echo follows the link messages it caused.
 final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mutex; the rest is Deal's
     static let pushedCmd: UInt16 = 99
     private(set) var server: CoreServer!
     let answers = Mutex<[UInt32: (nodes: Int, count: Int)]>([:])
+    /// PUSH_DROPPED notices heard and the pushes they count; pushes `push` refused.
+    let dropNotices = Mutex((notices: 0, pushes: 0))
+    let refusedPushes = Mutex(0)
+    let closedSessions = Mutex(0)
 
     static func start(log: LogRecorder, node: UInt32 = 1, ringCapacity: Int = 32) throws -> (Gateway, PushCore) {
         let core = PushCore()
@@ -31,7 +39,7 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
     }
 
     func opened(_ session: CoreSession, peer: PeerAddress) {}
-    func closed(_ session: CoreSession, cause: UInt8) {}
+    func closed(_ session: CoreSession, cause: UInt8) { closedSessions.withLock { $0 += 1 } }
 
     func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
         let header = FrameHeader(decoding: clientFrame.baseAddress!)
@@ -52,11 +60,43 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
             server.push(scope(), target: u32(1), FrameHeader(length: 0, seq: header.seq, cmd: Self.pushedCmd,
                                                               uid: u32(1)),
                         body: UnsafeRawBufferPointer(rebasing: body[5...]))
+        case 23:
+            let count = u32(0)
+            let target = FrameHeader.loadU32(body.baseAddress! + 5, 0)
+            let scope = LinkMessage.Scope(rawValue: body[4])!
+            for seq in 0..<count {
+                if !server.push(scope, target: target, FrameHeader(length: 0, seq: seq, cmd: Self.pushedCmd, uid: target),
+                                body: UnsafeRawBufferPointer(rebasing: body[9...])) {
+                    refusedPushes.withLock { $0 += 1 }
+                }
+            }
+        case 24:
+            let size = Int(u32(5))
+            let payload = (0..<(size - FrameHeader.size)).map { UInt8($0 % 251) }
+            let sent = payload.withUnsafeBytes {
+                server.push(scope(), target: u32(1), FrameHeader(length: 0, seq: header.seq, cmd: Self.pushedCmd,
+                                                                  uid: u32(1)), body: $0)
+            }
+            if !sent { refusedPushes.withLock { $0 += 1 } }
+        case 25:
+            let filler = [UInt8](repeating: 0x25, count: Int(u32(4)) - FrameHeader.size)
+            for n in 0..<u32(0) {
+                filler.withUnsafeBytes {
+                    _ = session.send(FrameHeader(length: 0, seq: n, cmd: Self.pushedCmd, uid: 0), body: $0)
+                }
+            }
         case 21: server.kick(scope(), target: u32(1))
         case 22: server.queryPresence(scope(), target: u32(1))
         default: break
         }
         session.echo(frame)
+    }
+
+    func pushesDropped(_ session: CoreSession, count: UInt32) {
+        dropNotices.withLock {
+            $0.notices += 1
+            $0.pushes += Int(count)
+        }
     }
 
     func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {

@@ -20,6 +20,9 @@ final class ReconfigureEndToEndTests: ForwardingTestCase {
         try access.reconfigure(config)
         waitFor("B's links up, A's gone") { coreB.stats().connectionsOpen == 2 && access.stats().linksUp == 2 && coreA.stats().connectionsOpen == 0 }
         XCTAssertEqual(access.stats().linksConfigured, 2)
+        for (i, c) in clients.enumerated() {  // A's links closed under them: each told once
+            XCTAssertEqual(c.framesBeforeHeartbeatEcho()?.filter(TestClient.isUpstreamLost).count, 1, "client \(i)")
+        }
         for (i, c) in clients.enumerated() {
             XCTAssertTrue(pipelined(c, seqBase: UInt32(1000 + i * 100), count: 5), "client \(i) served by B")
         }

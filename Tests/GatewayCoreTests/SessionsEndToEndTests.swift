@@ -94,6 +94,8 @@ final class SessionsEndToEndTests: ForwardingTestCase {
         let bystander = try TestClient(port: access.port)
         login(bystander, uid: 8)
         send(bystander, 21, PushCore.scoped(.uid, 7))
+        // Its echo came after the KICK on the same link: the sessions left at the kick, not at their close.
+        XCTAssertEqual(access.stats().sessionsBound, 1, "unbound at the kick")
         for (i, d) in devices.enumerated() { XCTAssertTrue(d.isClosedByPeer(), "device \(i) kicked") }
         waitFor("counted") { access.stats().closes(.kicked) == 2 }
         XCTAssertTrue(bystander.hasNoPush(), "the bystander is served")
@@ -101,17 +103,20 @@ final class SessionsEndToEndTests: ForwardingTestCase {
     }
 
     /// Rooms while clients come and go: a push to the room reaches exactly its members
-    /// at that moment; a broadcast reaches every client once.
+    /// at that moment; a broadcast (scope all) reaches every bound client once.
     func testRoomsAndBroadcastDuringChurn() throws {
         let (coreGateway, _) = try startPushCore()
         let access = try startAccess(upstream: [coreGateway.port])
         waitFor("links up") { access.stats().linksUp == 2 }
         let control = try TestClient(port: access.port)
+        login(control, uid: 1)
+        let stranger = try TestClient(port: access.port)  // never bound: not online, no broadcast
         var members: [TestClient] = []
         var outsiders: [TestClient] = [control]
         for round in 0..<4 {
-            for _ in 0..<5 {
+            for n in 0..<5 {
                 let c = try TestClient(port: access.port)
+                login(c, uid: UInt32(100 + round * 10 + n))
                 send(c, 11, PushCore.u32(5))
                 members.append(c)
             }
@@ -139,6 +144,7 @@ final class SessionsEndToEndTests: ForwardingTestCase {
         let everyone = members + outsiders.dropFirst()
         for (i, c) in everyone.enumerated() { XCTAssertEqual(c.nextPush(), Array("everyone".utf8), "client \(i)") }
         for (i, c) in (everyone + [control]).enumerated() { XCTAssertTrue(c.hasNoPush(), "client \(i): once") }
+        XCTAssertTrue(stranger.hasNoPush(), "an unbound connection gets no broadcast")
     }
 
     /// Broadcasts while other clients connect and close on another thread: every steady
@@ -149,6 +155,7 @@ final class SessionsEndToEndTests: ForwardingTestCase {
         waitFor("links up") { access.stats().linksUp == 2 }
         let steady = try (0..<10).map { _ in try TestClient(port: access.port) }
         let control = try TestClient(port: access.port)
+        for (i, c) in (steady + [control]).enumerated() { login(c, uid: UInt32(100 + i)) }  // bound: online
         let port = access.port
         let stop = Mutex(false)
         let churned = Mutex(0)

@@ -162,6 +162,25 @@ public final class TestClient: @unchecked Sendable {  // used by one thread at a
         return receiveFrame() == request
     }
 
+    /// The frames that arrive before the echo of a heartbeat sent now (what the gateway queued
+    /// for this client so far), or nil if the echo never comes.
+    public func framesBeforeHeartbeatEcho() -> [[UInt8]]? {
+        let beat = TestClient.frame(seq: 0xBEA7, cmd: ReservedCommand.heartbeat, bodySize: 0)
+        guard (try? send(beat)) != nil else { return nil }
+        var frames: [[UInt8]] = []
+        while let f = receiveFrame() {
+            if f == beat { return frames }
+            frames.append(f)
+        }
+        return nil
+    }
+
+    /// Whether `frame` is the gateway's upstream_lost notice (docs/PROTOCOL.md).
+    public static func isUpstreamLost(_ frame: [UInt8]) -> Bool {
+        let h = frame.withUnsafeBytes { FrameHeader(decoding: $0.baseAddress!) }
+        return h.cmd == ReservedCommand.upstreamLost && h.status == GatewayStatus.upstreamLost
+    }
+
     /// True when the gateway closed the connection (end of stream or reset) within the timeout.
     /// Reads and discards whatever arrives before that.
     public func isClosedByPeer() -> Bool {

@@ -41,11 +41,21 @@ static const short GW_POLLRDHUP = 0x2000;
 // Names the calling thread (pthread_setname_np, a GNU extension).
 void gw_set_thread_name(const char *name);
 
+// How many CPUs the process may run on (sched_getaffinity); -1 with errno on failure.
+int gw_affinity_count(void);
+
 // Pin the calling thread to one CPU; returns 0 or an errno value.
 int gw_pin_to_cpu(int cpu);
 
 // A worker process asks for `signal` when its master dies (prctl PR_SET_PDEATHSIG; variadic in C).
 int gw_set_parent_death_signal(int signal);
+
+// A pipe for a worker's report to its master, both ends close-on-exec and non-blocking (pipe2 is a
+// GNU extension Glibc's module does not show). Returns 0 or -1 with errno.
+int gw_report_pipe(int ends[2]);
+
+// Most descriptors one message carries (SCM_MAX_FD).
+#define GW_MAX_FDS 253
 
 // One message on a Unix stream socket carrying `count` descriptors (SCM_RIGHTS) and `len` bytes
 // (at least one). Returns sendmsg's result; -1 with errno on failure.
@@ -54,5 +64,10 @@ long gw_send_fds(int sock, const int *fds, int count, const void *data, size_t l
 // Receives one message of up to `len` bytes and up to `max` descriptors, which arrive close-on-exec;
 // `*count` is set to how many came. Returns recvmsg's result (0: end of stream).
 long gw_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t len);
+
+// Steers the SO_REUSEPORT group of listening socket `fd`: each new connection goes to one of the
+// group's first `count` sockets (in the order they joined), chosen at random (SO_ATTACH_REUSEPORT_CBPF).
+// Returns setsockopt's result.
+int gw_reuseport_steer(int fd, unsigned count);
 
 #endif

@@ -1,3 +1,5 @@
+import CLinux
+
 /// The lines of the hand-over protocol on the control socket (docs/OPERATIONS.md), each sent as one
 /// message: parsed and written here only, by both sides.
 enum HandoverLine: Equatable {
@@ -15,6 +17,8 @@ enum HandoverLine: Equatable {
     static let version = 1
     /// Longest line either side sends or reads.
     static let maxLength = 256
+    /// Most listening sockets one hand-over carries (SCM_RIGHTS takes at most 253 in one message).
+    static let maxListeners = Int(GW_MAX_FDS)
 
     var text: String {
         switch self {
@@ -42,7 +46,8 @@ enum HandoverLine: Equatable {
             guard let v = number(words[1], 1...1_000) else { return nil }
             self = .takeOver(version: v)
         case "LISTENERS" where words.count == 4 && words[2] == "GENERATION":
-            guard let n = number(words[1], 1...64), let g = number(words[3], 0...Int(UInt32.max)) else { return nil }
+            guard let n = number(words[1], 1...Self.maxListeners), let g = number(words[3], 0...Int(UInt32.max))
+            else { return nil }
             self = .listeners(count: n, generation: UInt32(g))
         case "STARTED" where words.count == 1:
             self = .started

@@ -67,10 +67,12 @@ final class UnixStream {
     /// descriptors that came with it; nil at end of stream.
     func receive() throws(HandoverError) -> (line: String, descriptors: [Int32])? {
         var buffer = [UInt8](repeating: 0, count: HandoverLine.maxLength + 1)
-        var fds = [Int32](repeating: -1, count: 64)
+        var fds = [Int32](repeating: -1, count: Int(GW_MAX_FDS))
         var count: Int32 = 0
         let n = buffer.withUnsafeMutableBytes { b in
-            fds.withUnsafeMutableBufferPointer { gw_recv_fds(fd, $0.baseAddress, 64, &count, b.baseAddress, b.count) }
+            fds.withUnsafeMutableBufferPointer {
+                gw_recv_fds(fd, $0.baseAddress, GW_MAX_FDS, &count, b.baseAddress, b.count)
+            }
         }
         let received = Array(fds.prefix(Int(count)))
         guard n > 0 else {

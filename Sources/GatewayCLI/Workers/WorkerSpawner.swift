@@ -3,20 +3,20 @@ import Foundation
 import Glibc
 
 /// Starts one worker: this same executable with the same arguments (less --take-over), told by its
-/// environment which inherited descriptors are the listeners, its index, and its master's pid.
+/// environment which inherited descriptors are its listeners, its index, its master's pid, and the pipe it
+/// reports on (WorkerReport). It inherits those descriptors alone: the master's are close-on-exec.
 struct WorkerSpawner {
     static let indexEnvironment = "GATEWAY_WORKER_INDEX"
     static let masterEnvironment = "GATEWAY_WORKER_MASTER_PID"
     static let generationEnvironment = "GATEWAY_WORKER_GENERATION"
 
     let arguments: [String]
-    let listeners: [Int32]
     let generation: UInt32
     /// This executable's real path: a worker shows in ps(1) by its name, not as "exe".
     let executable: String
 
     /// The command line for workers: --take-over is the master's business alone.
-    init(commandLine: [String], listeners: [Int32], generation: UInt32) {
+    init(commandLine: [String], generation: UInt32) {
         var arguments: [String] = []
         var skipNext = false
         for argument in commandLine.dropFirst() {
@@ -29,7 +29,6 @@ struct WorkerSpawner {
             }
         }
         self.arguments = arguments
-        self.listeners = listeners
         self.generation = generation
         var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
@@ -50,14 +49,20 @@ struct WorkerSpawner {
         return (index, generation)
     }
 
-    /// The new worker's pid.
-    func spawn(index: Int) throws(HandoverError) -> pid_t {
+    /// The new worker's pid; it gets `listeners` and the write end of its report pipe, `report`.
+    func spawn(index: Int, listeners: [Int32], report: Int32) throws(HandoverError) -> pid_t {
         // Read now, after ServiceManager took systemd's variables out: no worker notifies as the service.
         var environment = ProcessInfo.processInfo.environment
         environment[GatewayRunner.inheritedEnvironment] = listeners.map(String.init).joined(separator: ",")
         environment[Self.indexEnvironment] = "\(index)"
         environment[Self.masterEnvironment] = "\(getpid())"
         environment[Self.generationEnvironment] = "\(generation)"
+        environment[WorkerReport.environment] = "\(report)"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto itself clears close-on-exec in the child only (glibc 2.29 and later).
+        for fd in listeners + [report] { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -73,7 +78,7 @@ struct WorkerSpawner {
             for p in envp { free(p) }
         }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, nil, &attributes, argv, envp)
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw HandoverError("posix_spawn worker \(index): \(String(cString: strerror(rc)))") }
         return pid
     }

@@ -4,9 +4,13 @@ public struct Connection {
     public let id: ConnectionID
     unowned(unsafe) let deal: DealStage
 
-    /// Free send-ring entries: a handler sending on its own schedule (a core pushing from
-    /// `tick`) checks it, since a send that finds the ring full closes the connection.
-    public var sendRoom: Int { deal.table.sendRing(id.index).freeCount }
+    /// Bytes that may still be queued for this connection before `max_queued_bytes` (a send past
+    /// it closes the connection as a slow consumer): a handler sending on its own schedule (a
+    /// core pushing from `tick`) checks it and waits for a later tick.
+    public var sendRoom: Int {
+        let s = deal.table.slot(id.index)
+        return max(0, deal.queueBound(s) - s.outstandingBytes)
+    }
 
     /// Sends `frame` back unchanged, without copying it.
     @inline(__always)

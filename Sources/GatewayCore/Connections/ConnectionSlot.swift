@@ -66,6 +66,11 @@ struct ConnectionSlot {
     /// A hot restart's drain: Monitor sets 1 when this client's *please reconnect* is due; Deal
     /// queues the frame and sets 2.
     var reconnectNotice: UInt8.AtomicRepresentation
+    /// Deal holds output for this connection in its backlog: Send must not finish a graceful close.
+    var backlogged: UInt8.AtomicRepresentation
+    /// Bytes Send has written to the socket since the connection opened; with Deal's `queuedBytes`
+    /// it gives what waits for the socket (max_queued_bytes).
+    var sentBytes: UInt64.AtomicRepresentation
     /// A transport other than plain (Transport/Transport.swift): its lock, taken by Receive and Send
     /// around their shared state; 1 once its opening (the WebSocket handshake) is done (Receive sets
     /// it); 1 while it has output of its own for Send (a pong).
@@ -103,18 +108,31 @@ struct ConnectionSlot {
 
     // Deal's.
     var dealOffset: UInt32
+    /// `opened`: the handler or core heard of it; `ended`: a session the core closed or kicked,
+    /// out of its uid, rooms and presence while its connection finishes.
+    var ended: Bool
+    /// Output beyond the send ring, and every byte ever queued for the socket (ring and backlog).
+    var backlog: SendBacklog
+    var queuedBytes: UInt64
     var opened: Bool
     /// Forwarding clients: `route` is the link the session was announced on (OPENED sent) when `routed`.
     var routed: Bool
     var route: UInt64
+    /// Forwarding clients announced on a link: a doubly linked list per link (its upstream_lost
+    /// notices), the frames forwarded on it and the seq of the last one.
+    var routePrev: UInt32
+    var routeNext: UInt32
+    var routeFrames: UInt32
+    var lastUpSeq: UInt32
+    /// Pushes dropped (push_overflow drop) since the core was last told, and whether this session
+    /// waits in Deal's list of notices to send.
+    var pushDrops: UInt32
+    var dropNoticeQueued: Bool
     /// Forwarding clients waiting for room on link `waitPosition`: a doubly linked list per link.
     var waiting: Bool
     var waitPosition: UInt16
     var waitPrev: UInt32
     var waitNext: UInt32
-    /// A link's dealing paused because this client's send ring was full; dealing this client resumes it.
-    var blocksLink: Bool
-    var blockedLinkPosition: UInt16
     /// The tick the client began waiting; past max_queue_wait it is `shed`: what it has queued is
     /// answered `overloaded`.
     var waitSince: UInt64
@@ -167,18 +185,23 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice, \.transportLock, \.transportReady, \.transportOutput] {
+             \.reconnectNotice, \.backlogged, \.transportLock, \.transportReady, \.transportOutput] {
             atomic(flag).store(0, ordering: .relaxed)
         }
+        sentBytes.store(0, ordering: .relaxed)
+        pointee.queuedBytes = 0
+        pointee.routeFrames = 0
+        pointee.pushDrops = 0
+        pointee.dropNoticeQueued = false
         pointee.kind = SlotKind.client.rawValue
         pointee.transport = TransportKind.plain.rawValue
         pointee.openingTimed = false
         pointee.lingerTimed = false
         pointee.dealOffset = 0
         pointee.opened = false
+        pointee.ended = false
         pointee.routed = false
         pointee.waiting = false
-        pointee.blocksLink = false
         pointee.shed = false
         pointee.bound = false
         pointee.floodArmed = false
@@ -200,12 +223,23 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
     }
 
     @inline(__always)
+    var sentBytes: UnsafeAtomic<UInt64> { UnsafeAtomic(at: pointer(to: \.sentBytes)!) }
+
+    /// Bytes queued for the socket and not yet written (read by Deal, the producer).
+    @inline(__always)
+    var outstandingBytes: Int { Int(truncatingIfNeeded: pointee.queuedBytes &- sentBytes.load(ordering: .relaxed)) }
+
+    @inline(__always)
     var generation: UnsafeAtomic<UInt32> { UnsafeAtomic(at: pointer(to: \.generation)!) }
 
     /// The stale-id guard: the slot still holds connection `id` (it was not closed and reused since
     /// the id was posted). Every stage checks it before acting on an id from its inbox.
     @inline(__always)
     func holds(_ id: ConnectionID) -> Bool { generation.load(ordering: .acquiring) == id.generation }
+
+    /// What the slot holds (set by Monitor before the connection is open, then read-only).
+    @inline(__always)
+    var kind: SlotKind { SlotKind(rawValue: pointee.kind) ?? .client }
 
     @inline(__always)
     var state: SlotState {

@@ -2,13 +2,14 @@ import CLinux
 import Glibc
 
 /// A listening socket, IPv4 or IPv6, non-blocking, SO_REUSEADDR. An IPv6 socket is
-/// IPv6-only, except on the wildcard `::`, which also takes IPv4 (dual stack).
+/// IPv6-only, except on the wildcard `::`, which also takes IPv4 (dual stack). With `reusePort` it joins
+/// the SO_REUSEPORT group already listening there (ReusePortGroup).
 struct Listener {
     let fd: Int32
     let port: Int
     var address: GatewayConfig.ListenAddress
 
-    init(host: String, port: Int, backlog: Int) throws(SocketError) {
+    init(host: String, port: Int, backlog: Int, reusePort: Bool = false) throws(SocketError) {
         let v6 = host.contains(":")
         var storage = sockaddr_storage()
         let length: socklen_t
@@ -33,6 +34,7 @@ struct Listener {
         guard fd >= 0 else { throw SocketError("socket", gw_errno()) }
         do {
             try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+            if reusePort { try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT") }
             if v6 {
                 try SocketOptions.setInt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", value: host == "::" ? 0 : 1)
             }

@@ -17,10 +17,10 @@ extension DealStage {
         if downlinks.links[id.index]?.id != id {
             downlinks.links[id.index] = Downlinks.Link(id: id, heartbeatTicks: uplinks.heartbeatTicks, lastHeard: now)
         }
-        resumeBlockedLink(s, uplinks)
+        drainBacklog(id, s)
         if s.pointee.waiting { return }  // dealt again when its upper link has room
         let ring = table.receiveRing(id.index)
-        if ring.count > 0 { downlinks.links[id.index]!.lastHeard = now }
+        if ring.count > 0 { downlinks.links[id.index]?.lastHeard = now }
         outer: while ring.count > 0 {
             let d = ring.peek(0).pointee
             var offset = Int(s.pointee.dealOffset)
@@ -28,7 +28,8 @@ extension DealStage {
             var runData = 0
             while offset < Int(d.length) {
                 let length = Int(FrameHeader.length(at: d.start + offset))
-                switch lowerFrame(d.start + offset, downlinks.links[id.index]!) {
+                guard let link = downlinks.links[id.index] else { break outer }  // set when its turn began
+                switch lowerFrame(d.start + offset, link) {
                 case .forward(let isData):
                     if isData { runData += 1 }
                 case .heartbeat:
@@ -37,10 +38,8 @@ extension DealStage {
                         s.pointee.dealOffset = UInt32(runStart)
                         break outer
                     }
-                    if table.sendRing(id.index).freeCount > 0 {  // a full ring: replies are flowing, skip the echo
-                        enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
-                                                length: UInt32(length)), to: id)
-                    }
+                    enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
+                                            length: UInt32(length)), to: id)
                     (runStart, runData) = (offset + length, 0)
                 case .hello(let hello):
                     answerHello(hello, id, s, uplinks, downlinks)
@@ -48,8 +47,8 @@ extension DealStage {
                 case .skip:
                     runStart = offset + length
                 case .malformed(let why):
-                    let link = downlinks.links[id.index]!
-                    engine.logger.warning("link from node \(link.node) (\(id)): closing, malformed: \(why)")
+                    let node = downlinks.links[id.index]?.node ?? 0
+                    engine.logger.warning("link from node \(node) (\(id)): closing, malformed: \(why)")
                     engine.requestClose(id, cause: .protocolError)
                     return
                 }
@@ -86,7 +85,7 @@ extension DealStage {
         case _ where !link.up: return .malformed("\(message) before HELLO")
         case .hello: return .malformed("a second HELLO")
         case .heartbeat: return .heartbeat
-        case .opened(let session, _, _), .closed(let session, _):
+        case .opened(let session, _, _), .closed(let session, _), .pushDropped(let session, _):
             return ownSession(session, link) ? .forward(isData: false) : .malformed("a session of node \(session.node)")
         case .data(let session, _):
             return ownSession(session, link) ? .forward(isData: true) : .malformed("a session of node \(session.node)")
@@ -111,7 +110,7 @@ extension DealStage {
                             _ s: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID,
                             _ uplinks: Uplinks, _ downlinks: Downlinks) -> Bool {
         guard !range.isEmpty else { return true }
-        let link = downlinks.links[id.index]!
+        guard let link = downlinks.links[id.index] else { return false }  // set when its turn began
         let position = link.upper
         guard uplinks.links[position].id == link.upperID else {
             // Its upper link is gone: this link is being closed (closeDownlinks), and what it sent with it.
@@ -119,17 +118,17 @@ extension DealStage {
             return false
         }
         let ls = table.slot(link.upperID.index)
-        guard table.sendRing(link.upperID.index).freeCount >= Self.linkRoom else {
+        guard linkHasRoom(link.upperID, ls) else {
             waitForLink(id, s, position, ls, uplinks)
             return false
         }
         if let p = uplinks.links[position].pending {  // composed output (heartbeats, LINK_DOWN) keeps its place
             uplinks.links[position].pending = nil
-            pushReserved(p, on: link.upperID)
+            pushLinkOutput(p, on: link.upperID)
         }
         d.chunk.retain()
-        pushReserved(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(range.lowerBound),
-                                     length: UInt32(range.count)), on: link.upperID)
+        pushLinkOutput(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(range.lowerBound),
+                                       length: UInt32(range.count)), on: link.upperID)
         uplinks.markDirty(position)
         engine.counters.add(.forwardedUp, UInt64(dataFrames))
         return true
@@ -161,8 +160,14 @@ extension DealStage {
             status = .notReady
             why = "no upstream link up"
         }
+        if status == .accepted, hello.maxFrame < FrameHeader.size {
+            status = .roleRefused
+            why = "max_frame \(hello.maxFrame) in its HELLO"
+        }
         var answer = LinkMessage.Hello(role: .aggregation, node: uplinks.node, link: hello.link,
-                                       heartbeatMilliseconds: hello.heartbeatMilliseconds)
+                                       heartbeatMilliseconds: hello.heartbeatMilliseconds,
+                                       maxFrame: UInt32(engine.config.maxFrame),
+                                       maxQueuedBytes: UInt32(clamping: live.maxQueuedBytes))
         answer.status = status.rawValue
         sendLinkMessage(.hello(answer), to: id)
         guard let upper, let upperID = uplinks.links[upper].id else {
@@ -170,18 +175,19 @@ extension DealStage {
             if downlinks.refusals.shouldLog(UInt64(hello.node), status: status.rawValue) {
                 engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
             }
-            downlinks.links[id.index]!.refused = true
+            downlinks.links[id.index]?.refused = true
             if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.linkRefused.flag,
                                                           ordering: .sequentiallyConsistent).exchanged {
                 engine.send.input.post(s, id)
             }
             return
         }
-        var link = downlinks.links[id.index]!
+        guard var link = downlinks.links[id.index] else { return }  // set when its turn began
         link.up = true
         link.node = hello.node
         link.number = hello.link
         link.role = hello.role
+        link.maxFrame = Int(hello.maxFrame)
         link.heartbeatTicks = max(1, UInt64(hello.heartbeatMilliseconds) / UInt64(engine.config.tickMilliseconds))
         link.upper = upper
         link.upperID = upperID
@@ -206,76 +212,77 @@ extension DealStage {
     func routeDownward(_ message: LinkMessage, _ d: FrameDescriptor, _ link: ConnectionID, _ position: Int,
                        _ uplinks: Uplinks, _ downlinks: Downlinks) -> LinkStep {
         switch message {
-        case .data(let session, _):
-            return routeDown(d, session, isData: true, from: position, downlinks) ? .next : .wait
+        case .data(let session, let inner):
+            routeDown(d, session, isData: true, inner: Int(inner), from: position, downlinks)
         case .closed(let session, _), .bind(let session, _), .unbind(let session), .join(let session, _),
              .leave(let session, _):
-            return routeDown(d, session, isData: false, from: position, downlinks) ? .next : .wait
-        case .push(let tree, _), .kick(let tree), .presenceQuery(let tree):
-            return fanOut(d, tree, from: position, downlinks) ? .next : .wait
+            routeDown(d, session, isData: false, inner: 0, from: position, downlinks)
+        case .push(let tree, let inner):
+            fanOut(d, tree, inner: Int(inner), downlinks)
+        case .kick(let tree), .presenceQuery(let tree):
+            fanOut(d, tree, inner: 0, downlinks)
         default:
             return malformedLink(link, position, "\(message) sent downward")
         }
+        return .next
     }
 
     /// A tree-wide message, the first time it comes (by any path): a copy of the same
-    /// bytes on one link of every lower node. Every target needs room before any gets
-    /// it, so that waiting for room repeats nobody's copy.
-    private func fanOut(_ d: FrameDescriptor, _ tree: LinkMessage.TreeWide, from position: Int,
-                        _ downlinks: Downlinks) -> Bool {
+    /// bytes on one link of every lower node, each on its own output (a slow one delays no other).
+    private func fanOut(_ d: FrameDescriptor, _ tree: LinkMessage.TreeWide, inner: Int, _ downlinks: Downlinks) {
         guard downlinks.filter.isNew(origin: tree.origin, seq: tree.seq) else {
             engine.counters.add(.duplicates)
-            return true
+            return
         }
         flushDownRun(downlinks)
         for (node, routes) in downlinks.routes where tree.scope != .node || node == tree.target {
             guard let r = downlinks.lowest(routes) else { continue }
-            guard roomOrPauseLink(table.slot(r.index), table.sendRing(r.index), position) else { return false }
-        }
-        for (node, routes) in downlinks.routes where tree.scope != .node || node == tree.target {
-            guard let r = downlinks.lowest(routes) else { continue }
+            guard takesFrame(inner, r, downlinks) else { continue }
             d.chunk.retain()
-            let pushed = table.sendRing(r.index).push(d)
-            precondition(pushed, "lower link's send ring lost the room just checked")
+            pushLinkOutput(d, on: r.id)
             engine.send.input.post(table.slot(r.index), r.id)
         }
         downlinks.filter.mark(origin: tree.origin, seq: tree.seq)
-        return true
     }
 
-    /// Routes one DATA or CLOSED that came down upper link `position` to a lower
-    /// link of the session's node, extending the run of frames for that link when
-    /// it follows in memory; false when that link's ring is full (the upper link
-    /// pauses until the lower one makes room). No link for the node: a stale drop.
-    func routeDown(_ d: FrameDescriptor, _ session: SessionID, isData: Bool, from position: Int,
-                   _ downlinks: Downlinks) -> Bool {
+    /// Routes one DATA or CLOSED that came down upper link `position` to a lower link of the
+    /// session's node, extending the run of frames for that link when it follows in
+    /// memory. No link for the node: a stale drop.
+    func routeDown(_ d: FrameDescriptor, _ session: SessionID, isData: Bool, inner: Int, from position: Int,
+                   _ downlinks: Downlinks) {
         guard let route = downlinks.route(node: session.node, upper: position) else {
             engine.counters.add(.staleDrops)
-            return true
+            return
         }
+        guard takesFrame(inner, route, downlinks) else { return }
         if var run = downlinks.run, downlinks.runTarget == route.id, run.chunk == d.chunk,
            run.offset + run.length == d.offset {
             run.length += d.length
             downlinks.run = run
             if isData { engine.counters.add(.forwardedDown) }
-            return true
+            return
         }
         flushDownRun(downlinks)
-        guard roomOrPauseLink(table.slot(route.index), table.sendRing(route.index), position) else { return false }
         d.chunk.retain()
         downlinks.run = d
         downlinks.runTarget = route.id
         if isData { engine.counters.add(.forwardedDown) }
-        return true
     }
 
-    /// The run of downward frames goes on its lower link's send ring (room was checked when it began).
+    /// Whether the lower node takes a client frame of `inner` bytes (its max_frame, from its HELLO);
+    /// a longer one is dropped here and counted, rather than closing a link that carries others.
+    private func takesFrame(_ inner: Int, _ route: Downlinks.Route, _ downlinks: Downlinks) -> Bool {
+        guard let link = downlinks.links[route.index], inner > link.maxFrame else { return true }
+        engine.counters.add(.tooLargeDrops)
+        return false
+    }
+
+    /// The run of downward frames goes on its lower link's output.
     func flushDownRun(_ downlinks: Downlinks) {
         guard let run = downlinks.run else { return }
         downlinks.run = nil
         let target = downlinks.runTarget
-        let pushed = table.sendRing(target.index).push(run)
-        precondition(pushed, "lower link's send ring lost the room checked for its run")
+        pushLinkOutput(run, on: target)
         engine.send.postOrRun(table.slot(target.index), target, allowance: &inlineAllowance)
     }
 
@@ -287,18 +294,12 @@ extension DealStage {
                         _ uplinks: Uplinks, _ downlinks: Downlinks) {
         if cause == .protocolError { engine.counters.add(.linkMalformed) }
         stopWaiting(s, uplinks)
-        resumeBlockedLink(s, uplinks)
         guard let link = downlinks.links.removeValue(forKey: id.index), link.id == id, link.up else { return }
         downlinks.removeRoute(link)
         engine.counters.set(.downlinksUp, UInt64(downlinks.upCount))
         engine.logger.info("link \(link.number) from node \(link.node) down (\(cause))")
         let position = link.upper
         guard uplinks.links[position].id == link.upperID else { return }  // the core lost them with that link
-        guard table.sendRing(link.upperID.index).freeCount >= 2 else {
-            engine.logger.warning("upstream link \(position): full, LINK_DOWN not sent; closing the link")
-            engine.requestClose(link.upperID, cause: .slowConsumer)
-            return
-        }
         let down = LinkMessage.linkDown(node: link.node, link: link.number)
         composeOnLink(position, uplinks, length: down.encodedLength) { down.encode(into: $0) }
     }

@@ -29,9 +29,15 @@ extension DealStage {
             Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.noUpstream)
             return true
         }
-        let link = uplinks.links[position].id!
+        guard let link = uplinks.links[position].id else { return true }  // nextUp() names links that are up
+        let length = Int(frame.header.length)
+        if length > uplinks.links[position].peerMaxFrame {
+            engine.counters.add(.tooLargeReplies)
+            Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.tooLarge)
+            return true
+        }
         let ls = table.slot(link.index)
-        guard table.sendRing(link.index).freeCount >= Self.linkRoom else {
+        guard linkHasRoom(link, ls) else {
             waitForLink(id, s, position, ls, uplinks)
             return false
         }
@@ -40,16 +46,69 @@ extension DealStage {
             let opened = LinkMessage.opened(session, link: UInt16(position),
                                             peer: s.pointee.peer)
             composeOnLink(position, uplinks, length: opened.encodedLength) { opened.encode(into: $0) }
+            leaveRouteList(s, uplinks)
             s.pointee.routed = true
             s.pointee.route = link.packed
+            joinRouteList(id.index, s, position, uplinks)
         }
-        let length = Int(frame.header.length)
         composeOnLink(position, uplinks, length: LinkMessage.dataOverhead + length) { p in
             LinkMessage.data(session, clientFrameLength: UInt32(length)).encode(into: p)
             (p + LinkMessage.dataOverhead).copyMemory(from: frame.bytes.baseAddress!, byteCount: length)
         }
+        s.pointee.routeFrames &+= 1
+        s.pointee.lastUpSeq = frame.header.seq
         engine.counters.add(.forwardedUp)
         return true
+    }
+
+    // MARK: the clients announced on each link
+
+    private func joinRouteList(_ index: UInt32, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
+                               _ uplinks: Uplinks) {
+        let head = uplinks.links[position].routedHead
+        s.pointee.routePrev = Uplinks.none
+        s.pointee.routeNext = head
+        s.pointee.routeFrames = 0
+        if head != Uplinks.none { table.slot(head).pointee.routePrev = index }
+        uplinks.links[position].routedHead = index
+    }
+
+    /// Takes `s` off the list of the link it was announced on, while that link is the same connection
+    /// (a link that died took its list with it).
+    private func leaveRouteList(_ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
+        guard s.pointee.routed else { return }
+        let link = ConnectionID(packed: s.pointee.route)
+        let position = Int(table.slot(link.index).pointee.linkPosition)
+        guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
+        let (prev, next) = (s.pointee.routePrev, s.pointee.routeNext)
+        if prev == Uplinks.none {
+            uplinks.links[position].routedHead = next
+        } else {
+            table.slot(prev).pointee.routeNext = next
+        }
+        if next != Uplinks.none { table.slot(next).pointee.routePrev = prev }
+    }
+
+    /// A link died: every client that sent frames on it is told once, with the seq of the last one
+    /// (docs/PROTOCOL.md, upstream_lost), since the core may never have answered them.
+    private func tellUpstreamLost(_ position: Int, _ uplinks: Uplinks) {
+        var index = uplinks.links[position].routedHead
+        var told: UInt64 = 0
+        while index != Uplinks.none {
+            let s = table.slot(index)
+            let next = s.pointee.routeNext
+            if s.pointee.routeFrames > 0, s.state == .open, !s.flag(\.flushThenClose) {
+                let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+                let header = FrameHeader(length: 0, seq: s.pointee.lastUpSeq, cmd: ReservedCommand.upstreamLost,
+                                         status: GatewayStatus.upstreamLost, uid: 0)
+                compose(header, body: UnsafeRawBufferPointer(start: nil, count: 0), to: id)
+                s.pointee.routeFrames = 0
+                told += 1
+            }
+            index = next
+        }
+        uplinks.links[position].routedHead = Uplinks.none
+        engine.counters.add(.upstreamLostNotices, told)
     }
 
     /// The client's link while it is up; otherwise the next link that is.
@@ -74,7 +133,7 @@ extension DealStage {
             p.length += d.length
             uplinks.links[position].pending = p
         } else {
-            if let p = uplinks.links[position].pending { pushReserved(p, on: uplinks.links[position].id!) }
+            if let p = uplinks.links[position].pending, let link = uplinks.links[position].id { pushLinkOutput(p, on: link) }
             uplinks.markDirty(position)
             d.chunk.retain()
             uplinks.links[position].pending = d
@@ -82,11 +141,21 @@ extension DealStage {
         if chunk != outBlock { pool.release(chunk) }  // a message too big for the block got a chunk of its own
     }
 
-    /// Pushes link output into the ring entry kept free for it (every caller of
-    /// composeOnLink checked the room first); a failure would lose link messages.
-    func pushReserved(_ d: FrameDescriptor, on link: ConnectionID) {
-        let pushed = table.sendRing(link.index).push(d)
-        precondition(pushed, "link send ring had no entry for its pending output")
+    /// Link output goes on the link's ring or backlog. Past the link's byte bound the
+    /// upper side has taken nothing for that long: the link is closed as a slow consumer.
+    func pushLinkOutput(_ d: FrameDescriptor, on link: ConnectionID) {
+        let ls = table.slot(link.index)
+        guard queueOutput(d, link, ls) else {
+            engine.logger.warning("link \(link) to \(ls.pointee.peer): over \(queueBound(ls)) bytes queued, closing")
+            engine.requestClose(link, cause: .slowConsumer)
+            return
+        }
+    }
+
+    /// Room for a client frame going up: clients wait (in the link's list) while the link's
+    /// output is backed up, so a slow core pushes back on its clients, never on memory.
+    func linkHasRoom(_ link: ConnectionID, _ ls: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        ls.pointee.backlog.isEmpty && table.sendRing(link.index).freeCount >= Self.linkRoom
     }
 
     /// End of a batch: every link's pending output goes on its ring, and Send is told.
@@ -96,7 +165,7 @@ extension DealStage {
             guard let link = uplinks.links[position].id else { continue }
             if let d = uplinks.links[position].pending {
                 uplinks.links[position].pending = nil
-                pushReserved(d, on: link)
+                pushLinkOutput(d, on: link)
             }
             engine.send.postOrRun(table.slot(link.index), link, allowance: &inlineAllowance)
         }
@@ -121,7 +190,7 @@ extension DealStage {
         let link = uplinks.links[position].id!
         ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
         // Pairs with Send's fence before it reads dealPaused: room made meanwhile is not missed.
-        if table.sendRing(link.index).freeCount >= Self.linkRoom { input.post(ls, link) }
+        if linkHasRoom(link, ls) { input.post(ls, link) }
     }
 
     /// Takes `s` out of its link's wait list.
@@ -161,37 +230,14 @@ extension DealStage {
     func forwardClose(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,
                       _ uplinks: Uplinks) {
         stopWaiting(s, uplinks)
-        resumeBlockedLink(s, uplinks)
+        leaveRouteList(s, uplinks)
         guard s.pointee.routed, cause != .upstream else { return }
         let link = ConnectionID(packed: s.pointee.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
         let closed = LinkMessage.closed(SessionID(node: uplinks.node, connection: id), cause: UInt8(cause.rawValue))
-        // A full link (its clients' traffic, or a core that reads slowly) takes the CLOSED once it drains.
-        guard uplinks.links[position].pendingCloses.isEmpty, table.sendRing(link.index).freeCount >= Self.linkRoom else {
-            uplinks.links[position].pendingCloses.append(closed)
-            let ls = table.slot(link.index)
-            ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-            // Pairs with Send's fence before it reads dealPaused: room made meanwhile is not missed.
-            if table.sendRing(link.index).freeCount >= Self.linkRoom { input.post(ls, link) }
-            return
-        }
+        // A full link (its clients' traffic, or a core that reads slowly) keeps it in its backlog.
         composeOnLink(position, uplinks, length: closed.encodedLength) { closed.encode(into: $0) }
-    }
-
-    /// The CLOSED messages that waited for room, in order, as far as the room goes.
-    private func sendPendingCloses(_ position: Int, _ link: ConnectionID, _ uplinks: Uplinks) {
-        var sent = 0
-        for closed in uplinks.links[position].pendingCloses {
-            guard table.sendRing(link.index).freeCount >= Self.linkRoom else { break }
-            composeOnLink(position, uplinks, length: closed.encodedLength) { closed.encode(into: $0) }
-            sent += 1
-        }
-        uplinks.links[position].pendingCloses.removeFirst(sent)
-        guard !uplinks.links[position].pendingCloses.isEmpty else { return }
-        let ls = table.slot(link.index)
-        ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-        if table.sendRing(link.index).freeCount >= Self.linkRoom { input.post(ls, link) }
     }
 
     // MARK: the link itself
@@ -204,15 +250,17 @@ extension DealStage {
             uplinks.links[position] = Uplinks.Link(id: id, lastHeard: now, lastBeat: now)
             let role: NodeRole = downlinks == nil ? .access : .aggregation
             let hello = LinkMessage.hello(.init(role: role, node: uplinks.node, link: UInt16(position),
-                                                heartbeatMilliseconds: UInt32(engine.config.linkHeartbeatMilliseconds)))
+                                                heartbeatMilliseconds: UInt32(engine.config.linkHeartbeatMilliseconds),
+                                                maxFrame: UInt32(engine.config.maxFrame),
+                                                maxQueuedBytes: UInt32(clamping: live.maxQueuedBytes)))
             composeOnLink(position, uplinks, length: hello.encodedLength) { hello.encode(into: $0) }
         }
-        if !uplinks.links[position].pendingCloses.isEmpty { sendPendingCloses(position, id, uplinks) }
-        if uplinks.links[position].waitHead != Uplinks.none, table.sendRing(id.index).freeCount >= Self.linkRoom {
+        drainBacklog(id, s)
+        if uplinks.links[position].waitHead != Uplinks.none, linkHasRoom(id, s) {
             wakeWaiters(position, uplinks)
         }
         let ring = table.receiveRing(id.index)
-        outer: while ring.count > 0 {
+        while ring.count > 0 {
             let d = ring.peek(0).pointee
             var offset = Int(s.pointee.dealOffset)
             while offset < Int(d.length) {
@@ -223,9 +271,6 @@ extension DealStage {
                 case .next:
                     offset += length
                     bytesMoved &+= length
-                case .wait:
-                    s.pointee.dealOffset = UInt32(offset)
-                    break outer
                 case .closeLink:
                     if let downlinks { flushDownRun(downlinks) }
                     return
@@ -241,7 +286,7 @@ extension DealStage {
         if ring.count == 0, s.flag(\.inputEnded) { engine.requestClose(id, cause: .peer) }
     }
 
-    enum LinkStep { case next, wait, closeLink }
+    enum LinkStep { case next, closeLink }
 
     private func linkFrame(_ p: UnsafeMutableRawPointer, _ d: FrameDescriptor, _ link: ConnectionID, _ position: Int,
                            _ uplinks: Uplinks) -> LinkStep {
@@ -262,8 +307,12 @@ extension DealStage {
                 engine.requestClose(link, cause: .linkRefused)
                 return .closeLink
             }
+            guard hello.maxFrame >= FrameHeader.size else {
+                return malformedLink(link, position, "HELLO with max_frame \(hello.maxFrame)")
+            }
             uplinks.refusals.accepted(UInt64(position))
             uplinks.links[position].up = true
+            uplinks.links[position].peerMaxFrame = Int(hello.maxFrame)
             uplinks.upCount += 1
             engine.counters.set(.linksUp, UInt64(uplinks.upCount))
             engine.logger.info("\(linkName(position)): up (node \(hello.node))")
@@ -277,73 +326,46 @@ extension DealStage {
                 uplinks.links[position].beatSentAt = 0
             }
             return .next
-        case _ where downlinks != nil:
-            return routeDownward(message, d, link, position, uplinks, downlinks!)
+        default:
+            break
+        }
+        // Past HELLO and heartbeats: an aggregation server routes it on, an access node delivers it.
+        if let downlinks { return routeDownward(message, d, link, position, uplinks, downlinks) }
+        switch message {
         case .data(let session, let length):
-            guard let (cid, cs) = client(session, uplinks) else { return .next }
-            let inner = FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead),
-                                        length: length)
-            return deliverDown(inner, cid, cs, position) ? .next : .wait
+            guard let (cid, _) = client(session, uplinks) else { return .next }
+            // Counted before Send can deliver it: a reader of the stats never lags the client.
+            engine.counters.add(.forwardedDown)
+            enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(LinkMessage.dataOverhead),
+                                    length: length), to: cid)
+            return .next
         case .closed(let session, _):
             guard let (cid, cs) = client(session, uplinks) else { return .next }
-            if cs.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.upstream.flag,
-                                                           ordering: .sequentiallyConsistent).exchanged {
-                engine.send.input.post(cs, cid)
-            }
+            closeAfterReplies(cid, cs, cause: .upstream)
+            if let sessions { sessionEnded(cs, cid.index, sessions) }
             return .next
         case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
-            applySessionMessage(message, d, position, uplinks, sessions!)
+            guard let sessions else { return malformedLink(link, position, "\(message) to a node without sessions") }
+            applySessionMessage(message, d, position, uplinks, sessions)
             return .next
         default:
             return malformedLink(link, position, "\(message) sent downward")
         }
     }
 
-    /// The open client a downward message is for, or nil (counted) when it is stale.
+    /// The open client a downward message is for, or nil (counted) when it is stale: closed, or a
+    /// session the core ended (KICK, CLOSED) whose connection is finishing.
     func client(_ session: SessionID, _ uplinks: Uplinks)
         -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.holds(id), s.state == .open,
-               s.pointee.kind == SlotKind.client.rawValue {
+            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.ended {
                 return (id, s)
             }
         }
         engine.counters.add(.staleDrops)
         return nil
-    }
-
-    /// Puts a client frame from a link on the client's send ring (no copy). A full
-    /// ring pauses the link until the client's Send makes room; a client that takes
-    /// nothing for write_stall_timeout is closed by Send, which lets the link go on.
-    private func deliverDown(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
-                             _ position: Int) -> Bool {
-        guard roomOrPauseLink(s, table.sendRing(id.index), position) else { return false }
-        engine.counters.add(.forwardedDown)  // before Send can deliver it: a reader of the stats never lags the client
-        enqueue(d, to: id)
-        return true
-    }
-
-    /// Room for one more descriptor on `s`'s send ring; with none, the link at `position`
-    /// pauses, and dealing `s` again (Send made room) resumes it.
-    func roomOrPauseLink(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing, _ position: Int) -> Bool {
-        if ring.freeCount > 0 { return true }
-        s.pointee.blocksLink = true
-        s.pointee.blockedLinkPosition = UInt16(position)
-        s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-        // Pairs with Send's fence before it reads dealPaused: room made meanwhile is not missed.
-        if ring.freeCount < 1 { return false }
-        s.atomic(\.dealPaused).store(0, ordering: .relaxed)
-        s.pointee.blocksLink = false
-        return true
-    }
-
-    /// Dealing `s` again after it paused a link: the link goes on.
-    func resumeBlockedLink(_ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
-        guard s.pointee.blocksLink else { return }
-        s.pointee.blocksLink = false
-        if let link = uplinks.links[Int(s.pointee.blockedLinkPosition)].id { input.post(table.slot(link.index), link) }
     }
 
     func malformedLink(_ link: ConnectionID, _ position: Int, _ why: String) -> LinkStep {
@@ -368,6 +390,7 @@ extension DealStage {
         }
         if let p = uplinks.links[position].pending { pool.release(p.chunk) }
         wakeWaiters(position, uplinks)
+        tellUpstreamLost(position, uplinks)
         if let downlinks { closeDownlinks(of: id, downlinks) }
         uplinks.links[position] = Uplinks.Link()
         engine.counters.add(.linkCloses)

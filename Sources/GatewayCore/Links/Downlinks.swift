@@ -14,6 +14,8 @@ final class Downlinks {
         var role: UInt8 = 0
         var heartbeatTicks: UInt64
         var lastHeard: UInt64
+        /// The largest client frame the lower node takes (its HELLO): longer ones are not sent to it.
+        var maxFrame = 0
         /// The upper link (its position in `Uplinks`) everything from this link goes up on.
         var upper = 0
         var upperID = ConnectionID(index: .max, generation: .max)

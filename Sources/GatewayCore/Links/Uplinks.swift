@@ -7,8 +7,7 @@ final class Uplinks {
         var id: ConnectionID?
         var up = false
         /// Composed link output that later messages may extend (they are written
-        /// back to back in Deal's reply block); pushed at the end of the batch. One
-        /// ring entry is always kept free for it.
+        /// back to back in Deal's reply block); queued at the end of the batch.
         var pending: FrameDescriptor?
         var lastHeard: UInt64 = 0
         var lastBeat: UInt64 = 0
@@ -16,13 +15,15 @@ final class Uplinks {
         var beatSentAt: UInt64 = 0
         /// In `dirty`: Send is told about this link at the end of the batch.
         var dirty = false
-        /// CLOSED messages for clients that closed while the link was full, sent as it drains
-        /// (allocated only then); dropped with the link, which takes its sessions with it.
-        var pendingCloses: [LinkMessage] = []
         /// Clients (or, on an aggregation server, lower links) waiting for room, a
         /// list through their slots' waitPrev / waitNext.
         var waitHead = Uplinks.none
         var waitTail = Uplinks.none
+        /// Clients announced (OPENED) on this link, a list through their slots' routePrev /
+        /// routeNext: told upstream_lost if it dies.
+        var routedHead = Uplinks.none
+        /// The largest client frame the upper side takes (its HELLO).
+        var peerMaxFrame = 0
     }
 
     static let none = UInt32.max

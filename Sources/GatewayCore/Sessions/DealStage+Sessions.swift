@@ -30,13 +30,13 @@ extension DealStage {
             push(inner, to: tree, uplinks, sessions)
         case .kick(let tree):
             guard firstCopy(tree, sessions) else { return }
-            forEachSession(named: tree, uplinks, sessions) { index in
+            var kicked: [UInt32] = []  // collected first: leaving the uid or room changes the list walked
+            forEachSession(named: tree, uplinks, sessions) { kicked.append($0) }
+            for index in kicked {
                 let s = table.slot(index)
-                if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.kicked.flag,
-                                                              ordering: .sequentiallyConsistent).exchanged {
-                    let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-                    engine.send.input.post(s, id)
-                }
+                closeAfterReplies(ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)), s,
+                                  cause: .kicked)
+                sessionEnded(s, index, sessions)
             }
         case .presenceQuery(let tree):
             guard firstCopy(tree, sessions) else { return }
@@ -57,7 +57,8 @@ extension DealStage {
         return true
     }
 
-    /// Calls `body` with the slot of every open client session on this node the scope names.
+    /// Calls `body` with the slot of every open client session on this node the scope names; for
+    /// scopes node and all, the sessions the core has bound (an unbound connection is not online).
     private func forEachSession(named tree: LinkMessage.TreeWide, _ uplinks: Uplinks, _ sessions: Sessions,
                                 _ body: (UInt32) -> Void) {
         switch tree.scope {
@@ -67,50 +68,85 @@ extension DealStage {
         case .node, .all:
             for index in table.usedRange {
                 let s = table.slot(index)
-                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.opened { body(index) }
+                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.bound { body(index) }
             }
         }
     }
 
-    /// One frame to every recipient: each gets a descriptor of the same bytes. A full
-    /// send ring does what push_overflow says; a recipient already closing is skipped.
+    /// One frame to every recipient: each gets a descriptor of the same bytes (a copy only
+    /// where its ring is full). Past max_queued_bytes, push_overflow decides: the recipient
+    /// is closed as a slow consumer, or the push dropped and the core told (PUSH_DROPPED).
+    /// A recipient already closing is skipped, counted apart.
     private func push(_ inner: FrameDescriptor, to tree: LinkMessage.TreeWide, _ uplinks: Uplinks,
                       _ sessions: Sessions) {
         var delivered: UInt64 = 0
         var dropped: UInt64 = 0
+        var closing: UInt64 = 0
         var closed: UInt64 = 0
         let closeOnOverflow = live.pushOverflow == .close
         forEachSession(named: tree, uplinks, sessions) { index in
             let s = table.slot(index)
             let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
             guard s.state == .open, !s.flag(\.flushThenClose) else {
-                dropped += 1
+                closing += 1
                 return
             }
-            let ring = table.sendRing(index)
-            guard ring.freeCount > 0 else {
+            guard fitsQueue(id, s, Int(inner.length)) else {
                 if closeOnOverflow {
                     closed += 1
                     engine.requestClose(id, cause: .slowConsumer)
                 } else {
                     dropped += 1
+                    noteDroppedPush(id, s, sessions)
                 }
                 return
             }
             // Counted before Send can deliver it: a reader of the stats never lags the client.
             engine.counters.add(.pushDeliveries)
             inner.chunk.retain()
-            let pushed = ring.push(inner)
-            precondition(pushed, "send ring lost the room just checked")
+            _ = queueOutput(inner, id, s)  // it fits: just checked
             engine.send.input.post(s, id)
             delivered += 1
         }
         let counters = engine.counters
         counters.add(.pushes)
         counters.add(.framesOut, delivered)
-        if delivered + dropped + closed == 0 { counters.add(.pushNobody) }
+        if delivered + dropped + closing + closed == 0 { counters.add(.pushNobody) }
         if dropped > 0 { counters.add(.pushDropped, dropped) }
+        if closing > 0 { counters.add(.pushDroppedClosing, closing) }
         if closed > 0 { counters.add(.pushOverflowCloses, closed) }
+    }
+
+    /// A push dropped by push_overflow: the core hears of it at the next notice round.
+    private func noteDroppedPush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
+        s.pointee.pushDrops &+= 1
+        guard !s.pointee.dropNoticeQueued else { return }
+        s.pointee.dropNoticeQueued = true
+        sessions.dropNotices.append(id)
+    }
+
+    /// Once a second at most: one PUSH_DROPPED per session that lost pushes, with the count, up
+    /// the link it was announced on, so the core can resend or resynchronise that user.
+    private func sendDropNotices(_ tick: UInt64, _ sessions: Sessions) {
+        guard !sessions.dropNotices.isEmpty, tick &- sessions.lastNoticeTick >= ticksPerSecond,
+              let uplinks else { return }
+        sessions.lastNoticeTick = tick
+        for id in sessions.dropNotices {
+            let s = table.slot(id.index)
+            guard s.holds(id), s.state == .open, s.pointee.routed else { continue }
+            let count = s.pointee.pushDrops
+            s.pointee.pushDrops = 0
+            s.pointee.dropNoticeQueued = false
+            let link = ConnectionID(packed: s.pointee.route)
+            let position = Int(table.slot(link.index).pointee.linkPosition)
+            // The link it was announced on is gone: the core forgot the session with it.
+            guard position < uplinks.links.count, uplinks.links[position].id == link, uplinks.links[position].up
+            else { continue }
+            let notice = LinkMessage.pushDropped(SessionID(node: uplinks.node, connection: id), count: count)
+            composeOnLink(position, uplinks, length: notice.encodedLength) { notice.encode(into: $0) }
+            engine.counters.add(.pushDropNotices)
+        }
+        sessions.dropNotices.removeAll(keepingCapacity: true)
     }
 
     /// PRESENCE up the link the query came down: this node's count for the scope.
@@ -121,12 +157,9 @@ extension DealStage {
         case .uid: count = sessions.directory.count(uid: tree.target)
         case .room: count = sessions.directory.count(room: tree.target)
         case .node where tree.target != uplinks.node: return  // another node's question
-        case .node, .all: count = sessions.open
+        case .node, .all: count = sessions.directory.boundCount
         }
-        guard let link = uplinks.links[position].id, table.sendRing(link.index).freeCount >= Self.linkRoom else {
-            engine.counters.add(.presenceDropped)
-            return
-        }
+        guard uplinks.links[position].id != nil else { return }
         let answer = LinkMessage.presence(tree, node: uplinks.node, count: UInt32(clamping: count))
         composeOnLink(position, uplinks, length: answer.encodedLength) { answer.encode(into: $0) }
     }
@@ -154,14 +187,22 @@ extension DealStage {
 
     /// A forwarded client closed: it leaves its uid and rooms.
     func sessionClosed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
-        guard s.pointee.opened else { return }
+        sessionEnded(s, id.index, sessions)
+    }
+
+    /// The session ends for the core's view at once (a KICK, or the core's CLOSED): unbound, out
+    /// of its rooms and of presence, though its connection still sends what was queued for it.
+    func sessionEnded(_ s: UnsafeMutablePointer<ConnectionSlot>, _ index: UInt32, _ sessions: Sessions) {
+        guard s.pointee.opened, !s.pointee.ended else { return }
+        s.pointee.ended = true
         sessions.open -= 1
-        sessions.directory.remove(id.index)
+        sessions.directory.remove(index)
         publishSessionGauges(sessions)
     }
 
     /// Every tick: sessions the core has not bound within auth_timeout are closed.
     func tickSessions(_ tick: UInt64, _ sessions: Sessions) {
+        sendDropNotices(tick, sessions)
         sessions.deadlines?.expire(now: tick) { id in
             let s = table.slot(id.index)
             guard s.holds(id), !s.pointee.bound else { return }

@@ -7,6 +7,10 @@ final class Sessions {
     var deadlines: AuthDeadlines?
     /// Client sessions open (presence of the node).
     var open = 0
+    /// Sessions with pushes dropped since the core was last told, and when it last was:
+    /// PUSH_DROPPED goes up at most once a second, one per session with the count.
+    var dropNotices: [ConnectionID] = []
+    var lastNoticeTick: UInt64 = 0
 
     init(table: ConnectionTable, config: GatewayConfig) {
         directory = SessionDirectory(table: table, maxRooms: config.maxRoomsPerSession)

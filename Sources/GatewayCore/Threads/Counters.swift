@@ -12,7 +12,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case downlinksUp, linksRefused
         // Deal's: users, rooms and push.
         case sessionsBound, uids, rooms, memberships, pushes, pushDeliveries, pushNobody, pushDropped
-        case pushOverflowCloses, duplicates, joinsRefused, presenceDropped
+        case pushOverflowCloses, duplicates, joinsRefused, pushDroppedClosing, pushDropNotices
+        // Deal's: isolation (max_queued_bytes, links that die, frames too large for a tier).
+        case queueOverflowCloses, upstreamLostNotices, tooLargeReplies, tooLargeDrops
         // Receive's: overload (max_buffered_bytes).
         case shedding, sheddingSpells
         // Deal's: a hot restart's drain.
@@ -87,7 +89,12 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.pushOverflowCloses = load(.pushOverflowCloses)
         s.duplicates = load(.duplicates)
         s.joinsRefused = load(.joinsRefused)
-        s.presenceDropped = load(.presenceDropped)
+        s.pushDroppedClosing = load(.pushDroppedClosing)
+        s.pushDropNotices = load(.pushDropNotices)
+        s.queueOverflowCloses = load(.queueOverflowCloses)
+        s.upstreamLostNotices = load(.upstreamLostNotices)
+        s.tooLargeReplies = load(.tooLargeReplies)
+        s.tooLargeDrops = load(.tooLargeDrops)
         s.shedding = load(.shedding) != 0
         s.sheddingSpells = load(.sheddingSpells)
         s.reconnectNotices = load(.reconnectNotices)

@@ -34,6 +34,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     let downlinks: Downlinks?
     /// The access role's users and rooms, when it forwards.
     let sessions: Sessions?
+    /// Clock ticks in a second, for what is rate-limited per second.
+    let ticksPerSecond: UInt64
     /// The handler asked for `tick` on every clock tick.
     private let handlerTicks: Bool
     /// What a reload may change, taken at the next tick.
@@ -50,6 +52,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
         let config = engine.config
         let tick = config.tickMilliseconds
+        ticksPerSecond = UInt64(max(1, 1000 / tick))
         live = engine.live.current
         if config.upstream.isEmpty {
             uplinks = nil
@@ -103,28 +106,21 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
-    func service(_ id: ConnectionID) {
-        let s = table.slot(id.index)
-        guard s.holds(id) else { return }
-        input.openGate(s)
-        switch s.state {
-        case .detached: finalize(id, s)
-        case .open:
-            guard let uplinks else { return deal(id, s) }
-            switch SlotKind(rawValue: s.pointee.kind)! {
-            case .client: deal(id, s)
-            case .uplink: dealUplink(id, s, uplinks)
-            case .downlink: dealDownlink(id, s, uplinks, downlinks!)
-            }
-        default: break
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        switch (s.kind, uplinks, downlinks) {
+        case (.uplink, let uplinks?, _): dealUplink(id, s, uplinks)
+        case (.downlink, let uplinks?, let downlinks?): dealDownlink(id, s, uplinks, downlinks)
+        default: deal(id, s)
         }
     }
 
+    func detached(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) { finalize(id, s) }
+
     private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
         if let uplinks {
             if s.pointee.waiting { return }  // dealt again when its link has room
-            resumeBlockedLink(s, uplinks)
             if !s.pointee.opened, let sessions { sessionOpened(id, s, sessions) }
         } else if !s.pointee.opened {
             s.pointee.opened = true
@@ -144,7 +140,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                     offset = Int(d.length)  // the handler closed it: later frames are dropped
                     break
                 }
-                if sendRing.freeCount < Self.replyRoom && !waitForSendRoom(id, s, sendRing) {
+                if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) {
                     s.pointee.dealOffset = UInt32(offset)
                     break outer
                 }
@@ -205,12 +201,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// at most once per 10 s with the count since the last line.
     private func floodClose(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         engine.requestClose(id, cause: .flood)
-        flood!.unlogged += 1
+        guard var limits = flood else { return }
+        defer { flood = limits }
+        limits.unlogged += 1
         let now = input.currentTick
-        guard now &- flood!.loggedAt >= flood!.logEveryTicks || flood!.loggedAt == 0 else { return }
-        engine.logger.warning("closing \(s.pointee.peer) for flood (\(flood!.unlogged) since the last such line)")
-        flood!.unlogged = 0
-        flood!.loggedAt = now
+        guard now &- limits.loggedAt >= limits.logEveryTicks || limits.loggedAt == 0 else { return }
+        engine.logger.warning("closing \(s.pointee.peer) for flood (\(limits.unlogged) since the last such line)")
+        limits.unlogged = 0
+        limits.loggedAt = now
     }
 
     /// Receive paused reading because the receive ring was full; Deal has made room.
@@ -222,20 +220,27 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         }
     }
 
-    /// The send ring is nearly full: dealing pauses until Send makes room, so the
-    /// receive ring fills, Receive stops reading and TCP pushes back on the client.
-    /// A full ring is not a fault: only Send's stall timer closes a client, after
-    /// write_stall_timeout without write progress.
-    /// Send-ring entries a frame needs before it is dealt: what one frame's replies may take
-    /// (a core answering a login with BIND, JOIN and the echo uses up to three); more than that
-    /// for one frame in a full ring closes the connection (push).
+    /// Send-ring entries free before a client's next frame is dealt, with nothing in its backlog:
+    /// room for what one frame's replies usually take (a core answering a login with BIND, JOIN
+    /// and the echo), so that replies to a client's own frames seldom need the backlog's copy.
     static let replyRoom = 4
 
+    /// A client's next frame is dealt only while at most half its byte bound waits for its socket:
+    /// the other half (at least one max_frame) is for that frame's replies and what links send it.
+    private func hasReplyRoom(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
+    }
+
+    /// The client's output is backed up: dealing its input pauses until Send makes room, so the
+    /// receive ring fills, Receive stops reading and TCP pushes back on the client. A client that
+    /// only sends while its replies wait is slowed down, never closed: only Send's stall timer
+    /// closes one, after write_stall_timeout without write progress.
     private func waitForSendRoom(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         flushPending()
-        if ring.freeCount >= Self.replyRoom { return true }
+        if hasReplyRoom(s, ring) { return true }
         s.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
-        if ring.freeCount >= Self.replyRoom {
+        drainBacklog(id, s)
+        if hasReplyRoom(s, ring) {
             s.atomic(\.dealPaused).store(0, ordering: .relaxed)
             return true
         }
@@ -249,19 +254,18 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
                                                  ordering: .acquiringAndReleasing).exchanged else { return }
         let cause = s.cause(\.closeCause) ?? .ioError
-        if let uplinks {
-            switch SlotKind(rawValue: s.pointee.kind)! {
-            case .client:
-                forwardClose(id, s, cause: cause, uplinks)
-                if let sessions { sessionClosed(id, s, sessions) }
-            case .uplink:
-                uplinkClosed(id, s, cause: cause, uplinks)
-                engine.scheduleReclaim(s)
-                return
-            case .downlink: downlinkClosed(id, s, cause: cause, uplinks, downlinks!)
-            }
-        } else if s.pointee.opened {
-            handler.closed(Connection(id: id, deal: self), cause: cause)
+        switch (s.kind, uplinks, downlinks) {
+        case (.uplink, let uplinks?, _):
+            uplinkClosed(id, s, cause: cause, uplinks)
+            engine.scheduleReclaim(s)
+            return  // a link's close is counted as a link close, not a client's
+        case (.downlink, let uplinks?, let downlinks?):
+            downlinkClosed(id, s, cause: cause, uplinks, downlinks)
+        case (_, let uplinks?, _):
+            forwardClose(id, s, cause: cause, uplinks)
+            if let sessions { sessionClosed(id, s, sessions) }
+        default:
+            if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
         }
         engine.counters.addClose(cause)
         engine.scheduleReclaim(s)
@@ -308,11 +312,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func closeAfterReplies(_ id: ConnectionID) {
         let s = table.slot(id.index)
         guard s.holds(id), s.state == .open else { return }
-        let cause = CloseCause.handler.flag
-        guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause, ordering: .sequentiallyConsistent).exchanged
-        else { return }
-        if id == current { flushPending() }
-        engine.send.input.post(s, id)
+        if id == current { flushPending() }  // on the ring before the flag: Send finishes only after it
+        closeAfterReplies(id, s, cause: .handler)
     }
 
     func reserve(_ length: Int) -> (Chunk, Int) {
@@ -335,10 +336,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         pushedToCurrent = true
     }
 
+    /// A reply or forwarded frame past max_queued_bytes closes the client as a slow consumer.
     private func push(_ d: FrameDescriptor, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        if !table.sendRing(id.index).push(d) {
-            // More replies to one frame than the ring holds: the bound is the policy.
-            pool.release(d.chunk)
+        if !queueOutput(d, id, s) {
+            engine.counters.add(.queueOverflowCloses)
             engine.requestClose(id, cause: .slowConsumer)
         }
     }

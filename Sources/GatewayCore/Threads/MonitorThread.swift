@@ -15,7 +15,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var listeners: [Listener]
     /// Listener i's poller token; connection tokens (packed ids) never come this high.
     private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
-    private static let lowestListenerToken = UInt64.max - 1 - 64
+    private static let lowestListenerToken = UInt64.max - 1 - UInt64(Gateway.maxListeners)
 
     /// The LiveSettings version accepts follow (open clients counted if it turned counting on).
     private var acceptVersion: UInt64 = 0
@@ -45,9 +45,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Outbound links, when the gateway forwards upstream.
     private let connector: LinkConnector?
 
-    /// Connections taken per listener wake-up. Listeners shared with other processes (workers) take
-    /// few, so that the next connections wake another process's poller rather than queue behind this one.
-    private let acceptBatch: Int
+    /// Connections taken per listener wake-up: then the other events of the wake-up are served.
+    private static let acceptBatch = 512
 
     /// Shared listeners of a forwarding gateway are watched only once a link is up, or at this deadline:
     /// until then the processes it shares them with (the one it takes over from, sibling workers) take
@@ -56,11 +55,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private static let linkWaitNanoseconds: UInt64 = 10_000_000_000
 
     init(engine: Engine, listeners: [Listener], shared: Bool) throws {
-        acceptBatch = shared ? 16 : 512
         self.engine = engine
         table = engine.table
         poller = engine.poller
-        precondition(!listeners.isEmpty && listeners.count <= 64, "1...64 listeners")
+        precondition(!listeners.isEmpty && listeners.count <= Gateway.maxListeners, "1...64 listeners")
         self.listeners = listeners
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
         connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
@@ -176,7 +174,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private func acceptBatch(_ i: Int) {
         guard i < listeners.count, !acceptPaused else { return }
         let listener = listeners[i]
-        for _ in 0..<acceptBatch {
+        for _ in 0..<Self.acceptBatch {
             var addr = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &addr) {

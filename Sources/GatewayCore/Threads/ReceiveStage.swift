@@ -8,7 +8,7 @@ import Logging
 final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
     private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
+    let table: ConnectionTable
     private let pool: ChunkPool
     private let maxFrame: Int
     /// Timeouts and limits a reload may change, taken at the next tick.
@@ -52,11 +52,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if let block { pool.release(block) }
     }
 
-    func service(_ id: ConnectionID) {
-        let s = table.slot(id.index)
-        guard s.holds(id) else { return }
-        input.openGate(s)
-        guard s.state == .open else { return }
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
         if let lingering = s.cause(\.lingering) {
             discardUntilEnd(id, s, cause: lingering)
@@ -121,7 +117,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 bytesMoved &+= n
                 s.pointee.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
-                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.dataOverhead : maxFrame
+                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.maxOverhead : maxFrame
                 let assembly = s.pointer(to: \.assembly)!
                 let (heldBefore, wasPartial) = (assembly.pointee.heldBytes, assembly.pointee.isPartial)
                 let outcome = assembly.pointee.consume(

@@ -8,7 +8,7 @@ import Glibc
 final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
     private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
+    let table: ConnectionTable
     private let pool: ChunkPool
     private let wheel: TimerWheel
     /// write_stall_timeout (a reload may change it, taken at the next tick).
@@ -34,25 +34,23 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     deinit { iov.deallocate() }
 
-    func service(_ id: ConnectionID) {
-        let s = table.slot(id.index)
-        guard s.holds(id) else { return }
-        input.openGate(s)
-        guard s.state == .open else { return }
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
+        // Read before the ring: Deal moves its backlog onto the ring before it clears the flag.
+        let backlogged = s.flag(\.backlogged)
         if ring.count == 0, s.atomic(\.transportOutput).load(ordering: .acquiring) == 0 {
             if s.flag(\.writeBlocked) {
                 s.atomic(\.writeBlocked).store(0, ordering: .sequentiallyConsistent)
                 wheel.cancel(id.index)
                 input.armedTimers.store(wheel.count, ordering: .relaxed)
             }
-            if let cause = s.cause(\.flushThenClose) {
+            if !backlogged, let cause = s.cause(\.flushThenClose) {
                 finishGracefully(id, s, cause: cause)
                 return
             }
         }
-        // Pairs with Deal's store-then-check in waitForSendRoom: both sides fence.
+        // Pairs with Deal's store-then-check (waitForSendRoom, awaitSendRoom): both sides fence.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if s.flag(\.dealPaused), s.atomic(\.dealPaused).exchange(0, ordering: .acquiringAndReleasing) == 1 {
             engine.deal.input.post(s, id)
@@ -118,6 +116,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 return false
             }
             engine.counters.add(.bytesOut, UInt64(n))
+            s.sentBytes.store(s.sentBytes.load(ordering: .relaxed) &+ UInt64(n), ordering: .relaxed)
             bytesMoved &+= n
             var left = n + offset
             var done = 0

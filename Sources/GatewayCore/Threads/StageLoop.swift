@@ -8,8 +8,11 @@ import Glibc
 /// two cores), then sleep on the doorbell.
 protocol StageWorker: AnyObject {
     var input: StageInbox { get }
-    /// Handles one connection id from the inbox.
-    func service(_ id: ConnectionID)
+    var table: ConnectionTable { get }
+    /// Handles one open connection from the inbox (the guard in `dispatch` has run).
+    func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>)
+    /// Handles a connection Monitor has detached (only Deal, which finishes closes, cares).
+    func detached(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>)
     /// Runs timers up to `tick`.
     func advanceTimers(to tick: UInt64)
     /// Called once per batch, after the inbox was drained (flush deferred work).
@@ -24,6 +27,22 @@ protocol StageWorker: AnyObject {
 
 extension StageWorker {
     func batchDone() {}
+    func detached(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {}
+
+    /// The guard every id from an inbox passes, in one place: the slot still holds it (not closed
+    /// and reused since it was posted), the gate opens before the connection is looked at (so an
+    /// event posted from now on is not lost), and only then, by its state, the stage's work.
+    @inline(__always)
+    func dispatch(_ id: ConnectionID) {
+        let s = table.slot(id.index)
+        guard s.holds(id) else { return }
+        input.openGate(s)
+        switch s.state {
+        case .open: service(id, s)
+        case .detached: detached(id, s)
+        default: break
+        }
+    }
 
     /// Hands `id` to this stage, or runs its work for it on the caller's thread
     /// when the stage sleeps and the caller's `allowance` permits (StageInbox.postOrRun).
@@ -39,7 +58,7 @@ extension StageWorker {
         let saved = inlineAllowance
         let before = bytesMoved
         inlineAllowance = 1
-        service(id)
+        dispatch(id)
         batchDone()
         inlineAllowance = saved
         return bytesMoved &- before
@@ -61,7 +80,7 @@ extension StageWorker {
                 advanceTimers(to: tick)
             }
             inlineAllowance = engine.config.inlineBytes
-            if input.inbox.drain({ service(ConnectionID(packed: $0)) }) > 0 {
+            if input.inbox.drain({ dispatch(ConnectionID(packed: $0)) }) > 0 {
                 batchDone()
                 worked = true
             }

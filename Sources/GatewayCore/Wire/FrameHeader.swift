@@ -55,4 +55,7 @@ public enum ReservedCommand {
     /// Please reconnect: sent by a gateway that is handing its listeners to a new process. The body
     /// is 4 bytes, the milliseconds left before this connection is closed (docs/PROTOCOL.md).
     public static let pleaseReconnect: UInt16 = 0xFF02
+    /// Upstream lost: the link this connection's frames went up on died. Status `upstream_lost`,
+    /// seq the last frame forwarded on that link; frames sent before it may never be answered.
+    public static let upstreamLost: UInt16 = 0xFF03
 }

@@ -79,9 +79,12 @@ extension PeerAddress: CustomStringConvertible {
 
 /// The link messages of docs/LINK.md, decoded from one whole frame.
 public enum LinkMessage: Equatable {
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     /// Bytes a DATA message adds around the client frame.
     public static let dataOverhead = FrameHeader.size + SessionID.size
+    /// The most any message adds to a client frame (PUSH): a link frame may be this much
+    /// longer than max_frame, so that a client frame of exactly max_frame passes every tier.
+    public static let maxOverhead = pushOverhead
 
     public enum Command {
         public static let hello: UInt16 = 0xFF10
@@ -98,6 +101,7 @@ public enum LinkMessage: Equatable {
         public static let kick: UInt16 = 0xFF1B
         public static let presenceQuery: UInt16 = 0xFF1C
         public static let presence: UInt16 = 0xFF1D
+        public static let pushDropped: UInt16 = 0xFF1E
     }
 
     /// Bytes a PUSH message adds before the client frame.
@@ -149,15 +153,23 @@ public enum LinkMessage: Equatable {
         public var node: UInt32
         public var link: UInt16
         public var heartbeatMilliseconds: UInt32
+        /// The largest client frame the sender takes (its max_frame): a peer never sends it a
+        /// DATA or PUSH carrying a longer one.
+        public var maxFrame: UInt32
+        /// What may wait for one client's socket at the sender (max_queued_bytes, saturated at
+        /// 2^32 - 1); 0 from a core. A core can size its bursts to it.
+        public var maxQueuedBytes: UInt32
 
         public init(status: UInt32 = 0, version: UInt16 = LinkMessage.version, role: NodeRole, node: UInt32,
-                    link: UInt16, heartbeatMilliseconds: UInt32) {
+                    link: UInt16, heartbeatMilliseconds: UInt32, maxFrame: UInt32 = 1 << 20, maxQueuedBytes: UInt32 = 0) {
             self.status = status
             self.version = version
             self.role = role.rawValue
             self.node = node
             self.link = link
             self.heartbeatMilliseconds = heartbeatMilliseconds
+            self.maxFrame = maxFrame
+            self.maxQueuedBytes = maxQueuedBytes
         }
     }
 
@@ -177,6 +189,8 @@ public enum LinkMessage: Equatable {
     case kick(TreeWide)
     case presenceQuery(TreeWide)
     case presence(TreeWide, node: UInt32, count: UInt32)
+    /// Pushes to a session dropped by push_overflow since the last such notice.
+    case pushDropped(SessionID, count: UInt32)
 
     /// Why a frame is not a valid link message: the link is closed for it.
     public enum Malformed: Error, Equatable, CustomStringConvertible {
@@ -196,9 +210,9 @@ public enum LinkMessage: Equatable {
     }
 
     static let fixedLengths: [UInt16: UInt32] = [
-        Command.hello: 32, Command.heartbeat: 18, Command.opened: 52, Command.closed: 34, Command.linkDown: 24,
+        Command.hello: 40, Command.heartbeat: 18, Command.opened: 52, Command.closed: 34, Command.linkDown: 24,
         Command.bind: 34, Command.unbind: 30, Command.join: 34, Command.leave: 34, Command.kick: 38,
-        Command.presenceQuery: 38, Command.presence: 46,
+        Command.presenceQuery: 38, Command.presence: 46, Command.pushDropped: 34,
     ]
 
     /// Decodes one whole frame of `length` bytes (its length field already
@@ -236,13 +250,15 @@ public enum LinkMessage: Equatable {
         let body = p + FrameHeader.size
         switch header.cmd {
         case Command.hello:
-            var h = Hello(role: .access, node: 0, link: 0, heartbeatMilliseconds: 0)
+            var h = Hello(role: .access, node: 0, link: 0, heartbeatMilliseconds: 0, maxFrame: 0)
             h.status = header.status
             h.version = UInt16(bigEndian: body.loadUnaligned(as: UInt16.self))
             h.role = body.load(fromByteOffset: 2, as: UInt8.self)
             h.node = FrameHeader.loadU32(body, 4)
             h.link = UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
             h.heartbeatMilliseconds = FrameHeader.loadU32(body, 10)
+            h.maxFrame = FrameHeader.loadU32(body, 14)
+            h.maxQueuedBytes = FrameHeader.loadU32(body, 18)
             return .success(.hello(h))
         case Command.heartbeat:
             return .success(.heartbeat)
@@ -256,6 +272,8 @@ public enum LinkMessage: Equatable {
                                     peer: PeerAddress(family: family, port: port, bytes: bytes)))
         case Command.closed:
             return .success(.closed(SessionID(decoding: body), cause: body.load(fromByteOffset: 12, as: UInt8.self)))
+        case Command.pushDropped:
+            return .success(.pushDropped(SessionID(decoding: body), count: FrameHeader.loadU32(body, 12)))
         case Command.bind:
             return .success(.bind(SessionID(decoding: body), uid: FrameHeader.loadU32(body, 12)))
         case Command.unbind:
@@ -283,10 +301,10 @@ public enum LinkMessage: Equatable {
     public var encodedLength: Int {
         switch self {
         case .data: LinkMessage.dataOverhead
-        case .hello: 32
+        case .hello: 40
         case .heartbeat: 18
         case .opened: 52
-        case .closed: 34
+        case .closed, .pushDropped: 34
         case .linkDown: 24
         case .bind, .join, .leave: 34
         case .unbind: 30
@@ -311,6 +329,8 @@ public enum LinkMessage: Equatable {
             body.storeBytes(of: h.node.bigEndian, toByteOffset: 4, as: UInt32.self)
             body.storeBytes(of: h.link.bigEndian, toByteOffset: 8, as: UInt16.self)
             body.storeBytes(of: h.heartbeatMilliseconds.bigEndian, toByteOffset: 10, as: UInt32.self)
+            body.storeBytes(of: h.maxFrame.bigEndian, toByteOffset: 14, as: UInt32.self)
+            body.storeBytes(of: h.maxQueuedBytes.bigEndian, toByteOffset: 18, as: UInt32.self)
         case .heartbeat:
             header.cmd = Command.heartbeat
         case .opened(let session, let link, let peer):
@@ -329,6 +349,10 @@ public enum LinkMessage: Equatable {
             header.cmd = Command.closed
             session.encode(into: body)
             body.storeBytes(of: cause, toByteOffset: 12, as: UInt8.self)
+        case .pushDropped(let session, let count):
+            header.cmd = Command.pushDropped
+            session.encode(into: body)
+            body.storeBytes(of: count.bigEndian, toByteOffset: 12, as: UInt32.self)
         case .linkDown(let node, let link):
             header.cmd = Command.linkDown
             body.storeBytes(of: node.bigEndian, as: UInt32.self)
@@ -366,4 +390,8 @@ public enum GatewayStatus {
     public static let noUpstream: UInt32 = 0xFFFF_FF01
     public static let overloaded: UInt32 = 0xFFFF_FF02
     public static let reservedCommand: UInt32 = 0xFFFF_FF03
+    /// The link the client's frames went up on died: what it sent before may be unanswered.
+    public static let upstreamLost: UInt32 = 0xFFFF_FF04
+    /// The frame is longer than the upstream server takes (its max_frame, from its HELLO).
+    public static let tooLarge: UInt32 = 0xFFFF_FF05
 }

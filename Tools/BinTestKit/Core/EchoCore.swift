@@ -5,13 +5,18 @@ import LinkCore
 
 /// `bin_test core`'s application: answers every DATA with the identical frame
 /// (no copy), counts sessions opened and closed; for tests it can delay each
-/// answer and fail every Nth one. A LOGIN (`PushFrame.loginCmd`) binds the session
+/// answer and fail every Nth one. A delay is a timer, not a sleep: delayed answers wait
+/// in a queue sent from the clock tick, so a slow core still answers heartbeats at once
+/// (a slow core is not a dead one). A LOGIN (`PushFrame.loginCmd`) binds the session
 /// to its uid (and joins its room) before its echo, so the echo follows the BIND on the
 /// link. With push settings it pushes on the engine's clock ticks (`PushSchedule`).
 public final class EchoCore: CoreHandler {
     /// The status a failed answer carries (an application error, not a gateway status).
     public static let failureStatus: UInt32 = 500
-    private let delayMicroseconds: UInt32
+    private let delayNanoseconds: UInt64
+    /// Answers waiting for their delay (in arrival order, so in due order): Deal-owned.
+    private var delayed: [(due: UInt64, session: CoreSession, frame: [UInt8])] = []
+    private var delayedHead = 0
     private let failEvery: Int
     private let schedule: PushSchedule?
     private var answered = 0
@@ -23,7 +28,7 @@ public final class EchoCore: CoreHandler {
 
     /// With `push` (rate above 0) its schedule starts now: the first push is due `push.after` seconds on.
     public init(delayMicroseconds: Int = 0, failEvery: Int = 0, push: PushSettings? = nil) {
-        self.delayMicroseconds = UInt32(delayMicroseconds)
+        delayNanoseconds = UInt64(delayMicroseconds) * 1000
         self.failEvery = failEvery
         schedule = push.flatMap { $0.rate > 0 ? PushSchedule($0, now: MonotonicTime.now()) : nil }
     }
@@ -56,7 +61,10 @@ public final class EchoCore: CoreHandler {
             session.send(FrameHeader(decoding: p), body: body)
             return
         }
-        if delayMicroseconds > 0 { usleep(delayMicroseconds) }
+        if delayNanoseconds > 0 {
+            delayed.append((MonotonicTime.now() + delayNanoseconds, session, Array(clientFrame)))
+            return
+        }
         answered += 1
         if failEvery > 0 && answered % failEvery == 0 {
             var header = FrameHeader(decoding: p)
@@ -67,10 +75,31 @@ public final class EchoCore: CoreHandler {
         }
     }
 
-    public var wantsTicks: Bool { schedule != nil }
+    public var wantsTicks: Bool { schedule != nil || delayNanoseconds > 0 }
 
     public func tick(milliseconds: UInt64, server: CoreServer) {
+        if delayNanoseconds > 0 { answerDelayed(now: MonotonicTime.now()) }
         guard let schedule else { return }
         pushCount.wrappingIncrement(by: schedule.run(now: MonotonicTime.now(), server: server), ordering: .relaxed)
+    }
+
+    /// The delayed answers that are due, in order.
+    private func answerDelayed(now: UInt64) {
+        while delayedHead < delayed.count, delayed[delayedHead].due <= now {
+            let (_, session, frame) = delayed[delayedHead]
+            delayedHead += 1
+            answered += 1
+            frame.withUnsafeBytes { raw in
+                var header = FrameHeader(decoding: raw.baseAddress!)
+                let failed = failEvery > 0 && answered % failEvery == 0
+                if failed { header.status = EchoCore.failureStatus }
+                session.send(header, body: failed ? UnsafeRawBufferPointer(start: nil, count: 0)
+                                                  : UnsafeRawBufferPointer(rebasing: raw[FrameHeader.size...]))
+            }
+        }
+        if delayedHead > 0, delayedHead * 2 >= delayed.count {  // compacted: the queue never grows without bound
+            delayed.removeFirst(delayedHead)
+            delayedHead = 0
+        }
     }
 }

@@ -8,8 +8,8 @@ struct CoreCommand: ParsableCommand {
         abstract: "Run an echo core server (docs/LINK.md) until SIGINT or SIGTERM.",
         discussion: """
             Accepts links from access and aggregation gateways, answers every DATA with the identical \
-            frame, and prints opened=N closed=M data=K pushes=P when stopped. For tests: --delay-us sleeps \
-            before each answer; --fail-every N answers every Nth frame with status 500 and an empty body.
+            frame, and prints opened=N closed=M data=K pushes=P when stopped. For tests: --delay-us delays \
+            each answer (a timer: heartbeats are still answered at once); --fail-every N answers every Nth frame with status 500 and an empty body.
 
             A frame of cmd 10 (LOGIN, body: uid u32, optionally room u32, big-endian) binds its session \
             to the uid and joins the room, then is echoed. With --push-rate R the core pushes R frames a \

@@ -1,0 +1,50 @@
+import Glibc
+
+/// A worker's word to its master, on a pipe the master passes down (GATEWAY_WORKER_REPORT_FD): one line,
+/// `READY <admin port or 0>` once it serves, or `FAILED <reason>` when it cannot start. The master waits
+/// for every worker's at start (a worker that cannot start stops the whole start) and after each restart.
+enum WorkerReport: Equatable {
+    case ready(adminPort: Int)
+    case failed(String)
+
+    static let environment = "GATEWAY_WORKER_REPORT_FD"
+    /// Longest line: a reason is cut to fit.
+    static let maxLength = 512
+
+    /// Set once at start, in a worker only, before any other thread runs.
+    nonisolated(unsafe) private static var fd: Int32 = -1
+
+    /// In a worker: takes the pipe from the environment.
+    static func adopt() {
+        guard let text = getenv(environment).map({ String(cString: $0) }), let n = Int32(text) else { return }
+        unsetenv(environment)
+        fd = n
+        _ = fcntl(n, F_SETFD, FD_CLOEXEC)
+    }
+
+    var line: String {
+        switch self {
+        case .ready(let port): "READY \(port)\n"
+        case .failed(let why): "FAILED \(String(why.filter { $0 != "\n" }.prefix(Self.maxLength - 8)))\n"
+        }
+    }
+
+    init?(parsing line: Substring) {
+        if line.hasPrefix("READY "), let port = Int(line.dropFirst(6)), (0...65535).contains(port) {
+            self = .ready(adminPort: port)
+        } else if line.hasPrefix("FAILED ") {
+            self = .failed(String(line.dropFirst(7)))
+        } else {
+            return nil
+        }
+    }
+
+    /// Sends this to the master, once; nothing outside a worker.
+    func send() {
+        guard Self.fd >= 0 else { return }
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { write(Self.fd, $0.baseAddress, $0.count) }  // a pipe write this short is atomic
+        close(Self.fd)
+        Self.fd = -1
+    }
+}
