@@ -256,7 +256,11 @@ for name in "${TARGETS[@]}"; do
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
     [ -n "$runs" ] || runs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
     secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
-    if [ $rc -ne 0 ]; then
+    if [ $rc -eq 72 ]; then
+        # libFuzzer's exit on SIGINT (-interrupted_exit_code): a long run stopped early, nothing found.
+        status=1
+        summary+=("$name: interrupted after ${runs:-?} inputs, clean so far")
+    elif [ $rc -ne 0 ]; then
         status=1
         echo "!! $name-fuzzer CRASHED (rc $rc) after ${runs:-?} inputs; artifacts in $crash/:"
         ls "$crash"

@@ -2,6 +2,7 @@ import Foundation
 import GatewayCLI
 import GatewayCore
 import Testing
+import TestSupport
 
 /// TLS settings (docs/TLS.md) from flags, the environment and the file: tls:// listeners, certificate
 /// and key pairs in order, and start-up refused by name when they do not fit or cannot be read.
@@ -9,13 +10,13 @@ import Testing
     static let hasOpenSSL = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
 
     /// A self-signed certificate and key made now with openssl (no key is committed); its directory.
-    private func makeCertificate() throws -> String {
+    private func makeCertificate(name: String = "localhost") throws -> String {
         let directory = NSTemporaryDirectory() + "gateway-tls-settings-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         p.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-                       "-subj", "/CN=localhost", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"]
+                       "-subj", "/CN=\(name)", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"]
         p.standardError = FileHandle.nullDevice
         try p.run()
         p.waitUntilExit()
@@ -71,5 +72,66 @@ import Testing
         } catch {
             return error
         }
+    }
+
+    /// The gateway binary re-reads its certificate files on SIGHUP, changed in place; a file that no
+    /// longer parses refuses the reload and the certificate in use stays.
+    @Test(.enabled(if: hasOpenSSL), .timeLimit(.minutes(1))) func sighupRereadsTheCertificateFiles() throws {
+        let first = try makeCertificate(name: "first"), second = try makeCertificate(name: "second")
+        defer { for d in [first, second] { try? FileManager.default.removeItem(atPath: d) } }
+        let (cert, key) = ("\(first)/served-cert.pem", "\(first)/served-key.pem")
+        try FileManager.default.copyItem(atPath: "\(first)/cert.pem", toPath: cert)
+        try FileManager.default.copyItem(atPath: "\(first)/key.pem", toPath: key)
+        let port = try freePort()
+        let gateway = try TestProcess(["--listen", "tls://127.0.0.1:\(port)", "--tls-cert", cert, "--tls-key", key,
+                                       "--stats-interval", "0"])
+        defer { _ = gateway.stop() }
+        _ = try gateway.waitFor("listening on")
+        #expect(try peerName(port).contains("CN = first"))
+
+        for name in ["cert", "key"] {
+            try FileManager.default.removeItem(atPath: "\(first)/served-\(name).pem")
+            try FileManager.default.copyItem(atPath: "\(second)/\(name).pem", toPath: "\(first)/served-\(name).pem")
+        }
+        kill(gateway.process.processIdentifier, SIGHUP)
+        _ = try gateway.waitFor("reloaded")
+        #expect(try peerName(port).contains("CN = second"))
+
+        try "not a certificate\n".write(toFile: cert, atomically: true, encoding: .utf8)
+        kill(gateway.process.processIdentifier, SIGHUP)
+        _ = try gateway.waitFor("reload refused")
+        #expect(gateway.log.contains("tls_cert"))
+        #expect(try peerName(port).contains("CN = second"))
+    }
+
+    /// The subject `openssl s_client` reports for the server on `port`.
+    private func peerName(_ port: Int) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-brief"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return output
+    }
+
+    private func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+                bind(fd, p, length)
+                return getsockname(fd, p, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

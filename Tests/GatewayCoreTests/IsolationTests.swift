@@ -38,7 +38,7 @@ final class IsolationTests: ForwardingTestCase {
         waitFor("link up") { access.stats().linksUp == 1 }
         let stuck = try TestClient(port: access.port, timeoutSeconds: 2, receiveBuffer: 4096)
         let big = TestClient.frame(seq: 1, bodySize: 60_000)
-        nonisolated(unsafe) let writer = stuck
+        let writer = stuck
         let sender = Thread { for _ in 0..<150 { if (try? writer.send(big)) == nil { break } } }
         sender.start()
         // More replies came down for it than its ring and socket hold (the rest wait in its
@@ -73,7 +73,7 @@ final class IsolationTests: ForwardingTestCase {
         let payload = [UInt8](repeating: 0x42, count: 40)
         let received = Mutex([Int](repeating: 0, count: devices.count))
         let failures = Failures()
-        nonisolated(unsafe) let readers = devices
+        let readers = devices
         let done = DispatchGroup()
         for (i, _) in devices.enumerated() {
             DispatchQueue.global().async(group: done) {
