@@ -6,8 +6,11 @@ certificate, run side by side and alternating (A B A B ...), every reply checked
   load      32 x 16 x 512 B closed loop, replies/s
   pingpong  one connection, one request in flight, p50 latency (us)
   connrate  16 at a time: connect, full TLS handshake, one 64 B echo, close; connections/s
-  idle      VmRSS per idle TLS connection (N connections, one echo each, held), against the same
-            gateway's plain listener; HAProxy's (front + back side) beside it
+  idle      VmRSS per idle TLS connection (N connections opened at once by bin_test, one echo each,
+            held: the peak, handshakes in flight included), against the same gateway's plain listener;
+            HAProxy's (front + back side) beside it
+  settled   the same with the N connections opened one after another (Python's ssl): what an idle
+            TLS connection holds once no handshake is in flight (not in the default sections)
 
     perf/tls_ab.py [--reps 5] [--duration 3] [--idle 3000] [--sections load,pingpong,connrate,idle]
 
@@ -130,6 +133,8 @@ class Bench:
         try:
             if section == "idle":
                 return self.idle(main, port, plain)
+            if section == "settled":
+                return (self.settled(main, port, True), self.settled(main, plain, False) if plain else None)
             report = self.client(port, CLIENT[section], self.args.duration)
             if which == "gateway":
                 self.contention(section)
@@ -147,6 +152,29 @@ class Bench:
             if m:
                 waits, takes = waits + int(m.group(1)), takes + int(m.group(2))
         self.locks.setdefault(section, []).append((waits, takes))
+
+    def settled(self, server, port, tls):
+        """Bytes of RSS per idle connection opened one after another (no handshakes in flight at once):
+        N connections from Python's ssl, one 530-byte echo each, held while RSS is read."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.cert)
+        frame = bytes([0, 0, 2, 18]) + bytes(526)
+        before = rss_kib(server.pid)
+        held = []
+        for _ in range(self.args.idle):
+            c = socket.create_connection(("127.0.0.1", port), timeout=30)
+            if tls:
+                c = ctx.wrap_socket(c, server_hostname="localhost")
+            c.sendall(frame)
+            got = b""
+            while len(got) < len(frame):
+                got += c.recv(4096)
+            held.append(c)
+        time.sleep(1)
+        after = rss_kib(server.pid)
+        for c in held:
+            c.close()
+        return (after - before) * 1024 / self.args.idle
 
     def idle(self, server, tls_port, plain_port):
         """KiB of the server's RSS per idle connection: N connections held while sampling."""
@@ -196,6 +224,13 @@ def main():
           f"{os.cpu_count()} CPUs; {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}; "
           f"{subprocess.run(['haproxy', '-v'], capture_output=True, text=True).stdout.splitlines()[0]}")
     for section in args.sections.split(","):
+        if section == "settled":
+            runs = [bench.measure("settled", "gateway") for _ in range(args.reps)]
+            hap = [bench.measure("settled", "haproxy")[0] for _ in range(args.reps)]
+            tls, plain = [r[0] for r in runs], [r[1] for r in runs]
+            print(f"settled idle, bytes per connection ({args.idle} opened one by one): gateway TLS {summary(tls)}, "
+                  f"gateway plain (after the TLS ones, slots reused) {summary(plain)}; HAProxy {summary(hap)}")
+            continue
         if section == "idle":
             tls, plain = [], []
             for _ in range(args.reps):

@@ -402,7 +402,7 @@ def section_workers(results):
         cb = [r["cpu_s"] / r["elapsed_s"] for r in runs[("w2", scen)]]
         say(f"      gateway CPU, cores: --workers 1 {fmt(ca, '.2f')}   --workers 2 {fmt(cb, '.2f')}"
             " (master and workers)")
-        per = "reply" if scen == "a" else "connection"
+        per = "connection" if scen == "d" else "reply"
         ua = [r["cpu_s"] / r["count"] * 1e6 for r in runs[("w1", scen)]]
         ub = [r["cpu_s"] / r["count"] * 1e6 for r in runs[("w2", scen)]]
         say(f"      gateway CPU per {per}, us: --workers 1 {fmt(ua, '.2f')}   --workers 2 {fmt(ub, '.2f')}")

@@ -1,7 +1,8 @@
-/// One WebSocket connection's state, in a table beside the connection table (by slot index),
+/// One WebSocket connection's state, in two tables beside the connection table (by slot index),
 /// reserved with mmap so only the entries of connections that were WebSocket ever cost memory.
-/// Zeroed memory is a fresh state.
-struct WebSocketState {
+/// Receive's part and Send's part live apart, so that neither thread's writes touch the record the
+/// other writes without the lock. Zeroed memory is a fresh state.
+struct WebSocketInput {
     // Receive's.
     /// The frame reader (its zero value reads a client's frames).
     var reader: WebSocketReader
@@ -14,18 +15,20 @@ struct WebSocketState {
     /// A close came (or a rule was broken) after frame bytes that were returned first: close with this
     /// cause + 1 at the next read.
     var pendingEnd: UInt8
+}
 
-    // Send's: the data frame in progress, its header's unsent bytes and its payload still to send.
+/// Send's part, and what Receive shares with it, always under the slot's transport lock.
+struct WebSocketOutput {
+    /// A control frame to send (a pong), made by Receive, written by Send at a frame boundary.
+    var control: Chunk?
+    /// The data frame in progress: its header's unsent bytes, and its payload still to send.
     var header: (UInt64, UInt16)
+    var frameLeft: UInt32
     var headerLength: UInt8
     var headerSent: UInt8
-    var frameLeft: UInt32
-
-    // Shared under the slot's transport lock: a control frame to send (a pong), made by Receive,
-    // written by Send at a frame boundary; a close frame went out and nothing may follow it.
-    var control: Chunk?
     var controlLength: UInt8
     var controlSent: UInt8
+    /// A close frame went out: nothing may follow it.
     var closeSent: Bool
 
     /// The stream is between frames: a close or control frame may be written now.

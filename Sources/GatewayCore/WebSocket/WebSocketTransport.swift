@@ -8,8 +8,9 @@ import Logging
 /// (`read`); Send wraps each descriptor of the send ring in one binary message (`write`), so a
 /// message always holds whole frames. Pongs are made by Receive and written by Send between
 /// frames; a close frame is written by whichever side finds the stream between frames.
-final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connection state has owners (WebSocketState)
-    private let states: UnsafeMutablePointer<WebSocketState>
+final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connection state has owners (WebSocketState.swift)
+    private let inputs: UnsafeMutablePointer<WebSocketInput>
+    private let outputs: UnsafeMutablePointer<WebSocketOutput>
     private let capacity: Int
     private let pool: ChunkPool
     private let logger: Logger
@@ -28,7 +29,8 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         let config = engine.config
         self.engine = engine
         self.capacity = capacity
-        states = VirtualMemory.reserve(WebSocketState.self, count: capacity)
+        inputs = VirtualMemory.reserve(WebSocketInput.self, count: capacity)
+        outputs = VirtualMemory.reserve(WebSocketOutput.self, count: capacity)
         pool = engine.pool
         self.logger = logger
         maxMessage = config.maxFrame
@@ -41,7 +43,8 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     }
 
     deinit {
-        VirtualMemory.release(states, count: capacity)
+        VirtualMemory.release(inputs, count: capacity)
+        VirtualMemory.release(outputs, count: capacity)
         out.deallocate()
         kinds.deallocate()
         headers.deallocate()
@@ -60,14 +63,19 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     }
 
     @inline(__always)
-    private func state(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<WebSocketState> {
-        states + Int(engine.table.index(of: s))
+    private func input(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<WebSocketInput> {
+        inputs + Int(engine.table.index(of: s))
+    }
+
+    @inline(__always)
+    private func output(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<WebSocketOutput> {
+        outputs + Int(engine.table.index(of: s))
     }
 
     // MARK: Receive: the opening handshake
 
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
-        let st = state(s)
+        let st = input(s)
         if st.pointee.held == nil {
             st.pointee.held = pool.allocate(capacity: WebSocketHandshake.maxRequest)
             st.pointee.heldEnd = 0
@@ -110,7 +118,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         }
     }
 
-    private func releaseHeld(_ st: UnsafeMutablePointer<WebSocketState>) {
+    private func releaseHeld(_ st: UnsafeMutablePointer<WebSocketInput>) {
         if let held = st.pointee.held { pool.release(held) }
         st.pointee.held = nil
         st.pointee.heldStart = 0
@@ -121,7 +129,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
 
     func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
               count: Int) -> TransportRead {
-        let st = state(s)
+        let st = input(s)
         if st.pointee.pendingEnd != 0 { return .failed(CloseCause(rawValue: Int(st.pointee.pendingEnd) - 1)!) }
         var sawControl = false
         while true {
@@ -153,7 +161,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             var reader = st.pointee.reader
             let outcome = reader.decode(buffer, count: n, maxMessage: maxMessage) { event in
                 sawControl = true
-                if case .ping(let payload) = event { queuePong(id, s, st, payload) }
+                if case .ping(let payload) = event { queuePong(id, s, output(s), payload) }
             }
             st.pointee.reader = reader
             switch outcome {
@@ -161,18 +169,18 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 if payload > 0 { return .bytes(payload) }
             case .closed(let code, let payload):
                 // The peer's close: echoed (1000 when it gave no code), and the connection closes.
-                sendClose(s, st, code: code == WebSocketCloseCode.noStatus ? WebSocketCloseCode.normal : code)
+                sendClose(s, output(s), code: code == WebSocketCloseCode.noStatus ? WebSocketCloseCode.normal : code)
                 return end(st, cause: .peer, payload: payload)
             case .failed(let code, let payload):
                 logger.debug("closing \(s.pointee.peer): WebSocket close \(code)")
-                sendClose(s, st, code: code)
+                sendClose(s, output(s), code: code)
                 return end(st, cause: .webSocket, payload: payload)
             }
         }
     }
 
     /// Frame bytes before a close are returned first; the close follows at the next read.
-    private func end(_ st: UnsafeMutablePointer<WebSocketState>, cause: CloseCause, payload: Int) -> TransportRead {
+    private func end(_ st: UnsafeMutablePointer<WebSocketInput>, cause: CloseCause, payload: Int) -> TransportRead {
         if payload == 0 { return .failed(cause) }
         st.pointee.pendingEnd = cause.flag
         return .bytes(payload)
@@ -180,7 +188,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
 
     /// A pong for the latest ping, for Send to write between frames.
     private func queuePong(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
-                           _ st: UnsafeMutablePointer<WebSocketState>, _ payload: UnsafeRawBufferPointer) {
+                           _ st: UnsafeMutablePointer<WebSocketOutput>, _ payload: UnsafeRawBufferPointer) {
         s.lockTransport()
         // One being written goes on; otherwise the newest replaces it (RFC 6455 5.5.3).
         guard !st.pointee.closeSent, st.pointee.controlSent == 0 else {
@@ -199,7 +207,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
 
     /// Writes a close frame now if the stream is between frames (else none: the connection closes
     /// without it); either way nothing more is sent.
-    private func sendClose(_ s: UnsafeMutablePointer<ConnectionSlot>, _ st: UnsafeMutablePointer<WebSocketState>,
+    private func sendClose(_ s: UnsafeMutablePointer<ConnectionSlot>, _ st: UnsafeMutablePointer<WebSocketOutput>,
                            code: UInt16) {
         s.lockTransport()
         defer { s.unlockTransport() }
@@ -224,7 +232,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     private enum Segment: Int32 { case pendingHeader = -1, control = -2 }
 
     func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int) -> TransportWrite {
-        let st = state(s)
+        let st = output(s)
         s.lockTransport()
         defer { s.unlockTransport() }
         if st.pointee.closeSent {
@@ -278,7 +286,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     }
 
     /// Advances the stream's state over `written` bytes of the gather list; returns the frame bytes taken.
-    private func account(_ st: UnsafeMutablePointer<WebSocketState>, _ s: UnsafeMutablePointer<ConnectionSlot>,
+    private func account(_ st: UnsafeMutablePointer<WebSocketOutput>, _ s: UnsafeMutablePointer<ConnectionSlot>,
                          written: Int, segments: Int) -> Int {
         var left = written
         var taken = 0
@@ -323,14 +331,16 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
 
     /// Send's goodbye before our side shuts: 1001 when the gateway stops, else 1000.
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        sendClose(s, state(s), code: cause == .shutdown ? WebSocketCloseCode.goingAway : WebSocketCloseCode.normal)
+        sendClose(s, output(s), code: cause == .shutdown ? WebSocketCloseCode.goingAway : WebSocketCloseCode.normal)
     }
 
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
-        let st = states + Int(index)
+        let (st, out) = (inputs + Int(index), outputs + Int(index))
         releaseHeld(st)
-        if let control = st.pointee.control { pool.release(control) }
+        if let control = out.pointee.control { pool.release(control) }
         UnsafeMutableRawPointer(st).initializeMemory(as: UInt8.self, repeating: 0,
-                                                      count: MemoryLayout<WebSocketState>.stride)
+                                                      count: MemoryLayout<WebSocketInput>.stride)
+        UnsafeMutableRawPointer(out).initializeMemory(as: UInt8.self, repeating: 0,
+                                                       count: MemoryLayout<WebSocketOutput>.stride)
     }
 }
