@@ -36,8 +36,9 @@ private func check(_ condition: Bool, _ message: @autoclosure () -> String) {
 }
 
 private func fuzzReport(_ bytes: [UInt8]) {
-    let text = String(decoding: bytes, as: UTF8.self)
-    guard let report = WorkerReport(parsing: Substring(text)) else { return }
+    // As the master reads it: the first line only.
+    let text = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).first ?? ""
+    guard let report = WorkerReport(parsing: text) else { return }
     let line = report.line
     check(line.utf8.count <= WorkerReport.maxLength + 4, "line too long: \(line.utf8.count)")
     if case .ready(let port) = report { check((0...65535).contains(port), "port \(port)") }
@@ -66,10 +67,10 @@ private func fuzzMerge(_ bytes: [UInt8], split: Int) {
     let merged = MetricsMerge.merge(parts, label: "w")
     var seen = Set<String>()
     var produced: [String: Int] = [:]
-    for line in merged.split(separator: "\n") {
+    for line in merged.split(whereSeparator: \.isNewline) {
         if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
-            check(seen.insert(String(line.prefix(7)) + String(line.dropFirst(7).prefix { $0 != " " })).inserted,
-                  "family line twice: \(line)")
+            let words = line.split(separator: " ", maxSplits: 3)  // "#", HELP or TYPE, the family's name
+            check(seen.insert("\(words[1]) \(words[2])").inserted, "family line twice: \(line)")
         } else {
             check(line.contains("{w=\"0\"") || line.contains("{w=\"1\""), "unlabelled sample: \(line)")
             produced[String(line), default: 0] += 1
@@ -77,7 +78,7 @@ private func fuzzMerge(_ bytes: [UInt8], split: Int) {
     }
     var expected: [String: Int] = [:]
     for (value, part) in parts {
-        for line in part.split(separator: "\n") where !line.hasPrefix("#") {
+        for line in part.split(whereSeparator: \.isNewline) where !line.hasPrefix("#") {
             if let sample = MetricsMerge.labelled(line, label: "w", value: value) { expected[sample, default: 0] += 1 }
         }
     }

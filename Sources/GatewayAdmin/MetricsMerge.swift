@@ -20,7 +20,7 @@ public enum MetricsMerge {
         }
         for (value, text) in parts {
             var current = ""
-            for line in text.split(separator: "\n") {
+            for line in text.split(whereSeparator: \.isNewline) {
                 if line.hasPrefix("# HELP ") || line.hasPrefix("# TYPE ") {
                     let words = line.split(separator: " ", maxSplits: 3)
                     guard words.count >= 3 else { continue }

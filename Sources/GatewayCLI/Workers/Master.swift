@@ -258,7 +258,7 @@ final class Master {
             close(workers[index].report)
             workers[index].report = -1
             // The worker writes its one line whole, then closes; end of file alone means it died first.
-            let line = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self).split(separator: "\n").first
+            let line = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self).split(whereSeparator: \.isNewline).first
             switch line.flatMap(WorkerReport.init(parsing:)) {
             case .ready(let port):
                 workers[index].ready = true

@@ -25,7 +25,7 @@ enum WorkerReport: Equatable {
     var line: String {
         switch self {
         case .ready(let port): "READY \(port)\n"
-        case .failed(let why): "FAILED \(String(why.filter { $0 != "\n" }.prefix(Self.maxLength - 8)))\n"
+        case .failed(let why): "FAILED \(String(why.filter { !$0.isNewline }.prefix(Self.maxLength - 8)))\n"
         }
     }
 
