@@ -290,11 +290,12 @@ final class IsolationTests: ForwardingTestCase {
         XCTAssertEqual(coreGateway.stats().closes.reduce(0, +), 0, "the core closed no link")
     }
 
-    /// A core that takes 200 ms per request, 64 in flight, heartbeats every 50 ms: every
-    /// request is answered and no link is closed (it answers heartbeats meanwhile).
+    /// A core that takes 200 ms per request, 64 in flight, heartbeats every 500 ms: every request is
+    /// answered and no link is closed. A core that slept 200 ms per request on the thread that reads
+    /// its links would be silent for 12.8 s, far past 3 heartbeats; this one answers them meanwhile.
     func testASlowCoreIsNotADeadOne() throws {
         let (coreGateway, core) = try startCore(delayMicroseconds: 200_000)
-        let access = try startAccess(upstream: [coreGateway.port]) { $0.linkHeartbeatMilliseconds = 50 }
+        let access = try startAccess(upstream: [coreGateway.port]) { $0.linkHeartbeatMilliseconds = 500 }
         waitFor("links up") { access.stats().linksUp == 2 }
         let clients = try (0..<4).map { _ in try TestClient(port: access.port) }
         for round in 0..<3 {
