@@ -39,10 +39,14 @@ class ForwardingTestCase: XCTestCase {
                 session.echo(frame)
             }
         }
+        return try startCoreServer(Blocking(delay: delayMicroseconds))
+    }
+
+    /// A core on LinkCore running `handler`, on loopback with the default limits; stopped at tearDown.
+    func startCoreServer(_ handler: CoreHandler) throws -> Gateway {
         var base = GatewayConfig()
         base.port = 0
-        let server = CoreServer(handler: Blocking(delay: delayMicroseconds), node: 1, clientMaxFrame: base.maxFrame,
-                                logger: log.logger)
+        let server = CoreServer(handler: handler, node: 1, clientMaxFrame: base.maxFrame, logger: log.logger)
         let g = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame), handler: server,
                             logger: log.logger)
         try g.start()

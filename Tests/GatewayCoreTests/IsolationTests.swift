@@ -9,21 +9,7 @@ import LinkCore
 /// Isolation (docs/LINK.md, docs/PROTOCOL.md): what waits for one client is bounded in
 /// bytes, never in ring entries; nothing for one client pauses a link; a link that dies
 /// leaves no request without a word; every legal message passes every tier.
-final class IsolationTests: ForwardingTestCase {
-    private var seq: UInt32 = 1
-
-    private func startPushCore() throws -> (Gateway, PushCore) {
-        let (g, core) = try PushCore.start(log: log)
-        running.append(g)
-        return (g, core)
-    }
-
-    private func send(_ client: TestClient, _ cmd: UInt16, _ body: [UInt8],
-                      file: StaticString = #filePath, line: UInt = #line) {
-        seq += 1
-        XCTAssertTrue(client.echoes(PushCore.request(cmd, seq: seq, body)), "cmd \(cmd) acted on",
-                      file: file, line: line)
-    }
+final class IsolationTests: PushCoreTestCase {
 
     /// One client that sends big frames and never reads, on a gateway with a single link and a
     /// byte bound above all it sends: replies to it come down the link past its full ring and
@@ -317,14 +303,7 @@ final class IsolationTests: ForwardingTestCase {
     /// A core that takes every request and answers none (counted), until it is stopped.
     private func startSilentCore() throws -> (Gateway, SilentCore) {
         let core = SilentCore()
-        var base = GatewayConfig()
-        base.port = 0
-        let server = CoreServer(handler: core, node: 1, clientMaxFrame: base.maxFrame, logger: log.logger)
-        let g = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame), handler: server,
-                            logger: log.logger)
-        try g.start()
-        running.append(g)
-        return (g, core)
+        return (try startCoreServer(core), core)
     }
 
     private final class SilentCore: CoreHandler, @unchecked Sendable {  // `frames` is atomic

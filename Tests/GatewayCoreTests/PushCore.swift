@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 import Glibc
 import Synchronization
 @_spi(Benchmarks) @testable import GatewayCore
@@ -114,6 +115,30 @@ final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mut
 
     static func scoped(_ scope: LinkMessage.Scope, _ target: UInt32, _ payload: [UInt8] = []) -> [UInt8] {
         [scope.rawValue] + u32(target) + payload
+    }
+}
+
+/// The users-and-push tests' base: a PushCore per test, reached through clients' requests.
+class PushCoreTestCase: ForwardingTestCase {
+    var seq: UInt32 = 1
+
+    func startPushCore() throws -> (Gateway, PushCore) {
+        let (g, core) = try PushCore.start(log: log)
+        running.append(g)
+        return (g, core)
+    }
+
+    /// Sends a PushCore request and checks its echo, which comes after what it caused.
+    func send(_ client: TestClient, _ cmd: UInt16, _ body: [UInt8], file: StaticString = #filePath, line: UInt = #line) {
+        seq += 1
+        XCTAssertTrue(client.echoes(PushCore.request(cmd, seq: seq, body)), "cmd \(cmd) acted on",
+                      file: file, line: line)
+    }
+
+    func login(_ client: TestClient, uid: UInt32) { send(client, 10, PushCore.u32(uid)) }
+
+    func push(_ control: TestClient, _ scope: LinkMessage.Scope, _ target: UInt32, _ payload: [UInt8]) {
+        send(control, 20, PushCore.scoped(scope, target, payload))
     }
 }
 

@@ -6,28 +6,7 @@ import XCTest
 
 /// Users, rooms and push end to end (docs/LINK.md): the core binds, joins, pushes,
 /// kicks and asks presence; the access nodes apply each tree-wide message once.
-final class SessionsEndToEndTests: ForwardingTestCase {
-    private var seq: UInt32 = 1
-
-    private func startPushCore() throws -> (Gateway, PushCore) {
-        let (g, core) = try PushCore.start(log: log)
-        running.append(g)
-        return (g, core)
-    }
-
-    private func send(_ client: TestClient, _ cmd: UInt16, _ body: [UInt8],
-                      file: StaticString = #filePath, line: UInt = #line) {
-        seq += 1
-        XCTAssertTrue(client.echoes(PushCore.request(cmd, seq: seq, body)), "cmd \(cmd) acted on",
-                      file: file, line: line)
-    }
-
-    private func login(_ client: TestClient, uid: UInt32) { send(client, 10, PushCore.u32(uid)) }
-
-    private func push(_ control: TestClient, _ scope: LinkMessage.Scope, _ target: UInt32, _ payload: [UInt8]) {
-        send(control, 20, PushCore.scoped(scope, target, payload))
-    }
-
+final class SessionsEndToEndTests: PushCoreTestCase {
     /// A uid with three devices on two access nodes behind one aggregation server: each
     /// device gets the push exactly once; another uid's device gets nothing; a push to a
     /// uid nobody holds is counted; presence counts the devices.
