@@ -18,6 +18,8 @@ enum TransportKind: UInt8 {
     case tls = 2
     /// TLS on a link this node opened to a tls:// upstream.
     case tlsClient = 3
+    /// A UDP session (docs/UDP.md): no descriptor of its own, datagrams on a shared socket.
+    case udp = 4
 }
 
 /// What Receive's `open` came to.
