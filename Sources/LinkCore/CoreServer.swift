@@ -36,8 +36,8 @@ public struct CoreSession {
     public let id: SessionID
     let link: Connection
     unowned(unsafe) let server: CoreServer
-    /// How the client reached its access node (`ClientTransport`); set in `opened` only.
-    public internal(set) var transport: UInt8 = ClientTransport.tcp
+    /// How the client reached its access node (`OpenedTransport`); set in `opened` only.
+    public internal(set) var transport: UInt8 = OpenedTransport.tcp
 
     /// Sends `frame` (a DATA frame received for this session) back unchanged, without copying it.
     public func echo(_ frame: Frame) { link.forward(frame) }

@@ -97,6 +97,13 @@ final class UDPSendBatch {
             if !proven && after > budget {
                 batch.counters.add(.withheldDatagrams)
                 batch.counters.add(.withheldBytes, UInt64(length))
+                // The token alone goes instead, if the budget allows it: a client whose answers are all
+                // bigger than three times its requests still learns how to prove its address.
+                let tokenOnly = session.pointee.sent &+ UInt64(DatagramSplitter.tokenFrameSize)
+                guard tokenOnly <= budget else { return }
+                DatagramSplitter.writeTokenFrame(session.pointee.token, into: batch.room(session.pointee.socket))
+                session.pointee.sent = tokenOnly
+                batch.commit(DatagramSplitter.tokenFrameSize, to: session)
                 return
             }
             session.pointee.sent = after

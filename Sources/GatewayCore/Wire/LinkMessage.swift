@@ -175,7 +175,7 @@ public enum LinkMessage: Equatable {
 
     case hello(Hello)
     case heartbeat
-    /// `transport`: how the client reached the access node (`ClientTransport`), byte 33.
+    /// `transport`: how the client reached the access node (`OpenedTransport`), byte 33.
     case opened(SessionID, link: UInt16, peer: PeerAddress, transport: UInt8 = 0)
     /// The client frame starts `dataOverhead` bytes into the link frame.
     case data(SessionID, clientFrameLength: UInt32)
@@ -390,7 +390,7 @@ public enum LinkMessage: Equatable {
 
 /// The statuses a gateway answers a client frame with itself (docs/PROTOCOL.md).
 /// How a client reached its access node, as OPENED carries it (docs/LINK.md).
-public enum ClientTransport {
+public enum OpenedTransport {
     public static let tcp: UInt8 = 0
     public static let webSocket: UInt8 = 1
     public static let tls: UInt8 = 2
