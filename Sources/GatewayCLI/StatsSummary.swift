@@ -15,6 +15,14 @@ public enum StatsSummary {
             return count > 0 ? "\(cause) \(count)" : nil
         }
         if !closes.isEmpty { line += ", closes " + closes.joined(separator: " ") }
+        if new.udp.sessionsOpened > 0 {
+            let drops = UDPStats.dropCauses.compactMap { name, value -> String? in
+                let n = value(new.udp) - value(old.udp)
+                return n > 0 ? "\(name) \(n)" : nil
+            }
+            line += ", udp sessions \(new.udp.sessionsOpen)"
+                + (drops.isEmpty ? "" : " dropped " + drops.joined(separator: " "))
+        }
         if new.shedding { line += ", SHEDDING: not reading clients, buffers \(bytes(Double(new.bufferedBytes)))" }
         if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
             line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"

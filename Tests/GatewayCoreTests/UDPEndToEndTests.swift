@@ -116,7 +116,7 @@ final class UDPEndToEndTests: ForwardingTestCase {
     /// Answers every frame with ten 1,000-byte frames: far more than three times what a request brings.
     private final class Amplifier: GatewayHandler {
         func received(_ frame: Frame, on connection: Connection) {
-            var body = [UInt8](repeating: 0x5A, count: 1000)
+            let body = [UInt8](repeating: 0x5A, count: 1000)
             for i in 0..<10 {
                 let header = FrameHeader(length: 0, seq: frame.header.seq &+ UInt32(i), cmd: 2)
                 body.withUnsafeBytes { connection.send(header, body: $0) }

@@ -36,6 +36,15 @@ public struct UDPStats: Sendable, Equatable {
     public var sendErrors: UInt64 = 0
 
     public init() {}
+
+    /// Every drop counter with its name (metrics, the stats line).
+    public static let dropCauses: [(String, @Sendable (UDPStats) -> UInt64)] = [
+        ("runt", { $0.runts }), ("bad_length", { $0.badLengths }), ("partial_frame", { $0.partialFrames }),
+        ("bad_token", { $0.badTokens }), ("queue_full", { $0.queueFull }), ("closing", { $0.closingDrops }),
+        ("refused", { $0.refused }), ("truncated", { $0.truncated }), ("receive_error", { $0.receiveErrors }),
+        ("withheld", { $0.withheldDatagrams }), ("too_large", { $0.tooLarge }), ("send_full", { $0.sendFull }),
+        ("send_error", { $0.sendErrors }),
+    ]
 }
 
 /// The counters behind `UDPStats`, each written by one thread (Monitor's or Send's): relaxed stores.
