@@ -82,13 +82,22 @@ def cmd_echo(args):
 
 
 def cmd_resume(args):
+    """A session from --port, resumed --count times on --resume-port (default: the same port), each time
+    with the newest ticket; prints resumed=True or False for one, else resumed=N/COUNT."""
     ctx = context(args)
     with connect(args, ctx) as s:
         echo(s, [100])  # the ticket arrives with (TLS 1.3: before) the first reply
         session = s.session
-    with connect(args, ctx, session=session) as s:
-        echo(s, [100])
-        print(f"resumed={s.session_reused} {s.version()}")
+    if args.resume_port:
+        args.port = args.resume_port
+    resumed = 0
+    for _ in range(args.count):
+        with connect(args, ctx, session=session) as s:
+            echo(s, [100])
+            resumed += s.session_reused
+            version = s.version()
+            session = s.session
+    print(f"resumed={resumed == 1} {version}" if args.count == 1 else f"resumed={resumed}/{args.count} {version}")
 
 
 def cmd_refused(args):
@@ -174,6 +183,8 @@ def main():
     p.add_argument("--silent", type=int, default=0)
     p.add_argument("--half", type=int, default=0)
     p.add_argument("--wait", type=float, default=30)
+    p.add_argument("--resume-port", type=int)
+    p.add_argument("--count", type=int, default=1)
     args = p.parse_args()
     try:
         {"echo": cmd_echo, "resume": cmd_resume, "refused": cmd_refused, "stall": cmd_stall,
