@@ -124,7 +124,8 @@ if want settings; then
     done
     "${SWIFTC[@]}" -module-name FuzzSettings \
         $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift $W/Protection/CIDR.swift \
-        $W/GatewayConfig.swift "$GEN/SettingParsers.swift" "$GEN/JSONLogHandler.swift" "$GEN/HandoverLine.swift" \
+        $W/GatewayConfig.swift $W/TLS/TLSSettings.swift \
+        "$GEN/SettingParsers.swift" "$GEN/JSONLogHandler.swift" "$GEN/HandoverLine.swift" \
         Fuzz/SettingsFuzzer.swift "$OUT/Logging.o" -o "$OUT/settings-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/settings-fuzzer" ] || { echo "settings-fuzzer build failed"; exit 2; }
 fi
