@@ -498,8 +498,6 @@ void gw_tls_close_notify(SSL *ssl) {
     if (SSL_is_init_finished(ssl) && SSL_shutdown(ssl) < 0) ERR_clear_error();
 }
 
-int gw_tls_established(SSL *ssl) { return SSL_is_init_finished(ssl); }
-
 int gw_tls_resumed(SSL *ssl) { return SSL_session_reused(ssl); }
 
 const char *gw_tls_version(SSL *ssl) { return SSL_get_version(ssl); }

@@ -22,7 +22,7 @@ final class WebSocketPythonTests: XCTestCase {
             let script = try TestProcess(python, [root.appendingPathComponent("Tests/python/ws_conformance.py").path,
                                                   "--port", "\(g.port)"], environment: nil, name: "ws_conformance")
             defer { script.kill() }
-            // Each case has its own 20 s limit; twelve of them bound the run.
+            // Each case has its own 20 s limit; thirteen of them bound the run.
             XCTAssertTrue(script.waitForExit(by: Date().addingTimeInterval(300)), "\(poller): still running")
             XCTAssertEqual(script.process.terminationStatus, 0, "\(poller):\n\(script.stdout)\n\(script.stderr)")
             XCTAssertTrue(script.stdout.contains("\n13 passed, 0 failed"), "\(poller):\n\(script.stdout)")

@@ -44,6 +44,8 @@ def context(args):
 
 def connect(args, ctx, session=None):
     raw = socket.create_connection(("127.0.0.1", args.port), timeout=TIMEOUT)
+    if args.proxy:  # a PROXY v1 header in the clear, before the ClientHello
+        raw.sendall(f"PROXY TCP4 {args.proxy} 127.0.0.1 40000 443\r\n".encode())
     return ctx.wrap_socket(raw, server_hostname=args.sni or "localhost", session=session)
 
 
@@ -184,6 +186,7 @@ def main():
     p.add_argument("--half", type=int, default=0)
     p.add_argument("--wait", type=float, default=30)
     p.add_argument("--resume-port", type=int)
+    p.add_argument("--proxy", help="send a PROXY v1 header naming this source address first")
     p.add_argument("--count", type=int, default=1)
     args = p.parse_args()
     try:

@@ -86,9 +86,6 @@ long gw_tls_write(SSL *ssl, const void *buffer, size_t length, gw_tls_status *st
 /// Sends close_notify if the socket takes it; never waits for the peer's.
 void gw_tls_close_notify(SSL *ssl);
 
-/// 1 once the handshake is complete.
-int gw_tls_established(SSL *ssl);
-
 /// 1 if the session was resumed from a ticket.
 int gw_tls_resumed(SSL *ssl);
 

@@ -258,12 +258,6 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         return gw_tls_write(session(s).pointee, bytes, count, &status) == count
     }
 
-    /// The handshake is done (WebSocket over TLS: the TLS part of its opening).
-    func isEstablished(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        guard let ssl = session(s).pointee else { return false }
-        return gw_tls_established(ssl) != 0
-    }
-
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         guard s.transportIsReady else { return }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
@@ -273,9 +267,15 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     }
 
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
+        release(index: index, handshakeDone: s.transportIsReady)
+    }
+
+    /// Frees the slot's SSL object; a handshake that never finished leaves the count of those in progress.
+    /// (Whether it finished is the caller's record, not OpenSSL's state, which a later alert can undo.)
+    func release(index: UInt32, handshakeDone: Bool) {
         let slot = sessions + Int(index)
         guard let ssl = slot.pointee else { return }
-        if gw_tls_established(ssl) == 0 { handshakes.wrappingDecrement(ordering: .relaxed) }
+        if !handshakeDone { handshakes.wrappingDecrement(ordering: .relaxed) }
         gw_tls_free(ssl)
         slot.pointee = nil
     }

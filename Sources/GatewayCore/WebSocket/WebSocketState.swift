@@ -15,6 +15,8 @@ struct WebSocketInput {
     /// A close came (or a rule was broken) after frame bytes that were returned first: close with this
     /// cause + 1 at the next read.
     var pendingEnd: UInt8
+    /// wss://: the TLS handshake is done, the upgrade request comes next.
+    var tlsDone: Bool
 }
 
 /// Send's part, and what Receive shares with it, always under the slot's transport lock.

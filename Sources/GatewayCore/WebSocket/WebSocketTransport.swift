@@ -63,7 +63,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     }
 
     func openTimeoutCause(_ s: UnsafeMutablePointer<ConnectionSlot>) -> CloseCause {
-        secured(s) && !tls!.isEstablished(s) ? .tlsHandshakeTimeout : .webSocket
+        secured(s) && !input(s).pointee.tlsDone ? .tlsHandshakeTimeout : .webSocket
     }
 
     /// A wss:// connection.
@@ -119,12 +119,13 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
 
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
         let secured = secured(s)
-        if secured, !tls!.isEstablished(s) {
+        let st = input(s)
+        if secured, !st.pointee.tlsDone {
             // wss://: the TLS handshake first; the upgrade request then comes in its records.
             let step = tls!.handshake(s)
             guard case .ready = step else { return step }
+            st.pointee.tlsDone = true
         }
-        let st = input(s)
         if st.pointee.held == nil {
             st.pointee.held = pool.allocate(capacity: WebSocketHandshake.maxRequest)
             st.pointee.heldEnd = 0
@@ -398,8 +399,8 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     }
 
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
-        if secured(s) { tls!.release(s, index: index) }
         let (st, out) = (inputs + Int(index), outputs + Int(index))
+        if secured(s) { tls!.release(index: index, handshakeDone: st.pointee.tlsDone) }
         releaseHeld(st)
         if let control = out.pointee.control { pool.release(control) }
         UnsafeMutableRawPointer(st).initializeMemory(as: UInt8.self, repeating: 0,
