@@ -102,7 +102,7 @@ final class UDPEndToEndTests: ForwardingTestCase {
             let (echoed, _) = Self.collect(c, frames: frames.count)
             XCTAssertEqual(echoed, frames, "\(poller): echoed by the core through two tiers, in order")
             XCTAssertEqual(core.opened, 1)
-            XCTAssertEqual(core.udpOpened, 1, "OPENED carries transport 4 (UDP) through the aggregation tier")
+            XCTAssertEqual(core.udpOpened, 1, "OPENED carries transport 5 (UDP) through the aggregation tier")
             waitFor("the core hears CLOSED at the idle timeout (\(poller))") { core.closed == 1 }
             XCTAssertEqual(access.stats().closes(.idle), 1)
             XCTAssertEqual(access.stats().udp.sessionsOpen, 0)

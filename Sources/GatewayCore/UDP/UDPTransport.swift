@@ -37,8 +37,9 @@ final class UDPTransport: Transport, @unchecked Sendable {  // per-session field
         VirtualMemory.release(queues, count: capacity * UDPSession.queueCapacity)
     }
 
-    var openTicks: UInt64 { 0 }
-    var openTimeoutCause: CloseCause { .ioError }
+    /// No opening: Monitor opens a session ready, so these are never asked.
+    func openTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 { 0 }
+    func openTimeoutCause(_ s: UnsafeMutablePointer<ConnectionSlot>) -> CloseCause { .ioError }
 
     @inline(__always)
     func session(_ index: UInt32) -> UnsafeMutablePointer<UDPSession> { sessions + Int(index) }
@@ -48,7 +49,6 @@ final class UDPTransport: Transport, @unchecked Sendable {  // per-session field
         sessions + Int(engine.table.index(of: s))
     }
 
-    /// Monitor opens a session ready: there is no handshake.
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening { .ready }
 
     // MARK: Monitor: queueing a datagram

@@ -394,7 +394,9 @@ public enum OpenedTransport {
     public static let tcp: UInt8 = 0
     public static let webSocket: UInt8 = 1
     public static let tls: UInt8 = 2
-    public static let udp: UInt8 = 4
+    /// WebSocket over TLS (wss://).
+    public static let webSocketTLS: UInt8 = 4
+    public static let udp: UInt8 = 5
 }
 
 public enum GatewayStatus {
