@@ -84,6 +84,12 @@ public final class AdminMetrics: Sendable {
         counter("gateway_udp_datagrams_total", "UDP datagrams received and sent.", [("direction", "out")]) {
             $0.udp.datagramsOut
         }
+        counter("gateway_udp_calls_total", "recvmmsg and sendmmsg calls on UDP sockets.", [("call", "recvmmsg")]) {
+            $0.udp.receiveCalls
+        }
+        counter("gateway_udp_calls_total", "recvmmsg and sendmmsg calls on UDP sockets.", [("call", "sendmmsg")]) {
+            $0.udp.sendCalls
+        }
         counter("gateway_udp_withheld_bytes_total", "Bytes withheld by the 3x anti-amplification bound.") {
             $0.udp.withheldBytes
         }

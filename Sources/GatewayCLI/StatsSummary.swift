@@ -20,7 +20,14 @@ public enum StatsSummary {
                 let n = value(new.udp) - value(old.udp)
                 return n > 0 ? "\(name) \(n)" : nil
             }
-            line += ", udp sessions \(new.udp.sessionsOpen)"
+            // What batching gives: datagrams per recvmmsg and per sendmmsg over the interval.
+            func perCall(_ datagrams: UInt64, _ calls: UInt64) -> String {
+                calls == 0 ? "0" : String(Double(datagrams) / Double(calls)).prefix(4).description
+            }
+            let (u, v) = (new.udp, old.udp)
+            line += ", udp sessions \(u.sessionsOpen) datagrams/call in "
+                + perCall(u.datagramsIn - v.datagramsIn, u.receiveCalls - v.receiveCalls) + " out "
+                + perCall(u.datagramsOut - v.datagramsOut, u.sendCalls - v.sendCalls)
                 + (drops.isEmpty ? "" : " dropped " + drops.joined(separator: " "))
         }
         if new.shedding { line += ", SHEDDING: not reading clients, buffers \(bytes(Double(new.bufferedBytes)))" }
