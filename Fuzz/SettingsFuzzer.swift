@@ -16,7 +16,8 @@
 //    address cannot hold), ports in range; each value's description parses again to
 //    the same value, and the whole list rendered as "a,b,..." to the same list; for
 //    ASCII text, accepted exactly when every part is an address (dotted quad, or for
-//    listen a bracketed IPv6 address) and a port;
+//    listen a bracketed IPv6 address) and a port, after an optional `tls://` (or, for
+//    listen, inside `ws://ADDR:PORT/PATH`);
 //  - cidrs: every network contains its own network address, its description parses
 //    again to it, and no text holding a NUL is accepted;
 //  - bool and the named settings: accepted exactly when the text is one of the
@@ -234,9 +235,9 @@ private func fuzzListen(_ bytes: [UInt8], variant: Int) {
     }
     if isASCII(bytes) {
         let model = parts(bytes).allSatisfy { part in
-            guard let colon = part.lastIndex(of: UInt8(ascii: ":")),
-                  let port = decimal(part[(colon + 1)...]), (0...65535).contains(port) else { return false }
-            var host = part[..<colon]
+            guard let address = listenAddressPart(part), let colon = address.lastIndex(of: UInt8(ascii: ":")),
+                  let port = decimal(address[(colon + 1)...]), (0...65535).contains(port) else { return false }
+            var host = address[..<colon]
             let bracketed = host.first == UInt8(ascii: "[") && host.last == UInt8(ascii: "]") && host.count >= 2
             if bracketed { host = host.dropFirst().dropLast() }
             return bracketed ? !host.contains(UInt8(ascii: "/")) && inetPton6(host) : isDottedQuad(host)
@@ -244,6 +245,17 @@ private func fuzzListen(_ bytes: [UInt8], variant: Int) {
         check((addresses != nil) == model,
                      "listen \(show(list)): \(addresses == nil ? "refused" : "accepted"), expected otherwise")
     }
+}
+
+/// The ADDR:PORT of one listen item: after `tls://` (any case), or between `ws://` and a path of visible
+/// ASCII other than `?` and `#`; nil for a `ws://` item without such a path.
+private func listenAddressPart(_ part: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+    if lowered(part.prefix(6)) == "tls://" { return part.dropFirst(6) }
+    guard part.starts(with: "ws://".utf8) else { return part }
+    let rest = part.dropFirst(5)
+    guard let slash = rest.firstIndex(of: UInt8(ascii: "/")),
+          rest[slash...].allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3F && $0 != 0x23 }) else { return nil }
+    return rest[..<slash]
 }
 
 /// The non-empty trimmed parts of an ASCII list setting (items split at 0xFF, then at commas).
@@ -317,7 +329,8 @@ private func fuzzUpstream(_ bytes: [UInt8]) {
         check(again == servers, "upstream \(show(list)) -> \(show(joined)) -> \(String(describing: again))")
     }
     if isASCII(bytes) {
-        let model = parts(bytes).allSatisfy { part in
+        let model = parts(bytes).allSatisfy { whole in
+            let part = lowered(whole.prefix(6)) == "tls://" ? whole.dropFirst(6) : whole
             guard let colon = part.lastIndex(of: UInt8(ascii: ":")),
                   let port = decimal(part[(colon + 1)...]), (1...65535).contains(port) else { return false }
             return isDottedQuad(part[..<colon])

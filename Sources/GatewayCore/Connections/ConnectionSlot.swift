@@ -4,6 +4,9 @@ import CURCU
 /// Where a slot is in its life; every change of it is a transition in SlotLife.swift.
 enum SlotState: UInt8 {
     case free = 0, open, closing, detached, reclaiming, connecting
+    /// Quiesced for a hot restart's hand-over: no stage acts on it, no close can start, while the
+    /// exporter reads its state and sends its descriptor (Handover/ConnectionExport.swift).
+    case movingOut
 }
 
 /// What a slot holds.

@@ -11,6 +11,11 @@ import Atomics
 ///        inputEnded (end of stream, stop) --Deal dealt the rest--> flushThenClose
 ///        flushThenClose (handler or core close) --Send sent the rest--> lingering (shut write side)
 ///        lingering --client's end of stream or 2 s--> Engine.requestClose
+///  open: a hot restart's hand-over quiesces it through `handover` (Handover/HandoverStep.swift):
+///        Receive stops reading, Deal dealing, Send writing, each in turn; then
+///  open --beginMovingOut (the exporter, once all three stopped)--> movingOut
+///        movingOut --movedOut (sent; cause handedOver, no shutdown)--> closing
+///        movingOut --cancelMovingOut (not sent)--> open
 ///  open --beginClosing(cause), from Engine.requestClose: first one wins, closeCause set--> closing
 ///  closing --detached (Monitor: unregistered, shutdown(2))--> detached
 ///  detached --beginReclaiming (Deal: handler / core told, counted)--> reclaiming --QSBR grace period,
@@ -54,6 +59,25 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
                                           ordering: .acquiringAndReleasing).exchanged else { return false }
         pointer(to: \.flags.endings)!.recordClose(cause)
         return true
+    }
+
+    /// The hand-over's exporter takes a quiet open connection: false when it is no longer open.
+    func beginMovingOut() -> Bool {
+        stateAtomic.compareExchange(expected: SlotState.open.rawValue, desired: SlotState.movingOut.rawValue,
+                                    ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// The connection went to the new process: closing with cause `handedOver`, for Monitor to detach.
+    func movedOut() {
+        pointer(to: \.flags.endings)!.recordClose(.handedOver)
+        move(from: .movingOut, to: .closing)
+    }
+
+    /// The hand-over is called off: served here again. False when it was not moving out.
+    @discardableResult
+    func cancelMovingOut() -> Bool {
+        stateAtomic.compareExchange(expected: SlotState.movingOut.rawValue, desired: SlotState.open.rawValue,
+                                    ordering: .acquiringAndReleasing).exchanged
     }
 
     /// Monitor unregistered and shut down the socket; Deal finalizes next.

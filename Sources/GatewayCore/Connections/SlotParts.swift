@@ -25,6 +25,8 @@ struct SlotFlags {
     var reconnectNotice: UInt8.AtomicRepresentation
     /// Deal holds output for this connection in its backlog: Send must not finish a graceful close.
     var backlogged: UInt8.AtomicRepresentation
+    /// A hot restart's hand-over of this connection: a `HandoverStep` (0 none; each stage moves it on).
+    var handover: UInt8.AtomicRepresentation
     /// A transport other than plain (Transport/Transport.swift): its lock, taken by Receive and Send
     /// around their shared state; 1 once its opening (the WebSocket handshake) is done (Receive sets
     /// it); 1 while it has output of its own for Send (a pong).
