@@ -159,7 +159,7 @@ final class UDPReceiver {
         let s = engine.table.slot(index)
         s.pointee.fd = -1
         s.pointee.peer = peer
-        s.pointee.awaitingProxy = false
+        s.pointee.receive.awaitingProxy = false
         s.pointee.listenerIndex = 0
         s.pointee.transport = TransportKind.udp.rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
@@ -170,7 +170,7 @@ final class UDPReceiver {
         u.pointee.socket = fd
         u.pointee.token = tokens.of(peer)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.accepted()
         addresses[key] = id
         engine.counters.add(.accepted)
         counters.add(.sessionsOpened)
