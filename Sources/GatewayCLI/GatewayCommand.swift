@@ -210,6 +210,12 @@ public struct GatewayCommand: ParsableCommand {
                            default: "none", allowed: "names, comma-separated", valueName: "protocols"))
     var tlsAlpn: String?
 
+    @Option(help: .setting("tls_ticket_key_file", "Secret the session-ticket keys are derived from, shared by every "
+                           + "process that should resume the others' sessions (workers share their master's "
+                           + "without it). Re-read on reload.", default: "a random secret per process",
+                           allowed: "a file of 32...64 random bytes", valueName: "path"))
+    var tlsTicketKeyFile: String?
+
     @Option(help: .setting("tls_handshake_timeout", "Seconds a TLS handshake may take before the connection is closed."))
     var tlsHandshakeTimeout: String?
 
@@ -250,6 +256,16 @@ public struct GatewayCommand: ParsableCommand {
                                valueName: "path"))
     var takeOver: String?
 
+    @Option(help: .setting("handover", "With --take-over: connections moves the old process's live connections "
+                           + "with their state (docs/HANDOVER.md); drain asks them to reconnect.",
+                           default: "connections", allowed: HandoverMode.allowedNames))
+    var handover: String?
+
+    @Option(help: .setting("handover_timeout", "Seconds the old process may spend handing connections over; "
+                           + "those not moved by then drain.", default: "\(Settings().handoverTimeout)",
+                           allowed: "\(Settings.handoverTimeoutRange.lowerBound)...\(Settings.handoverTimeoutRange.upperBound)"))
+    var handoverTimeout: String?
+
     @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
                            + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
                            default: "1", allowed: "\(Settings.workersRange) or auto"))
@@ -277,11 +293,12 @@ public struct GatewayCommand: ParsableCommand {
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
             "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
+            "handover": handover, "handover_timeout": handoverTimeout,
             "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
             "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
             "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
-            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
+            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn, "tls_ticket_key_file": tlsTicketKeyFile,
             "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
             "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]

@@ -9,10 +9,10 @@ import Logging
 /// Send, detaches connections whose close was requested, ticks every stage's
 /// timer wheel, and runs the graceful stop. It never touches payload bytes.
 final class MonitorThread: @unchecked Sendable {  // runs on its own thread; requests arrive through atomics
-    private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
-    private let poller: Poller
-    private var listeners: [Listener]
+    unowned(unsafe) let engine: Engine
+    let table: ConnectionTable
+    let poller: Poller
+    private(set) var listeners: [Listener]
     /// Listener i's poller token; connection tokens (packed ids) never come this high.
     private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
     private static let lowestListenerToken = UInt64.max - 1 - UInt64(Gateway.maxListeners)
@@ -25,9 +25,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
     /// Bytes of this round's work that may still be done here (StageInbox.postOrRun).
-    @exclusivity(unchecked) private var inlineAllowance = 0
-    /// Accepting stopped because the process is out of descriptors; retried next tick.
-    private var acceptPaused = false
+    @exclusivity(unchecked) var inlineAllowance = 0
+    /// Accepting stopped because the process is out of descriptors (retried next tick), or held for a hand-over.
+    var acceptPaused = false
+    /// A hot restart's hand-over (Handover/MonitorThread+Handover.swift): accepting held, connections coming in.
+    let handover = MonitorHandover()
+    var acceptHeld = false
 
     private let stopRequested = ManagedAtomic<Bool>(false)
     private let restartRequested = ManagedAtomic<Bool>(false)
@@ -131,6 +134,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 }
             }
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
+            serviceHandover()
             advanceClock()
             if restartRequested.load(ordering: .relaxed) { restartDrain() }
             if stopRequested.load(ordering: .relaxed), drain() { break }
@@ -161,7 +165,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         }
         guard s.state == .open else { return }
         if events.contains(.readable) {
-            if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
+            if events.contains(.hangup) { s.endings.markHangup() }
             engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
@@ -218,21 +222,21 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         let s = table.slot(index)
         s.pointee.fd = fd
         s.pointee.peer = peer
-        s.pointee.awaitingProxy = proxied
+        s.pointee.receive.awaitingProxy = proxied
         s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
         let address = listeners[listener].address
-        s.pointee.transport = (address.webSocketPath != nil ? TransportKind.webSocket
+        s.pointee.transport = (address.webSocketPath != nil ? (address.tls ? TransportKind.webSocketTLS : .webSocket)
             : address.tls ? .tls : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.accepted()
         do {
             try poller.addConnection(fd: fd, token: id.packed)
         } catch {
             engine.logger.error("registering \(s.pointee.peer): \(error)")
-            s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+            s.withdrawn()
             close(fd)
             if counted { engine.limits.closed(peer) }
             table.release(index)
@@ -257,13 +261,14 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         if !poller.remove(fd: s.pointee.fd), !pollerFailed {
             engine.logger.error("detaching \(id): it was not registered with the poller")
         }
-        shutdown(s.pointee.fd, Int32(SHUT_RDWR))
+        // A connection handed over lives on in the new process: its socket is left as it is.
+        if s.endings.closeCause != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
         if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
-            let cause = s.cause(\.closeCause) ?? .ioError
+            let cause = s.endings.closeCause ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
-        s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
+        s.detached()
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
     }
 
@@ -276,7 +281,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
-        engine.tls?.tick(now: now)
+        engine.tls?.tick()
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {
@@ -285,7 +290,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.acceptTakenVersion.store(version, ordering: .releasing)
         }
         if engine.limits.countsConnections { engine.limits.sweep(now: now) }
-        if acceptPaused, linkedOrDue(now) {
+        if acceptPaused, !acceptHeld, linkedOrDue(now) {
             do {
                 try watchListeners()
                 acceptPaused = false

@@ -7,7 +7,7 @@ import Glibc
 /// leaves the rest to Monitor's writability event. Owns the write-stall wheel.
 final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
-    private unowned(unsafe) let engine: Engine
+    unowned(unsafe) let engine: Engine
     let table: ConnectionTable
     private let pool: ChunkPool
     private let wheel: TimerWheel
@@ -35,6 +35,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     deinit { iov.deallocate() }
 
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        if holdsForHandover(id, s) { return }
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
         // Read before the ring: Deal moves its backlog onto the ring before it clears the flag.
@@ -45,7 +46,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 wheel.cancel(id.index)
                 input.armedTimers.store(wheel.count, ordering: .relaxed)
             }
-            if !backlogged, let cause = s.cause(\.flushThenClose) {
+            if !backlogged, let cause = s.endings.flushThenClose {
                 finishGracefully(id, s, cause: cause)
                 return
             }
@@ -62,12 +63,11 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// lingers, discarding input until the client closes, because closing with
     /// unread input would reset the connection and lose replies still in flight.
     private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        if s.cause(\.inputEnded) == .peer {
+        if s.endings.inputEnded == .peer {
             engine.requestClose(id, cause: cause)
             return
         }
-        guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
-                                                     ordering: .sequentiallyConsistent).exchanged else { return }
+        guard s.endings.beginLingering(cause) else { return }
         if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s, cause: cause) }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
@@ -76,7 +76,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func batchDone() { poller.applyInterest() }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
-    private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+    func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         let plain = s.pointee.transport == TransportKind.plain.rawValue
         // Until its opening is done Receive alone has the transport; it posts here when done.
         if !plain, !s.transportIsReady { return true }
@@ -86,7 +86,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 if !plain, s.flag(\.transportOutput) { return flushTransportOutput(id, s) }
                 return true
             }
-            var offset = Int(s.pointee.writeOffset)
+            var offset = Int(s.pointee.send.writeOffset)
             var total = 0
             for i in 0..<count {
                 let d = ring.peek(i).pointee
@@ -129,7 +129,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             }
             offset = left
             ring.pop(done)
-            s.pointee.writeOffset = UInt32(offset)
+            s.pointee.send.writeOffset = UInt32(offset)
             if n < total {
                 markBlocked(id, s, progressed: n > 0)
                 return true
