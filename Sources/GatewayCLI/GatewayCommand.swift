@@ -210,6 +210,12 @@ public struct GatewayCommand: ParsableCommand {
                            default: "none", allowed: "names, comma-separated", valueName: "protocols"))
     var tlsAlpn: String?
 
+    @Option(help: .setting("tls_ticket_key_file", "Secret the session-ticket keys are derived from, shared by every "
+                           + "process that should resume the others' sessions (workers share their master's "
+                           + "without it). Re-read on reload.", default: "a random secret per process",
+                           allowed: "a file of 32...64 random bytes", valueName: "path"))
+    var tlsTicketKeyFile: String?
+
     @Option(help: .setting("tls_handshake_timeout", "Seconds a TLS handshake may take before the connection is closed."))
     var tlsHandshakeTimeout: String?
 
@@ -292,7 +298,7 @@ public struct GatewayCommand: ParsableCommand {
             "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
             "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
-            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
+            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn, "tls_ticket_key_file": tlsTicketKeyFile,
             "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
             "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]

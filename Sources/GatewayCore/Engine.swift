@@ -142,7 +142,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     @inline(__always)
     func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
         switch TransportKind(rawValue: s.pointee.transport) {
-        case .webSocket?: webSocket!
+        case .webSocket?, .webSocketTLS?: webSocket!
         case .tls?: tls!
         case .tlsClient?: tlsLinks!
         case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")

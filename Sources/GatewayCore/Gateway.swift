@@ -10,6 +10,8 @@ import Logging
 public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
     public let config: GatewayConfig
     let engine: Engine
+    /// The session-ticket keys of the TLS listeners (tests move them to a later epoch), nil without any.
+    var ticketKeys: TicketKeys? { engine.tls?.tickets }
     /// Set once by start(), never cleared: drainForRestart and reconfigure read it from other threads
     /// (admin, control socket), which exist only after start. `running` says whether stop() is still due.
     private(set) var monitor: MonitorThread?
@@ -137,7 +139,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Reads the TLS certificates, keys and CA files `config` names (for TLS listeners and links), as
     /// start-up and a reload would; throws naming the key and the reason.
     public static func checkTLS(_ config: GatewayConfig) throws(ConfigError) {
-        if config.servesTLS { _ = try TLSServerContext(config.tls) }
+        if config.servesTLS { _ = try TLSServerContext(config.tls, tickets: TicketKeys(file: config.tls.ticketKeyFile)) }
         if config.linksUseTLS {
             _ = try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
         }

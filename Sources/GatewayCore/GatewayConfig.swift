@@ -123,7 +123,8 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md).
+    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md),
+    /// over TLS too when `tls` (`wss://HOST:PORT/PATH`, docs/TLS.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
@@ -138,7 +139,7 @@ public struct GatewayConfig: Sendable, Equatable {
         }
         public var description: String {
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-            return webSocketPath.map { "ws://\(address)\($0)" } ?? (tls ? "tls://" : "") + address
+            return webSocketPath.map { (tls ? "wss://" : "ws://") + address + $0 } ?? (tls ? "tls://" : "") + address
         }
     }
 

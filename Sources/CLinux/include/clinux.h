@@ -54,6 +54,11 @@ int gw_set_parent_death_signal(int signal);
 // GNU extension Glibc's module does not show). Returns 0 or -1 with errno.
 int gw_report_pipe(int ends[2]);
 
+// A close-on-exec memory file holding `len` random bytes (getrandom, memfd_create: GNU extensions
+// Glibc's module does not show), for a secret passed to child processes by descriptor alone.
+// Returns the descriptor, or -1 with errno.
+int gw_random_memfd(const char *name, size_t len);
+
 // Most descriptors one message carries (SCM_MAX_FD).
 #define GW_MAX_FDS 253
 

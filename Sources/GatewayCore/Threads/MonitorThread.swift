@@ -225,7 +225,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         s.pointee.awaitingProxy = proxied
         s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
         let address = listeners[listener].address
-        s.pointee.transport = (address.webSocketPath != nil ? TransportKind.webSocket
+        s.pointee.transport = (address.webSocketPath != nil ? (address.tls ? TransportKind.webSocketTLS : .webSocket)
             : address.tls ? .tls : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
@@ -281,7 +281,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
-        engine.tls?.tick(now: now)
+        engine.tls?.tick()
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {

@@ -187,7 +187,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             s.pointee.openingTimed = true
             s.pointee.frameStartTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: transport.openTicks)
+            wheel.schedule(id.index, after: transport.openTicks(s))
             publishTimers()
         }
         switch transport.open(id, s) {
@@ -369,12 +369,12 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             if s.pointee.openingTimed {
                 let transport = engine.transport(of: s)
-                if now &- s.pointee.frameStartTick >= transport.openTicks {
+                if now &- s.pointee.frameStartTick >= transport.openTicks(s) {
                     engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
-                    engine.requestClose(id, cause: transport.openTimeoutCause)
+                    engine.requestClose(id, cause: transport.openTimeoutCause(s))
                 } else {
                     // Look again (an opening that wanted room in the socket), then at the deadline.
-                    wheel.schedule(index, after: transport.openTicks - (now &- s.pointee.frameStartTick))
+                    wheel.schedule(index, after: transport.openTicks(s) - (now &- s.pointee.frameStartTick))
                     input.post(s, id)
                 }
                 return
