@@ -155,9 +155,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     func requestClose(_ id: ConnectionID, cause: CloseCause) {
         let s = table.slot(id.index)
         guard s.holds(id) else { return }
-        guard s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue, desired: SlotState.closing.rawValue,
-                                                 ordering: .acquiringAndReleasing).exchanged else { return }
-        s.atomic(\.closeCause).store(cause.flag, ordering: .releasing)
+        guard s.beginClosing(cause) else { return }
         closeRequests.post(s, id)
     }
 
@@ -165,8 +163,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// its caller then hands the connection to Deal, which deals what was received,
     /// and Send sends the replies before the connection closes with `cause`.
     func endInput(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) -> Bool {
-        s.atomic(\.inputEnded).compareExchange(expected: 0, desired: cause.flag,
-                                                ordering: .sequentiallyConsistent).exchanged
+        s.endings.endInput(cause)
     }
 
     /// A frame length outside 18...max_frame: logged once for this connection, counted with its close.
@@ -208,8 +205,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
             ring.reset()
         }
-        s.pointer(to: \.backlog)!.pointee.release(pool: pool)
-        let assembly = s.pointer(to: \.assembly)!
+        s.pointer(to: \.deal.backlog)!.pointee.release(pool: pool)
+        let assembly = s.pointer(to: \.receive.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
         if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }

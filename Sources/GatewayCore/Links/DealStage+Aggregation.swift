@@ -18,12 +18,12 @@ extension DealStage {
             downlinks.links[id.index] = Downlinks.Link(id: id, heartbeatTicks: uplinks.heartbeatTicks, lastHeard: now)
         }
         drainBacklog(id, s)
-        if s.pointee.waiting { return }  // dealt again when its upper link has room
+        if s.pointee.deal.waiting { return }  // dealt again when its upper link has room
         let ring = table.receiveRing(id.index)
         if ring.count > 0 { downlinks.links[id.index]?.lastHeard = now }
         outer: while ring.count > 0 {
             let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.dealOffset)
+            var offset = Int(s.pointee.deal.dealOffset)
             var runStart = offset
             var runData = 0
             while offset < Int(d.length) {
@@ -35,7 +35,7 @@ extension DealStage {
                 case .heartbeat:
                     // Answered here: what came before it goes up first.
                     guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
-                        s.pointee.dealOffset = UInt32(runStart)
+                        s.pointee.deal.dealOffset = UInt32(runStart)
                         break outer
                     }
                     enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
@@ -56,19 +56,15 @@ extension DealStage {
                 bytesMoved &+= length
             }
             guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
-                s.pointee.dealOffset = UInt32(runStart)
+                s.pointee.deal.dealOffset = UInt32(runStart)
                 break outer
             }
-            s.pointee.dealOffset = 0
+            s.pointee.deal.dealOffset = 0
             ring.pop(1)
             pool.release(d.chunk)
         }
         resumeReceive(id, s)
-        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
-            s.atomic(\.flushThenClose).store(s.atomic(\.inputEnded).load(ordering: .acquiring),
-                                             ordering: .sequentiallyConsistent)
-            engine.send.input.post(s, id)
-        }
+        if ring.count == 0, let cause = s.endings.inputEnded { closeAfterReplies(id, s, cause: cause) }
     }
 
     /// Checks one message from a lower link: it must be well formed, follow HELLO, and
@@ -176,10 +172,7 @@ extension DealStage {
                 engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
             }
             downlinks.links[id.index]?.refused = true
-            if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.linkRefused.flag,
-                                                          ordering: .sequentiallyConsistent).exchanged {
-                engine.send.input.post(s, id)
-            }
+            closeAfterReplies(id, s, cause: .linkRefused)
             return
         }
         guard var link = downlinks.links[id.index] else { return }  // set when its turn began
@@ -321,7 +314,7 @@ extension DealStage {
     func tickDownlinks(_ tick: UInt64, _ downlinks: Downlinks) {
         for link in downlinks.links.values where tick &- link.lastHeard > 3 * link.heartbeatTicks {
             let s = table.slot(link.id.index)
-            guard s.state == .open, table.receiveRing(link.id.index).count == 0, !s.pointee.waiting else { continue }
+            guard s.state == .open, table.receiveRing(link.id.index).count == 0, !s.pointee.deal.waiting else { continue }
             engine.logger.warning("link \(link.number) from node \(link.node): nothing heard for 3 heartbeats, closing")
             engine.requestClose(link.id, cause: .idle)
         }

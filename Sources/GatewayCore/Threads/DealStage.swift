@@ -121,10 +121,10 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
         if let uplinks {
-            if s.pointee.waiting { return }  // dealt again when its link has room
-            if !s.pointee.opened, let sessions { sessionOpened(id, s, sessions) }
-        } else if !s.pointee.opened {
-            s.pointee.opened = true
+            if s.pointee.deal.waiting { return }  // dealt again when its link has room
+            if !s.pointee.deal.opened, let sessions { sessionOpened(id, s, sessions) }
+        } else if !s.pointee.deal.opened {
+            s.pointee.deal.opened = true
             handler.opened(connection)
         }
         current = id
@@ -135,14 +135,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         var dealt = 0
         outer: while ring.count > 0 {
             let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.dealOffset)
+            var offset = Int(s.pointee.deal.dealOffset)
             while offset < Int(d.length) {
-                if s.flag(\.flushThenClose) {
+                if s.endings.isFlushing {
                     offset = Int(d.length)  // the handler closed it: later frames are dropped
                     break
                 }
                 if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) {
-                    s.pointee.dealOffset = UInt32(offset)
+                    s.pointee.deal.dealOffset = UInt32(offset)
                     break outer
                 }
                 let start = d.start + offset
@@ -158,7 +158,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                     connection.forward(frame)
                 } else if let uplinks {
                     if !forwardUp(frame, id, s, uplinks) {
-                        s.pointee.dealOffset = UInt32(offset)
+                        s.pointee.deal.dealOffset = UInt32(offset)
                         break outer
                     }
                 } else {
@@ -168,7 +168,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 bytesMoved &+= Int(header.length)
                 dealt += 1
             }
-            s.pointee.dealOffset = 0
+            s.pointee.deal.dealOffset = 0
             ring.pop(1)
             pool.release(d.chunk)
         }
@@ -178,12 +178,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         current = DealStage.noConnection
         if pushedToCurrent { engine.send.postOrRun(s, id, allowance: &inlineAllowance) }
         resumeReceive(id, s)
-        if ring.count == 0 { s.pointee.shed = false }
-        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
-            let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
-            s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
-            engine.send.postOrRun(s, id, allowance: &inlineAllowance)
-        }
+        if ring.count == 0 { s.pointee.deal.shed = false }
+        if ring.count == 0, let cause = s.endings.inputEnded { closeAfterReplies(id, s, cause: cause, sendNow: true) }
     }
 
     /// Queues the hot-restart drain's *please reconnect*, after the replies to what was dealt.
@@ -229,7 +225,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// A client's next frame is dealt only while at most half its byte bound waits for its socket:
     /// the other half (at least one max_frame) is for that frame's replies and what links send it.
     private func hasReplyRoom(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
-        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
+        s.pointee.deal.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
     }
 
     /// The client's output is backed up: dealing its input pauses until Send makes room, so the
@@ -252,9 +248,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// Called after a connection's close was requested and Monitor detached it:
     /// the handler hears of it, then liburcu frees the slot after a grace period.
     private func finalize(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
-                                                 ordering: .acquiringAndReleasing).exchanged else { return }
-        let cause = s.cause(\.closeCause) ?? .ioError
+        guard s.beginReclaiming() else { return }
+        let cause = s.endings.closeCause ?? .ioError
         switch (s.kind, uplinks, downlinks) {
         case (.uplink, let uplinks?, _):
             uplinkClosed(id, s, cause: cause, uplinks)
@@ -266,7 +261,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             forwardClose(id, s, cause: cause, uplinks)
             if let sessions { sessionClosed(id, s, sessions) }
         default:
-            if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
+            if s.pointee.deal.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
         }
         engine.counters.addClose(cause)
         engine.scheduleReclaim(s)

@@ -165,7 +165,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         }
         guard s.state == .open else { return }
         if events.contains(.readable) {
-            if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
+            if events.contains(.hangup) { s.endings.markHangup() }
             engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
@@ -222,7 +222,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         let s = table.slot(index)
         s.pointee.fd = fd
         s.pointee.peer = peer
-        s.pointee.awaitingProxy = proxied
+        s.pointee.receive.awaitingProxy = proxied
         s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
         let address = listeners[listener].address
         s.pointee.transport = (address.webSocketPath != nil ? (address.tls ? TransportKind.webSocketTLS : .webSocket)
@@ -231,12 +231,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.accepted()
         do {
             try poller.addConnection(fd: fd, token: id.packed)
         } catch {
             engine.logger.error("registering \(s.pointee.peer): \(error)")
-            s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+            s.withdrawn()
             close(fd)
             if counted { engine.limits.closed(peer) }
             table.release(index)
@@ -262,13 +262,13 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.logger.error("detaching \(id): it was not registered with the poller")
         }
         // A connection handed over lives on in the new process: its socket is left as it is.
-        if s.cause(\.closeCause) != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
+        if s.endings.closeCause != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
         if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
-            let cause = s.cause(\.closeCause) ?? .ioError
+            let cause = s.endings.closeCause ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
-        s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
+        s.detached()
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
     }
 

@@ -194,7 +194,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 if !secured, st.pointee.shortRead {
                     st.pointee.shortRead = false
                     // Drained at the last read; the next arrival raises an event (as for a plain read).
-                    if s.atomic(\.hangup).load(ordering: .acquiring) == 0 { return sawControl ? .control : .wouldBlock }
+                    if !s.endings.hungUp { return sawControl ? .control : .wouldBlock }
                 }
                 switch readBelow(id, s, secured: secured, buffer, count) {
                 case .bytes(let got): n = got
