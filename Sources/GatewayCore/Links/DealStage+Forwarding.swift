@@ -259,31 +259,19 @@ extension DealStage {
         if uplinks.links[position].waitHead != Uplinks.none, linkHasRoom(id, s) {
             wakeWaiters(position, uplinks)
         }
-        let ring = table.receiveRing(id.index)
-        while ring.count > 0 {
-            let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.deal.dealOffset)
-            while offset < Int(d.length) {
-                let start = d.start + offset
-                let length = Int(FrameHeader.length(at: start))
-                switch linkFrame(start, FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
-                                                        length: UInt32(length)), id, position, uplinks) {
-                case .next:
-                    offset += length
-                    bytesMoved &+= length
-                case .closeLink:
-                    if let downlinks { flushDownRun(downlinks) }
-                    return
-                }
+        let (end, _) = walkFrames(id, s) { d, _, _ in
+            switch linkFrame(d.start, d, id, position, uplinks) {
+            case .next:
                 uplinks.links[position].lastHeard = now
+                return .next
+            case .closeLink:
+                return .abandon
             }
-            s.pointee.deal.dealOffset = 0
-            ring.pop(1)
-            pool.release(d.chunk)
         }
         if let downlinks { flushDownRun(downlinks) }
+        if end == .abandoned { return }
         resumeReceive(id, s)
-        if ring.count == 0, s.endings.hasInputEnded { engine.requestClose(id, cause: .peer) }
+        if table.receiveRing(id.index).count == 0, s.endings.hasInputEnded { engine.requestClose(id, cause: .peer) }
     }
 
     enum LinkStep { case next, closeLink }

@@ -130,49 +130,28 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         current = id
         pushedToCurrent = false
         if let flood { flood.refill(s, now: input.currentTick) }
-        let ring = table.receiveRing(id.index)
         let sendRing = table.sendRing(id.index)
-        var dealt = 0
-        outer: while ring.count > 0 {
-            let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.deal.dealOffset)
-            while offset < Int(d.length) {
-                if s.endings.isFlushing {
-                    offset = Int(d.length)  // the handler closed it: later frames are dropped
-                    break
-                }
-                if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) {
-                    s.pointee.deal.dealOffset = UInt32(offset)
-                    break outer
-                }
-                let start = d.start + offset
-                let header = FrameHeader(decoding: start)
-                if let flood, !flood.spend(s, length: Int(header.length)) {
-                    floodClose(id, s)
-                    break outer
-                }
-                let frame = Frame(header: header,
-                                  bytes: UnsafeRawBufferPointer(start: start, count: Int(header.length)),
-                                  descriptor: FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset), length: header.length))
-                if header.cmd == ReservedCommand.heartbeat {
-                    connection.forward(frame)
-                } else if let uplinks {
-                    if !forwardUp(frame, id, s, uplinks) {
-                        s.pointee.deal.dealOffset = UInt32(offset)
-                        break outer
-                    }
-                } else {
-                    handler.received(frame, on: connection)
-                }
-                offset += Int(header.length)
-                bytesMoved &+= Int(header.length)
-                dealt += 1
+        let (_, dealt) = walkFrames(id, s) { d, offset, _ in
+            if s.endings.isFlushing { return .skipRest }  // the handler closed it: later frames are dropped
+            if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) { return .pause(at: offset) }
+            let header = FrameHeader(decoding: d.start)
+            if let flood, !flood.spend(s, length: Int(header.length)) {
+                floodClose(id, s)
+                return .abandon
             }
-            s.pointee.deal.dealOffset = 0
-            ring.pop(1)
-            pool.release(d.chunk)
+            let frame = Frame(header: header, bytes: UnsafeRawBufferPointer(start: d.start, count: Int(d.length)),
+                              descriptor: d)
+            if header.cmd == ReservedCommand.heartbeat {
+                connection.forward(frame)
+            } else if let uplinks {
+                if !forwardUp(frame, id, s, uplinks) { return .pause(at: offset) }
+            } else {
+                handler.received(frame, on: connection)
+            }
+            return .next
         }
         engine.counters.add(.framesIn, UInt64(dealt))
+        let ring = table.receiveRing(id.index)
         if s.atomic(\.reconnectNotice).load(ordering: .acquiring) == 1, sendRing.freeCount > 1 { askToReconnect(id, s) }
         flushPending()
         current = DealStage.noConnection

@@ -20,6 +20,8 @@ public final class EchoCore: CoreHandler {
     private let failEvery: Int
     private let schedule: PushSchedule?
     private var answered = 0
+    /// LOGIN frames bound, for a schedule that waits for them.
+    private var logins = 0
     // Written on the core's Deal stage, read by other threads.
     private let openedCount = ManagedAtomic<Int>(0)
     private let closedCount = ManagedAtomic<Int>(0)
@@ -52,6 +54,7 @@ public final class EchoCore: CoreHandler {
         let cmd = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
         if cmd == PushFrame.loginCmd && clientFrame.count >= FrameHeader.size + 4 {
             session.bind(uid: PushFrame.loadU32(p, FrameHeader.size))
+            logins += 1
             if clientFrame.count >= PushFrame.loginLength {
                 session.join(room: PushFrame.loadU32(p, FrameHeader.size + 4))
             }
@@ -80,7 +83,8 @@ public final class EchoCore: CoreHandler {
     public func tick(milliseconds: UInt64, server: CoreServer) {
         if delayNanoseconds > 0 { answerDelayed(now: MonotonicTime.now()) }
         guard let schedule else { return }
-        pushCount.wrappingIncrement(by: schedule.run(now: MonotonicTime.now(), server: server), ordering: .relaxed)
+        let sent = schedule.run(now: MonotonicTime.now(), logins: logins, server: server)
+        pushCount.wrappingIncrement(by: sent, ordering: .relaxed)
     }
 
     /// The delayed answers that are due, in order.
