@@ -106,3 +106,12 @@ int gw_affinity_count(void) {
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
 }
+
+int gw_recvmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags) {
+    _Static_assert(sizeof(struct gw_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, NULL);
+}
+
+int gw_sendmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
+}

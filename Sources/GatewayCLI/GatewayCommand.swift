@@ -54,6 +54,13 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("ws_handshake_timeout", "Seconds a WebSocket client has for its opening handshake."))
     var wsHandshakeTimeout: String?
 
+    @Option(help: .setting("udp_idle_timeout", "Seconds a UDP session may go without a datagram before it closes."))
+    var udpIdleTimeout: String?
+
+    @Option(help: .setting("udp_max_datagram", "Largest datagram payload sent to UDP clients, bytes (1472: one "
+                           + "unfragmented IPv4 datagram on Ethernet)."))
+    var udpMaxDatagram: String?
+
     @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
@@ -296,6 +303,7 @@ public struct GatewayCommand: ParsableCommand {
             "handover": handover, "handover_timeout": handoverTimeout,
             "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
             "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
+            "udp_idle_timeout": udpIdleTimeout, "udp_max_datagram": udpMaxDatagram,
             "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
             "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn, "tls_ticket_key_file": tlsTicketKeyFile,

@@ -28,8 +28,9 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 [tls://]HOST:PORT[,[tls://]HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT, ws://ADDR:PORT/PATH or "
-        + "wss://ADDR:PORT/PATH, e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,ws://127.0.0.1:8080/gw"
+    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT, ws://ADDR:PORT/PATH, "
+        + "wss://ADDR:PORT/PATH or udp://ADDR:PORT, e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,"
+        + "ws://127.0.0.1:8080/gw,udp://0.0.0.0:7000"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
@@ -42,6 +43,9 @@ extension SettingParsers {
                 // tls://ADDR:PORT: a TLS listener (docs/TLS.md).
                 var tls = text.lowercased().hasPrefix("tls://")
                 if tls { part = String(text.dropFirst(6)) }
+                // udp://ADDR:PORT: a UDP socket (docs/UDP.md).
+                let udp = text.lowercased().hasPrefix("udp://")
+                if udp { part = String(text.dropFirst(6)) }
                 let secure = text.hasPrefix("wss://")
                 if text.hasPrefix("ws://") || secure {
                     tls = secure
@@ -63,7 +67,8 @@ extension SettingParsers {
                       (network.family == 6) == part.hasPrefix("[") else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls,
+                                                             udp: udp))
             }
         }
         return addresses

@@ -28,6 +28,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// TLS listeners' transport (docs/TLS.md), and links' to tls:// upstreams; nil when none.
     let tls: TLSTransport?
     let tlsLinks: TLSTransport?
+    /// UDP sessions' transport (docs/UDP.md); nil when no listener is udp://.
+    private(set) var udp: UDPTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -87,6 +89,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
             webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
         }
+        if config.servesUDP { udp = UDPTransport(engine: self, capacity: config.maxConnections) }
     }
 
     deinit {
@@ -145,6 +148,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         case .webSocket?, .webSocketTLS?: webSocket!
         case .tls?: tls!
         case .tlsClient?: tlsLinks!
+        case .udp?: udp!
         case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
         }
     }
@@ -210,7 +214,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
         if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
-        close(s.pointee.fd)
+        if s.pointee.fd >= 0 { close(s.pointee.fd) }  // a UDP session has none of its own
         s.resetForReuse()
         table.release(index)
     }

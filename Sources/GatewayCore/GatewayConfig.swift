@@ -131,15 +131,19 @@ public struct GatewayConfig: Sendable, Equatable {
         public var webSocketPath: String?
         /// A TLS listener (`tls://HOST:PORT`, docs/TLS.md).
         public var tls: Bool
-        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false) {
+        /// A UDP socket (`udp://HOST:PORT`, docs/UDP.md).
+        public var udp: Bool
+        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false, udp: Bool = false) {
             self.host = host
             self.port = port
             self.webSocketPath = webSocketPath
             self.tls = tls
+            self.udp = udp
         }
         public var description: String {
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-            return webSocketPath.map { (tls ? "wss://" : "ws://") + address + $0 } ?? (tls ? "tls://" : "") + address
+            return webSocketPath.map { (tls ? "wss://" : "ws://") + address + $0 }
+                ?? (tls ? "tls://" : udp ? "udp://" : "") + address
         }
     }
 
@@ -158,6 +162,14 @@ public struct GatewayConfig: Sendable, Equatable {
     public var webSocketAnyOrigin = false
     /// Seconds a WebSocket client has to complete its opening handshake.
     public var webSocketHandshakeTimeout = 10
+
+    /// Seconds a UDP session may go without a datagram before it is closed (docs/UDP.md).
+    public var udpIdleTimeout = 30
+    /// The largest datagram payload the gateway sends (docs/UDP.md): an Ethernet MTU of 1,500 less the
+    /// IPv4 and UDP headers, so that no reply is fragmented on a common path.
+    public var udpMaxDatagram = 1472
+    /// Some listener is a UDP socket.
+    public var servesUDP: Bool { listenAddresses.contains { $0.udp } }
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
@@ -226,6 +238,8 @@ public struct GatewayConfig: Sendable, Equatable {
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
         ("max_queued_bytes", 0...(1 << 40), \.maxQueuedBytes),
         ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
+        ("udp_idle_timeout", 1...86_400, \.udpIdleTimeout),
+        ("udp_max_datagram", 64...65_507, \.udpMaxDatagram),
         ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
         ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
         ]
@@ -248,6 +262,10 @@ public struct GatewayConfig: Sendable, Equatable {
         if upstream.count * upstreamLinks > 1024 {
             throw ConfigError(key: "upstream", value: "\(upstream.count) servers x \(upstreamLinks) links",
                               allowed: "at most 1024 links in all")
+        }
+        if role == .aggregation && servesUDP {
+            throw ConfigError(key: "listen", value: "udp://", allowed: "TCP, TLS or WebSocket listeners on an aggregation "
+                              + "server (its listeners take links from lower nodes; clients' UDP ends at access nodes)")
         }
         if role == .aggregation && upstream.isEmpty {
             throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")

@@ -12,12 +12,16 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
+#include <sys/random.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <linux/futex.h>
 #include <limits.h>
 
 static inline int gw_errno(void) { return errno; }
+
+// getrandom(2): Glibc's module does not show <sys/random.h>.
+static inline long gw_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
 
 static inline int gw_futex_wait(uint32_t *addr, uint32_t expected) {
     return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
@@ -29,6 +33,14 @@ static inline int gw_futex_wake(uint32_t *addr, int count) {
 
 // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (declared only under _GNU_SOURCE).
 int gw_accept4(int fd, struct sockaddr *addr, socklen_t *len);
+
+// recvmmsg and sendmmsg (declared only under _GNU_SOURCE), on messages laid out as struct mmsghdr.
+struct gw_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int gw_recvmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags);
+int gw_sendmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags);
 
 // IOV_MAX: the most iovecs one writev takes.
 int gw_iov_max(void);

@@ -75,7 +75,7 @@ extension DealStage {
         case _ where !link.up: return .malformed("\(message) before HELLO")
         case .hello: return .malformed("a second HELLO")
         case .heartbeat: return .heartbeat
-        case .opened(let session, _, _), .closed(let session, _), .pushDropped(let session, _):
+        case .opened(let session, _, _, _), .closed(let session, _), .pushDropped(let session, _):
             return ownSession(session, link) ? .forward(isData: false) : .malformed("a session of node \(session.node)")
         case .data(let session, _):
             return ownSession(session, link) ? .forward(isData: true) : .malformed("a session of node \(session.node)")

@@ -44,7 +44,7 @@ extension DealStage {
         let session = SessionID(node: uplinks.node, connection: id)
         if !s.pointee.deal.routed || s.pointee.deal.route != link.packed {
             let opened = LinkMessage.opened(session, link: UInt16(position),
-                                            peer: s.pointee.peer)
+                                            peer: s.pointee.peer, transport: s.pointee.transport)
             composeOnLink(position, uplinks, length: opened.encodedLength) { opened.encode(into: $0) }
             leaveRouteList(s, uplinks)
             s.pointee.deal.routed = true

@@ -21,6 +21,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
+    /// udp_idle_timeout: a UDP session has no end of stream, so it ends when its datagrams stop.
+    private let udpIdleTicks: UInt64
     private let wheel: TimerWheel
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
@@ -44,6 +46,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
+        udpIdleTicks = (UInt64(engine.config.udpIdleTimeout) * 1000 + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
     }
@@ -76,10 +79,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if s.pointee.transport != TransportKind.plain.rawValue, !s.transportIsReady {
             guard openTransport(id, s) else { return }
         }
-        if live.idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
+        if idleTicks(s) > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
             s.pointee.receive.lastReceiveTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: live.idleTicks)
+            wheel.schedule(id.index, after: idleTicks(s))
             publishTimers()
         }
         readUntilDrained(id, s)
@@ -194,7 +197,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         case .ready:
             s.pointee.receive.openingTimed = false
             s.pointee.receive.lastReceiveTick = wheel.now
-            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
+            if idleTicks(s) > 0 { wheel.schedule(id.index, after: idleTicks(s)) } else { wheel.cancel(id.index) }
             publishTimers()
             if table.sendRing(id.index).count > 0 { engine.send.input.post(s, id) }
             return true
@@ -255,7 +258,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if engine.limits.countsConnections { s.atomic(\.addressCounted).store(1, ordering: .releasing) }
             // The idle timer takes over from the header's deadline.
             s.pointee.receive.lastReceiveTick = wheel.now
-            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
+            if idleTicks(s) > 0 { wheel.schedule(id.index, after: idleTicks(s)) } else { wheel.cancel(id.index) }
             publishTimers()
             return true
         }
@@ -379,7 +382,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 }
                 return
             }
-            if live.idleTicks > 0, now &- s.pointee.receive.lastReceiveTick >= live.idleTicks {
+            if idleTicks(s) > 0, now &- s.pointee.receive.lastReceiveTick >= idleTicks(s) {
                 engine.requestClose(id, cause: .idle)
             } else if live.frameTicks > 0, s.pointee.receive.assembly.isPartial, now &- s.pointee.receive.frameStartTick >= live.frameTicks {
                 engine.logger.debug("closing \(s.pointee.peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
@@ -391,10 +394,16 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         publishTimers()
     }
 
+    /// The connection's idle timeout in ticks (0: none): idle_timeout, or udp_idle_timeout for a UDP session.
+    @inline(__always)
+    private func idleTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 {
+        s.pointee.transport == TransportKind.udp.rawValue ? udpIdleTicks : live.idleTicks
+    }
+
     /// The tick the receive timer must fire at next, if any limit applies.
     private func nextDue(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64? {
         var due: UInt64?
-        if live.idleTicks > 0 { due = s.pointee.receive.lastReceiveTick &+ live.idleTicks }
+        if idleTicks(s) > 0 { due = s.pointee.receive.lastReceiveTick &+ idleTicks(s) }
         if live.frameTicks > 0, s.pointee.receive.assembly.isPartial {
             due = min(due ?? .max, s.pointee.receive.frameStartTick &+ live.frameTicks)
         }
@@ -406,9 +415,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private func frameBegan(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard live.frameTicks > 0 else { return }
         s.pointee.receive.frameStartTick = wheel.now
-        if live.idleTicks == 0 || live.frameTicks < live.idleTicks || s.pointee.receiveTimerGeneration != id.generation {
+        let idle = idleTicks(s)
+        if idle == 0 || live.frameTicks < idle || s.pointee.receiveTimerGeneration != id.generation {
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: min(live.frameTicks, live.idleTicks == 0 ? live.frameTicks : live.idleTicks))
+            wheel.schedule(id.index, after: min(live.frameTicks, idle == 0 ? live.frameTicks : idle))
             publishTimers()
         }
     }

@@ -63,7 +63,8 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// lingers, discarding input until the client closes, because closing with
     /// unread input would reset the connection and lose replies still in flight.
     private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        if s.endings.inputEnded == .peer {
+        // A UDP session has no stream to shut: once its replies are out, it is done.
+        if s.endings.inputEnded == .peer || s.pointee.transport == TransportKind.udp.rawValue {
             engine.requestClose(id, cause: cause)
             return
         }
@@ -73,7 +74,10 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
         engine.receive.input.post(s, id)
     }
 
-    func batchDone() { poller.applyInterest() }
+    func batchDone() {
+        engine.udp?.batch.flush()  // the datagrams packed for every UDP session this batch, in one sendmmsg
+        poller.applyInterest()
+    }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {

@@ -20,6 +20,8 @@ enum TransportKind: UInt8 {
     case tlsClient = 3
     /// WebSocket over TLS, accepted on a wss:// listener (WebSocketTransport on the TLS transport's records).
     case webSocketTLS = 4
+    /// A UDP session (docs/UDP.md): no descriptor of its own, datagrams on a shared socket.
+    case udp = 5
 }
 
 /// What Receive's `open` came to.

@@ -25,6 +25,7 @@ public final class EchoCore: CoreHandler {
     // Written on the core's Deal stage, read by other threads.
     private let openedCount = ManagedAtomic<Int>(0)
     private let closedCount = ManagedAtomic<Int>(0)
+    private let udpOpenedCount = ManagedAtomic<Int>(0)
     private let pushCount = ManagedAtomic<Int>(0)
     public let dataFrames = ManagedAtomic<Int>(0)
 
@@ -37,11 +38,14 @@ public final class EchoCore: CoreHandler {
 
     public var opened: Int { openedCount.load(ordering: .relaxed) }
     public var closed: Int { closedCount.load(ordering: .relaxed) }
+    /// Sessions whose OPENED said the client came over UDP.
+    public var udpOpened: Int { udpOpenedCount.load(ordering: .relaxed) }
     /// Pushes sent so far (each one to every link up).
     public var pushes: Int { pushCount.load(ordering: .relaxed) }
 
     public func opened(_ session: CoreSession, peer: PeerAddress) {
         openedCount.wrappingIncrement(ordering: .relaxed)
+        if session.transport == OpenedTransport.udp { udpOpenedCount.wrappingIncrement(ordering: .relaxed) }
     }
 
     public func closed(_ session: CoreSession, cause: UInt8) {

@@ -63,7 +63,9 @@ struct ClientCommand: ParsableCommand {
     var pushScope: String?
     @Option(help: "Push mode: the core's --push-size, body bytes of each push (24...1048558; default 64).")
     var pushSize: String?
-    @Option(help: "tcp | ws: plain frames, or frames in WebSocket binary messages (the gateway's ws:// listener).")
+    @Option(help: ArgumentHelp("tcp | ws | udp: plain frames, frames in WebSocket binary messages (the gateway's ws:// "
+                               + "listener), or frames in datagrams of up to 1,472 bytes (its udp:// listener; a lost "
+                               + "datagram is a fault)."))
     var transport = "tcp"
     @Option(help: "With --transport ws: the listener's path.")
     var wsPath = "/gw"
