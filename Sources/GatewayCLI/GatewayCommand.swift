@@ -349,7 +349,11 @@ public struct GatewayCommand: ParsableCommand {
         logger[metadataKey: "worker"] = "\(worker)"
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
-            own.controlSocket = nil
+            // Its own control socket, where its successor of the same index takes its connections
+            // (docs/HANDOVER.md, "With --workers"); the master's path is the master's. Past sun_path's
+            // 107 bytes there is none: the worker's clients drain at a restart.
+            own.controlSocket = settings.controlSocket.map { "\($0).w\(worker)" }
+                .flatMap { $0.utf8.count < 108 ? $0 : nil }
             // Workers run side by side: each its own node to the tiers above.
             own.config.nodeInstance = generation << 8 | UInt32(worker)
             // The master serves --admin for the box and asks each worker's own endpoint, on a loopback port
@@ -360,8 +364,10 @@ public struct GatewayCommand: ParsableCommand {
             }
             return own
         }
+        // A master that took over starts workers that take the connections of their predecessors.
+        let predecessor = generation > 0 && settings.handover == .connections ? own(settings).controlSocket : nil
         GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,
-                          takeOver: nil) { () throws(ConfigError) in
+                          takeOver: nil, connectionsFrom: predecessor) { () throws(ConfigError) in
             own(try reread())
         }
     }
