@@ -120,7 +120,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if holdsForHandover(id, s) { return }
         drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
-        if let uplinks {
+        if uplinks != nil {
             if s.pointee.deal.waiting { return }  // dealt again when its link has room
             if !s.pointee.deal.opened, let sessions { sessionOpened(id, s, sessions) }
         } else if !s.pointee.deal.opened {
