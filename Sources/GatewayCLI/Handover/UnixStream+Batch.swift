@@ -29,14 +29,7 @@ extension UnixStream {
     /// batch (its descriptors closed) or a broken stream.
     func receiveBatch() throws(HandoverError) -> [MovedConnection] {
         var header = [UInt8](repeating: 0, count: BatchWire.headerSize)
-        var fds = [Int32](repeating: -1, count: Int(GW_MAX_FDS))
-        var count: Int32 = 0
-        let n = header.withUnsafeMutableBytes { h in
-            fds.withUnsafeMutableBufferPointer {
-                gw_recv_fds(fd, $0.baseAddress, GW_MAX_FDS, &count, h.baseAddress, h.count)
-            }
-        }
-        let received = Array(fds.prefix(Int(count)))
+        let (n, received) = receiveMessage(into: &header)
         func fail(_ why: String) -> HandoverError {
             for d in received { close(d) }
             return HandoverError(why)
