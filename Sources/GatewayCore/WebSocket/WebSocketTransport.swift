@@ -7,7 +7,8 @@ import Logging
 /// the opening handshake (`open`) and decodes client frames in place into the plain frame stream
 /// (`read`); Send wraps each descriptor of the send ring in one data frame (`write`), which ends its
 /// message (FIN) when the descriptor ends on a gateway frame's end, so a message always holds whole
-/// frames. Pongs are made by Receive and written by Send between data frames; a close frame is written by whichever side finds the stream between frames.
+/// frames. Pongs are made by Receive and written by Send between data frames; a close frame is
+/// written by whichever side finds the stream between frames.
 ///
 /// WebSocket over TLS (`wss://`, kind `webSocketTLS`) is the same code on the TLS transport's records:
 /// the opening is the TLS handshake, then the upgrade; reads and writes go through OpenSSL where a
