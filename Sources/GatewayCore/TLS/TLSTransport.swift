@@ -233,19 +233,29 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         var index = 0
         var offset = 0
         while index < count {
-            // Gather up to a record. After a write that wanted room, the ring still begins with the
-            // bytes it was given (they are popped only once taken) and holds at least as many.
+            // A record's bytes: straight from the ring when one descriptor holds them all (an echoed run
+            // of frames is one), else gathered into the scratch. After a write that wanted room, the
+            // ring still begins with the bytes it was given (they are popped only once taken) and holds
+            // at least as many, so the retry offers them again, and no fewer (as OpenSSL requires).
+            let first = iov[index].iov_len - offset
+            let record: UnsafeRawPointer
             var filled = 0
-            var (i, o) = (index, offset)
-            while i < count, filled < Self.recordBytes {
-                let chunk = min(iov[i].iov_len - o, Self.recordBytes - filled)
-                memcpy(scratch + filled, iov[i].iov_base + o, chunk)
-                filled += chunk
-                o += chunk
-                if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
+            if first >= Self.recordBytes || index == count - 1 {
+                record = UnsafeRawPointer(iov[index].iov_base! + offset)
+                filled = min(first, Self.recordBytes)
+            } else {
+                var (i, o) = (index, offset)
+                while i < count, filled < Self.recordBytes {
+                    let chunk = min(iov[i].iov_len - o, Self.recordBytes - filled)
+                    memcpy(scratch + filled, iov[i].iov_base + o, chunk)
+                    filled += chunk
+                    o += chunk
+                    if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
+                }
+                record = UnsafeRawPointer(scratch)
             }
             var status = GW_TLS_OK
-            let n = gw_tls_write(ssl, scratch, filled, &status)
+            let n = gw_tls_write(ssl, record, filled, &status)
             guard n > 0 else {
                 switch status {
                 case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ:
