@@ -46,6 +46,8 @@ final class HandoverTests: XCTestCase {
             XCTAssertTrue(waitUntil { a.stats().connectionsOpen == 0 }, "A let go of it (\(poller))")
             XCTAssertEqual(a.stats().closes(.handedOver), 1, "\(poller)")
             XCTAssertEqual(a.stats().closes(.peer), 0, "\(poller)")
+            XCTAssertEqual([a.stats().handedOver, a.stats().handoverLost, a.stats().handoverAdopted], [1, 0, 0])
+            XCTAssertEqual([b.stats().handedOver, b.stats().handoverAdopted], [0, 1], "\(poller)")
         }
     }
 
@@ -105,6 +107,8 @@ final class HandoverTests: XCTestCase {
             }
             // Counted once per batch, after the replies went: looked at until the last batch is done.
             XCTAssertTrue(waitUntil { a.stats().framesOut + b.stats().framesOut == 50 * 21 }, "each once (\(poller))")
+            XCTAssertEqual(a.stats().handedOver, 50, "\(poller)")
+            XCTAssertEqual(b.stats().handoverAdopted, 50, "\(poller)")
         }
     }
 }
