@@ -87,7 +87,9 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         (receive, deal, send) = (r, d, s)
         stages = [r.input, d.input, s.input]
         if let tls {
-            let handshakes = (0..<config.tlsHandshakeThreads).map { TLSHandshakeStage(engine: self, tls: tls, index: $0) }
+            let handshakes = (0..<config.tlsHandshakeThreads).map {
+                TLSHandshakeStage(engine: self, tls: tls, index: $0)
+            }
             tls.attach(handshakes)
             workers += handshakes as [AnyObject]
             stages += handshakes.map(\.input)
