@@ -37,6 +37,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     /// flood_frames_per_s / flood_bytes_per_s, when either is set.
     @exclusivity(unchecked) var flood: FloodLimits?
+    /// The role wants every tick: links' heartbeats and deadlines, or a handler's `tick`.
+    let roleTicks: Bool
 
     init(engine: Engine) {
         self.engine = engine
@@ -51,15 +53,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                             tickMilliseconds: tick)
         let handler = HandlerRole(engine.handler)
         role = .handler(handler)  // until the node is known to forward, below
+        roleTicks = !config.upstream.isEmpty || handler.wantsTicks
         if !config.upstream.isEmpty {
             let links = Uplinks(deal: self, role: config.role == .aggregation ? .aggregation : .access,
                                 heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / tick))
             role = config.role == .aggregation ? .aggregation(AggregationRole(deal: self, links: links))
                 : .access(AccessRole(deal: self, links: links))
-            input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
-        } else if handler.wantsTicks {
-            input.armedTimers.store(1, ordering: .relaxed)
         }
+        if roleTicks { input.armedTimers.store(1, ordering: .relaxed) }
     }
 
     deinit {
