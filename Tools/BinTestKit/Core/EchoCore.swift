@@ -82,6 +82,10 @@ public final class EchoCore: CoreHandler {
         }
     }
 
+    public func presence(_ query: LinkMessage.TreeWide, node: UInt32, count: UInt32) {
+        schedule?.presence(seq: query.seq, count: count)
+    }
+
     public var wantsTicks: Bool { schedule != nil || delayNanoseconds > 0 }
 
     public func tick(milliseconds: UInt64, server: CoreServer) {

@@ -64,7 +64,13 @@ public struct PushSettings: Sendable, Equatable {
 /// A fixed push schedule from a start time, run from the core's clock ticks: push n (from 1)
 /// is due at start + (n - 1) / rate. A tick sends every push due by then, so a late tick
 /// catches up, and never one that is not yet due. The start is `after` seconds from the core's
-/// start, or from the tick that sees `afterLogins` logins.
+/// start, or from the tick that sees `afterLogins` logins bound at the access nodes.
+///
+/// A login bound here is not yet bound there: a push may overtake a BIND sent just before it on
+/// another link (docs/LINK.md, "Order"), and reach nobody. So once `afterLogins` are bound here, the
+/// schedule asks the nodes, as LINK.md tells a core to: PRESENCE for uids (or rooms) 1...uids, or for all
+/// (which counts bound sessions: an unbound one is not online), again every 100 ms, until one round's
+/// answers add up to the logins.
 final class PushSchedule {
     private let settings: PushSettings
     private(set) var start: UInt64?
@@ -73,6 +79,12 @@ final class PushSchedule {
     private(set) var sent: UInt64 = 0
     private let body: UnsafeMutableRawPointer
     private let pattern: FramePattern
+    /// The PRESENCE round in flight (its queries' seqs), when it was asked, and the sessions its answers count.
+    private(set) var asking: Set<UInt64> = []
+    private var askedAt: UInt64 = 0
+    private var answered = 0
+    private var loginsConfirmed = false
+    static let askAgainNanoseconds: UInt64 = 100_000_000
 
     init(_ settings: PushSettings, now: UInt64) {
         precondition(settings.rate > 0 && PushFrame.sizeRange.contains(settings.size))
@@ -91,13 +103,35 @@ final class PushSchedule {
 
     /// Sends the pushes due by `now`, `logins` having been bound so far; returns how many.
     func run(now: UInt64, logins: Int, server: CoreServer) -> Int {
-        if start == nil && logins >= settings.afterLogins { start = now + MonotonicTime.nanoseconds(settings.after) }
+        if start == nil && logins >= settings.afterLogins && confirmed(now: now, server: server) {
+            start = now + MonotonicTime.nanoseconds(settings.after)
+        }
         guard let start, now >= start else { return 0 }
         let due = min(UInt64(Double(now - start) / period) + 1, limit)
         let first = sent
         // A link without room holds the rest until a later tick (the client sees them late, not lost).
         while sent < due, push(sent + 1, server: server) { sent += 1 }
         return Int(sent - first)
+    }
+
+    /// An access node's answer to one of the schedule's PRESENCE queries.
+    func presence(seq: UInt64, count: UInt32) {
+        guard asking.contains(seq) else { return }  // an earlier round's
+        answered += Int(count)
+        if answered >= settings.afterLogins { loginsConfirmed = true }
+    }
+
+    /// Whether the nodes have reported the logins bound; asks them (again) when a round is due.
+    private func confirmed(now: UInt64, server: CoreServer) -> Bool {
+        guard !loginsConfirmed else { return true }
+        guard asking.isEmpty || now &- askedAt >= Self.askAgainNanoseconds else { return false }
+        (asking, answered, askedAt) = ([], 0, now)
+        for target in settings.scope == .all ? 0...0 : 1...settings.uids {
+            // A link without room: this round stays short of the logins, and the next one asks again.
+            guard let seq = server.queryPresence(settings.scope.linkScope, target: UInt32(target)) else { break }
+            asking.insert(seq)
+        }
+        return false
     }
 
     private func push(_ n: UInt64, server: CoreServer) -> Bool {

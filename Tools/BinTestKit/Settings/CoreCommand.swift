@@ -46,7 +46,10 @@ struct CoreCommand: ParsableCommand {
     var pushAfter = "0"
     @Option(help: "Stop pushing after this many pushes (0 = never; 0...1000000000000).")
     var pushCount = "0"
-    @Option(help: "Wait for this many logins before --push-after starts counting (0 = none; 0...1000000000).")
+    @Option(help: """
+        Wait for this many logins, bound here and reported bound by the access nodes (PRESENCE), before \
+        --push-after starts counting (0 = none; 0...1000000000).
+        """)
     var pushAfterLogins = "0"
 }
 
