@@ -34,7 +34,8 @@ enum SlotKind: UInt8 {
 
 /// One connection's fixed-size record in the connection table. Fields are
 /// grouped by the thread that owns them; the shared ones are atomics.
-/// The two rings' descriptor storage follows the record in memory.
+/// The two rings' positions are here; their descriptor storage comes from the table's
+/// `RingPool` while in use (Memory/RingPool.swift).
 struct ConnectionSlot {
     // Shared.
     var generation: UInt32.AtomicRepresentation
@@ -105,6 +106,8 @@ struct ConnectionSlot {
     /// The receive timer bounds the transport's opening (the WebSocket handshake).
     var openingTimed: Bool
     var receiveTimer: TimerNode
+    /// On Receive's RingSweep: the receive ring kept its storage at the end of a read.
+    var receiveRingListed: Bool
 
     // Deal's.
     var dealOffset: UInt32
@@ -150,6 +153,8 @@ struct ConnectionSlot {
     var floodFrames: Double
     var floodBytes: Double
     var floodTick: UInt64
+    /// On Deal's RingSweep: the send ring kept its storage at the end of a deal.
+    var sendRingListed: Bool
 
     // Send's.
     var writeOffset: UInt32
@@ -206,6 +211,8 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         pointee.bound = false
         pointee.floodArmed = false
         pointee.parked = false
+        pointee.receiveRingListed = false
+        pointee.sendRingListed = false
         pointee.awaitingProxy = false
         pointee.roomsHead = 0
         pointee.roomCount = 0

@@ -43,6 +43,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     /// flood_frames_per_s / flood_bytes_per_s, when either is set.
     @exclusivity(unchecked) private var flood: FloodLimits?
+    /// Send rings that kept their storage after a deal: given back at a tick once Send has written them.
+    let ringSweep: RingSweep
 
     init(engine: Engine) {
         self.engine = engine
@@ -50,6 +52,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         pool = engine.pool
         handler = engine.handler
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.sendRingListed)
         let config = engine.config
         let tick = config.tickMilliseconds
         ticksPerSecond = UInt64(max(1, 1000 / tick))
@@ -80,6 +83,16 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if let downlinks { tickDownlinks(tick, downlinks) }
         if let sessions { tickSessions(tick, sessions) }
         if handlerTicks { handler.tick(milliseconds: tick &* UInt64(engine.config.tickMilliseconds)) }
+        if ringSweep.count > 0 {
+            ringSweep.sweep(table) { table.sendRing($0) }
+            if ringSweep.count == 0 { publishTimers() }
+        }
+    }
+
+    /// Deal wants ticks for its links, the handler's ticks, or send rings left to give back.
+    func publishTimers() {
+        let wanted = uplinks != nil || handlerTicks || ringSweep.count > 0
+        input.armedTimers.store(wanted ? 1 : 0, ordering: .relaxed)
     }
 
     /// A reload's settings, at a tick.
@@ -183,6 +196,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
             engine.send.postOrRun(s, id, allowance: &inlineAllowance)
         }
+        // Written already (Send ran inline) or nothing queued: no storage held; else at a tick.
+        if ringSweep.detachOrKeep(sendRing, id, s) { publishTimers() }
     }
 
     /// Queues the hot-restart drain's *please reconnect*, after the replies to what was dealt.

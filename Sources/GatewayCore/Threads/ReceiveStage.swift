@@ -22,6 +22,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
     private let wheel: TimerWheel
+    /// Receive rings that kept their storage after a read: given back at a tick once Deal has dealt them.
+    private let ringSweep: RingSweep
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
     @exclusivity(unchecked) private var block: Chunk?
@@ -45,6 +47,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.receiveRingListed)
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
     }
 
@@ -90,7 +93,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let ring = table.receiveRing(id.index)
         let fd = s.pointee.fd
         var delivered = false
-        defer { if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) } }
+        defer {
+            if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) }
+            // Dealt already (Deal ran inline) or nothing came: no storage held; else at a tick.
+            if ringSweep.detachOrKeep(ring, id, s) { publishTimers() }
+        }
         let client = shedsClients && s.pointee.kind == SlotKind.client.rawValue
         let plain = s.pointee.transport == TransportKind.plain.rawValue
         while true {
@@ -294,7 +301,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     /// Tells the clock whether this stage needs ticks: for its timers, and while shedding.
     private func publishTimers() {
-        input.armedTimers.store(wheel.count + (shedding ? 1 : 0), ordering: .relaxed)
+        input.armedTimers.store(wheel.count + (shedding ? 1 : 0) + (ringSweep.count > 0 ? 1 : 0), ordering: .relaxed)
     }
 
     /// Past max_buffered_bytes clients are not read (TCP pushes back on them) while links
@@ -342,6 +349,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     func advanceTimers(to tick: UInt64) {
         if let newer = engine.live.newer(than: &liveVersion) { live = newer }
         checkDrained()
+        if ringSweep.count > 0 {
+            ringSweep.sweep(table) { table.receiveRing($0) }
+            if ringSweep.count == 0 { publishTimers() }
+        }
         if live.maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
             let total = engine.pendingBytes.load(ordering: .relaxed)
             if total > live.maxPendingBytes { enforcePendingLimit(total) }
