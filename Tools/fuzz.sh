@@ -3,7 +3,7 @@
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
 #   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings wsframe wshandshake
-#                                          workers (default: all)
+#                                          workers handover (default: all)
 #   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
 #                                          however long that takes: for a background run outside CI,
 #                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--long" ]; then
 else
     SECONDS_PER_TARGET=${1:-60}
 fi
-ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers)
+ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers handover)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -140,6 +140,16 @@ if want workers; then
     [ -x "$OUT/workers-fuzzer" ] || { echo "workers-fuzzer build failed"; exit 2; }
 fi
 
+# What a new process reads in a hand-over: the batch header and the connection records.
+if want handover; then
+    echo "== building handover-fuzzer"; rm -f "$OUT/handover-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzHandover \
+        $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift \
+        $W/Handover/MovedConnection.swift Sources/GatewayCLI/Handover/BatchWire.swift \
+        Fuzz/HandoverFuzzer.swift -o "$OUT/handover-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/handover-fuzzer" ] || { echo "handover-fuzzer build failed"; exit 2; }
+fi
+
 # --- seeds ----------------------------------------------------------------------
 # Big-endian helpers producing printf escapes.
 be32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( ($1 >> 24) & 255 )) $(( ($1 >> 16) & 255 )) $(( ($1 >> 8) & 255 )) $(( $1 & 255 )); }
@@ -234,6 +244,14 @@ printf '\x01HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' > "$K/seed-sized"
 printf '\x01HTTP/1.1 503 No\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' > "$K/seed-chunked"
 printf '\x3e# HELP a_total A.\n# TYPE a_total counter\na_total 3\n# TYPE b gauge\nb{s="up"} 1.0\n# TYPE a_total counter\na_total 4\n' \
     > "$K/seed-merge"
+
+# handover: byte 0 = the record count; then a batch header, or records (flags, family, port, 16 address
+# bytes, input and output lengths, the bytes).
+H="$OUT/corpus-handover"; mkdir -p "$H"
+REC="\x01\x04$(be16 40000)\x7f\x00\x00\x01$(zeros 12)$(be32 5)$(be32 3)helloabc"
+seed "$H/seed-one" "\x01$REC"
+seed "$H/seed-two" "\x02$REC\x00\x06$(be16 1)$(zeros 16)$(be32 0)$(be32 0)"
+seed "$H/seed-header" "\x00GWHB$(be32 200)$(be32 0)$(be32 4096)"
 
 # --- run --------------------------------------------------------------------------
 status=0

@@ -250,6 +250,16 @@ public struct GatewayCommand: ParsableCommand {
                                valueName: "path"))
     var takeOver: String?
 
+    @Option(help: .setting("handover", "With --take-over: connections moves the old process's live connections "
+                           + "with their state (docs/HANDOVER.md); drain asks them to reconnect.",
+                           default: "connections", allowed: HandoverMode.allowedNames))
+    var handover: String?
+
+    @Option(help: .setting("handover_timeout", "Seconds the old process may spend handing connections over; "
+                           + "those not moved by then drain.", default: "\(Settings().handoverTimeout)",
+                           allowed: "\(Settings.handoverTimeoutRange.lowerBound)...\(Settings.handoverTimeoutRange.upperBound)"))
+    var handoverTimeout: String?
+
     @Option(help: .setting("workers", "Worker processes, each on its own listening sockets held by a master; "
                            + "1: no master; auto: one per core this process may use (affinity, cgroup quota).",
                            default: "1", allowed: "\(Settings.workersRange) or auto"))
@@ -277,6 +287,7 @@ public struct GatewayCommand: ParsableCommand {
             "proxy_protocol": proxyProtocol.map { $0 ? "true" : "false" }, "proxy_timeout": proxyTimeout, "max_buffered_bytes": maxBufferedBytes,
             "allow": allow, "deny": deny, "flood_frames_per_s": floodFramesPerS, "flood_bytes_per_s": floodBytesPerS,
             "admin": admin, "admin_public": adminPublic.map { $0 ? "true" : "false" }, "control_socket": controlSocket,
+            "handover": handover, "handover_timeout": handoverTimeout,
             "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
             "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
             "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),

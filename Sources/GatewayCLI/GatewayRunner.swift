@@ -39,7 +39,11 @@ enum GatewayRunner {
             // The old process stops accepting on STARTED: only once this one takes the connections.
             let deadline = ContinuousClock.now + .seconds(15)
             while !gateway.isAccepting, ContinuousClock.now < deadline { usleep(10_000) }
-            handover.started(logger: logger)
+            if start.handover == .connections {
+                handover.startedMoving(into: gateway, logger: logger)
+            } else {
+                handover.started(logger: logger)
+            }
         }
         let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
         // Once the old process drains, a failure here must not stop this one too: it is logged instead.
@@ -49,7 +53,7 @@ enum GatewayRunner {
             do {
                 control = try ControlServer(path: path, successor: successor, generation: generation,
                                             listeners: gateway.listenerDescriptors, drainSeconds: config.drainTimeout,
-                                            logger: logger) {
+                                            logger: logger, gateway: gateway, handoverSeconds: start.handoverTimeout) {
                     gateway.drainForRestart()
                 }
                 control?.start()

@@ -85,6 +85,8 @@ extension Settings {
         values["admin"] = admin?.description ?? "none"
         values["admin_public"] = "\(adminPublic)"
         values["control_socket"] = controlSocket ?? "none"
+        values["handover"] = handover.rawValue
+        values["handover_timeout"] = "\(handoverTimeout)"
         values["workers"] = "\(workers)"
         values["tls_cert"] = config.tls.pairs.map(\.certificate).joined(separator: ",")
         values["tls_key"] = config.tls.pairs.map(\.key).joined(separator: ",")

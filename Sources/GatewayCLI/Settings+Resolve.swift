@@ -106,6 +106,10 @@ extension Settings {
             }
             settings.controlSocket = path
         }
+        if let mode = text("handover") { settings.handover = try HandoverMode(parsing: mode) }
+        if let seconds = text("handover_timeout") {
+            settings.handoverTimeout = try SettingParsers.int(seconds, key: "handover_timeout", range: handoverTimeoutRange)
+        }
         if let count = text("workers") {
             if count.trimmingWhitespace == "auto" {
                 settings.workers = min(UsableCores.detect().count, workersRange.upperBound)

@@ -1,6 +1,12 @@
 import GatewayCore
 import Logging
 
+/// `--handover`: a hot restart moves the live connections with their state, or asks them to reconnect.
+public enum HandoverMode: String, CaseIterable, Sendable, NamedSetting {
+    case connections, drain
+    public static var settingKey: String { "handover" }
+}
+
 /// Everything the `gateway` command runs with: the engine's configuration plus
 /// what only the front end uses.
 public struct Settings: Sendable, Equatable {
@@ -14,6 +20,10 @@ public struct Settings: Sendable, Equatable {
     public var adminPublic = false
     /// Where a new process started with --take-over asks for the listeners (hot restart); nil: none.
     public var controlSocket: String?
+    /// What a process started with --take-over takes besides the listeners (docs/HANDOVER.md).
+    public var handover = HandoverMode.connections
+    /// Seconds a hand-over of connections may take, as the old process bounds it; then the rest drain.
+    public var handoverTimeout = 30
     /// Worker processes, each a whole engine, on the listeners a master process binds; 1: no master.
     public var workers = 1
     /// `workers` was `auto`: one per usable core (UsableCores).
@@ -25,9 +35,10 @@ public struct Settings: Sendable, Equatable {
 
     static let statsIntervalRange = 0...86_400
     static let workersRange = 1...256
+    static let handoverTimeoutRange = 1...3600
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level", "admin", "admin_public", "control_socket", "workers", "ws_origin", "ws_any_origin", "tls_cert", "tls_key", "tls_client_ca", "tls_alpn", "upstream_ca", "upstream_cert", "upstream_key"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level", "admin", "admin_public", "control_socket", "handover", "handover_timeout", "workers", "ws_origin", "ws_any_origin", "tls_cert", "tls_key", "tls_client_ca", "tls_alpn", "upstream_ca", "upstream_cert", "upstream_key"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.

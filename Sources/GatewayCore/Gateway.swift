@@ -9,10 +9,10 @@ import Logging
 /// docs/PROTOCOL.md to clients and handing frames to a `GatewayHandler`.
 public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
     public let config: GatewayConfig
-    private let engine: Engine
+    let engine: Engine
     /// Set once by start(), never cleared: drainForRestart and reconfigure read it from other threads
     /// (admin, control socket), which exist only after start. `running` says whether stop() is still due.
-    private var monitor: MonitorThread?
+    private(set) var monitor: MonitorThread?
     private let running = ManagedAtomic<Bool>(false)
     private var threads: [OSThread] = []
     public private(set) var port = 0

@@ -57,6 +57,8 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tlsMaxHandshakes
     /// A TLS record failed after the handshake (bad MAC, unexpected message).
     case tlsRecord
+    /// Handed over to the process that took this one over (docs/HANDOVER.md): not closed, moved.
+    case handedOver
 
     /// Refused at accept, before the connection was served: the admin side counts these as refusals.
     public var isRefusal: Bool {
@@ -96,6 +98,7 @@ public enum CloseCause: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .tlsHandshakeTimeout: "tls_handshake_timeout"
         case .tlsMaxHandshakes: "tls_max_handshakes"
         case .tlsRecord: "tls_record"
+        case .handedOver: "handed_over"
         }
     }
 }

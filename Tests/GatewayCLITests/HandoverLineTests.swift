@@ -7,7 +7,8 @@ import Testing
 @Suite struct HandoverLineTests {
     @Test func everyLineRoundTrips() {
         let lines: [HandoverLine] = [.takeOver(version: 1), .listeners(count: 3, generation: 4_000_000_000), .started,
-                                     .draining(seconds: 604_800), .refused("already handed over")]
+                                     .draining(seconds: 604_800), .refused("already handed over"), .startedMoving, .moving,
+                                     .adopted(count: 0), .adopted(count: 253)]
         for line in lines { #expect(HandoverLine(parsing: line.text) == line, "\(line.text)") }
     }
 

@@ -15,6 +15,10 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     private let generation: UInt32
     private let logger: Logger
     private let onHandover: @Sendable () -> Void
+    /// The gateway whose clients a successor asking for them takes (docs/HANDOVER.md); nil (a master):
+    /// none move, they drain.
+    private let gateway: Gateway?
+    private let handoverSeconds: Int
     private var thread: OSThread?
     private let handedOverFlag = Atomic<Bool>(false)
     private let closing = Atomic<Bool>(false)
@@ -23,6 +27,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     /// that one over (`successor`): then the path moves to this process, and the old one, draining, keeps
     /// its socket, unreachable, until it exits.
     init(path: String, successor: Bool, generation: UInt32, listeners: [Int32], drainSeconds: Int, logger: Logger,
+         gateway: Gateway? = nil, handoverSeconds: Int = 30,
          onHandover: @escaping @Sendable () -> Void) throws(HandoverError) {
         if !successor, (try? UnixStream.connect(to: path)) != nil {
             throw HandoverError("control socket \(path) is in use by a running gateway: start with --take-over \(path)")
@@ -49,6 +54,8 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         self.generation = generation
         self.logger = logger
         self.onHandover = onHandover
+        self.gateway = gateway
+        self.handoverSeconds = handoverSeconds
     }
 
     /// A successor has taken the listeners.
@@ -103,12 +110,40 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         }
         try stream.send(.listeners(count: listeners.count, generation: generation), descriptors: listeners)
         guard let reply = try stream.receive() else { throw HandoverError("the new process went away before starting") }
-        guard HandoverLine(parsing: reply.line) == .started else {
+        let asked = HandoverLine(parsing: reply.line)
+        guard asked == .started || asked == .startedMoving else {
             throw HandoverError("the new process said '\(reply.line.prefix(40))'")
+        }
+        if asked == .startedMoving, let gateway {
+            guard moveConnections(stream, gateway) else { return }
         }
         handedOverFlag.store(true, ordering: .sequentiallyConsistent)
         logger.notice("taken over through \(path): draining over \(drainSeconds) s")
         onHandover()
         try? stream.send(.draining(seconds: drainSeconds))
+    }
+
+    /// Hands the clients over, accepting held meanwhile. True when the drain follows: every client that
+    /// could move has, or the new process stalled. False when it went away: this process serves on
+    /// (what it took is lost), accepting again, and a later take-over may follow.
+    private func moveConnections(_ stream: UnixStream, _ gateway: Gateway) -> Bool {
+        guard gateway.holdAccepting(true) else { return true }
+        let started = ContinuousClock.now
+        switch ConnectionSender(gateway: gateway, seconds: handoverSeconds, logger: logger).run(stream) {
+        case .done(let moved, let kept, let timedOut):
+            let took = (ContinuousClock.now - started).seconds
+            let bound = timedOut ? " (handover_timeout)" : ""
+            logger.notice("handed over \(moved) connections in \(took) s\(bound); \(kept) could not move and drain")
+            return true
+        case .stalled(let moved, let lost, let why):
+            logger.error(Logger.Message(stringLiteral: "hand-over stalled (\(why)) after \(moved) connections: \(lost) more sent and lost; "
+                         + "the rest drain"))
+            return true
+        case .gone(let lost, let why):
+            gateway.holdAccepting(false)
+            logger.error(Logger.Message(stringLiteral: "take-over on \(path) abandoned mid-hand-over (\(why)): \(lost) connections handed over "
+                         + "are lost with the new process; the rest are served here, accepting again"))
+            return false
+        }
     }
 }

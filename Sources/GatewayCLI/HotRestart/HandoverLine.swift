@@ -9,6 +9,12 @@ enum HandoverLine: Equatable {
     case listeners(count: Int, generation: UInt32)
     /// New -> old: serving on them.
     case started
+    /// New -> old: serving on them; hand the connections over (--handover connections).
+    case startedMoving
+    /// Old -> new: connections follow, a batch for each `adopted` (docs/HANDOVER.md).
+    case moving
+    /// New -> old: `count` connections of the last batch taken (0: none yet); send the next.
+    case adopted(count: Int)
     /// Old -> new: stopped accepting, draining over `seconds`.
     case draining(seconds: Int)
     /// Old -> new: no hand-over, and why.
@@ -25,6 +31,9 @@ enum HandoverLine: Equatable {
         case .takeOver(let version): "TAKEOVER \(version)"
         case .listeners(let count, let generation): "LISTENERS \(count) GENERATION \(generation)"
         case .started: "STARTED"
+        case .startedMoving: "STARTED CONNECTIONS"
+        case .moving: "MOVING"
+        case .adopted(let count): "ADOPTED \(count)"
         case .draining(let seconds): "DRAINING \(seconds)"
         case .refused(let why): "REFUSED \(why)"
         }
@@ -51,6 +60,13 @@ enum HandoverLine: Equatable {
             self = .listeners(count: n, generation: UInt32(g))
         case "STARTED" where words.count == 1:
             self = .started
+        case "STARTED" where words.count == 2 && words[1] == "CONNECTIONS":
+            self = .startedMoving
+        case "MOVING" where words.count == 1:
+            self = .moving
+        case "ADOPTED" where words.count == 2:
+            guard let n = number(words[1], 0...Self.maxListeners) else { return nil }
+            self = .adopted(count: n)
         case "DRAINING" where words.count == 2:
             guard let s = number(words[1], 0...604_800) else { return nil }
             self = .draining(seconds: s)

@@ -1,3 +1,4 @@
+import GatewayCore
 import Glibc
 import Logging
 
@@ -43,6 +44,42 @@ struct TakeOver {
             logger.notice("took over \(listeners.count) listeners; the old process drains over \(seconds) s")
         } catch {
             logger.error("took over, but the old process did not confirm its drain: \(error)")
+        }
+    }
+
+    /// Serving on the listeners, and asking for the old process's clients too (--handover connections):
+    /// each batch goes to `gateway`, which serves it at once; then the old one drains what could not
+    /// move. A failure part way is logged: the connections already adopted are served.
+    func startedMoving(into gateway: Gateway, logger: Logger) {
+        var adopted = 0
+        do throws(HandoverError) {
+            try stream.send(.startedMoving)
+            guard let reply = try stream.receive() else { throw HandoverError("the old process went away") }
+            switch HandoverLine(parsing: reply.line) {
+            case .draining(let seconds)?:  // it cannot hand connections over (a master): they reconnect
+                logger.notice(Logger.Message(stringLiteral: "took over \(listeners.count) listeners; the old process moves no connections and "
+                              + "drains over \(seconds) s"))
+                return
+            case .moving?:
+                break
+            default:
+                throw HandoverError("the old process said '\(reply.line.prefix(40))'")
+            }
+            try stream.send(.adopted(count: 0))
+            while true {
+                let batch = try stream.receiveBatch()
+                if batch.isEmpty { break }
+                gateway.adopt(batch)
+                adopted += batch.count
+                try stream.send(.adopted(count: batch.count))
+            }
+            guard let end = try stream.receive(), case .draining(let seconds) = HandoverLine(parsing: end.line) else {
+                throw HandoverError("the old process did not confirm its drain")
+            }
+            logger.notice(Logger.Message(stringLiteral: "took over \(listeners.count) listeners and \(adopted) connections; the old process drains "
+                          + "the rest over \(seconds) s"))
+        } catch {
+            logger.error("took over \(listeners.count) listeners and \(adopted) connections, then: \(error)")
         }
     }
 

@@ -78,7 +78,7 @@ final class UnixStream {
         guard n > 0 else {
             for d in received { close(d) }
             if n == 0 { return nil }
-            throw HandoverError("receiving: \(String(cString: strerror(errno)))")
+            throw HandoverError(receiving: errno)
         }
         let text = String(decoding: buffer.prefix(n), as: UTF8.self)
         return (text.hasSuffix("\n") ? String(text.dropLast()) : text, received)
@@ -91,8 +91,17 @@ struct HandoverError: Error, CustomStringConvertible {
     /// No process listens at the control socket: there is nothing to take over.
     let nobodyThere: Bool
 
-    init(_ description: String, nobodyThere: Bool = false) {
+    /// A read or write on the control socket ran past its timeout: the peer is alive but stalls.
+    let timedOut: Bool
+
+    init(_ description: String, nobodyThere: Bool = false, timedOut: Bool = false) {
         self.description = description
         self.nobodyThere = nobodyThere
+        self.timedOut = timedOut
+    }
+
+    /// A failed receive, from its errno.
+    init(receiving error: Int32) {
+        self.init("receiving: \(String(cString: strerror(error)))", timedOut: error == EAGAIN || error == EWOULDBLOCK)
     }
 }

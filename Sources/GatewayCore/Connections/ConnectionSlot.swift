@@ -11,6 +11,10 @@ import CURCU
 ///        inputEnded (end of stream, stop) --Deal dealt the rest--> flushThenClose
 ///        flushThenClose (handler or core close) --Send sent the rest--> lingering (shut write side)
 ///        lingering --client's end of stream or 2 s--> requestClose
+///  open: a hot restart's hand-over quiesces it through `handover` (Handover/HandoverStep.swift):
+///        Receive stops reading, Deal dealing, Send writing, each in turn; then
+///  open --the exporter, once all three stopped--> movingOut --sent--> closing (cause handedOver, no shutdown)
+///                                                 movingOut --not sent--> open (resumed)
 ///  open --requestClose(cause): first one wins, closeCause set--> closing
 ///  closing --Monitor: unregister, shutdown(2)--> detached
 ///  detached --Deal: handler / core told, counted--> reclaiming --QSBR grace period,
@@ -21,6 +25,9 @@ import CURCU
 /// read with `slot.cause(\.field)`.
 enum SlotState: UInt8 {
     case free = 0, open, closing, detached, reclaiming, connecting
+    /// Quiesced for a hot restart's hand-over: no stage acts on it, no close can start, while the
+    /// exporter reads its state and sends its descriptor (Handover/ConnectionExport.swift).
+    case movingOut
 }
 
 /// What a slot holds.
@@ -69,6 +76,8 @@ struct ConnectionSlot {
     var reconnectNotice: UInt8.AtomicRepresentation
     /// Deal holds output for this connection in its backlog: Send must not finish a graceful close.
     var backlogged: UInt8.AtomicRepresentation
+    /// A hot restart's hand-over of this connection: a `HandoverStep` (0 none; each stage moves it on).
+    var handover: UInt8.AtomicRepresentation
     /// Bytes Send has written to the socket since the connection opened; with Deal's `queuedBytes`
     /// it gives what waits for the socket (max_queued_bytes).
     var sentBytes: UInt64.AtomicRepresentation
@@ -190,7 +199,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
         for flag: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation> in
             [\.monitorGate, \.receiveGate, \.dealGate, \.sendGate, \.receivePaused, \.dealPaused,
              \.writeBlocked, \.inputEnded, \.flushThenClose, \.hangup, \.lingering, \.closeCause, \.addressCounted,
-             \.reconnectNotice, \.backlogged, \.transportLock, \.transportReady, \.transportOutput] {
+             \.reconnectNotice, \.backlogged, \.handover, \.transportLock, \.transportReady, \.transportOutput] {
             atomic(flag).store(0, ordering: .relaxed)
         }
         sentBytes.store(0, ordering: .relaxed)

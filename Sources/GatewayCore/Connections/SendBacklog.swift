@@ -75,3 +75,18 @@ struct SendBacklog {
         self = .empty
     }
 }
+
+extension SendBacklog {
+    /// Appends the bytes held here, oldest first (a hot restart carries them over).
+    func copyBytes(into out: inout [UInt8]) {
+        var next = head
+        var start = Int(headStart)
+        while let base = next, bytes > 0 {
+            let block = Chunk(base)
+            let end = base == tail ? Int(tailUsed) : block.capacity
+            out.append(contentsOf: UnsafeRawBufferPointer(start: block.bytes + start, count: end - start))
+            start = 0
+            next = base == tail ? nil : block.next
+        }
+    }
+}

@@ -130,6 +130,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func detached(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) { finalize(id, s) }
 
     private func deal(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        if holdsForHandover(id, s) { return }
         drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
         if let uplinks {

@@ -9,10 +9,10 @@ import Logging
 /// Send, detaches connections whose close was requested, ticks every stage's
 /// timer wheel, and runs the graceful stop. It never touches payload bytes.
 final class MonitorThread: @unchecked Sendable {  // runs on its own thread; requests arrive through atomics
-    private unowned(unsafe) let engine: Engine
-    private let table: ConnectionTable
-    private let poller: Poller
-    private var listeners: [Listener]
+    unowned(unsafe) let engine: Engine
+    let table: ConnectionTable
+    let poller: Poller
+    private(set) var listeners: [Listener]
     /// Listener i's poller token; connection tokens (packed ids) never come this high.
     private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
     private static let lowestListenerToken = UInt64.max - 1 - UInt64(Gateway.maxListeners)
@@ -25,9 +25,12 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var tick: UInt64 = 0
     private var nextTickAt: UInt64 = 0
     /// Bytes of this round's work that may still be done here (StageInbox.postOrRun).
-    @exclusivity(unchecked) private var inlineAllowance = 0
-    /// Accepting stopped because the process is out of descriptors; retried next tick.
-    private var acceptPaused = false
+    @exclusivity(unchecked) var inlineAllowance = 0
+    /// Accepting stopped because the process is out of descriptors (retried next tick), or held for a hand-over.
+    var acceptPaused = false
+    /// A hot restart's hand-over (Handover/MonitorThread+Handover.swift): accepting held, connections coming in.
+    let handover = MonitorHandover()
+    var acceptHeld = false
 
     private let stopRequested = ManagedAtomic<Bool>(false)
     private let restartRequested = ManagedAtomic<Bool>(false)
@@ -131,6 +134,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 }
             }
             _ = engine.closeRequests.inbox.drain { detach(ConnectionID(packed: $0)) }
+            serviceHandover()
             advanceClock()
             if restartRequested.load(ordering: .relaxed) { restartDrain() }
             if stopRequested.load(ordering: .relaxed), drain() { break }
@@ -257,7 +261,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         if !poller.remove(fd: s.pointee.fd), !pollerFailed {
             engine.logger.error("detaching \(id): it was not registered with the poller")
         }
-        shutdown(s.pointee.fd, Int32(SHUT_RDWR))
+        // A connection handed over lives on in the new process: its socket is left as it is.
+        if s.cause(\.closeCause) != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
         if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
             let cause = s.cause(\.closeCause) ?? .ioError
@@ -285,7 +290,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.acceptTakenVersion.store(version, ordering: .releasing)
         }
         if engine.limits.countsConnections { engine.limits.sweep(now: now) }
-        if acceptPaused, linkedOrDue(now) {
+        if acceptPaused, !acceptHeld, linkedOrDue(now) {
             do {
                 try watchListeners()
                 acceptPaused = false

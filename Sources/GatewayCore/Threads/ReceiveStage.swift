@@ -7,7 +7,7 @@ import Logging
 /// receive ring for Deal. Owns the idle-timeout wheel.
 final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
-    private unowned(unsafe) let engine: Engine
+    unowned(unsafe) let engine: Engine
     let table: ConnectionTable
     private let pool: ChunkPool
     private let maxFrame: Int
@@ -57,6 +57,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
+        if holdsForHandover(id, s) { return }
         if let lingering = s.cause(\.lingering) {
             discardUntilEnd(id, s, cause: lingering)
             return

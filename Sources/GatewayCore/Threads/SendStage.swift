@@ -7,7 +7,7 @@ import Glibc
 /// leaves the rest to Monitor's writability event. Owns the write-stall wheel.
 final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own thread; shared state is in atomics
     let input: StageInbox
-    private unowned(unsafe) let engine: Engine
+    unowned(unsafe) let engine: Engine
     let table: ConnectionTable
     private let pool: ChunkPool
     private let wheel: TimerWheel
@@ -35,6 +35,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     deinit { iov.deallocate() }
 
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        if holdsForHandover(id, s) { return }
         let ring = table.sendRing(id.index)
         guard flush(id, s, ring) else { return }
         // Read before the ring: Deal moves its backlog onto the ring before it clears the flag.
@@ -76,7 +77,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     func batchDone() { poller.applyInterest() }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
-    private func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
+    func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
         let plain = s.pointee.transport == TransportKind.plain.rawValue
         // Until its opening is done Receive alone has the transport; it posts here when done.
         if !plain, !s.transportIsReady { return true }

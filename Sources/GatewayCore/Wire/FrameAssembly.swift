@@ -124,3 +124,14 @@ import Glibc
         return .taken(taken)
     }
 }
+
+extension FrameAssembly {
+    /// Appends the bytes of the frame half received (a hot restart carries them over).
+    func copyPartial(into out: inout [UInt8]) {
+        if let chunk {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: chunk.bytes, count: Int(filled)))
+        } else {
+            for j in 0..<Int(filled) { out.append(UInt8(truncatingIfNeeded: lengthBytes >> (8 * (Int(filled) - 1 - j)))) }
+        }
+    }
+}
