@@ -47,7 +47,9 @@ final class RingSweep {
         for i in 0..<count {
             let id = ConnectionID(packed: ids[i])
             let s = table.slot(id.index)
-            guard s.holds(id) else { continue }
+            // Only while open: a closing slot's rings go back when it is reclaimed, and a slot past its
+            // grace period may be in liburcu's reclaim right now (it still holds the id until reset).
+            guard s.holds(id), s.state == .open else { continue }
             if ring(id.index).detachIfEmpty() {
                 flag(s).pointee = false
             } else {
