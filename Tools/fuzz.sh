@@ -3,7 +3,7 @@
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
 #   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings wsframe wshandshake
-#                                          workers handover (default: all)
+#                                          workers handover datagram (default: all)
 #   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
 #                                          however long that takes: for a background run outside CI,
 #                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--long" ]; then
 else
     SECONDS_PER_TARGET=${1:-60}
 fi
-ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers handover)
+ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers handover datagram)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -97,6 +97,16 @@ if want proxy; then
         $W/Protection/ProxyHeader.swift Fuzz/ProxyFuzzer.swift -o "$OUT/proxy-fuzzer" 2>&1 \
         | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/proxy-fuzzer" ] || { echo "proxy-fuzzer build failed"; exit 2; }
+fi
+
+if want datagram; then
+    echo "== building datagram-fuzzer"; rm -f "$OUT/datagram-fuzzer"
+    "${SWIFTC[@]}" -module-name FuzzDatagram \
+        $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift \
+        $W/UDP/DatagramSplitter.swift $W/UDP/DatagramPacker.swift \
+        $W/Memory/Chunk.swift $W/Memory/ChunkPool.swift $W/Sync/SpinLock.swift \
+        Fuzz/DatagramFuzzer.swift "${LINK[@]}" -o "$OUT/datagram-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    [ -x "$OUT/datagram-fuzzer" ] || { echo "datagram-fuzzer build failed"; exit 2; }
 fi
 
 WS=$W/WebSocket
@@ -252,6 +262,14 @@ REC="\x01\x04$(be16 40000)\x7f\x00\x00\x01$(zeros 12)$(be32 5)$(be32 3)helloabc"
 seed "$H/seed-one" "\x01$REC"
 seed "$H/seed-two" "\x02$REC\x00\x06$(be16 1)$(zeros 16)$(be32 0)$(be32 0)"
 seed "$H/seed-header" "\x00GWHB$(be32 200)$(be32 0)$(be32 4096)"
+
+# datagram: bytes 4-16 of a first frame's seq/cmd/status steer the cuts, limits and token.
+D="$OUT/corpus-datagram"; mkdir -p "$D"
+seed "$D/seed-one"    "$(hdr 26 0x01020304 5 0x0506 7)hello!!!"
+seed "$D/seed-token"  "$(hdr 26 0 0xFF04 0 0)\x01\x02\x03\x04\x05\x06\x07\x08$(hdr 18 1 1 0 7)"
+seed "$D/seed-three"  "$(hdr 60 0x0a0b0c0d 2 0x01ff 1)$(zeros 42)$(hdr 18 2 1 0 1)$(hdr 200 3 1 0 1)$(zeros 182)"
+seed "$D/seed-big"    "$(hdr 1500 0x00ff00ff 9 0x0103 2)$(zeros 1482)$(hdr 18 5 1 0 2)"
+seed "$D/seed-runt"   "\x00\x00\x00\x12\x00"
 
 # --- run --------------------------------------------------------------------------
 status=0

@@ -4,7 +4,9 @@
 #include <limits.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <linux/filter.h>
 #include "clinux.h"
@@ -80,9 +82,36 @@ int gw_reuseport_steer(int fd, unsigned count) {
 
 int gw_report_pipe(int ends[2]) { return pipe2(ends, O_CLOEXEC | O_NONBLOCK); }
 
+int gw_random_memfd(const char *name, size_t len) {
+    unsigned char bytes[64];
+    if (len > sizeof bytes) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (getrandom(bytes, len, 0) != (ssize_t)len) return -1;
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0 && pwrite(fd, bytes, len, 0) != (ssize_t)len) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    explicit_bzero(bytes, sizeof bytes);
+    return fd;
+}
+
 int gw_affinity_count(void) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
+}
+
+int gw_recvmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags) {
+    _Static_assert(sizeof(struct gw_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, NULL);
+}
+
+int gw_sendmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
 }

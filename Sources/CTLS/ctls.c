@@ -1,6 +1,7 @@
 #include "ctls.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,56 +79,148 @@ static void describe(char *error, size_t error_len, const char *what, const char
     ERR_clear_error();
 }
 
-// MARK: session-ticket keys (process-wide: every context issues and accepts the same)
+// MARK: session-ticket keys (one set per engine, shared by its contexts, derived from a secret)
 
+/// Keys for one epoch (an hour of wall-clock time by default): derived from the secret and the epoch
+/// number, so processes given the same secret (workers, a hot-restarted process, other machines)
+/// issue and accept the same tickets and rotate together without talking to each other.
 struct ticket_key {
     unsigned char name[16];
     unsigned char aes[32];
     unsigned char hmac[32];
 };
 
-static pthread_mutex_t ticket_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct ticket_key ticket_keys[2];
-static int ticket_current = -1;
+struct gw_tls_tickets {
+    pthread_mutex_t lock;
+    int references;
+    unsigned char secret[64];
+    size_t secret_len;
+    uint64_t epoch;
+    struct ticket_key current, previous;
+};
 
-static int fresh_key(struct ticket_key *k) {
-    return RAND_bytes(k->name, sizeof k->name) == 1 && RAND_bytes(k->aes, sizeof k->aes) == 1
-        && RAND_bytes(k->hmac, sizeof k->hmac) == 1;
+static int derive(const unsigned char *secret, size_t secret_len, const char *label, uint64_t epoch,
+                  unsigned char *out, size_t out_len) {
+    unsigned char data[40];
+    size_t label_len = strlen(label);
+    memcpy(data, label, label_len);
+    for (int i = 0; i < 8; i++) data[label_len + (size_t)i] = (unsigned char)(epoch >> (56 - 8 * i));
+    unsigned char mac[32];
+    size_t mac_len = 0;
+    if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, secret, secret_len, data, label_len + 8, mac, sizeof mac,
+                   &mac_len) || mac_len < out_len) return 0;
+    memcpy(out, mac, out_len);
+    OPENSSL_cleanse(mac, sizeof mac);
+    return 1;
 }
 
-void gw_tls_rotate_ticket_keys(void) {
-    struct ticket_key k;
-    if (!fresh_key(&k)) return;  // keep the old keys rather than issue under a weak one
-    pthread_mutex_lock(&ticket_lock);
-    if (ticket_current < 0) {
-        ticket_keys[0] = k;
-        ticket_keys[1] = k;
-        ticket_current = 0;
-    } else {
-        ticket_current ^= 1;
-        ticket_keys[ticket_current] = k;
+static int derive_key(const gw_tls_tickets *t, uint64_t epoch, struct ticket_key *k) {
+    return derive(t->secret, t->secret_len, "gw ticket name ", epoch, k->name, sizeof k->name)
+        && derive(t->secret, t->secret_len, "gw ticket aes  ", epoch, k->aes, sizeof k->aes)
+        && derive(t->secret, t->secret_len, "gw ticket hmac ", epoch, k->hmac, sizeof k->hmac);
+}
+
+/// Both keys for `epoch` under `t`'s secret; the caller holds the lock. 0 if derivation failed (keys kept).
+static int install(gw_tls_tickets *t, uint64_t epoch) {
+    struct ticket_key current, previous;
+    if (!derive_key(t, epoch, &current) || !derive_key(t, epoch - 1, &previous)) return 0;
+    t->current = current;
+    t->previous = previous;
+    t->epoch = epoch;
+    OPENSSL_cleanse(&current, sizeof current);
+    OPENSSL_cleanse(&previous, sizeof previous);
+    return 1;
+}
+
+gw_tls_tickets *gw_tls_tickets_new(const unsigned char *secret, size_t secret_len, uint64_t epoch) {
+    gw_tls_tickets *t = OPENSSL_zalloc(sizeof *t);
+    if (!t) return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    t->references = 1;
+    if (secret && secret_len > 0) {
+        t->secret_len = secret_len < sizeof t->secret ? secret_len : sizeof t->secret;
+        memcpy(t->secret, secret, t->secret_len);
+    } else if (RAND_bytes(t->secret, 32) == 1) {
+        t->secret_len = 32;
     }
-    pthread_mutex_unlock(&ticket_lock);
-    OPENSSL_cleanse(&k, sizeof k);
+    if (t->secret_len == 0 || !install(t, epoch)) {
+        gw_tls_tickets_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+int gw_tls_tickets_rekey(gw_tls_tickets *t, const unsigned char *secret, size_t secret_len) {
+    if (!secret || secret_len == 0) return 0;
+    pthread_mutex_lock(&t->lock);
+    unsigned char old[64];
+    size_t old_len = t->secret_len;
+    memcpy(old, t->secret, sizeof old);
+    t->secret_len = secret_len < sizeof t->secret ? secret_len : sizeof t->secret;
+    memcpy(t->secret, secret, t->secret_len);
+    int ok = install(t, t->epoch);
+    if (!ok) {
+        memcpy(t->secret, old, sizeof old);
+        t->secret_len = old_len;
+    }
+    pthread_mutex_unlock(&t->lock);
+    OPENSSL_cleanse(old, sizeof old);
+    return ok;
+}
+
+int gw_tls_tickets_advance(gw_tls_tickets *t, uint64_t epoch) {
+    pthread_mutex_lock(&t->lock);
+    int ok = epoch <= t->epoch || install(t, epoch);
+    pthread_mutex_unlock(&t->lock);
+    return ok;
+}
+
+uint64_t gw_tls_tickets_epoch(gw_tls_tickets *t) {
+    pthread_mutex_lock(&t->lock);
+    uint64_t epoch = t->epoch;
+    pthread_mutex_unlock(&t->lock);
+    return epoch;
+}
+
+static void retain(gw_tls_tickets *t) {
+    pthread_mutex_lock(&t->lock);
+    t->references++;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void gw_tls_tickets_release(gw_tls_tickets *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->lock);
+    int left = --t->references;
+    pthread_mutex_unlock(&t->lock);
+    if (left > 0) return;
+    pthread_mutex_destroy(&t->lock);
+    OPENSSL_clear_free(t, sizeof *t);
+}
+
+static int tickets_index = -1;
+
+static void free_tickets(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    gw_tls_tickets_release(ptr);
 }
 
 static int ticket_callback(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cipher,
                            EVP_MAC_CTX *mac, int encrypt) {
-    (void)ssl;
+    gw_tls_tickets *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tickets_index);
+    if (!t) return 0;
     struct ticket_key k;
     int found = 1;
-    pthread_mutex_lock(&ticket_lock);
-    if (encrypt) {
-        k = ticket_keys[ticket_current];
-    } else if (memcmp(name, ticket_keys[ticket_current].name, 16) == 0) {
-        k = ticket_keys[ticket_current];
-    } else if (memcmp(name, ticket_keys[ticket_current ^ 1].name, 16) == 0) {
-        k = ticket_keys[ticket_current ^ 1];
+    pthread_mutex_lock(&t->lock);
+    if (encrypt || memcmp(name, t->current.name, 16) == 0) {
+        k = t->current;
+    } else if (memcmp(name, t->previous.name, 16) == 0) {
+        k = t->previous;
         found = 2;  // accepted, and renewed under the current key
     } else {
         found = 0;
     }
-    pthread_mutex_unlock(&ticket_lock);
+    pthread_mutex_unlock(&t->lock);
     if (found == 0) return 0;  // unknown key: a full handshake
     OSSL_PARAM params[3];
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof k.hmac);
@@ -172,7 +265,7 @@ static void free_extras(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 
 static void init_once(void) {
     extras_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_extras);
-    gw_tls_rotate_ticket_keys();
+    tickets_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_tickets);
 }
 
 static int servername_callback(SSL *ssl, int *alert, void *arg) {
@@ -217,8 +310,8 @@ static void common_settings(SSL_CTX *ctx) {
     SSL_CTX_set_read_ahead(ctx, 1);
 }
 
-static SSL_CTX *server_pair(const char *cert, const char *key, const char *client_ca, char *error,
-                            size_t error_len) {
+static SSL_CTX *server_pair(const char *cert, const char *key, const char *client_ca, gw_tls_tickets *tickets,
+                            char *error, size_t error_len) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         describe(error, error_len, "SSL_CTX_new", "");
@@ -228,6 +321,8 @@ static SSL_CTX *server_pair(const char *cert, const char *key, const char *clien
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // tickets carry the sessions
     SSL_CTX_set_num_tickets(ctx, 1);
+    retain(tickets);
+    SSL_CTX_set_ex_data(ctx, tickets_index, tickets);  // released with the context
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_callback);
     static const unsigned char id[] = "accessgateway";
     SSL_CTX_set_session_id_context(ctx, id, sizeof id - 1);
@@ -276,13 +371,14 @@ static int alpn_wire(const char *list, unsigned char *out, size_t capacity, size
 }
 
 SSL_CTX *gw_tls_server_context(const char *const *certs, const char *const *keys, int pairs,
-                               const char *client_ca, const char *alpn, char *error, size_t error_len) {
+                               const char *client_ca, const char *alpn, gw_tls_tickets *tickets,
+                               char *error, size_t error_len) {
     pthread_once(&extras_once, init_once);
     if (pairs < 1) {
         snprintf(error, error_len, "no certificate and key given");
         return NULL;
     }
-    SSL_CTX *first = server_pair(certs[0], keys[0], client_ca, error, error_len);
+    SSL_CTX *first = server_pair(certs[0], keys[0], client_ca, tickets, error, error_len);
     if (!first) return NULL;
     struct server_extras *x = OPENSSL_zalloc(sizeof *x);
     if (!x || !(x->alternates = OPENSSL_zalloc(sizeof(SSL_CTX *) * (size_t)pairs))) {
@@ -294,7 +390,7 @@ SSL_CTX *gw_tls_server_context(const char *const *certs, const char *const *keys
     // From here the extras belong to `first` and go with it.
     SSL_CTX_set_ex_data(first, extras_index, x);
     for (int i = 1; i < pairs; i++) {
-        SSL_CTX *ctx = server_pair(certs[i], keys[i], client_ca, error, error_len);
+        SSL_CTX *ctx = server_pair(certs[i], keys[i], client_ca, tickets, error, error_len);
         if (!ctx) {
             SSL_CTX_free(first);
             return NULL;

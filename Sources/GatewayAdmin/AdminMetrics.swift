@@ -73,6 +73,29 @@ public final class AdminMetrics: Sendable {
         counter("gateway_bytes_in_total", "Bytes read from sockets (clients and links).") { $0.bytesIn }
         counter("gateway_bytes_out_total", "Bytes written to sockets (clients and links).") { $0.bytesOut }
         counter("gateway_tls_handshakes_total", "TLS handshakes completed.") { $0.tlsHandshakes }
+        gauge("gateway_udp_sessions_open", "UDP sessions open (docs/UDP.md).") { Double($0.udp.sessionsOpen) }
+        counter("gateway_udp_sessions_total", "UDP sessions opened.") { $0.udp.sessionsOpened }
+        counter("gateway_udp_sessions_proven_total", "UDP sessions that echoed their address token.") {
+            $0.udp.sessionsProven
+        }
+        counter("gateway_udp_datagrams_total", "UDP datagrams received and sent.", [("direction", "in")]) {
+            $0.udp.datagramsIn
+        }
+        counter("gateway_udp_datagrams_total", "UDP datagrams received and sent.", [("direction", "out")]) {
+            $0.udp.datagramsOut
+        }
+        counter("gateway_udp_calls_total", "recvmmsg and sendmmsg calls on UDP sockets.", [("call", "recvmmsg")]) {
+            $0.udp.receiveCalls
+        }
+        counter("gateway_udp_calls_total", "recvmmsg and sendmmsg calls on UDP sockets.", [("call", "sendmmsg")]) {
+            $0.udp.sendCalls
+        }
+        counter("gateway_udp_withheld_bytes_total", "Bytes withheld by the 3x anti-amplification bound.") {
+            $0.udp.withheldBytes
+        }
+        for (cause, value) in UDPStats.dropCauses {
+            counter("gateway_udp_drops_total", "UDP datagrams dropped, by cause.", [("cause", cause)]) { value($0.udp) }
+        }
         counter("gateway_tls_resumed_total", "TLS handshakes that resumed a session from a ticket.") { $0.tlsResumed }
         gauge("gateway_tls_handshaking", "TLS handshakes in progress.") { Double($0.tlsHandshaking) }
         counter("gateway_tls_lock_waits_total", "Times Receive or Send found a TLS connection's lock held.") {

@@ -54,6 +54,13 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("ws_handshake_timeout", "Seconds a WebSocket client has for its opening handshake."))
     var wsHandshakeTimeout: String?
 
+    @Option(help: .setting("udp_idle_timeout", "Seconds a UDP session may go without a datagram before it closes."))
+    var udpIdleTimeout: String?
+
+    @Option(help: .setting("udp_max_datagram", "Largest datagram payload sent to UDP clients, bytes (1472: one "
+                           + "unfragmented IPv4 datagram on Ethernet)."))
+    var udpMaxDatagram: String?
+
     @Option(help: .setting("poller", "Readiness API: epoll for many connections, poll for a few busy ones.",
                            default: GatewayConfig().poller.rawValue, allowed: PollerKind.allowedNames,
                            valueName: PollerKind.allowedNames))
@@ -210,6 +217,12 @@ public struct GatewayCommand: ParsableCommand {
                            default: "none", allowed: "names, comma-separated", valueName: "protocols"))
     var tlsAlpn: String?
 
+    @Option(help: .setting("tls_ticket_key_file", "Secret the session-ticket keys are derived from, shared by every "
+                           + "process that should resume the others' sessions (workers share their master's "
+                           + "without it). Re-read on reload.", default: "a random secret per process",
+                           allowed: "a file of 32...64 random bytes", valueName: "path"))
+    var tlsTicketKeyFile: String?
+
     @Option(help: .setting("tls_handshake_timeout", "Seconds a TLS handshake may take before the connection is closed."))
     var tlsHandshakeTimeout: String?
 
@@ -290,9 +303,10 @@ public struct GatewayCommand: ParsableCommand {
             "handover": handover, "handover_timeout": handoverTimeout,
             "workers": workers, "ws_origin": wsOrigin.isEmpty ? nil : wsOrigin.joined(separator: ","),
             "ws_any_origin": wsAnyOrigin.map { $0 ? "true" : "false" }, "ws_handshake_timeout": wsHandshakeTimeout,
+            "udp_idle_timeout": udpIdleTimeout, "udp_max_datagram": udpMaxDatagram,
             "tls_cert": tlsCert.isEmpty ? nil : tlsCert.joined(separator: ","),
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
-            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn,
+            "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn, "tls_ticket_key_file": tlsTicketKeyFile,
             "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
             "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]
@@ -335,7 +349,11 @@ public struct GatewayCommand: ParsableCommand {
         logger[metadataKey: "worker"] = "\(worker)"
         @Sendable func own(_ settings: Settings) -> Settings {
             var own = settings
-            own.controlSocket = nil
+            // Its own control socket, where its successor of the same index takes its connections
+            // (docs/HANDOVER.md, "With --workers"); the master's path is the master's. Past sun_path's
+            // 107 bytes there is none: the worker's clients drain at a restart.
+            own.controlSocket = settings.controlSocket.map { "\($0).w\(worker)" }
+                .flatMap { $0.utf8.count < 108 ? $0 : nil }
             // Workers run side by side: each its own node to the tiers above.
             own.config.nodeInstance = generation << 8 | UInt32(worker)
             // The master serves --admin for the box and asks each worker's own endpoint, on a loopback port
@@ -346,8 +364,10 @@ public struct GatewayCommand: ParsableCommand {
             }
             return own
         }
+        // A master that took over starts workers that take the connections of their predecessors.
+        let predecessor = generation > 0 && settings.handover == .connections ? own(settings).controlSocket : nil
         GatewayRunner.run(own(settings), logger: logger, signals: signals, service: service,
-                          takeOver: nil) { () throws(ConfigError) in
+                          takeOver: nil, connectionsFrom: predecessor) { () throws(ConfigError) in
             own(try reread())
         }
     }

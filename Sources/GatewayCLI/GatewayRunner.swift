@@ -12,7 +12,8 @@ enum GatewayRunner {
     static let inheritedEnvironment = "GATEWAY_WORKER_LISTEN_FDS"
 
     static func run(_ start: Settings, logger: Logger, signals: ProcessSignals, service: ServiceManager,
-                    takeOver: String?, reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
+                    takeOver: String?, connectionsFrom: String? = nil,
+                    reread: @escaping @Sendable () throws(ConfigError) -> Settings) {
         var config = start.config
         let where_ = config.listenAddresses.map(\.description).joined(separator: ",")
         let handover: TakeOver?
@@ -45,9 +46,10 @@ enum GatewayRunner {
                 handover.started(logger: logger)
             }
         }
+        let movedIn = connectionsFrom.map { takeConnections(from: $0, into: gateway, logger: logger) } ?? false
         let reloads = Reloads(gateway: gateway, settings: start, logger: logger, reread: reread)
         // Once the old process drains, a failure here must not stop this one too: it is logged instead.
-        let successor = handover != nil
+        let successor = handover != nil || movedIn
         var control: ControlServer?
         if let path = start.controlSocket {
             do {
@@ -155,6 +157,21 @@ enum GatewayRunner {
                 logger.error("serving without the admin endpoint: \(error)")
                 return (nil, 0)
             }
+        }
+    }
+
+    /// A worker of a master that took over: its predecessor of the same index, at `path`, hands it its
+    /// connections (the listeners it offers are the master's, which this worker has already: closed).
+    /// True if one was there.
+    private static func takeConnections(from path: String, into gateway: Gateway, logger: Logger) -> Bool {
+        do {
+            guard let predecessor = try TakeOver.ask(path, logger: logger) else { return false }
+            for fd in predecessor.listeners { close(fd) }
+            predecessor.startedMoving(into: gateway, logger: logger)
+            return true
+        } catch {
+            logger.error("no connections taken from \(path): \(error)")
+            return false
         }
     }
 

@@ -9,7 +9,7 @@ import Synchronization
 final class Reloads: Sendable {
     /// The keys applied live: the engine's (Gateway.liveKeys) and the front end's.
     static let liveKeys = Set(Gateway.liveKeys + ["log_level", "stats_interval", "tls_cert", "tls_key", "tls_client_ca",
-                                                  "tls_alpn", "upstream_ca", "upstream_cert", "upstream_key"])
+                                                  "tls_alpn", "tls_ticket_key_file", "upstream_ca", "upstream_cert", "upstream_key"])
 
     private let gateway: Gateway
     private let logger: Logger
@@ -92,6 +92,7 @@ extension Settings {
         values["tls_key"] = config.tls.pairs.map(\.key).joined(separator: ",")
         values["tls_client_ca"] = config.tls.clientCA ?? "none"
         values["tls_alpn"] = config.tls.alpn.joined(separator: ",")
+        values["tls_ticket_key_file"] = config.tls.ticketKeyFile ?? "none"
         values["upstream_ca"] = config.upstreamCA ?? "system store"
         values["upstream_cert"] = config.upstreamCert ?? "none"
         values["upstream_key"] = config.upstreamKey ?? "none"

@@ -28,22 +28,28 @@ enum SettingParsers {
 extension SettingParsers {
     static let upstreamAllowed = "IPv4 [tls://]HOST:PORT[,[tls://]HOST:PORT...] with ports 1...65535"
 
-    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT or ws://ADDR:PORT/PATH, "
-        + "e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,ws://127.0.0.1:8080/gw"
+    static let listenAllowed = "ADDR:PORT, IPv4 or [IPv6], ports 0...65535, tls://ADDR:PORT, ws://ADDR:PORT/PATH, "
+        + "wss://ADDR:PORT/PATH or udp://ADDR:PORT, e.g. 127.0.0.1:7000,[::1]:7000,tls://127.0.0.1:7443,"
+        + "ws://127.0.0.1:8080/gw,udp://0.0.0.0:7000"
 
     /// "127.0.0.1:7000,[::1]:7000" (or the items of a YAML list, or repeated flags) as listen addresses.
     static func listen(_ items: [String], key: String = "listen") throws(ConfigError) -> [GatewayConfig.ListenAddress] {
         var addresses: [GatewayConfig.ListenAddress] = []
         for item in items {
             for text in item.split(separator: ",").map({ String($0).trimmingWhitespace }) where !text.isEmpty {
-                // ws://ADDR:PORT/PATH: a WebSocket listener; the path is a plain URL path.
+                // ws://ADDR:PORT/PATH: a WebSocket listener; the path is a plain URL path; wss:// over TLS.
                 var part = text
                 var path: String? = nil
                 // tls://ADDR:PORT: a TLS listener (docs/TLS.md).
-                let tls = text.lowercased().hasPrefix("tls://")
+                var tls = text.lowercased().hasPrefix("tls://")
                 if tls { part = String(text.dropFirst(6)) }
-                if text.hasPrefix("ws://") {
-                    let rest = text.dropFirst(5)
+                // udp://ADDR:PORT: a UDP socket (docs/UDP.md).
+                let udp = text.lowercased().hasPrefix("udp://")
+                if udp { part = String(text.dropFirst(6)) }
+                let secure = text.hasPrefix("wss://")
+                if text.hasPrefix("ws://") || secure {
+                    tls = secure
+                    let rest = text.dropFirst(secure ? 6 : 5)
                     guard let slash = rest.firstIndex(of: "/"),
                           rest[slash...].utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3F && $0 != 0x23 }) else {
                         throw ConfigError(key: key, value: text, allowed: listenAllowed)
@@ -61,7 +67,8 @@ extension SettingParsers {
                       (network.family == 6) == part.hasPrefix("[") else {
                     throw ConfigError(key: key, value: part, allowed: listenAllowed)
                 }
-                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls))
+                addresses.append(GatewayConfig.ListenAddress(host: host, port: port, webSocketPath: path, tls: tls,
+                                                             udp: udp))
             }
         }
         return addresses

@@ -146,11 +146,12 @@ extension Settings {
         if let long = settings.config.tls.alpn.first(where: { $0.utf8.count > 255 }) {
             throw ConfigError(key: "tls_alpn", value: long, allowed: "protocol names of 1...255 bytes")
         }
-        for (key, path) in [("tls_client_ca", \GatewayConfig.tls.clientCA), ("upstream_ca", \.upstreamCA),
+        for (key, path) in [("tls_client_ca", \GatewayConfig.tls.clientCA), ("tls_ticket_key_file", \.tls.ticketKeyFile),
+                            ("upstream_ca", \.upstreamCA),
                             ("upstream_cert", \.upstreamCert), ("upstream_key", \.upstreamKey)] {
             guard let value = text(key) else { continue }
             guard !value.trimmingWhitespace.isEmpty else {
-                throw ConfigError(key: key, value: value, allowed: "a PEM file")
+                throw ConfigError(key: key, value: value, allowed: key == "tls_ticket_key_file" ? "a file" : "a PEM file")
             }
             settings.config[keyPath: path] = value.trimmingWhitespace
         }

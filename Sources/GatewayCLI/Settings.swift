@@ -38,7 +38,7 @@ public struct Settings: Sendable, Equatable {
     static let handoverTimeoutRange = 1...3600
 
     /// Every key a config file, the environment or a flag may set.
-    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level", "admin", "admin_public", "control_socket", "handover", "handover_timeout", "workers", "ws_origin", "ws_any_origin", "tls_cert", "tls_key", "tls_client_ca", "tls_alpn", "upstream_ca", "upstream_cert", "upstream_key"]
+    static let keys = ["host", "poller", "role", "push_overflow", "upstream", "allow", "deny", "proxy_protocol", "listen", "log_format", "node_id", "stats_interval", "log_level", "admin", "admin_public", "control_socket", "handover", "handover_timeout", "workers", "ws_origin", "ws_any_origin", "tls_cert", "tls_key", "tls_client_ca", "tls_alpn", "tls_ticket_key_file", "upstream_ca", "upstream_cert", "upstream_key"]
         + GatewayConfig.ranges.map(\.key)
 
     /// The environment variable that sets `key`, e.g. GATEWAY_MAX_CONNECTIONS.

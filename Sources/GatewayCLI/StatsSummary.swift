@@ -15,6 +15,21 @@ public enum StatsSummary {
             return count > 0 ? "\(cause) \(count)" : nil
         }
         if !closes.isEmpty { line += ", closes " + closes.joined(separator: " ") }
+        if new.udp.sessionsOpened > 0 {
+            let drops = UDPStats.dropCauses.compactMap { name, value -> String? in
+                let n = value(new.udp) - value(old.udp)
+                return n > 0 ? "\(name) \(n)" : nil
+            }
+            // What batching gives: datagrams per recvmmsg and per sendmmsg over the interval.
+            func perCall(_ datagrams: UInt64, _ calls: UInt64) -> String {
+                calls == 0 ? "0" : String(Double(datagrams) / Double(calls)).prefix(4).description
+            }
+            let (u, v) = (new.udp, old.udp)
+            line += ", udp sessions \(u.sessionsOpen) datagrams/call in "
+                + perCall(u.datagramsIn - v.datagramsIn, u.receiveCalls - v.receiveCalls) + " out "
+                + perCall(u.datagramsOut - v.datagramsOut, u.sendCalls - v.sendCalls)
+                + (drops.isEmpty ? "" : " dropped " + drops.joined(separator: " "))
+        }
         if new.shedding { line += ", SHEDDING: not reading clients, buffers \(bytes(Double(new.bufferedBytes)))" }
         if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
             line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// systemd's service notification protocol (sd_notify(3)) without libsystemd: each

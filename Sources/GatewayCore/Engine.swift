@@ -28,6 +28,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// TLS listeners' transport (docs/TLS.md), and links' to tls:// upstreams; nil when none.
     let tls: TLSTransport?
     let tlsLinks: TLSTransport?
+    /// UDP sessions' transport (docs/UDP.md); nil when no listener is udp://.
+    private(set) var udp: UDPTransport?
 
     /// Monitor's inbox: connections whose close was requested.
     let closeRequests: StageInbox
@@ -87,6 +89,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
             webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
         }
+        if config.servesUDP { udp = UDPTransport(engine: self, capacity: config.maxConnections) }
     }
 
     deinit {
@@ -142,9 +145,10 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     @inline(__always)
     func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
         switch TransportKind(rawValue: s.pointee.transport) {
-        case .webSocket?: webSocket!
+        case .webSocket?, .webSocketTLS?: webSocket!
         case .tls?: tls!
         case .tlsClient?: tlsLinks!
+        case .udp?: udp!
         case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
         }
     }
@@ -155,9 +159,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     func requestClose(_ id: ConnectionID, cause: CloseCause) {
         let s = table.slot(id.index)
         guard s.holds(id) else { return }
-        guard s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue, desired: SlotState.closing.rawValue,
-                                                 ordering: .acquiringAndReleasing).exchanged else { return }
-        s.atomic(\.closeCause).store(cause.flag, ordering: .releasing)
+        guard s.beginClosing(cause) else { return }
         closeRequests.post(s, id)
     }
 
@@ -165,8 +167,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// its caller then hands the connection to Deal, which deals what was received,
     /// and Send sends the replies before the connection closes with `cause`.
     func endInput(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) -> Bool {
-        s.atomic(\.inputEnded).compareExchange(expected: 0, desired: cause.flag,
-                                                ordering: .sequentiallyConsistent).exchanged
+        s.endings.endInput(cause)
     }
 
     /// A frame length outside 18...max_frame: logged once for this connection, counted with its close.
@@ -208,12 +209,12 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
             ring.reset()
         }
-        s.pointer(to: \.backlog)!.pointee.release(pool: pool)
-        let assembly = s.pointer(to: \.assembly)!
+        s.pointer(to: \.deal.backlog)!.pointee.release(pool: pool)
+        let assembly = s.pointer(to: \.receive.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
         if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
-        close(s.pointee.fd)
+        if s.pointee.fd >= 0 { close(s.pointee.fd) }  // a UDP session has none of its own
         s.resetForReuse()
         table.release(index)
     }

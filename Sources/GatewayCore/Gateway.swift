@@ -10,6 +10,8 @@ import Logging
 public final class Gateway: @unchecked Sendable {  // start/stop are called from one controlling thread
     public let config: GatewayConfig
     let engine: Engine
+    /// The session-ticket keys of the TLS listeners (tests move them to a later epoch), nil without any.
+    var ticketKeys: TicketKeys? { engine.tls?.tickets }
     /// Set once by start(), never cleared: drainForRestart and reconfigure read it from other threads
     /// (admin, control socket), which exist only after start. `running` says whether stop() is still due.
     private(set) var monitor: MonitorThread?
@@ -35,6 +37,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
 
     /// The listening sockets, for a hot restart to hand over (SCM_RIGHTS); empty once stopped accepting.
     public private(set) var listenerDescriptors: [Int32] = []
+    /// The UDP sockets, closed once the threads have stopped (Send may write to them to the end).
+    private var datagramDescriptors: [Int32] = []
 
     /// "127.0.0.1:7000" for each listening socket, as bound (a port given as 0 shows the one chosen).
     public static func addresses(of listeners: [Int32]) -> [String] {
@@ -48,9 +52,15 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         // writev to a connection the peer has reset must fail with EPIPE, not kill the process.
         signal(SIGPIPE, SIG_IGN)
         var listeners: [Listener] = []
+        var datagramSockets: [UDPSocket] = []
+        // UDP sockets are bound by every process (an SO_REUSEPORT group), never inherited.
+        let streamAddresses = config.listenAddresses.filter { !$0.udp }
         do {
+            for address in config.listenAddresses where address.udp {
+                datagramSockets.append(try UDPSocket(host: address.host, port: address.port))
+            }
             if inherited.isEmpty {
-                for address in config.listenAddresses {
+                for address in streamAddresses {
                     listeners.append(try Listener(host: address.host, port: address.port, backlog: config.backlog))
                 }
             } else {
@@ -61,10 +71,11 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             }
         } catch {
             for l in listeners { close(l.fd) }
+            for u in datagramSockets { close(u.fd) }
             throw error
         }
         // A WebSocket path and TLS are properties of the address configured; an adopted socket is matched by port.
-        let addresses = config.listenAddresses
+        let addresses = streamAddresses
         for i in listeners.indices {
             let configured = addresses.first { $0.port == listeners[i].port && $0.port != 0 }
                 ?? (i < addresses.count ? addresses[i] : nil)
@@ -72,16 +83,21 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             listeners[i].address.tls = configured?.tls ?? false
         }
         engine.webSocket?.listen(on: listeners.map(\.address))
-        port = listeners[0].port
-        ports = listeners.map(\.port)
+        // In the order of listenAddresses: stream listeners and UDP sockets each keep theirs.
+        var (nextStream, nextDatagram) = (listeners.makeIterator(), datagramSockets.makeIterator())
+        ports = config.listenAddresses.map { $0.udp ? nextDatagram.next()!.port : nextStream.next()?.port ?? 0 }
+        if !inherited.isEmpty { ports = listeners.map(\.port) + datagramSockets.map(\.port) }
+        port = ports[0]
         listenerDescriptors = listeners.map(\.fd)
+        datagramDescriptors = datagramSockets.map(\.fd)
+        let receiver = engine.udp.map { UDPReceiver(engine: self.engine, udp: $0, sockets: datagramSockets) }
         if let uplinks = engine.deal.uplinks {
             uplinks.node = config.effectiveNodeID(port: port)
             let servers = config.upstream.map(\.description).joined(separator: ",")
             engine.logger.info(
                 "\(config.role) node id \(uplinks.node); forwarding to \(servers), \(config.upstreamLinks) links each")
         }
-        let monitor = try MonitorThread(engine: engine, listeners: listeners, shared: !inherited.isEmpty)
+        let monitor = try MonitorThread(engine: engine, listeners: listeners, udp: receiver, shared: !inherited.isEmpty)
         self.monitor = monitor
         running.store(true, ordering: .releasing)
         let engine = engine
@@ -104,6 +120,8 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
         threads = []
         // Slots handed to call_rcu are reclaimed before the table goes away.
         gw_rcu_barrier()
+        for fd in datagramDescriptors { close(fd) }
+        datagramDescriptors = []
     }
 
     deinit { stop() }
@@ -137,7 +155,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
     /// Reads the TLS certificates, keys and CA files `config` names (for TLS listeners and links), as
     /// start-up and a reload would; throws naming the key and the reason.
     public static func checkTLS(_ config: GatewayConfig) throws(ConfigError) {
-        if config.servesTLS { _ = try TLSServerContext(config.tls) }
+        if config.servesTLS { _ = try TLSServerContext(config.tls, tickets: TicketKeys(file: config.tls.ticketKeyFile)) }
         if config.linksUseTLS {
             _ = try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
         }
@@ -167,6 +185,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
                                          bufferedBytes: engine.pool.bytesInUse)
         s.tlsHandshaking = UInt64((engine.tls?.handshaking ?? 0) + (engine.tlsLinks?.handshaking ?? 0))
         s.linksConfigured = UInt64(engine.live.current.linkTargets.count { $0 != nil })
+        if let udp = engine.udp { s.udp = udp.counters.snapshot }
         let table = engine.table
         // Read from outside the rings' two threads, a count can be taken mid-pop: past the capacity, it is.
         func level(_ ring: FrameRing) -> UInt64 { ring.count <= config.ringCapacity ? UInt64(ring.count) : 0 }

@@ -123,22 +123,27 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Addresses to listen on, IPv4 or IPv6 (`--listen`, repeatable); empty: `host`:`port`.
     public var listen: [ListenAddress] = []
 
-    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md).
+    /// One listening address; with a path, a WebSocket listener (`ws://HOST:PORT/PATH`, docs/WEBSOCKET.md),
+    /// over TLS too when `tls` (`wss://HOST:PORT/PATH`, docs/TLS.md).
     public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         public var host: String
         public var port: Int
         public var webSocketPath: String?
         /// A TLS listener (`tls://HOST:PORT`, docs/TLS.md).
         public var tls: Bool
-        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false) {
+        /// A UDP socket (`udp://HOST:PORT`, docs/UDP.md).
+        public var udp: Bool
+        public init(host: String, port: Int, webSocketPath: String? = nil, tls: Bool = false, udp: Bool = false) {
             self.host = host
             self.port = port
             self.webSocketPath = webSocketPath
             self.tls = tls
+            self.udp = udp
         }
         public var description: String {
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-            return webSocketPath.map { "ws://\(address)\($0)" } ?? (tls ? "tls://" : "") + address
+            return webSocketPath.map { (tls ? "wss://" : "ws://") + address + $0 }
+                ?? (tls ? "tls://" : udp ? "udp://" : "") + address
         }
     }
 
@@ -157,6 +162,14 @@ public struct GatewayConfig: Sendable, Equatable {
     public var webSocketAnyOrigin = false
     /// Seconds a WebSocket client has to complete its opening handshake.
     public var webSocketHandshakeTimeout = 10
+
+    /// Seconds a UDP session may go without a datagram before it is closed (docs/UDP.md).
+    public var udpIdleTimeout = 30
+    /// The largest datagram payload the gateway sends (docs/UDP.md): an Ethernet MTU of 1,500 less the
+    /// IPv4 and UDP headers, so that no reply is fragmented on a common path.
+    public var udpMaxDatagram = 1472
+    /// Some listener is a UDP socket.
+    public var servesUDP: Bool { listenAddresses.contains { $0.udp } }
 
     /// What the listeners bind: `listen`, or `host`:`port` when it is empty.
     public var listenAddresses: [ListenAddress] { listen.isEmpty ? [ListenAddress(host: host, port: port)] : listen }
@@ -225,6 +238,8 @@ public struct GatewayConfig: Sendable, Equatable {
         ("max_buffered_bytes", 0...(1 << 44), \.maxBufferedBytes),
         ("max_queued_bytes", 0...(1 << 40), \.maxQueuedBytes),
         ("ws_handshake_timeout", 1...3_600, \.webSocketHandshakeTimeout),
+        ("udp_idle_timeout", 1...86_400, \.udpIdleTimeout),
+        ("udp_max_datagram", 64...65_507, \.udpMaxDatagram),
         ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
         ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
         ]
@@ -247,6 +262,10 @@ public struct GatewayConfig: Sendable, Equatable {
         if upstream.count * upstreamLinks > 1024 {
             throw ConfigError(key: "upstream", value: "\(upstream.count) servers x \(upstreamLinks) links",
                               allowed: "at most 1024 links in all")
+        }
+        if role == .aggregation && servesUDP {
+            throw ConfigError(key: "listen", value: "udp://", allowed: "TCP, TLS or WebSocket listeners on an aggregation "
+                              + "server (its listeners take links from lower nodes; clients' UDP ends at access nodes)")
         }
         if role == .aggregation && upstream.isEmpty {
             throw ConfigError(key: "role", value: role.rawValue, allowed: "access, or aggregation with upstream set")

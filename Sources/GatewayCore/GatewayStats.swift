@@ -172,6 +172,8 @@ public struct GatewayStats: Sendable, Equatable {
     /// TLS: transport-lock acquisitions by Receive and Send, and how many found it held (contention).
     public var tlsLockTakes: UInt64 = 0
     public var tlsLockWaits: UInt64 = 0
+    /// UDP listeners' sessions, datagrams and drops (docs/UDP.md).
+    public var udp = UDPStats()
     /// Outbound links configured (servers x links each); those not up are connecting or waiting to retry.
     public var linksConfigured: UInt64 = 0
     /// Frames queued on every connection's receive rings (for Deal) and send rings (for Send),

@@ -36,6 +36,8 @@ public struct CoreSession {
     public let id: SessionID
     let link: Connection
     unowned(unsafe) let server: CoreServer
+    /// How the client reached its access node (`OpenedTransport`); set in `opened` only.
+    public internal(set) var transport: UInt8 = OpenedTransport.tcp
 
     /// Sends `frame` (a DATA frame received for this session) back unchanged, without copying it.
     public func echo(_ frame: Frame) { link.forward(frame) }
@@ -144,11 +146,13 @@ public final class CoreServer: GatewayHandler {
             malformed(connection, "\(message) before HELLO")
         case .heartbeat:
             connection.forward(frame)
-        case .opened(let id, let number, let peer):
+        case .opened(let id, let number, let peer, let transport):
             if sessionLinks[id] != nil { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
             sessionLinks[id] = (connection, number)
             links[connection.id]?.sessions.insert(id)
-            handler.opened(CoreSession(id: id, link: connection, server: self), peer: peer)
+            var session = CoreSession(id: id, link: connection, server: self)
+            session.transport = transport
+            handler.opened(session, peer: peer)
         case .data(let id, let length):
             guard sessionLinks[id] != nil else { return }  // never announced, or already closed
             let inner = UnsafeRawBufferPointer(rebasing: frame.bytes[LinkMessage.dataOverhead...])

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 @testable import BinTestKit
 import GatewayCore
+import LinkCore
 
 /// Push mode end to end: `bin_test core` pushing on its schedule, an access gateway in front of it,
 /// `bin_test client --mode push` logged in behind it; and the client's checks against a fake server.
@@ -36,15 +37,16 @@ final class PushModeTests: XCTestCase {
         return (access, core)
     }
 
-    /// `count` pushes at 2,000/s from 0.8 s after the core starts (the clients are logged in by
-    /// then), over in well under the client's window: each reaches every connection it names.
-    private func pushRun(_ scope: PushScope, count: Int, conns: Int = 50, uids: Int = 5) throws
+    /// `count` pushes at 2,000/s once every connection has logged in (the core waits for their
+    /// logins), each reaching `perPush` connections; the client's window closes when all
+    /// `count * perPush` have arrived. By construction, not by timing: --duration only bounds a failure.
+    private func pushRun(_ scope: PushScope, count: Int, perPush: Int, conns: Int = 50, uids: Int = 5) throws
         -> (report: ClientReport, core: EchoCore) {
         var push = PushSettings()
         push.rate = 2000
         push.scope = scope
         push.uids = uids
-        push.after = 0.8
+        push.afterLogins = conns
         push.count = count
         let (access, core) = try startCoreAndAccess(push)
         let report = ClientRun.run(testSettings(port: access.port) {
@@ -53,13 +55,14 @@ final class PushModeTests: XCTestCase {
             $0.threads = 2
             $0.pushUids = uids
             $0.pushScope = scope
-            $0.duration = Double(count) / 2000 + 0.5
+            $0.count = UInt64(count * perPush)
+            $0.duration = 60
         })
         return (report, core)
     }
 
     func testEveryPushToAUidReachesEachOfItsConnectionsOnce() throws {
-        let (report, core) = try pushRun(.uid, count: 2000)
+        let (report, core) = try pushRun(.uid, count: 2000, perPush: 10)
         XCTAssertEqual(report.messages, [])
         XCTAssertEqual(report.errors, 0)
         XCTAssertEqual(report.connectFailures, 0)
@@ -68,19 +71,35 @@ final class PushModeTests: XCTestCase {
         // 50 connections over 5 uids: each push reaches the 10 logged in as its target.
         XCTAssertEqual(report.replies, 2000 * 10)
         XCTAssertEqual(report.latency.totalCount, report.replies)
-        XCTAssertGreaterThan(report.elapsed, 1.0, "the window is --duration from the first push")
         XCTAssertEqual(report.exitCode, 0)
     }
 
     func testPushesToRoomsAndToEveryoneReachExactlyTheirRecipients() throws {
         for (scope, perPush) in [(PushScope.room, 10), (.all, 50)] {
-            let (report, core) = try pushRun(scope, count: 400)
+            let (report, core) = try pushRun(scope, count: 400, perPush: perPush)
             XCTAssertEqual(report.messages, [], "\(scope)")
             XCTAssertEqual(report.errors, 0, "\(scope)")
             XCTAssertEqual(core.pushes, 400, "\(scope)")
             XCTAssertEqual(report.replies, UInt64(400 * perPush), "\(scope)")
             tearDown()
         }
+    }
+
+    func testTheScheduleWaitsForItsLoginsThenCountsAfter() throws {
+        var push = PushSettings()
+        push.rate = 1000
+        push.after = 0.5
+        push.afterLogins = 3
+        let schedule = PushSchedule(push, now: 1_000)
+        let server = CoreServer(handler: EchoCore(), node: 1, clientMaxFrame: 1024, logger: ServerMode.makeLogger())
+        XCTAssertEqual(schedule.run(now: 5_000_000_000, logins: 2, server: server), 0)
+        XCTAssertNil(schedule.start, "two logins of three: not started, however late")
+        XCTAssertEqual(schedule.run(now: 6_000_000_000, logins: 3, server: server), 0, "started, first push 0.5 s on")
+        XCTAssertEqual(schedule.start, 6_500_000_000)
+        var prompt = PushSettings()
+        prompt.rate = 1000
+        prompt.after = 0.5
+        XCTAssertEqual(PushSchedule(prompt, now: 1_000).start, 500_001_000, "no logins asked: from the core's start")
     }
 
     func testAPushForAnotherUidIsAnError() throws {
@@ -117,13 +136,15 @@ final class PushModeTests: XCTestCase {
     func testPushFlags() throws {
         guard case .core(let core) = try Invocation.parse(arguments: [
             "core", "--push-rate", "100", "--push-scope", "room", "--push-uids", "7", "--push-size", "24",
-            "--push-after", "1.5", "--push-count", "9"]) else { return XCTFail("not a core invocation") }
+            "--push-after", "1.5", "--push-count", "9", "--push-after-logins", "4"])
+        else { return XCTFail("not a core invocation") }
         XCTAssertEqual(core.push.rate, 100)
         XCTAssertEqual(core.push.scope, .room)
         XCTAssertEqual(core.push.uids, 7)
         XCTAssertEqual(core.push.size, 24)
         XCTAssertEqual(core.push.after, 1.5)
         XCTAssertEqual(core.push.count, 9)
+        XCTAssertEqual(core.push.afterLogins, 4)
         guard case .client(let client) = try Invocation.parse(arguments: [
             "client", "--mode", "push", "--push-uids", "3", "--push-scope", "all", "--push-size", "100"])
         else { return XCTFail("not a client invocation") }
@@ -131,7 +152,8 @@ final class PushModeTests: XCTestCase {
         XCTAssertEqual(client.pushScope, .all)
         XCTAssertEqual(client.pushSize, 100)
         for arguments in [["core", "--push-size", "23"], ["core", "--push-scope", "node"],
-                          ["client", "--push-uids", "3"], ["client", "--mode", "push", "--push-uids", "0"]] {
+                          ["client", "--push-uids", "3"], ["client", "--mode", "push", "--push-uids", "0"],
+                          ["client", "--mode", "push", "--conns", "5", "--count", "4"]] {
             XCTAssertThrowsError(try Invocation.parse(arguments: arguments), "\(arguments)") {
                 XCTAssertTrue($0 is SettingsError, "\(arguments): \($0)")
             }

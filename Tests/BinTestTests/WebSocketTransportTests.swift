@@ -4,23 +4,9 @@ import XCTest
 
 /// `bin_test client --transport ws` against a gateway's WebSocket listener: load, pingpong, big
 /// frames that span the gateway's partial writes, and push mode through a core, every reply checked.
-final class WebSocketTransportTests: XCTestCase {
-    private var running: [Gateway] = []
-
-    override func tearDown() {
-        for g in running.reversed() { g.stop() }
-        running = []
-    }
-
+final class WebSocketTransportTests: GatewayTestCase {
     private func gateway(_ configure: (inout GatewayConfig) -> Void = { _ in }) throws -> Gateway {
-        var config = GatewayConfig()
-        config.listen = [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw")]
-        config.tickMilliseconds = 10
-        configure(&config)
-        let g = try Gateway(config: config, handler: EchoHandler(), logger: ServerMode.makeLogger())
-        try g.start()
-        running.append(g)
-        return g
+        try gateway(listen: [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw")], configure)
     }
 
     func testLoadAndPingpongOverWebSocketAreEchoedAndChecked() throws {

@@ -45,6 +45,10 @@ final class AdminMetricsTests: XCTestCase {
         "gateway_push_drop_notices_total": "counter",
         "gateway_tls_handshakes_total": "counter", "gateway_tls_resumed_total": "counter",
         "gateway_tls_handshaking": "gauge", "gateway_tls_lock_waits_total": "counter",
+        "gateway_udp_sessions_open": "gauge", "gateway_udp_sessions_total": "counter",
+        "gateway_udp_sessions_proven_total": "counter", "gateway_udp_datagrams_total": "counter",
+        "gateway_udp_calls_total": "counter", "gateway_udp_withheld_bytes_total": "counter",
+        "gateway_udp_drops_total": "counter",
     ]
 
     func testMetricsAgainstAKnownLoad() throws {

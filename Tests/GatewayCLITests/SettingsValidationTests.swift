@@ -99,4 +99,16 @@ func rejection(_ key: String, _ value: String, in layer: Layer) -> ConfigError? 
             try GatewayConfig.validated(host: "127.0.0.1", port: 70000, poller: "epoll")
         }
     }
+
+    @Test func udpListenersParseAndAreRefusedOnAggregation() throws {
+        let settings = try resolve("listen", "127.0.0.1:7000,udp://127.0.0.1:7001,udp://[::1]:7002", in: .flag)
+        #expect(settings.config.listen.map(\.udp) == [false, true, true])
+        #expect(settings.config.listen[1].description == "udp://127.0.0.1:7001")
+        #expect(settings.config.listen[2].host == "::1")
+        #expect(rejection("listen", "udp://127.0.0.1", in: .file)?.key == "listen")
+        var config = settings.config
+        config.role = .aggregation
+        config.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: 7100)]
+        #expect(throws: ConfigError.self) { try config.validate() }
+    }
 }

@@ -39,6 +39,22 @@ import TestSupport
         #expect(mismatched?.key == "tls_cert", "a certificate given as the key: \(String(describing: mismatched))")
     }
 
+    @Test(.enabled(if: hasOpenSSL)) func wssListenersAreWebSocketOverTLS() throws {
+        let d = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        let settings = try Settings.resolve(
+            flags: ["listen": "wss://127.0.0.1:8443/gw,ws://127.0.0.1:8080/gw", "tls_cert": "\(d)/cert.pem",
+                    "tls_key": "\(d)/key.pem"], environment: [:], configFile: nil)
+        #expect(settings.config.listen.map(\.tls) == [true, false])
+        #expect(settings.config.listen.map(\.webSocketPath) == ["/gw", "/gw"])
+        #expect(settings.config.listen.map(\.description) == ["wss://127.0.0.1:8443/gw", "ws://127.0.0.1:8080/gw"])
+        for bad in ["wss://127.0.0.1:8443", "wss://127.0.0.1:8443/a?b", "wss://localhost:8443/gw"] {
+            #expect(rejection("listen", bad, in: .flag)?.key == "listen", "\(bad)")
+        }
+        let uncertified = rejection("listen", "wss://127.0.0.1:8443/gw", in: .flag)
+        #expect(uncertified?.key == "tls_cert", "a wss:// listener needs a certificate")
+    }
+
     @Test(arguments: Layer.allCases) func pairsMustMatchInEveryLayer(_ layer: Layer) {
         let error = rejection("tls_cert", "/a.pem", in: layer)
         #expect(error?.key == "tls_key", "\(layer): \(String(describing: error))")
@@ -102,6 +118,53 @@ import TestSupport
         _ = try gateway.waitFor("reload refused")
         #expect(gateway.log.contains("tls_cert"))
         #expect(try peerName(port).contains("CN = second"))
+    }
+
+    /// `--workers 2` on a TLS listener: the master gives its workers one ticket secret (a memory file),
+    /// so a session resumes on whichever worker the kernel hands each new connection. 24 resumptions in a
+    /// row all succeed; with a secret per worker about half would make a full handshake.
+    @Test(.enabled(if: hasOpenSSL), .timeLimit(.minutes(2))) func workersResumeEachOthersSessions() throws {
+        let d = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        let port = try freePort()
+        let master = try TestProcess(["--listen", "tls://127.0.0.1:\(port)", "--tls-cert", "\(d)/cert.pem",
+                                      "--tls-key", "\(d)/key.pem", "--workers", "2", "--stats-interval", "0"])
+        defer { _ = master.stop() }
+        _ = try master.waitFor("workers on")
+        let line = try probe(["resume", "--port", "\(port)", "--count", "24"])
+        #expect(line == "resumed=24/24 TLSv1.3", "\(line)\n\(master.log)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aTicketKeyFileMustHold32To64Bytes() throws {
+        let d = try makeCertificate()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        for (count, ok) in [(31, false), (32, true), (64, true), (65, false)] {
+            let path = "\(d)/ticket-\(count).key"
+            try Data(repeating: 9, count: count).write(to: URL(fileURLWithPath: path))
+            let error = rejectionWith("tls_ticket_key_file", path, in: .flag, extra: [
+                "listen": "tls://127.0.0.1:7443", "tls_cert": "\(d)/cert.pem", "tls_key": "\(d)/key.pem"])
+            #expect((error == nil) == ok, "\(count) bytes: \(String(describing: error))")
+            if !ok { #expect(error?.key == "tls_ticket_key_file") }
+        }
+        let missing = rejectionWith("tls_ticket_key_file", "/nonexistent/ticket.key", in: .flag, extra: [
+            "listen": "tls://127.0.0.1:7443", "tls_cert": "\(d)/cert.pem", "tls_key": "\(d)/key.pem"])
+        #expect(missing?.key == "tls_ticket_key_file")
+    }
+
+    /// Tests/TLS/tls_probe.py's one output line (the certificate is not checked).
+    private func probe(_ arguments: [String]) throws -> String {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TLS/tls_probe.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script] + arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The subject `openssl s_client` reports for the server on `port`.

@@ -9,6 +9,9 @@ import Testing
         }
         #expect(WorkerReport.failed("two\nlines").line == "FAILED twolines\n")
         #expect(WorkerReport.failed(String(repeating: "x", count: 2000)).line.utf8.count <= WorkerReport.maxLength)
+        // Cut in whole characters of several bytes each, still within the line's bytes (found by the fuzzer).
+        let wide = WorkerReport.failed(String(repeating: "\u{FFFD}", count: 400)).line
+        #expect(wide.utf8.count <= WorkerReport.maxLength && wide.hasSuffix("\u{FFFD}\n"))
         for bad in ["", "READY", "READY x", "READY 65536", "READY -1", "SERVING 1", "ready 1"] {
             #expect(WorkerReport(parsing: Substring(bad)) == nil, "\(bad)")
         }

@@ -171,7 +171,7 @@ final class AggregationEndToEndTests: ForwardingTestCase {
         let requests = (0..<clients.count).map { i in
             (0..<100).flatMap { TestClient.frame(seq: UInt32($0), uid: UInt32(i), bodySize: 5000) }
         }
-        let results = Mutex<[Int: Bool]>([:])
+        let results = Locked<[Int: Bool]>([:])
         let sockets = clients  // each thread uses its own client only
         DispatchQueue.concurrentPerform(iterations: clients.count) { i in
             let ok = sockets[i].exchange(requests[i], expect: requests[i].count, timeoutSeconds: 60) == requests[i]

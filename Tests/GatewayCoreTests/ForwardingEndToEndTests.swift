@@ -207,7 +207,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
             requests.append(r)
         }
         // All clients send at once (on their own threads), so the links are really full.
-        let results = Mutex<[Int: Bool]>([:])
+        let results = Locked<[Int: Bool]>([:])
         let sockets = clients  // each thread uses its own client only
         let sent = requests
         DispatchQueue.concurrentPerform(iterations: clients.count) { i in
@@ -260,7 +260,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
         waitFor("link up") { g.stats().linksUp == 1 }
         let frames = 150
         let clients = try (0..<4).map { _ in try TestClient(port: g.port, timeoutSeconds: 20) }
-        let outcome = Mutex<[Int: (echoed: Int, overloaded: Int, wrong: Int)]>([:])
+        let outcome = Locked<[Int: (echoed: Int, overloaded: Int, wrong: Int)]>([:])
         let sockets = clients
         DispatchQueue.concurrentPerform(iterations: clients.count * 2) { job in
             let i = job / 2
@@ -302,8 +302,8 @@ final class ForwardingFailureTests: ForwardingTestCase {
 
     /// A fake core on a blocking listener: each link it accepts gets HELLO back, then
     /// `after` (if any), then silence. Counts the links it accepted.
-    private final class FakeCore: @unchecked Sendable {  // `accepts` is a Mutex; the rest is set once
-        final class Count: Sendable { let value = Mutex(0) }
+    private final class FakeCore: @unchecked Sendable {  // `accepts` is Locked; the rest is set once
+        final class Count: Sendable { let value = Locked(0) }
         let listener: Listener
         let count = Count()
         private let thread: Thread
@@ -400,7 +400,7 @@ final class ForwardingFailureTests: ForwardingTestCase {
 
 /// A core that echoes, and closes the session after answering a frame with cmd 99.
 private final class ClosingCore: CoreHandler {
-    let closes = Mutex(0)
+    let closes = Locked(0)
     func opened(_ session: CoreSession, peer: PeerAddress) {}
     func received(_ frame: Frame, clientFrame: UnsafeRawBufferPointer, from session: CoreSession) {
         session.echo(frame)

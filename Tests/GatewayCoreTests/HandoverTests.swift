@@ -92,7 +92,9 @@ final class HandoverTests: XCTestCase {
             let clients = try (0..<50).map { _ in try TestClient(port: a.port) }
             var sent: [[UInt8]] = []
             for (i, c) in clients.enumerated() {
-                let frames = (0..<20).flatMap { TestClient.frame(seq: UInt32(i * 100 + $0), uid: UInt32(i), bodySize: $0) }
+                let frames = (0..<20).flatMap {
+                    TestClient.frame(seq: UInt32(i * 100 + $0), uid: UInt32(i), bodySize: $0)
+                }
                 try c.send(frames)
                 sent.append(frames)
             }

@@ -16,10 +16,10 @@ import LinkCore
 ///   24 SIZED scope target size            one push of exactly `size` bytes (body: bytes i % 251)
 ///   25 FLOOD count size                   `count` DATA frames of `size` bytes to the session, at once
 /// Every request is echoed after it is acted on, so its echo follows the link messages it caused.
-final class PushCore: CoreHandler, @unchecked Sendable {  // `presence` is a Mutex; the rest is Deal's
+final class PushCore: CoreHandler, @unchecked Sendable {  // `answers` is Locked; the rest is Deal's
     static let pushedCmd: UInt16 = 99
     private(set) var server: CoreServer!
-    let answers = Mutex<[UInt32: (nodes: Int, count: Int)]>([:])
+    let answers = Locked<[UInt32: (nodes: Int, count: Int)]>([:])
     /// PUSH_DROPPED notices heard and the pushes they count; pushes `push` refused; sessions closed.
     /// Atomics, which ThreadSanitizer sees (Synchronization's Mutex it cannot).
     let dropNotices = AtomicInt()

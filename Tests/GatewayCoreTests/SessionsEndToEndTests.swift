@@ -136,8 +136,8 @@ final class SessionsEndToEndTests: PushCoreTestCase {
         let control = try TestClient(port: access.port)
         for (i, c) in (steady + [control]).enumerated() { login(c, uid: UInt32(100 + i)) }  // bound: online
         let port = access.port
-        let stop = Mutex(false)
-        let churned = Mutex(0)
+        let stop = Locked(false)
+        let churned = Locked(0)
         let churn = Thread {
             while !stop.withLock({ $0 }) {
                 guard let c = try? TestClient(port: port) else { continue }

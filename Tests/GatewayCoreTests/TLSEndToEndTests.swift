@@ -110,6 +110,25 @@ final class TLSEndToEndTests: XCTestCase {
         XCTAssertEqual(stats.tlsHandshakes, 1)
     }
 
+    /// PROXY protocol comes before the handshake, and the address it names meets the deny list before
+    /// any TLS work; a ClientHello where the header belongs is refused as a bad header.
+    func testAPROXYHeaderComesBeforeTheHandshakeAndItsAddressMeetsTheLists() throws {
+        let ports = try start {
+            $0.proxyProtocol = true
+            $0.deny = [CIDR(parsing: "10.66.0.0/16")!]
+        }
+        let served = try fixtures.probe(["echo", "--port", "\(ports.tls)", "--ca", ca, "--proxy", "10.9.9.9"])
+        XCTAssertTrue(served.ok, served.line)
+        let denied = try fixtures.probe(["refused", "--port", "\(ports.tls)", "--ca", ca, "--proxy", "10.66.1.1"])
+        XCTAssertTrue(denied.line.hasPrefix("refused"), denied.line)
+        let headerless = try fixtures.probe(["refused", "--port", "\(ports.tls)", "--ca", ca])
+        XCTAssertTrue(headerless.line.hasPrefix("refused"), headerless.line)
+        let stats = stop()
+        XCTAssertEqual(stats.closes(.denied), 1, "\(stats.closes)")
+        XCTAssertEqual(stats.closes(.proxyHeader), 1, "\(stats.closes)")
+        XCTAssertEqual(stats.tlsHandshakes, 1, "only the served client got as far as TLS")
+    }
+
     func testSessionsResumeFromTickets() throws {
         let ports = try start()
         for version in ["1.3", "1.2"] {

@@ -6,9 +6,18 @@ import XCTest
 /// examples/web/index.html in Debian's chromium, headless (Tests/python/web_page_test.py drives it
 /// over the DevTools protocol): two browser sessions log in through a WebSocket listener and
 /// examples/echo_core.py; a line one sends to the room reaches the other, and a push to one user
-/// reaches that user alone.
+/// reaches that user alone. The same over wss:// (WebSocket over TLS, a test certificate the browser is
+/// told to accept).
 final class WebPageBrowserTests: XCTestCase {
     func testTwoBrowserSessionsChatThroughTheGatewayAndTheExampleCore() throws {
+        try chat(secure: false)
+    }
+
+    func testTheSameOverWSS() throws {
+        try chat(secure: true)
+    }
+
+    private func chat(secure: Bool) throws {
         guard let python = TestProcess.onPath("python3") else { throw XCTSkip("python3 not found") }
         guard TestProcess.onPath("chromium") != nil else {
             throw XCTSkip("chromium not found: Tools/install-deps.sh installs it")
@@ -25,13 +34,18 @@ final class WebPageBrowserTests: XCTestCase {
         let portFile = FileManager.default.temporaryDirectory.appendingPathComponent("ws-port-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: portFile) }
         let page = try TestProcess(python, [root.appendingPathComponent("Tests/python/web_page_test.py").path,
-                                            "--ws-port-file", portFile.path], environment: nil, name: "web_page_test")
+                                            "--ws-port-file", portFile.path] + (secure ? ["--wss"] : []),
+                                   environment: nil, name: "web_page_test")
+        let fixtures = secure ? try TLSFixtures() : nil
         defer { page.kill() }
         let pageLine = try XCTUnwrap(page.readLine(timeout: 15), "no http port line: \(page.stderr)")
         let httpPort = try XCTUnwrap(Int(pageLine.split(separator: " ").last ?? ""), pageLine)
 
         let gateway = try startGateway(.epoll) { config in
-            config.listen = [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw")]
+            config.listen = [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw", tls: secure)]
+            if let server = fixtures?.pair("server") {
+                config.tls.pairs = [TLSSettings.Pair(certificate: server.certificate, key: server.key)]
+            }
             config.webSocketOrigins = ["http://127.0.0.1:\(httpPort)"]
             config.upstream = [.init(host: "127.0.0.1", port: corePort)]
             config.tickMilliseconds = 10
@@ -44,5 +58,6 @@ final class WebPageBrowserTests: XCTestCase {
         XCTAssertTrue(page.waitForExit(by: Date().addingTimeInterval(200)), "still running:\n\(page.stdout)")
         XCTAssertEqual(page.process.terminationStatus, 0, "\(page.stdout)\n\(page.stderr)")
         XCTAssertTrue(page.stdout.contains("\n4 passed, 0 failed"), page.stdout)
+        if secure { XCTAssertGreaterThanOrEqual(gateway.stats().tlsHandshakes, 2, "both sessions over TLS") }
     }
 }

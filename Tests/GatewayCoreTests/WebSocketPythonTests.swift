@@ -22,10 +22,37 @@ final class WebSocketPythonTests: XCTestCase {
             let script = try TestProcess(python, [root.appendingPathComponent("Tests/python/ws_conformance.py").path,
                                                   "--port", "\(g.port)"], environment: nil, name: "ws_conformance")
             defer { script.kill() }
-            // Each case has its own 20 s limit; twelve of them bound the run.
+            // Each case has its own 20 s limit; thirteen of them bound the run.
             XCTAssertTrue(script.waitForExit(by: Date().addingTimeInterval(300)), "\(poller): still running")
             XCTAssertEqual(script.process.terminationStatus, 0, "\(poller):\n\(script.stdout)\n\(script.stderr)")
-            XCTAssertTrue(script.stdout.contains("\n12 passed, 0 failed"), "\(poller):\n\(script.stdout)")
+            XCTAssertTrue(script.stdout.contains("\n13 passed, 0 failed"), "\(poller):\n\(script.stdout)")
+        }
+    }
+
+    /// The same cases on a wss:// listener (docs/TLS.md): WebSocket over TLS, the certificate verified.
+    func testTheSameCasesOverTLS() throws {
+        guard let python = TestProcess.onPath("python3") else { throw XCTSkip("python3 not found") }
+        let fixtures = try TLSFixtures()
+        let server = fixtures.pair("server")
+        let root = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for poller in [PollerKind.epoll, .poll] {
+            let g = try startGateway(poller) { config in
+                config.listen = [.init(host: "127.0.0.1", port: 0, webSocketPath: "/gw", tls: true)]
+                config.tls.pairs = [TLSSettings.Pair(certificate: server.certificate, key: server.key)]
+                config.webSocketOrigins = ["https://app.example"]
+                config.maxFrame = 4096
+            }
+            defer { g.stop() }
+            let script = try TestProcess(python, [root.appendingPathComponent("Tests/python/ws_conformance.py").path,
+                                                  "--port", "\(g.port)", "--tls-ca", fixtures.path("ca.pem")],
+                                         environment: nil, name: "ws_conformance")
+            defer { script.kill() }
+            XCTAssertTrue(script.waitForExit(by: Date().addingTimeInterval(300)), "\(poller): still running")
+            XCTAssertEqual(script.process.terminationStatus, 0, "\(poller):\n\(script.stdout)\n\(script.stderr)")
+            XCTAssertTrue(script.stdout.contains("\n13 passed, 0 failed"), "\(poller):\n\(script.stdout)")
+            let stats = g.stats()
+            XCTAssertGreaterThanOrEqual(stats.tlsHandshakes, 13, "\(poller): every case over TLS")
         }
     }
 }

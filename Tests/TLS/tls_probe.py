@@ -44,6 +44,8 @@ def context(args):
 
 def connect(args, ctx, session=None):
     raw = socket.create_connection(("127.0.0.1", args.port), timeout=TIMEOUT)
+    if args.proxy:  # a PROXY v1 header in the clear, before the ClientHello
+        raw.sendall(f"PROXY TCP4 {args.proxy} 127.0.0.1 40000 443\r\n".encode())
     return ctx.wrap_socket(raw, server_hostname=args.sni or "localhost", session=session)
 
 
@@ -82,13 +84,22 @@ def cmd_echo(args):
 
 
 def cmd_resume(args):
+    """A session from --port, resumed --count times on --resume-port (default: the same port), each time
+    with the newest ticket; prints resumed=True or False for one, else resumed=N/COUNT."""
     ctx = context(args)
     with connect(args, ctx) as s:
         echo(s, [100])  # the ticket arrives with (TLS 1.3: before) the first reply
         session = s.session
-    with connect(args, ctx, session=session) as s:
-        echo(s, [100])
-        print(f"resumed={s.session_reused} {s.version()}")
+    if args.resume_port:
+        args.port = args.resume_port
+    resumed = 0
+    for _ in range(args.count):
+        with connect(args, ctx, session=session) as s:
+            echo(s, [100])
+            resumed += s.session_reused
+            version = s.version()
+            session = s.session
+    print(f"resumed={resumed == 1} {version}" if args.count == 1 else f"resumed={resumed}/{args.count} {version}")
 
 
 def cmd_refused(args):
@@ -174,6 +185,9 @@ def main():
     p.add_argument("--silent", type=int, default=0)
     p.add_argument("--half", type=int, default=0)
     p.add_argument("--wait", type=float, default=30)
+    p.add_argument("--resume-port", type=int)
+    p.add_argument("--proxy", help="send a PROXY v1 header naming this source address first")
+    p.add_argument("--count", type=int, default=1)
     args = p.parse_args()
     try:
         {"echo": cmd_echo, "resume": cmd_resume, "refused": cmd_refused, "stall": cmd_stall,

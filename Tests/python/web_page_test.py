@@ -3,12 +3,14 @@
 DevTools protocol: two browser sessions log in through the gateway and the example core, one
 sends a line to the room and a line to the other user, and the other sees both arrive.
 
-    web_page_test.py --ws-port-file FILE [--screenshot PNG]
+    web_page_test.py --ws-port-file FILE [--wss] [--screenshot PNG]
 
 Serves examples/web over HTTP on 127.0.0.1 and prints `http port N`; then waits (60 s at most)
 for FILE to hold the port of the gateway's WebSocket listener (path /gw), which must allow the
 origin http://127.0.0.1:N and forward to examples/echo_core.py. Prints one line per check,
-then 'N passed, M failed'; exits 1 if any failed. Everything it starts it stops."""
+then 'N passed, M failed'; exits 1 if any failed. Everything it starts it stops. With --wss the page
+connects to wss://127.0.0.1:PORT/gw (a wss:// listener with a test certificate, which the browser is
+told to accept: --ignore-certificate-errors)."""
 import argparse
 import asyncio
 import base64
@@ -85,7 +87,7 @@ def new_tab(port, url):
         return json.load(r)["webSocketDebuggerUrl"]
 
 
-async def run(http_port, ws_port, screenshot):
+async def run(http_port, ws_port, screenshot, secure):
     checks = []
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -93,11 +95,13 @@ async def run(http_port, ws_port, screenshot):
         return 0, 1
     profile = tempfile.mkdtemp(prefix="gw-chromium-")
     proc = subprocess.Popen([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                             "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+                             "--remote-debugging-port=0", f"--user-data-dir={profile}"]
+                            + (["--ignore-certificate-errors"] if secure else []) + ["about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port = devtools_port(profile)
-        page_url = f"http://127.0.0.1:{http_port}/index.html?autologin=1&ws=ws://127.0.0.1:{ws_port}/gw&room=7"
+        scheme = "wss" if secure else "ws"
+        page_url = f"http://127.0.0.1:{http_port}/index.html?autologin=1&ws={scheme}://127.0.0.1:{ws_port}/gw&room=7"
         alice_ws = new_tab(port, page_url + "&name=alice&uid=1")
         bob_ws = new_tab(port, page_url + "&name=bob&uid=2")
         async with connect(alice_ws, max_size=None) as a, connect(bob_ws, max_size=None) as b:
@@ -165,6 +169,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ws-port-file", required=True)
     parser.add_argument("--screenshot")
+    parser.add_argument("--wss", action="store_true")
     args = parser.parse_args()
     handler = functools.partial(Quiet, directory=os.path.join(ROOT, "examples", "web"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -185,7 +190,7 @@ def main():
     if ws_port is None:
         print(f"FAIL setup: no port in {args.ws_port_file} within 60 s")
         return 1
-    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], ws_port, args.screenshot), 120))
+    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], ws_port, args.screenshot, args.wss), 120))
     server.shutdown()
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed or passed == 0 else 0

@@ -1,22 +1,36 @@
 #!/usr/bin/env python3
 """A conformant WebSocket client (the `websockets` package from PyPI) against a gateway's
 WebSocket listener: docs/WEBSOCKET.md, case by case. The gateway must echo (EchoHandler) and
-run with max_frame 4096 and the allowed origin https://app.example.
+run with max_frame 4096 and the allowed origin https://app.example. With --tls-ca the listener is
+wss:// (docs/TLS.md) and every case runs over TLS, its certificate checked against that CA.
 
-    ws_conformance.py --port P [--path /gw]
+    ws_conformance.py --port P [--path /gw] [--tls-ca CA.pem]
 
 Prints one line per case, then 'N passed, M failed'; exits 1 if any failed."""
 import argparse
 import asyncio
 import os
 import socket
+import ssl
 import struct
 import sys
 
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import connect as ws_connect
 
 MAX_FRAME = 4096
+# wss://: the client's TLS context (main sets it from --tls-ca), else None.
+TLS = None
+
+
+def connect(url, **kwargs):
+    return ws_connect(url, ssl=TLS, **kwargs) if TLS else ws_connect(url, **kwargs)
+
+
+async def open_raw(host, port):
+    if TLS:
+        return await asyncio.open_connection(host, port, ssl=TLS, server_hostname="localhost")
+    return await asyncio.open_connection(host, port)
 
 
 def frame(seq, body=b""):
@@ -46,6 +60,18 @@ async def case_binary_messages(url):
     async with connect(url) as ws:
         await echoes(ws, frame(1, b"a") + frame(2, b"b" * 300), frame(1, b"a") + frame(2, b"b" * 300))
         await echoes(ws, frame(3), frame(3))
+
+
+async def case_many_messages_in_flight(url):
+    async with connect(url) as ws:
+        frames = [frame(100 + i, os.urandom(MAX_FRAME - 18 - i)) for i in range(64)]
+        for f in frames:
+            await ws.send(f)  # all sent before any reply is read: replies pile up in the socket
+        want = b"".join(frames)
+        got = b""
+        while len(got) < len(want):
+            got += await asyncio.wait_for(ws.recv(), 5)
+        assert got == want, f"{len(got)} bytes back, want {len(want)}"
 
 
 async def case_fragmented_message(url):
@@ -114,7 +140,7 @@ async def case_allowed_origin(url):
 
 
 async def raw_handshake(host, port, path):
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await open_raw(host, port)
     writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -133,7 +159,7 @@ async def case_unmasked_frame_1002(url, host, port, path):
 
 
 async def case_plain_tcp_frame_400(url, host, port, path):
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await open_raw(host, port)
     writer.write(frame(11, b"plain"))
     answer = await asyncio.wait_for(reader.read(), 5)  # until the gateway closes
     assert answer.startswith(b"HTTP/1.1 400 "), answer
@@ -145,8 +171,12 @@ async def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/gw")
+    parser.add_argument("--tls-ca")
     args = parser.parse_args()
-    url = f"ws://{args.host}:{args.port}{args.path}"
+    global TLS
+    if args.tls_ca:
+        TLS = ssl.create_default_context(cafile=args.tls_ca)
+    url = f"{'wss' if TLS else 'ws'}://{args.host}:{args.port}{args.path}"
     cases = [(name, fn) for name, fn in globals().items() if name.startswith("case_")]
     passed = failed = 0
     for name, fn in cases:

@@ -12,12 +12,16 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
+#include <sys/random.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <linux/futex.h>
 #include <limits.h>
 
 static inline int gw_errno(void) { return errno; }
+
+// getrandom(2): Glibc's module does not show <sys/random.h>.
+static inline long gw_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }
 
 static inline int gw_futex_wait(uint32_t *addr, uint32_t expected) {
     return (int)syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
@@ -29,6 +33,14 @@ static inline int gw_futex_wake(uint32_t *addr, int count) {
 
 // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (declared only under _GNU_SOURCE).
 int gw_accept4(int fd, struct sockaddr *addr, socklen_t *len);
+
+// recvmmsg and sendmmsg (declared only under _GNU_SOURCE), on messages laid out as struct mmsghdr.
+struct gw_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int gw_recvmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags);
+int gw_sendmmsg(int fd, struct gw_mmsghdr *messages, unsigned int count, int flags);
 
 // IOV_MAX: the most iovecs one writev takes.
 int gw_iov_max(void);
@@ -53,6 +65,11 @@ int gw_set_parent_death_signal(int signal);
 // A pipe for a worker's report to its master, both ends close-on-exec and non-blocking (pipe2 is a
 // GNU extension Glibc's module does not show). Returns 0 or -1 with errno.
 int gw_report_pipe(int ends[2]);
+
+// A close-on-exec memory file holding `len` random bytes (getrandom, memfd_create: GNU extensions
+// Glibc's module does not show), for a secret passed to child processes by descriptor alone.
+// Returns the descriptor, or -1 with errno.
+int gw_random_memfd(const char *name, size_t len);
 
 // Most descriptors one message carries (SCM_MAX_FD).
 #define GW_MAX_FDS 253

@@ -5,6 +5,7 @@
 #define GATEWAY_CTLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 /// What a TLS call came to, when it did not move bytes.
@@ -28,13 +29,35 @@ typedef enum {
     GW_TLS_CERTIFICATE,
 } gw_tls_status;
 
+/// Session-ticket keys: one set per engine, shared by its server contexts (each holds a reference).
+typedef struct gw_tls_tickets gw_tls_tickets;
+
+/// Keys derived from `secret` (at most 64 bytes used; NULL or empty: 32 random bytes, this set alone
+/// knows them) for `epoch`: tickets are issued under the epoch's key and accepted under it and the
+/// previous epoch's. Two sets from the same secret at the same epoch issue and accept the same tickets.
+/// NULL when out of memory or randomness.
+gw_tls_tickets *gw_tls_tickets_new(const unsigned char *secret, size_t secret_len, uint64_t epoch);
+
+/// A new secret at the current epoch (a changed key file): tickets under the old one make a full
+/// handshake. 0 (and the old keys kept) if the keys cannot be derived.
+int gw_tls_tickets_rekey(gw_tls_tickets *tickets, const unsigned char *secret, size_t secret_len);
+
+/// Moves to `epoch` if it is later than the current one (never back); 0 if the keys cannot be derived.
+int gw_tls_tickets_advance(gw_tls_tickets *tickets, uint64_t epoch);
+
+uint64_t gw_tls_tickets_epoch(gw_tls_tickets *tickets);
+
+/// Drops the caller's reference.
+void gw_tls_tickets_release(gw_tls_tickets *tickets);
+
 /// A server context from `pairs` certificate chain / private key PEM files: the first pair is the
 /// default, SNI picks another whose certificate names match. TLS 1.2 and 1.3 only, no
-/// renegotiation, stateless session tickets under the process's rotating keys, no session cache.
+/// renegotiation, stateless session tickets under `tickets` (which it retains), no session cache.
 /// `client_ca` (or NULL) requires and verifies client certificates; `alpn` (or NULL) is a
 /// comma-separated protocol list. NULL on failure, with the reason in `error`.
 SSL_CTX *gw_tls_server_context(const char *const *certs, const char *const *keys, int pairs,
-                               const char *client_ca, const char *alpn, char *error, size_t error_len);
+                               const char *client_ca, const char *alpn, gw_tls_tickets *tickets,
+                               char *error, size_t error_len);
 
 /// A client context: verifies the server against `ca` (a PEM file) when `verify`, else against the
 /// system's store; `verify` 0 checks nothing (load tool only). `cert`/`key` (or NULL) for mTLS.
@@ -71,9 +94,5 @@ const char *gw_tls_version(SSL *ssl);
 
 /// The reason for the calling thread's last failure, for a log line.
 const char *gw_tls_last_reason(void);
-
-/// Replaces the older of the two session-ticket keys by a fresh random one, which then issues
-/// tickets; tickets under the other key are still accepted (and renewed) until the next rotation.
-void gw_tls_rotate_ticket_keys(void);
 
 #endif

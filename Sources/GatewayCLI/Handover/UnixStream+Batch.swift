@@ -29,17 +29,14 @@ extension UnixStream {
     /// batch (its descriptors closed) or a broken stream.
     func receiveBatch() throws(HandoverError) -> [MovedConnection] {
         var header = [UInt8](repeating: 0, count: BatchWire.headerSize)
-        var fds = [Int32](repeating: -1, count: Int(GW_MAX_FDS))
-        var count: Int32 = 0
-        let n = header.withUnsafeMutableBytes { h in
-            fds.withUnsafeMutableBufferPointer { gw_recv_fds(fd, $0.baseAddress, GW_MAX_FDS, &count, h.baseAddress, h.count) }
-        }
-        let received = Array(fds.prefix(Int(count)))
+        let (n, received) = receiveMessage(into: &header)
         func fail(_ why: String) -> HandoverError {
             for d in received { close(d) }
             return HandoverError(why)
         }
-        guard n > 0 else { throw fail(n == 0 ? "the old process went away" : HandoverError(receiving: errno).description) }
+        guard n > 0 else {
+            throw fail(n == 0 ? "the old process went away" : HandoverError(receiving: errno).description)
+        }
         do {
             if n < BatchWire.headerSize { try readAll(&header, from: n) }
         } catch {
@@ -63,7 +60,9 @@ extension UnixStream {
     private func writeAll(_ bytes: [UInt8]) throws(HandoverError) {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL))
+            }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 let e = errno
@@ -79,7 +78,9 @@ extension UnixStream {
         while done < bytes.count {
             let n = bytes.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + done, $0.count - done, 0) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw n == 0 ? HandoverError("the stream ended inside a batch") : HandoverError(receiving: errno) }
+            guard n > 0 else {
+                throw n == 0 ? HandoverError("the stream ended inside a batch") : HandoverError(receiving: errno)
+            }
             done += n
         }
     }

@@ -136,13 +136,13 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
             logger.notice("handed over \(moved) connections in \(took) s\(bound); \(kept) could not move and drain")
             return true
         case .stalled(let moved, let lost, let why):
-            logger.error(Logger.Message(stringLiteral: "hand-over stalled (\(why)) after \(moved) connections: \(lost) more sent and lost; "
-                         + "the rest drain"))
+            let lostText = "\(lost) more sent and lost"
+            logger.error("hand-over stalled (\(why)) after \(moved) connections: \(lostText); the rest drain")
             return true
         case .gone(let lost, let why):
             gateway.holdAccepting(false)
-            logger.error(Logger.Message(stringLiteral: "take-over on \(path) abandoned mid-hand-over (\(why)): \(lost) connections handed over "
-                         + "are lost with the new process; the rest are served here, accepting again"))
+            let lostText = "\(lost) connections handed over are lost with the new process"
+            logger.error("take-over on \(path) abandoned mid-hand-over (\(why)): \(lostText); the rest are served here")
             return false
         }
     }

@@ -57,8 +57,8 @@ struct TakeOver {
             guard let reply = try stream.receive() else { throw HandoverError("the old process went away") }
             switch HandoverLine(parsing: reply.line) {
             case .draining(let seconds)?:  // it cannot hand connections over (a master): they reconnect
-                logger.notice(Logger.Message(stringLiteral: "took over \(listeners.count) listeners; the old process moves no connections and "
-                              + "drains over \(seconds) s"))
+                let drains = "the old process moves no connections and drains over \(seconds) s"
+                logger.notice("took over \(listeners.count) listeners; \(drains)")
                 return
             case .moving?:
                 break
@@ -76,8 +76,8 @@ struct TakeOver {
             guard let end = try stream.receive(), case .draining(let seconds) = HandoverLine(parsing: end.line) else {
                 throw HandoverError("the old process did not confirm its drain")
             }
-            logger.notice(Logger.Message(stringLiteral: "took over \(listeners.count) listeners and \(adopted) connections; the old process drains "
-                          + "the rest over \(seconds) s"))
+            let drains = "the old process drains the rest over \(seconds) s"
+            logger.notice("took over \(listeners.count) listeners and \(adopted) connections; \(drains)")
         } catch {
             logger.error("took over \(listeners.count) listeners and \(adopted) connections, then: \(error)")
         }

@@ -67,14 +67,7 @@ final class UnixStream {
     /// descriptors that came with it; nil at end of stream.
     func receive() throws(HandoverError) -> (line: String, descriptors: [Int32])? {
         var buffer = [UInt8](repeating: 0, count: HandoverLine.maxLength + 1)
-        var fds = [Int32](repeating: -1, count: Int(GW_MAX_FDS))
-        var count: Int32 = 0
-        let n = buffer.withUnsafeMutableBytes { b in
-            fds.withUnsafeMutableBufferPointer {
-                gw_recv_fds(fd, $0.baseAddress, GW_MAX_FDS, &count, b.baseAddress, b.count)
-            }
-        }
-        let received = Array(fds.prefix(Int(count)))
+        let (n, received) = receiveMessage(into: &buffer)
         guard n > 0 else {
             for d in received { close(d) }
             if n == 0 { return nil }
@@ -82,6 +75,19 @@ final class UnixStream {
         }
         let text = String(decoding: buffer.prefix(n), as: UTF8.self)
         return (text.hasSuffix("\n") ? String(text.dropLast()) : text, received)
+    }
+
+    /// One message into `buffer` with the descriptors that came with it (the caller's to close): its
+    /// byte count, 0 at the end of the stream, -1 with errno on an error.
+    func receiveMessage(into buffer: inout [UInt8]) -> (count: Int, descriptors: [Int32]) {
+        var fds = [Int32](repeating: -1, count: Int(GW_MAX_FDS))
+        var count: Int32 = 0
+        let n = buffer.withUnsafeMutableBytes { b in
+            fds.withUnsafeMutableBufferPointer {
+                gw_recv_fds(fd, $0.baseAddress, GW_MAX_FDS, &count, b.baseAddress, b.count)
+            }
+        }
+        return (n, Array(fds.prefix(Int(count))))
     }
 }
 

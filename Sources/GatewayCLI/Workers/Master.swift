@@ -76,7 +76,15 @@ final class Master {
         }
         openListeners(inheriting: handover?.listeners)
         let generation = handover?.generation ?? 0
-        spawner = WorkerSpawner(commandLine: CommandLine.arguments, generation: generation)
+        var ticketSecret: Int32?
+        if settings.config.servesTLS, settings.config.tls.ticketKeyFile == nil {
+            do {
+                ticketSecret = try TicketSecret.make()
+            } catch {
+                abortStart("\(error)")
+            }
+        }
+        spawner = WorkerSpawner(commandLine: CommandLine.arguments, generation: generation, ticketSecret: ticketSecret)
         for index in workers.indices { start(index) }
         // Until every worker serves, a predecessor serves on: a failure here changes nothing for it.
         awaitStart()

@@ -25,8 +25,21 @@ enum WorkerReport: Equatable {
     var line: String {
         switch self {
         case .ready(let port): "READY \(port)\n"
-        case .failed(let why): "FAILED \(String(why.filter { !$0.isNewline }.prefix(Self.maxLength - 8)))\n"
+        case .failed(let why): "FAILED \(Self.cut(why.filter { !$0.isNewline }, toBytes: Self.maxLength - 8))\n"
         }
+    }
+
+    /// The longest prefix of `text` within `limit` UTF-8 bytes, in whole characters (a reason in another
+    /// script has characters of up to 4 bytes: a cut by characters could pass maxLength).
+    private static func cut(_ text: String, toBytes limit: Int) -> Substring {
+        var bytes = 0
+        var end = text.startIndex
+        for c in text {
+            bytes += c.utf8.count
+            if bytes > limit { break }
+            end = text.index(after: end)
+        }
+        return text[..<end]
     }
 
     init?(parsing line: Substring) {

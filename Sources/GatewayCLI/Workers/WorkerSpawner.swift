@@ -12,11 +12,14 @@ struct WorkerSpawner {
 
     let arguments: [String]
     let generation: UInt32
+    /// The master's ticket secret (TicketSecret), when workers serve TLS without a tls_ticket_key_file.
+    let ticketSecret: Int32?
     /// This executable's real path: a worker shows in ps(1) by its name, not as "exe".
     let executable: String
 
     /// The command line for workers: --take-over is the master's business alone.
-    init(commandLine: [String], generation: UInt32) {
+    init(commandLine: [String], generation: UInt32, ticketSecret: Int32? = nil) {
+        self.ticketSecret = ticketSecret
         var arguments: [String] = []
         var skipNext = false
         for argument in commandLine.dropFirst() {
@@ -58,11 +61,14 @@ struct WorkerSpawner {
         environment[Self.masterEnvironment] = "\(getpid())"
         environment[Self.generationEnvironment] = "\(generation)"
         environment[WorkerReport.environment] = "\(report)"
+        if let ticketSecret { environment[Settings.environmentName(of: "tls_ticket_key_file")] = TicketSecret.path(ticketSecret) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         // dup2 onto itself clears close-on-exec in the child only (glibc 2.29 and later).
-        for fd in listeners + [report] { posix_spawn_file_actions_adddup2(&actions, fd, fd) }
+        for fd in listeners + [report] + (ticketSecret.map { [$0] } ?? []) {
+            posix_spawn_file_actions_adddup2(&actions, fd, fd)
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -77,6 +77,8 @@ import Glibc
             index = freeList[freeCount]
         } else if highWater < capacity {
             index = UInt32(highWater)
+            // What a reclaimed slot is reset to; before `usedRange` (under the lock) shows it to sweeps.
+            slot(index).resetParts()
             highWater += 1
         } else {
             return nil

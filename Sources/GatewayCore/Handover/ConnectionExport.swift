@@ -62,9 +62,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
             let s = table.slot(id.index)
             guard s.holds(id) else { continue }  // closed meanwhile, for its own reasons
             let quiet = s.handoverStep == .quiet
-            guard quiet, s.atomic(\.state).compareExchange(expected: SlotState.open.rawValue,
-                                                           desired: SlotState.movingOut.rawValue,
-                                                           ordering: .acquiringAndReleasing).exchanged else {
+            guard quiet, s.beginMovingOut() else {
                 if s.state == .open {
                     resume(id, s, quiet: quiet)
                     kept += 1
@@ -89,8 +87,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
     public func handedOver(_ batch: QuiescedBatch) {
         for id in batch.ids {
             let s = table.slot(id.index)
-            s.atomic(\.closeCause).store(CloseCause.handedOver.flag, ordering: .releasing)
-            s.atomic(\.state).store(SlotState.closing.rawValue, ordering: .releasing)
+            s.movedOut()
             engine.closeRequests.post(s, id)
         }
     }
@@ -107,8 +104,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
         // Send has stopped only once quiet: then its blocked mark is stale, and clearing it re-arms the stall timer.
         if quiet { s.atomic(\.writeBlocked).store(0, ordering: .relaxed) }
         s.atomic(\.handover).store(0, ordering: .sequentiallyConsistent)
-        _ = s.atomic(\.state).compareExchange(expected: SlotState.movingOut.rawValue, desired: SlotState.open.rawValue,
-                                              ordering: .acquiringAndReleasing)
+        s.cancelMovingOut()
         engine.receive.input.post(s, id)
         engine.deal.input.post(s, id)
         engine.send.input.post(s, id)
@@ -123,18 +119,19 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
 
     /// Once quiet: not ending (its end of stream, a graceful close), past its PROXY header.
     private static func stillMovable(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        !s.pointee.awaitingProxy && !s.flag(\.inputEnded) && !s.flag(\.flushThenClose) && !s.flag(\.lingering)
+        !s.pointee.receive.awaitingProxy && !s.endings.hasInputEnded && !s.endings.isFlushing
+            && s.endings.lingering == nil
             && s.atomic(\.reconnectNotice).load(ordering: .acquiring) == 0
     }
 
     /// The state that travels: what was read and not dealt, what was produced and not written.
     private func snapshot(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> MovedConnection {
         var input: [UInt8] = []
-        Self.copy(table.receiveRing(id.index), from: Int(s.pointee.dealOffset), into: &input)
-        s.pointee.assembly.copyPartial(into: &input)
+        Self.copy(table.receiveRing(id.index), from: Int(s.pointee.deal.dealOffset), into: &input)
+        s.pointee.receive.assembly.copyPartial(into: &input)
         var output: [UInt8] = []
-        Self.copy(table.sendRing(id.index), from: Int(s.pointee.writeOffset), into: &output)
-        s.pointee.backlog.copyBytes(into: &output)
+        Self.copy(table.sendRing(id.index), from: Int(s.pointee.send.writeOffset), into: &output)
+        s.pointee.deal.backlog.copyBytes(into: &output)
         return MovedConnection(fd: s.pointee.fd, peer: s.pointee.peer,
                                addressCounted: s.atomic(\.addressCounted).load(ordering: .acquiring) == 1,
                                input: input, output: output)

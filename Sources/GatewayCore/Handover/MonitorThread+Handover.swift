@@ -57,19 +57,19 @@ extension MonitorThread {
         let s = table.slot(index)
         s.pointee.fd = moved.fd
         s.pointee.peer = moved.peer
-        s.pointee.awaitingProxy = false
+        s.pointee.receive.awaitingProxy = false
         s.pointee.listenerIndex = 0
         s.pointee.transport = TransportKind.plain.rawValue
         let counted = moved.addressCounted && engine.limits.countsConnections
         if counted { engine.limits.count(moved.peer, now: MonotonicClock.nanoseconds()) }
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.accepted()
         do {
             try poller.addConnection(fd: moved.fd, token: id.packed)
         } catch {
             engine.logger.error("hand-over: registering \(moved.peer): \(error); closed")
-            s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+            s.withdrawn()
             close(moved.fd)
             if counted { engine.limits.closed(moved.peer) }
             table.release(index)
@@ -80,20 +80,20 @@ extension MonitorThread {
             let chunk = pool.allocate(capacity: moved.output.count)
             moved.output.withUnsafeBytes { chunk.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             _ = table.sendRing(index).push(FrameDescriptor(chunk: chunk, offset: 0, length: UInt32(moved.output.count)))
-            s.pointee.queuedBytes = UInt64(moved.output.count)
+            s.pointee.deal.queuedBytes = UInt64(moved.output.count)
         }
         var bad: UInt32?
         if !moved.input.isEmpty {
             let block = pool.allocate(capacity: moved.input.count)
             moved.input.withUnsafeBytes { block.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             let ring = table.receiveRing(index)
-            let assembly = s.pointer(to: \.assembly)!
+            let assembly = s.pointer(to: \.receive.assembly)!
             let outcome = assembly.pointee.consume(block: block, start: 0, count: moved.input.count,
                                                    maxFrame: engine.config.maxFrame, pool: pool) { _ = ring.push($0) }
             pool.release(block)
             let held = assembly.pointee.heldBytes
             if held > 0 { engine.pendingBytes.wrappingIncrement(by: held, ordering: .relaxed) }
-            s.pointee.frameStartTick = engine.receive.input.currentTick
+            s.pointee.receive.frameStartTick = engine.receive.input.currentTick
             if case .badLength(let length, _) = outcome { bad = length }
         }
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)

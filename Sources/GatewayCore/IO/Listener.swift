@@ -10,46 +10,8 @@ struct Listener {
     var address: GatewayConfig.ListenAddress
 
     init(host: String, port: Int, backlog: Int, reusePort: Bool = false) throws(SocketError) {
-        let v6 = host.contains(":")
-        var storage = sockaddr_storage()
-        let length: socklen_t
-        let valid = withUnsafeMutablePointer(to: &storage) { p -> Bool in
-            if v6 {
-                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
-                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
-                    $0.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
-                    return inet_pton(AF_INET6, host, &$0.pointee.sin6_addr) == 1
-                }
-            }
-            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
-                $0.pointee.sin_family = sa_family_t(AF_INET)
-                $0.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
-                return inet_pton(AF_INET, host, &$0.pointee.sin_addr) == 1
-            }
-        }
-        guard valid else { throw SocketError("inet_pton(\(host))", EINVAL) }
-        length = socklen_t(v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        let fd = socket(v6 ? AF_INET6 : AF_INET, type, 0)
-        guard fd >= 0 else { throw SocketError("socket", gw_errno()) }
-        do {
-            try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
-            if reusePort { try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT") }
-            if v6 {
-                try SocketOptions.setInt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", value: host == "::" ? 0 : 1)
-            }
-        } catch {
-            close(fd)
-            throw error
-        }
-        let bound = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0 else {
-            let e = gw_errno()
-            close(fd)
-            throw SocketError("bind \(GatewayConfig.ListenAddress(host: host, port: port))", e)
-        }
+        let fd = try Listener.bound(host: host, port: port, type: SOCK_STREAM, reusePort: reusePort,
+                                    naming: GatewayConfig.ListenAddress(host: host, port: port))
         guard listen(fd, Int32(backlog)) == 0 else {
             let e = gw_errno()
             close(fd)
@@ -65,6 +27,52 @@ struct Listener {
         self.fd = fd
         self.port = Int(actual.port)
         address = GatewayConfig.ListenAddress(host: host, port: self.port)
+    }
+
+    /// A non-blocking socket of `type` bound to host:port with SO_REUSEADDR (and SO_REUSEPORT when asked);
+    /// IPv6 is IPv6-only except on `::`. Closed again if any step fails.
+    static func bound(host: String, port: Int, type: __socket_type, reusePort: Bool,
+                      naming address: GatewayConfig.ListenAddress) throws(SocketError) -> Int32 {
+        let v6 = host.contains(":")
+        var storage = sockaddr_storage()
+        let valid = withUnsafeMutablePointer(to: &storage) { p -> Bool in
+            if v6 {
+                return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    $0.pointee.sin6_family = sa_family_t(AF_INET6)
+                    $0.pointee.sin6_port = in_port_t(UInt16(port).bigEndian)
+                    return inet_pton(AF_INET6, host, &$0.pointee.sin6_addr) == 1
+                }
+            }
+            return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                $0.pointee.sin_family = sa_family_t(AF_INET)
+                $0.pointee.sin_port = in_port_t(UInt16(port).bigEndian)
+                return inet_pton(AF_INET, host, &$0.pointee.sin_addr) == 1
+            }
+        }
+        guard valid else { throw SocketError("inet_pton(\(host))", EINVAL) }
+        let length = socklen_t(v6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        let flags = Int32(type.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = socket(v6 ? AF_INET6 : AF_INET, flags, 0)
+        guard fd >= 0 else { throw SocketError("socket", gw_errno()) }
+        do {
+            try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")
+            if reusePort { try SocketOptions.setInt(fd, SOL_SOCKET, SO_REUSEPORT, "SO_REUSEPORT") }
+            if v6 {
+                try SocketOptions.setInt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY", value: host == "::" ? 0 : 1)
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        let rc = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard rc == 0 else {
+            let e = gw_errno()
+            close(fd)
+            throw SocketError("bind \(address)", e)
+        }
+        return fd
     }
 
     /// A listening socket another process bound (hot restart, or a master process), shared with it:

@@ -18,56 +18,46 @@ extension DealStage {
             downlinks.links[id.index] = Downlinks.Link(id: id, heartbeatTicks: uplinks.heartbeatTicks, lastHeard: now)
         }
         drainBacklog(id, s)
-        if s.pointee.waiting { return }  // dealt again when its upper link has room
-        let ring = table.receiveRing(id.index)
-        if ring.count > 0 { downlinks.links[id.index]?.lastHeard = now }
-        outer: while ring.count > 0 {
-            let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.dealOffset)
-            var runStart = offset
-            var runData = 0
-            while offset < Int(d.length) {
-                let length = Int(FrameHeader.length(at: d.start + offset))
-                guard let link = downlinks.links[id.index] else { break outer }  // set when its turn began
-                switch lowerFrame(d.start + offset, link) {
-                case .forward(let isData):
-                    if isData { runData += 1 }
-                case .heartbeat:
-                    // Answered here: what came before it goes up first.
-                    guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
-                        s.pointee.dealOffset = UInt32(runStart)
-                        break outer
-                    }
-                    enqueue(FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
-                                            length: UInt32(length)), to: id)
-                    (runStart, runData) = (offset + length, 0)
-                case .hello(let hello):
-                    answerHello(hello, id, s, uplinks, downlinks)
-                    runStart = offset + length
-                case .skip:
-                    runStart = offset + length
-                case .malformed(let why):
-                    let node = downlinks.links[id.index]?.node ?? 0
-                    engine.logger.warning("link from node \(node) (\(id)): closing, malformed: \(why)")
-                    engine.requestClose(id, cause: .protocolError)
-                    return
+        if s.pointee.deal.waiting { return }  // dealt again when its upper link has room
+        if table.receiveRing(id.index).count > 0 { downlinks.links[id.index]?.lastHeard = now }
+        // The run of checked messages since the last one answered here, forwarded up as one descriptor.
+        var runStart = Int(s.pointee.deal.dealOffset)
+        var runData = 0
+        let (end, _) = walkFrames(id, s, frame: { d, offset, whole in
+            guard let link = downlinks.links[id.index] else { return .abandon }  // set when its turn began
+            switch lowerFrame(d.start, link) {
+            case .forward(let isData):
+                if isData { runData += 1 }
+            case .heartbeat:
+                // Answered here: what came before it goes up first.
+                guard forwardRun(whole, runStart..<offset, runData, s, id, uplinks, downlinks) else {
+                    return .pause(at: runStart)
                 }
-                offset += length
-                bytesMoved &+= length
+                enqueue(d, to: id)
+                (runStart, runData) = (offset + Int(d.length), 0)
+            case .hello(let hello):
+                answerHello(hello, id, s, uplinks, downlinks)
+                runStart = offset + Int(d.length)
+            case .skip:
+                runStart = offset + Int(d.length)
+            case .malformed(let why):
+                let node = downlinks.links[id.index]?.node ?? 0
+                engine.logger.warning("link from node \(node) (\(id)): closing, malformed: \(why)")
+                engine.requestClose(id, cause: .protocolError)
+                return .abandon
             }
-            guard forwardRun(d, runStart..<offset, runData, s, id, uplinks, downlinks) else {
-                s.pointee.dealOffset = UInt32(runStart)
-                break outer
+            return .next
+        }, descriptorEnd: { whole, offset in
+            guard forwardRun(whole, runStart..<offset, runData, s, id, uplinks, downlinks) else {
+                return .pause(at: runStart)
             }
-            s.pointee.dealOffset = 0
-            ring.pop(1)
-            pool.release(d.chunk)
-        }
+            (runStart, runData) = (0, 0)
+            return .next
+        })
+        if end == .abandoned { return }
         resumeReceive(id, s)
-        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
-            s.atomic(\.flushThenClose).store(s.atomic(\.inputEnded).load(ordering: .acquiring),
-                                             ordering: .sequentiallyConsistent)
-            engine.send.input.post(s, id)
+        if table.receiveRing(id.index).count == 0, let cause = s.endings.inputEnded {
+            closeAfterReplies(id, s, cause: cause)
         }
     }
 
@@ -85,7 +75,7 @@ extension DealStage {
         case _ where !link.up: return .malformed("\(message) before HELLO")
         case .hello: return .malformed("a second HELLO")
         case .heartbeat: return .heartbeat
-        case .opened(let session, _, _), .closed(let session, _), .pushDropped(let session, _):
+        case .opened(let session, _, _, _), .closed(let session, _), .pushDropped(let session, _):
             return ownSession(session, link) ? .forward(isData: false) : .malformed("a session of node \(session.node)")
         case .data(let session, _):
             return ownSession(session, link) ? .forward(isData: true) : .malformed("a session of node \(session.node)")
@@ -176,10 +166,7 @@ extension DealStage {
                 engine.logger.warning("refusing link \(hello.link) from node \(hello.node): \(status), \(why)")
             }
             downlinks.links[id.index]?.refused = true
-            if s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: CloseCause.linkRefused.flag,
-                                                          ordering: .sequentiallyConsistent).exchanged {
-                engine.send.input.post(s, id)
-            }
+            closeAfterReplies(id, s, cause: .linkRefused)
             return
         }
         guard var link = downlinks.links[id.index] else { return }  // set when its turn began
@@ -321,7 +308,8 @@ extension DealStage {
     func tickDownlinks(_ tick: UInt64, _ downlinks: Downlinks) {
         for link in downlinks.links.values where tick &- link.lastHeard > 3 * link.heartbeatTicks {
             let s = table.slot(link.id.index)
-            guard s.state == .open, table.receiveRing(link.id.index).count == 0, !s.pointee.waiting else { continue }
+            guard s.state == .open, table.receiveRing(link.id.index).count == 0, !s.pointee.deal.waiting
+            else { continue }
             engine.logger.warning("link \(link.number) from node \(link.node): nothing heard for 3 heartbeats, closing")
             engine.requestClose(link.id, cause: .idle)
         }

@@ -19,7 +19,7 @@ extension DealStage {
             Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.reservedCommand)
             return true
         }
-        if s.pointee.shed {
+        if s.pointee.deal.shed {
             engine.counters.add(.overloadedReplies)
             Connection(id: id, deal: self).reply(to: frame, status: GatewayStatus.overloaded)
             return true
@@ -42,21 +42,21 @@ extension DealStage {
             return false
         }
         let session = SessionID(node: uplinks.node, connection: id)
-        if !s.pointee.routed || s.pointee.route != link.packed {
+        if !s.pointee.deal.routed || s.pointee.deal.route != link.packed {
             let opened = LinkMessage.opened(session, link: UInt16(position),
-                                            peer: s.pointee.peer)
+                                            peer: s.pointee.peer, transport: s.pointee.transport)
             composeOnLink(position, uplinks, length: opened.encodedLength) { opened.encode(into: $0) }
             leaveRouteList(s, uplinks)
-            s.pointee.routed = true
-            s.pointee.route = link.packed
+            s.pointee.deal.routed = true
+            s.pointee.deal.route = link.packed
             joinRouteList(id.index, s, position, uplinks)
         }
         composeOnLink(position, uplinks, length: LinkMessage.dataOverhead + length) { p in
             LinkMessage.data(session, clientFrameLength: UInt32(length)).encode(into: p)
             (p + LinkMessage.dataOverhead).copyMemory(from: frame.bytes.baseAddress!, byteCount: length)
         }
-        s.pointee.routeFrames = s.pointee.routeFrames &+ 1  // not &+=: an inout access spans the whole record
-        s.pointee.lastUpSeq = frame.header.seq
+        s.pointee.deal.routeFrames = s.pointee.deal.routeFrames &+ 1  // not &+=: an inout access spans the whole record
+        s.pointee.deal.lastUpSeq = frame.header.seq
         engine.counters.add(.forwardedUp)
         return true
     }
@@ -66,27 +66,27 @@ extension DealStage {
     private func joinRouteList(_ index: UInt32, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
                                _ uplinks: Uplinks) {
         let head = uplinks.links[position].routedHead
-        s.pointee.routePrev = Uplinks.none
-        s.pointee.routeNext = head
-        s.pointee.routeFrames = 0
-        if head != Uplinks.none { table.slot(head).pointee.routePrev = index }
+        s.pointee.deal.routePrev = Uplinks.none
+        s.pointee.deal.routeNext = head
+        s.pointee.deal.routeFrames = 0
+        if head != Uplinks.none { table.slot(head).pointee.deal.routePrev = index }
         uplinks.links[position].routedHead = index
     }
 
     /// Takes `s` off the list of the link it was announced on, while that link is the same connection
     /// (a link that died took its list with it).
     private func leaveRouteList(_ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
-        guard s.pointee.routed else { return }
-        let link = ConnectionID(packed: s.pointee.route)
+        guard s.pointee.deal.routed else { return }
+        let link = ConnectionID(packed: s.pointee.deal.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
-        let (prev, next) = (s.pointee.routePrev, s.pointee.routeNext)
+        let (prev, next) = (s.pointee.deal.routePrev, s.pointee.deal.routeNext)
         if prev == Uplinks.none {
             uplinks.links[position].routedHead = next
         } else {
-            table.slot(prev).pointee.routeNext = next
+            table.slot(prev).pointee.deal.routeNext = next
         }
-        if next != Uplinks.none { table.slot(next).pointee.routePrev = prev }
+        if next != Uplinks.none { table.slot(next).pointee.deal.routePrev = prev }
     }
 
     /// A link died: every client that sent frames on it is told once, with the seq of the last one
@@ -96,13 +96,13 @@ extension DealStage {
         var told: UInt64 = 0
         while index != Uplinks.none {
             let s = table.slot(index)
-            let next = s.pointee.routeNext
-            if s.pointee.routeFrames > 0, s.state == .open, !s.flag(\.flushThenClose) {
+            let next = s.pointee.deal.routeNext
+            if s.pointee.deal.routeFrames > 0, s.state == .open, !s.endings.isFlushing {
                 let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-                let header = FrameHeader(length: 0, seq: s.pointee.lastUpSeq, cmd: ReservedCommand.upstreamLost,
+                let header = FrameHeader(length: 0, seq: s.pointee.deal.lastUpSeq, cmd: ReservedCommand.upstreamLost,
                                          status: GatewayStatus.upstreamLost, uid: 0)
                 compose(header, body: UnsafeRawBufferPointer(start: nil, count: 0), to: id)
-                s.pointee.routeFrames = 0
+                s.pointee.deal.routeFrames = 0
                 told += 1
             }
             index = next
@@ -113,8 +113,8 @@ extension DealStage {
 
     /// The client's link while it is up; otherwise the next link that is.
     private func route(_ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) -> Int? {
-        if s.pointee.routed {
-            let link = ConnectionID(packed: s.pointee.route)
+        if s.pointee.deal.routed {
+            let link = ConnectionID(packed: s.pointee.deal.route)
             let position = Int(table.slot(link.index).pointee.linkPosition)
             if position < uplinks.links.count, uplinks.links[position].up, uplinks.links[position].id == link {
                 return position
@@ -155,7 +155,7 @@ extension DealStage {
     /// Room for a client frame going up: clients wait (in the link's list) while the link's
     /// output is backed up, so a slow core pushes back on its clients, never on memory.
     func linkHasRoom(_ link: ConnectionID, _ ls: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        ls.pointee.backlog.isEmpty && table.sendRing(link.index).freeCount >= Self.linkRoom
+        ls.pointee.deal.backlog.isEmpty && table.sendRing(link.index).freeCount >= Self.linkRoom
     }
 
     /// End of a batch: every link's pending output goes on its ring, and Send is told.
@@ -176,15 +176,15 @@ extension DealStage {
     /// the link back to Deal when it has made room (the link's dealPaused flag).
     func waitForLink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int,
                              _ ls: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
-        s.pointee.waiting = true
-        s.pointee.waitSince = input.currentTick
-        s.pointee.waitPosition = UInt16(position)
-        s.pointee.waitNext = Uplinks.none
-        s.pointee.waitPrev = uplinks.links[position].waitTail
+        s.pointee.deal.waiting = true
+        s.pointee.deal.waitSince = input.currentTick
+        s.pointee.deal.waitPosition = UInt16(position)
+        s.pointee.deal.waitNext = Uplinks.none
+        s.pointee.deal.waitPrev = uplinks.links[position].waitTail
         if uplinks.links[position].waitTail == Uplinks.none {
             uplinks.links[position].waitHead = id.index
         } else {
-            table.slot(uplinks.links[position].waitTail).pointee.waitNext = id.index
+            table.slot(uplinks.links[position].waitTail).pointee.deal.waitNext = id.index
         }
         uplinks.links[position].waitTail = id.index
         let link = uplinks.links[position].id!
@@ -195,19 +195,19 @@ extension DealStage {
 
     /// Takes `s` out of its link's wait list.
     func stopWaiting(_ s: UnsafeMutablePointer<ConnectionSlot>, _ uplinks: Uplinks) {
-        guard s.pointee.waiting else { return }
-        s.pointee.waiting = false
-        let position = Int(s.pointee.waitPosition)
-        let (prev, next) = (s.pointee.waitPrev, s.pointee.waitNext)
+        guard s.pointee.deal.waiting else { return }
+        s.pointee.deal.waiting = false
+        let position = Int(s.pointee.deal.waitPosition)
+        let (prev, next) = (s.pointee.deal.waitPrev, s.pointee.deal.waitNext)
         if prev == Uplinks.none {
             uplinks.links[position].waitHead = next
         } else {
-            table.slot(prev).pointee.waitNext = next
+            table.slot(prev).pointee.deal.waitNext = next
         }
         if next == Uplinks.none {
             uplinks.links[position].waitTail = prev
         } else {
-            table.slot(next).pointee.waitPrev = prev
+            table.slot(next).pointee.deal.waitPrev = prev
         }
     }
 
@@ -216,8 +216,8 @@ extension DealStage {
         var index = uplinks.links[position].waitHead
         while index != Uplinks.none {
             let s = table.slot(index)
-            let next = s.pointee.waitNext
-            s.pointee.waiting = false
+            let next = s.pointee.deal.waitNext
+            s.pointee.deal.waiting = false
             input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))
             index = next
         }
@@ -231,8 +231,8 @@ extension DealStage {
                       _ uplinks: Uplinks) {
         stopWaiting(s, uplinks)
         leaveRouteList(s, uplinks)
-        guard s.pointee.routed, cause != .upstream else { return }
-        let link = ConnectionID(packed: s.pointee.route)
+        guard s.pointee.deal.routed, cause != .upstream else { return }
+        let link = ConnectionID(packed: s.pointee.deal.route)
         let position = Int(table.slot(link.index).pointee.linkPosition)
         guard position < uplinks.links.count, uplinks.links[position].id == link else { return }
         let closed = LinkMessage.closed(SessionID(node: uplinks.node, connection: id), cause: UInt8(cause.rawValue))
@@ -259,31 +259,19 @@ extension DealStage {
         if uplinks.links[position].waitHead != Uplinks.none, linkHasRoom(id, s) {
             wakeWaiters(position, uplinks)
         }
-        let ring = table.receiveRing(id.index)
-        while ring.count > 0 {
-            let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.dealOffset)
-            while offset < Int(d.length) {
-                let start = d.start + offset
-                let length = Int(FrameHeader.length(at: start))
-                switch linkFrame(start, FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset),
-                                                        length: UInt32(length)), id, position, uplinks) {
-                case .next:
-                    offset += length
-                    bytesMoved &+= length
-                case .closeLink:
-                    if let downlinks { flushDownRun(downlinks) }
-                    return
-                }
+        let (end, _) = walkFrames(id, s) { d, _, _ in
+            switch linkFrame(d.start, d, id, position, uplinks) {
+            case .next:
                 uplinks.links[position].lastHeard = now
+                return .next
+            case .closeLink:
+                return .abandon
             }
-            s.pointee.dealOffset = 0
-            ring.pop(1)
-            pool.release(d.chunk)
         }
         if let downlinks { flushDownRun(downlinks) }
+        if end == .abandoned { return }
         resumeReceive(id, s)
-        if ring.count == 0, s.flag(\.inputEnded) { engine.requestClose(id, cause: .peer) }
+        if table.receiveRing(id.index).count == 0, s.endings.hasInputEnded { engine.requestClose(id, cause: .peer) }
     }
 
     enum LinkStep { case next, closeLink }
@@ -360,7 +348,7 @@ extension DealStage {
         let id = session.connection
         if session.node == uplinks.node, id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.ended {
+            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.deal.ended {
                 return (id, s)
             }
         }
@@ -404,9 +392,9 @@ extension DealStage {
             while uplinks.maxWaitTicks > 0, uplinks.links[position].waitHead != Uplinks.none {
                 let index = uplinks.links[position].waitHead
                 let s = table.slot(index)
-                guard tick &- s.pointee.waitSince > uplinks.maxWaitTicks else { break }
+                guard tick &- s.pointee.deal.waitSince > uplinks.maxWaitTicks else { break }
                 stopWaiting(s, uplinks)
-                s.pointee.shed = true
+                s.pointee.deal.shed = true
                 input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))
             }
             // Frames still waiting here to be dealt (a full client paused the link) are news enough.

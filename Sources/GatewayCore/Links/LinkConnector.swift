@@ -107,7 +107,7 @@ final class LinkConnector {
         // Receive runs the TLS handshake once connected (the client speaks first); Send waits for it.
         s.pointee.transport = target.tls ? TransportKind.tlsClient.rawValue : TransportKind.plain.rawValue
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.connecting.rawValue, ordering: .releasing)
+        s.beginConnecting()
         states[position] = .connecting(id)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -135,7 +135,7 @@ final class LinkConnector {
         }
         let position = Int(s.pointee.linkPosition)
         states[position] = .open(id)
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.connected()
         engine.logger.debug("\(name(position)): connected")
         return true
     }

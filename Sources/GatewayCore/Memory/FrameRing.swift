@@ -23,25 +23,31 @@ import Atomics
 
     let indices: UnsafeMutablePointer<Indices>
     let mask: UInt32
-    /// Where storage comes from and goes back to; nil for a ring with storage of its own.
-    private unowned(unsafe) let pool: RingPool?
+    /// Where storage comes from and goes back to (a `RingPool`, unretained: the table owns it);
+    /// nil for a ring with storage of its own. Not an `unowned(unsafe) RingPool?`: with that field
+    /// the unoptimized build read `Optional<FrameRing>.none` back as a value, so iterating an array
+    /// of rings never ended (Engine.reclaim looped at Gateway.stop).
+    private let poolAddress: UnsafeMutableRawPointer?
 
     /// A ring whose storage comes from `pool` when first needed.
     @inline(__always)
     init(indices: UnsafeMutablePointer<Indices>, pool: RingPool) {
         self.indices = indices
         self.mask = UInt32(pool.ringCapacity - 1)
-        self.pool = pool
+        self.poolAddress = Unmanaged.passUnretained(pool).toOpaque()
     }
 
     /// A ring over storage the caller owns for the ring's whole life.
     public init(indices: UnsafeMutablePointer<Indices>, storage: UnsafeMutablePointer<FrameDescriptor>, capacity: Int) {
         self.indices = indices
         self.mask = UInt32(capacity - 1)
-        self.pool = nil
+        self.poolAddress = nil
         UnsafeAtomic<UInt>(at: indices.pointer(to: \.storage)!).store(UInt(bitPattern: storage), ordering: .releasing)
     }
 
+    @inline(__always) private var pool: RingPool? {
+        poolAddress.map { Unmanaged<RingPool>.fromOpaque($0).takeUnretainedValue() }
+    }
     @inline(__always) private var head: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.head)!) }
     @inline(__always) private var tail: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.tail)!) }
     @inline(__always) private var storageWord: UnsafeAtomic<UInt> { UnsafeAtomic(at: indices.pointer(to: \.storage)!) }

@@ -20,16 +20,16 @@ struct FloodLimits {
 
     /// Refills the connection's buckets for the ticks since it was last dealt.
     func refill(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64) {
-        if !s.pointee.floodArmed {
-            s.pointee.floodArmed = true
-            (s.pointee.floodFrames, s.pointee.floodBytes, s.pointee.floodTick) = (frames, bytes, now)
+        if !s.pointee.deal.floodArmed {
+            s.pointee.deal.floodArmed = true
+            (s.pointee.deal.floodFrames, s.pointee.deal.floodBytes, s.pointee.deal.floodTick) = (frames, bytes, now)
             return
         }
-        let seconds = Double(now &- s.pointee.floodTick) * secondsPerTick
+        let seconds = Double(now &- s.pointee.deal.floodTick) * secondsPerTick
         guard seconds > 0 else { return }
-        s.pointee.floodTick = now
-        s.pointee.floodFrames = TokenBucket.refilled(s.pointee.floodFrames, rate: frames, seconds: seconds)
-        s.pointee.floodBytes = TokenBucket.refilled(s.pointee.floodBytes, rate: bytes, seconds: seconds)
+        s.pointee.deal.floodTick = now
+        s.pointee.deal.floodFrames = TokenBucket.refilled(s.pointee.deal.floodFrames, rate: frames, seconds: seconds)
+        s.pointee.deal.floodBytes = TokenBucket.refilled(s.pointee.deal.floodBytes, rate: bytes, seconds: seconds)
     }
 
     /// Spends one frame of `length` bytes; false when either bucket is overdrawn.
@@ -37,8 +37,8 @@ struct FloodLimits {
     func spend(_ s: UnsafeMutablePointer<ConnectionSlot>, length: Int) -> Bool {
         // Plain stores, not -=: an inout access through `pointee` spans the whole record, which
         // other threads read atomically (ThreadSanitizer reports it).
-        s.pointee.floodFrames = s.pointee.floodFrames - 1
-        s.pointee.floodBytes = s.pointee.floodBytes - Double(length)
-        return (frames == 0 || s.pointee.floodFrames >= 0) && (bytes == 0 || s.pointee.floodBytes >= 0)
+        s.pointee.deal.floodFrames = s.pointee.deal.floodFrames - 1
+        s.pointee.deal.floodBytes = s.pointee.deal.floodBytes - Double(length)
+        return (frames == 0 || s.pointee.deal.floodFrames >= 0) && (bytes == 0 || s.pointee.deal.floodBytes >= 0)
     }
 }

@@ -68,7 +68,7 @@ extension DealStage {
         case .node, .all:
             for index in table.usedRange {
                 let s = table.slot(index)
-                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.bound { body(index) }
+                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.deal.bound { body(index) }
             }
         }
     }
@@ -87,7 +87,7 @@ extension DealStage {
         forEachSession(named: tree, uplinks, sessions) { index in
             let s = table.slot(index)
             let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-            guard s.state == .open, !s.flag(\.flushThenClose) else {
+            guard s.state == .open, !s.endings.isFlushing else {
                 closing += 1
                 return
             }
@@ -119,9 +119,9 @@ extension DealStage {
 
     /// A push dropped by push_overflow: the core hears of it at the next notice round.
     private func noteDroppedPush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
-        s.pointee.pushDrops = s.pointee.pushDrops &+ 1  // not &+=: an inout access spans the whole record
-        guard !s.pointee.dropNoticeQueued else { return }
-        s.pointee.dropNoticeQueued = true
+        s.pointee.deal.pushDrops = s.pointee.deal.pushDrops &+ 1  // not &+=: an inout access spans the whole record
+        guard !s.pointee.deal.dropNoticeQueued else { return }
+        s.pointee.deal.dropNoticeQueued = true
         sessions.dropNotices.append(id)
     }
 
@@ -133,11 +133,11 @@ extension DealStage {
         sessions.lastNoticeTick = tick
         for id in sessions.dropNotices {
             let s = table.slot(id.index)
-            guard s.holds(id), s.state == .open, s.pointee.routed else { continue }
-            let count = s.pointee.pushDrops
-            s.pointee.pushDrops = 0
-            s.pointee.dropNoticeQueued = false
-            let link = ConnectionID(packed: s.pointee.route)
+            guard s.holds(id), s.state == .open, s.pointee.deal.routed else { continue }
+            let count = s.pointee.deal.pushDrops
+            s.pointee.deal.pushDrops = 0
+            s.pointee.deal.dropNoticeQueued = false
+            let link = ConnectionID(packed: s.pointee.deal.route)
             let position = Int(table.slot(link.index).pointee.linkPosition)
             // The link it was announced on is gone: the core forgot the session with it.
             guard position < uplinks.links.count, uplinks.links[position].id == link, uplinks.links[position].up
@@ -176,12 +176,12 @@ extension DealStage {
 
     /// A forwarded client's first turn on Deal: counted, and timed for auth_timeout.
     func sessionOpened(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ sessions: Sessions) {
-        s.pointee.opened = true
+        s.pointee.deal.opened = true
         sessions.open += 1
         let table = self.table
         sessions.deadlines?.add(id, now: input.currentTick) { pending in
             let p = table.slot(pending.index)
-            return p.generation.load(ordering: .acquiring) == pending.generation && !p.pointee.bound
+            return p.generation.load(ordering: .acquiring) == pending.generation && !p.pointee.deal.bound
         }
     }
 
@@ -193,8 +193,8 @@ extension DealStage {
     /// The session ends for the core's view at once (a KICK, or the core's CLOSED): unbound, out
     /// of its rooms and of presence, though its connection still sends what was queued for it.
     func sessionEnded(_ s: UnsafeMutablePointer<ConnectionSlot>, _ index: UInt32, _ sessions: Sessions) {
-        guard s.pointee.opened, !s.pointee.ended else { return }
-        s.pointee.ended = true
+        guard s.pointee.deal.opened, !s.pointee.deal.ended else { return }
+        s.pointee.deal.ended = true
         sessions.open -= 1
         sessions.directory.remove(index)
         publishSessionGauges(sessions)
@@ -205,7 +205,7 @@ extension DealStage {
         sendDropNotices(tick, sessions)
         sessions.deadlines?.expire(now: tick) { id in
             let s = table.slot(id.index)
-            guard s.holds(id), !s.pointee.bound else { return }
+            guard s.holds(id), !s.pointee.deal.bound else { return }
             engine.requestClose(id, cause: .authTimeout)
         }
     }

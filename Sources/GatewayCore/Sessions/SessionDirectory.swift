@@ -2,8 +2,11 @@
 /// the uid a session is bound to, with every uid's sessions in a list through
 /// their slots, and room memberships, each a node in a pool linked both into its
 /// room's list and its session's. Pushes walk these lists and allocate nothing;
-/// binds and joins may grow the tables. Deal-owned. List links are index + 1, 0 = none.
+/// binds and joins may grow the tables. Deal-owned. A list's links are slot or membership indices.
 final class SessionDirectory {
+    /// The end of a list.
+    static let none = UInt32.max
+
     struct Head {
         var first: UInt32
         var count: Int
@@ -24,7 +27,7 @@ final class SessionDirectory {
     private var uids: [UInt32: Head] = [:]
     private var rooms: [UInt32: Head] = [:]
     private var members: [Membership] = []
-    private var freeMembers: UInt32 = 0
+    private var freeMembers = SessionDirectory.none
     /// Sessions bound to a uid, and memberships, for the stats.
     private(set) var boundCount = 0
     private(set) var membershipCount = 0
@@ -44,30 +47,30 @@ final class SessionDirectory {
     /// Binds slot `index` to `uid` (rebinding it if it was bound to another).
     func bind(_ index: UInt32, uid: UInt32) {
         let s = table.slot(index)
-        if s.pointee.bound {
-            if s.pointee.uid == uid { return }
+        if s.pointee.deal.bound {
+            if s.pointee.deal.uid == uid { return }
             unbind(index)
         }
         let head = uids[uid]
-        s.pointee.bound = true
-        s.pointee.uid = uid
-        s.pointee.uidPrev = 0
-        s.pointee.uidNext = head?.first ?? 0
-        if let first = head?.first { table.slot(first - 1).pointee.uidPrev = index + 1 }
-        uids[uid] = Head(first: index + 1, count: (head?.count ?? 0) + 1)
+        s.pointee.deal.bound = true
+        s.pointee.deal.uid = uid
+        s.pointee.deal.uidPrev = Self.none
+        s.pointee.deal.uidNext = head?.first ?? Self.none
+        if let first = head?.first { table.slot(first).pointee.deal.uidPrev = index }
+        uids[uid] = Head(first: index, count: (head?.count ?? 0) + 1)
         boundCount += 1
     }
 
     func unbind(_ index: UInt32) {
         let s = table.slot(index)
-        guard s.pointee.bound else { return }
-        s.pointee.bound = false
-        let uid = s.pointee.uid
-        let (prev, next) = (s.pointee.uidPrev, s.pointee.uidNext)
-        if next != 0 { table.slot(next - 1).pointee.uidPrev = prev }
-        if prev != 0 { table.slot(prev - 1).pointee.uidNext = next }
+        guard s.pointee.deal.bound else { return }
+        s.pointee.deal.bound = false
+        let uid = s.pointee.deal.uid
+        let (prev, next) = (s.pointee.deal.uidPrev, s.pointee.deal.uidNext)
+        if next != Self.none { table.slot(next).pointee.deal.uidPrev = prev }
+        if prev != Self.none { table.slot(prev).pointee.deal.uidNext = next }
         if var head = uids[uid] {
-            if prev == 0 { head.first = next }
+            if prev == Self.none { head.first = next }
             head.count -= 1
             uids[uid] = head.count == 0 ? nil : head
         }
@@ -76,11 +79,11 @@ final class SessionDirectory {
 
     /// Calls `body` with the slot index of every session bound to `uid`.
     func forEach(uid: UInt32, _ body: (UInt32) -> Void) {
-        var link = uids[uid]?.first ?? 0
-        while link != 0 {
-            let next = table.slot(link - 1).pointee.uidNext
-            body(link - 1)
-            link = next
+        var index = uids[uid]?.first ?? Self.none
+        while index != Self.none {
+            let next = table.slot(index).pointee.deal.uidNext
+            body(index)
+            index = next
         }
     }
 
@@ -88,28 +91,28 @@ final class SessionDirectory {
 
     func join(_ index: UInt32, room: UInt32) -> JoinResult {
         let s = table.slot(index)
-        var m = s.pointee.roomsHead
-        while m != 0 {
-            if members[Int(m - 1)].room == room { return .already }
-            m = members[Int(m - 1)].nextOfSlot
+        var m = s.pointee.deal.roomsHead
+        while m != Self.none {
+            if members[Int(m)].room == room { return .already }
+            m = members[Int(m)].nextOfSlot
         }
-        guard Int(s.pointee.roomCount) < maxRooms else { return .full }
+        guard Int(s.pointee.deal.roomCount) < maxRooms else { return .full }
         let head = rooms[room]
-        let node = Membership(room: room, slot: index, prevInRoom: 0, nextInRoom: head?.first ?? 0,
-                              nextOfSlot: s.pointee.roomsHead)
+        let node = Membership(room: room, slot: index, prevInRoom: Self.none, nextInRoom: head?.first ?? Self.none,
+                              nextOfSlot: s.pointee.deal.roomsHead)
         let at: UInt32
-        if freeMembers != 0 {
+        if freeMembers != Self.none {
             at = freeMembers
-            freeMembers = members[Int(at - 1)].nextOfSlot
-            members[Int(at - 1)] = node
+            freeMembers = members[Int(at)].nextOfSlot
+            members[Int(at)] = node
         } else {
-            members.append(node)
             at = UInt32(members.count)
+            members.append(node)
         }
-        if let first = head?.first { members[Int(first - 1)].prevInRoom = at }
+        if let first = head?.first { members[Int(first)].prevInRoom = at }
         rooms[room] = Head(first: at, count: (head?.count ?? 0) + 1)
-        s.pointee.roomsHead = at
-        s.pointee.roomCount = s.pointee.roomCount + 1  // not +=: an inout access spans the whole record
+        s.pointee.deal.roomsHead = at
+        s.pointee.deal.roomCount = s.pointee.deal.roomCount + 1  // not +=: an inout access spans the whole record
         membershipCount += 1
         return .joined
     }
@@ -118,16 +121,16 @@ final class SessionDirectory {
     @discardableResult
     func leave(_ index: UInt32, room: UInt32) -> Bool {
         let s = table.slot(index)
-        var previous: UInt32 = 0
-        var m = s.pointee.roomsHead
-        while m != 0, members[Int(m - 1)].room != room {
+        var previous = Self.none
+        var m = s.pointee.deal.roomsHead
+        while m != Self.none, members[Int(m)].room != room {
             previous = m
-            m = members[Int(m - 1)].nextOfSlot
+            m = members[Int(m)].nextOfSlot
         }
-        guard m != 0 else { return false }
-        let next = members[Int(m - 1)].nextOfSlot
-        if previous == 0 { s.pointee.roomsHead = next } else { members[Int(previous - 1)].nextOfSlot = next }
-        s.pointee.roomCount = s.pointee.roomCount - 1
+        guard m != Self.none else { return false }
+        let next = members[Int(m)].nextOfSlot
+        if previous == Self.none { s.pointee.deal.roomsHead = next } else { members[Int(previous)].nextOfSlot = next }
+        s.pointee.deal.roomCount = s.pointee.deal.roomCount - 1
         unlinkFromRoom(m)
         return true
     }
@@ -136,21 +139,21 @@ final class SessionDirectory {
     func remove(_ index: UInt32) {
         unbind(index)
         let s = table.slot(index)
-        var m = s.pointee.roomsHead
-        while m != 0 {
-            let next = members[Int(m - 1)].nextOfSlot
+        var m = s.pointee.deal.roomsHead
+        while m != Self.none {
+            let next = members[Int(m)].nextOfSlot
             unlinkFromRoom(m)
             m = next
         }
-        s.pointee.roomsHead = 0
-        s.pointee.roomCount = 0
+        s.pointee.deal.roomsHead = Self.none
+        s.pointee.deal.roomCount = 0
     }
 
     /// Calls `body` with the slot index of every session in `room`.
     func forEach(room: UInt32, _ body: (UInt32) -> Void) {
-        var m = rooms[room]?.first ?? 0
-        while m != 0 {
-            let node = members[Int(m - 1)]
+        var m = rooms[room]?.first ?? Self.none
+        while m != Self.none {
+            let node = members[Int(m)]
             body(node.slot)
             m = node.nextInRoom
         }
@@ -158,15 +161,15 @@ final class SessionDirectory {
 
     /// Takes membership `m` out of its room's list and returns it to the free list.
     private func unlinkFromRoom(_ m: UInt32) {
-        let node = members[Int(m - 1)]
-        if node.nextInRoom != 0 { members[Int(node.nextInRoom - 1)].prevInRoom = node.prevInRoom }
-        if node.prevInRoom != 0 { members[Int(node.prevInRoom - 1)].nextInRoom = node.nextInRoom }
+        let node = members[Int(m)]
+        if node.nextInRoom != Self.none { members[Int(node.nextInRoom)].prevInRoom = node.prevInRoom }
+        if node.prevInRoom != Self.none { members[Int(node.prevInRoom)].nextInRoom = node.nextInRoom }
         if var head = rooms[node.room] {
-            if node.prevInRoom == 0 { head.first = node.nextInRoom }
+            if node.prevInRoom == Self.none { head.first = node.nextInRoom }
             head.count -= 1
             rooms[node.room] = head.count == 0 ? nil : head
         }
-        members[Int(m - 1)].nextOfSlot = freeMembers
+        members[Int(m)].nextOfSlot = freeMembers
         freeMembers = m
         membershipCount -= 1
     }

@@ -10,7 +10,7 @@ final class TLSServerContext: AtomicReference, @unchecked Sendable {  // immutab
 
     /// Reads the certificate, key and CA files now; a file that is missing, malformed or a key
     /// that does not match is a `ConfigError` naming `tls_cert` and the reason.
-    init(_ settings: TLSSettings) throws(ConfigError) {
+    init(_ settings: TLSSettings, tickets: TicketKeys) throws(ConfigError) {
         var error = [CChar](repeating: 0, count: 512)
         let certificates = settings.pairs.map { strdup($0.certificate) }
         let keys = settings.pairs.map { strdup($0.key) }
@@ -19,7 +19,7 @@ final class TLSServerContext: AtomicReference, @unchecked Sendable {  // immutab
         let built = certificates.map { UnsafePointer($0) }.withUnsafeBufferPointer { c in
             keys.map { UnsafePointer($0) }.withUnsafeBufferPointer { k in
                 gw_tls_server_context(c.baseAddress, k.baseAddress, Int32(settings.pairs.count), settings.clientCA,
-                                      alpn.isEmpty ? nil : alpn, &error, error.count)
+                                      alpn.isEmpty ? nil : alpn, tickets.pointer, &error, error.count)
             }
         }
         guard let built else {

@@ -15,6 +15,9 @@ public struct TLSSettings: Sendable, Equatable {
     public var clientCA: String?
     /// Application protocols offered, most preferred first; empty: no ALPN.
     public var alpn: [String] = []
+    /// A file of 32...64 secret bytes the session-ticket keys are derived from (TicketKeys.swift); nil: a
+    /// random secret of this process's own (workers get their master's, docs/TLS.md).
+    public var ticketKeyFile: String?
 
     public init() {}
 }

@@ -26,14 +26,13 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// and subtracts at the end; the reclaiming thread subtracts for connections closed half way.
     private let handshakes = ManagedAtomic<Int>(0)
     private let maxHandshakes: Int
-    let openTicks: UInt64
+    /// The handshake's deadline, in ticks.
+    let handshakeTicks: UInt64
     /// Send's: plaintext gathered from the ring, one record (16 KiB) at a time.
     private let scratch: UnsafeMutableRawPointer
     private static let recordBytes = 16 << 10
-    /// Monitor's: when the session-ticket keys rotate next (monotonic ns).
-    private var nextRotation: UInt64
-    /// Tickets are issued under a key for this long and accepted for twice as long.
-    static let ticketKeyLifetime: UInt64 = 3600 * 1_000_000_000
+    /// Session-ticket keys (servers only), rotated hourly by Monitor's tick.
+    let tickets: TicketKeys?
 
     /// Links: the client side, verifying the upstream's certificate names its address.
     let client: Bool
@@ -42,16 +41,17 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         throws(ConfigError) {
         self.client = client
         self.table = table
+        let tickets = client ? nil : try TicketKeys(file: config.tls.ticketKeyFile)
+        self.tickets = tickets
         context = ManagedAtomic(client
             ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
-            : try TLSServerContext(config.tls))
+            : try TLSServerContext(config.tls, tickets: tickets!))
         self.counters = counters
         self.logger = logger
         maxHandshakes = config.tlsMaxHandshakes
         let tickMs = UInt64(config.tickMilliseconds)
-        openTicks = (UInt64(config.tlsHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
+        handshakeTicks = (UInt64(config.tlsHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
         scratch = .allocate(byteCount: Self.recordBytes, alignment: 16)
-        nextRotation = MonotonicClock.nanoseconds() &+ Self.ticketKeyLifetime
         sessions = VirtualMemory.reserve(OpaquePointer?.self, count: table.capacity)
     }
 
@@ -60,7 +60,8 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         VirtualMemory.release(sessions, count: table.capacity)
     }
 
-    var openTimeoutCause: CloseCause { .tlsHandshakeTimeout }
+    func openTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 { handshakeTicks }
+    func openTimeoutCause(_ s: UnsafeMutablePointer<ConnectionSlot>) -> CloseCause { .tlsHandshakeTimeout }
 
     @inline(__always)
     private func session(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<OpaquePointer?> {
@@ -70,21 +71,40 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// Handshakes in progress (a level, for the stats).
     var handshaking: Int { handshakes.load(ordering: .relaxed) }
 
-    /// A reload: certificates, keys and CAs read again; on any failure the running context stays.
+    /// A reload: certificates, keys, CAs and the ticket key file read again; on any failure the running
+    /// context and keys stay.
     func reload(_ config: GatewayConfig) throws(ConfigError) {
-        context.store(client
-            ? try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert, key: config.upstreamKey)
-            : try TLSServerContext(config.tls), ordering: .releasing)
+        guard let tickets else {
+            context.store(try TLSServerContext(clientCA: config.upstreamCA, certificate: config.upstreamCert,
+                                               key: config.upstreamKey), ordering: .releasing)
+            return
+        }
+        let new = try TLSServerContext(config.tls, tickets: tickets)
+        try tickets.reload(file: config.tls.ticketKeyFile)
+        context.store(new, ordering: .releasing)
     }
 
-    /// Monitor, each tick.
-    func tick(now: UInt64) {
-        guard now >= nextRotation else { return }
-        nextRotation = now &+ Self.ticketKeyLifetime
-        gw_tls_rotate_ticket_keys()
+    /// Monitor's: the wall-clock hour the ticket keys were last advanced to.
+    private var ticketEpoch: UInt64 = 0
+
+    /// Monitor, each tick: a new hour rotates the ticket keys.
+    func tick() {
+        guard let tickets else { return }
+        let epoch = TicketKeys.epoch(at: time(nil))
+        guard epoch != ticketEpoch else { return }
+        ticketEpoch = epoch
+        tickets.advance(to: epoch)
     }
 
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
+        let opening = handshake(s)
+        if case .ready = opening { s.atomic(\.transportReady).store(1, ordering: .releasing) }
+        return opening
+    }
+
+    /// The handshake's next step (Receive), `.ready` once it is done, without marking the connection
+    /// ready: WebSocket over TLS opens its own protocol next (WebSocketTransport).
+    func handshake(_ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
         let ssl: OpaquePointer
         if let existing = session(s).pointee {
             ssl = existing
@@ -99,7 +119,6 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             handshakes.wrappingDecrement(ordering: .relaxed)
             counters.add(.tlsHandshakes)
             if gw_tls_resumed(ssl) != 0 { counters.add(.tlsResumed) }
-            s.atomic(\.transportReady).store(1, ordering: .releasing)
             return .ready
         case GW_TLS_WANT_READ:
             return .pending
@@ -181,7 +200,17 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         if s.lockTransport() { counters.add(.tlsSendWaits) }
         counters.add(.tlsSendLocks)
         defer { s.unlockTransport() }
+        var held = false
+        return write(s, iov, count: count, held: &held)
+    }
+
+    /// Send, with the slot's transport lock held (by `write`, or by WebSocket over TLS): the front of the
+    /// iovecs, a record at a time. `held` is set when OpenSSL kept a record it could not write, whose bytes
+    /// (the first not taken) must begin the next call.
+    func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int,
+               held: inout Bool) -> TransportWrite {
         let ssl = session(s).pointee
+        held = false
         var taken = 0
         var index = 0
         var offset = 0
@@ -201,7 +230,9 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             let n = gw_tls_write(ssl, scratch, filled, &status)
             guard n > 0 else {
                 switch status {
-                case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ: return .wrote(taken)
+                case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ:
+                    held = true
+                    return .wrote(taken)
                 case GW_TLS_CLOSED, GW_TLS_RESET: return .failed(.peer)
                 case GW_TLS_IO: return .failed(.ioError)
                 default:
@@ -221,6 +252,12 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         return .wrote(taken)
     }
 
+    /// A few bytes (a WebSocket close frame), best effort, with the transport lock held: true if taken.
+    func writeSmall(_ s: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        var status = GW_TLS_OK
+        return gw_tls_write(session(s).pointee, bytes, count, &status) == count
+    }
+
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         guard s.transportIsReady else { return }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
@@ -230,9 +267,15 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     }
 
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
+        release(index: index, handshakeDone: s.transportIsReady)
+    }
+
+    /// Frees the slot's SSL object; a handshake that never finished leaves the count of those in progress.
+    /// (Whether it finished is the caller's record, not OpenSSL's state, which a later alert can undo.)
+    func release(index: UInt32, handshakeDone: Bool) {
         let slot = sessions + Int(index)
         guard let ssl = slot.pointee else { return }
-        if !s.transportIsReady { handshakes.wrappingDecrement(ordering: .relaxed) }
+        if !handshakeDone { handshakes.wrappingDecrement(ordering: .relaxed) }
         gw_tls_free(ssl)
         slot.pointee = nil
     }

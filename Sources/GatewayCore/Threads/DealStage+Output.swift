@@ -22,7 +22,7 @@ extension DealStage {
     func fitsQueue(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ length: Int) -> Bool {
         guard s.outstandingBytes + length <= queueBound(s) else { return false }
         guard s.pointee.kind == SlotKind.client.rawValue, live.maxBufferedBytes > 0,
-              !s.pointee.backlog.isEmpty || table.sendRing(id.index).freeCount == 0 else { return true }
+              !s.pointee.deal.backlog.isEmpty || table.sendRing(id.index).freeCount == 0 else { return true }
         return pool.bytesInUse <= live.maxBufferedBytes / 4 * 3
     }
 
@@ -37,14 +37,14 @@ extension DealStage {
         }
         // Plain loads and stores of the slot's fields, never an inout access through `pointee` (which
         // spans the whole record, read atomically by other threads).
-        s.pointee.queuedBytes = s.pointee.queuedBytes &+ UInt64(d.length)
+        s.pointee.deal.queuedBytes = s.pointee.deal.queuedBytes &+ UInt64(d.length)
         // Whoever it is for (the client being dealt, a push, a link): its ring is looked at next tick.
         if ringSweep.keep(id, s) { publishTimers() }
         let ring = table.sendRing(id.index)
-        if s.pointee.backlog.isEmpty, ring.push(d) { return true }
-        var backlog = s.pointee.backlog
+        if s.pointee.deal.backlog.isEmpty, ring.push(d) { return true }
+        var backlog = s.pointee.deal.backlog
         backlog.append(d.start, count: Int(d.length), pool: pool)
-        s.pointee.backlog = backlog
+        s.pointee.deal.backlog = backlog
         pool.release(d.chunk)
         // Before any close flag Deal may set after it: Send reads it before it finishes a close.
         if !s.flag(\.backlogged) { s.atomic(\.backlogged).store(1, ordering: .sequentiallyConsistent) }
@@ -54,12 +54,12 @@ extension DealStage {
 
     /// Send made room (it posted the connection back): the backlog moves onto the ring.
     func drainBacklog(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard !s.pointee.backlog.isEmpty else { return }
+        guard !s.pointee.deal.backlog.isEmpty else { return }
         if ringSweep.keep(id, s) { publishTimers() }
         let ring = table.sendRing(id.index)
-        var backlog = s.pointee.backlog
+        var backlog = s.pointee.deal.backlog
         let drained = backlog.drain(into: ring, pool: pool)
-        s.pointee.backlog = backlog
+        s.pointee.deal.backlog = backlog
         if drained {
             s.atomic(\.backlogged).store(0, ordering: .sequentiallyConsistent)
         } else {
@@ -75,11 +75,16 @@ extension DealStage {
         if ring.freeCount > 0 { input.post(s, id) }
     }
 
-    /// Asks for `id` to be closed with `cause` once what is queued for it is sent;
-    /// the first close asked for wins.
-    func closeAfterReplies(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        guard s.atomic(\.flushThenClose).compareExchange(expected: 0, desired: cause.flag,
-                                                          ordering: .sequentiallyConsistent).exchanged else { return }
-        engine.send.input.post(s, id)
+    /// Asks for `id` to be closed with `cause` once what is queued for it is sent; the first close
+    /// asked for wins. `sendNow` at the end of a connection's turn lets Send run on this thread when
+    /// it sleeps; from inside a handler's call or a link's batch Send is only posted.
+    func closeAfterReplies(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause,
+                           sendNow: Bool = false) {
+        guard s.endings.closeAfterReplies(cause) else { return }
+        if sendNow {
+            engine.send.postOrRun(s, id, allowance: &inlineAllowance)
+        } else {
+            engine.send.input.post(s, id)
+        }
     }
 }

@@ -52,7 +52,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         pool = engine.pool
         handler = engine.handler
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
-        ringSweep = RingSweep(capacity: table.capacity, flag: \.sendRingListed)
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.deal.ringListed)
         let config = engine.config
         let tick = config.tickMilliseconds
         ticksPerSecond = UInt64(max(1, 1000 / tick))
@@ -133,70 +133,45 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         if holdsForHandover(id, s) { return }
         drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
-        if let uplinks {
-            if s.pointee.waiting { return }  // dealt again when its link has room
-            if !s.pointee.opened, let sessions { sessionOpened(id, s, sessions) }
-        } else if !s.pointee.opened {
-            s.pointee.opened = true
+        if uplinks != nil {
+            if s.pointee.deal.waiting { return }  // dealt again when its link has room
+            if !s.pointee.deal.opened, let sessions { sessionOpened(id, s, sessions) }
+        } else if !s.pointee.deal.opened {
+            s.pointee.deal.opened = true
             handler.opened(connection)
         }
         current = id
         pushedToCurrent = false
         if let flood { flood.refill(s, now: input.currentTick) }
-        let ring = table.receiveRing(id.index)
         let sendRing = table.sendRing(id.index)
-        var dealt = 0
-        outer: while ring.count > 0 {
-            let d = ring.peek(0).pointee
-            var offset = Int(s.pointee.dealOffset)
-            while offset < Int(d.length) {
-                if s.flag(\.flushThenClose) {
-                    offset = Int(d.length)  // the handler closed it: later frames are dropped
-                    break
-                }
-                if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) {
-                    s.pointee.dealOffset = UInt32(offset)
-                    break outer
-                }
-                let start = d.start + offset
-                let header = FrameHeader(decoding: start)
-                if let flood, !flood.spend(s, length: Int(header.length)) {
-                    floodClose(id, s)
-                    break outer
-                }
-                let frame = Frame(header: header,
-                                  bytes: UnsafeRawBufferPointer(start: start, count: Int(header.length)),
-                                  descriptor: FrameDescriptor(chunk: d.chunk, offset: d.offset + UInt32(offset), length: header.length))
-                if header.cmd == ReservedCommand.heartbeat {
-                    connection.forward(frame)
-                } else if let uplinks {
-                    if !forwardUp(frame, id, s, uplinks) {
-                        s.pointee.dealOffset = UInt32(offset)
-                        break outer
-                    }
-                } else {
-                    handler.received(frame, on: connection)
-                }
-                offset += Int(header.length)
-                bytesMoved &+= Int(header.length)
-                dealt += 1
+        let (_, dealt) = walkFrames(id, s) { d, offset, _ in
+            if s.endings.isFlushing { return .skipRest }  // the handler closed it: later frames are dropped
+            if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) { return .pause(at: offset) }
+            let header = FrameHeader(decoding: d.start)
+            if let flood, !flood.spend(s, length: Int(header.length)) {
+                floodClose(id, s)
+                return .abandon
             }
-            s.pointee.dealOffset = 0
-            ring.pop(1)
-            pool.release(d.chunk)
+            let frame = Frame(header: header, bytes: UnsafeRawBufferPointer(start: d.start, count: Int(d.length)),
+                              descriptor: d)
+            if header.cmd == ReservedCommand.heartbeat {
+                connection.forward(frame)
+            } else if let uplinks {
+                if !forwardUp(frame, id, s, uplinks) { return .pause(at: offset) }
+            } else {
+                handler.received(frame, on: connection)
+            }
+            return .next
         }
         engine.counters.add(.framesIn, UInt64(dealt))
+        let ring = table.receiveRing(id.index)
         if s.atomic(\.reconnectNotice).load(ordering: .acquiring) == 1, sendRing.freeCount > 1 { askToReconnect(id, s) }
         flushPending()
         current = DealStage.noConnection
         if pushedToCurrent { engine.send.postOrRun(s, id, allowance: &inlineAllowance) }
         resumeReceive(id, s)
-        if ring.count == 0 { s.pointee.shed = false }
-        if ring.count == 0, s.flag(\.inputEnded), !s.flag(\.flushThenClose) {
-            let cause = s.atomic(\.inputEnded).load(ordering: .acquiring)
-            s.atomic(\.flushThenClose).store(cause, ordering: .sequentiallyConsistent)
-            engine.send.postOrRun(s, id, allowance: &inlineAllowance)
-        }
+        if ring.count == 0 { s.pointee.deal.shed = false }
+        if ring.count == 0, let cause = s.endings.inputEnded { closeAfterReplies(id, s, cause: cause, sendNow: true) }
         // Written already (Send ran inline) or nothing queued: no storage held; else at a tick.
         if ringSweep.detachOrKeep(sendRing, id, s) { publishTimers() }
     }
@@ -244,7 +219,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// A client's next frame is dealt only while at most half its byte bound waits for its socket:
     /// the other half (at least one max_frame) is for that frame's replies and what links send it.
     private func hasReplyRoom(_ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
-        s.pointee.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
+        s.pointee.deal.backlog.isEmpty && ring.freeCount >= Self.replyRoom && s.outstandingBytes <= queueBound(s) / 2
     }
 
     /// The client's output is backed up: dealing its input pauses until Send makes room, so the
@@ -267,9 +242,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// Called after a connection's close was requested and Monitor detached it:
     /// the handler hears of it, then liburcu frees the slot after a grace period.
     private func finalize(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard s.atomic(\.state).compareExchange(expected: SlotState.detached.rawValue, desired: SlotState.reclaiming.rawValue,
-                                                 ordering: .acquiringAndReleasing).exchanged else { return }
-        let cause = s.cause(\.closeCause) ?? .ioError
+        guard s.beginReclaiming() else { return }
+        let cause = s.endings.closeCause ?? .ioError
         switch (s.kind, uplinks, downlinks) {
         case (.uplink, let uplinks?, _):
             uplinkClosed(id, s, cause: cause, uplinks)
@@ -281,7 +255,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             forwardClose(id, s, cause: cause, uplinks)
             if let sessions { sessionClosed(id, s, sessions) }
         default:
-            if s.pointee.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
+            if s.pointee.deal.opened { handler.closed(Connection(id: id, deal: self), cause: cause) }
         }
         engine.counters.addClose(cause)
         engine.scheduleReclaim(s)

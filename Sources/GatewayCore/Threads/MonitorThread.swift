@@ -16,6 +16,11 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Listener i's poller token; connection tokens (packed ids) never come this high.
     private static func listenerToken(_ i: Int) -> UInt64 { UInt64.max - 1 - UInt64(i) }
     private static let lowestListenerToken = UInt64.max - 1 - UInt64(Gateway.maxListeners)
+    /// UDP socket j's token, below the listeners'.
+    private static func datagramToken(_ j: Int) -> UInt64 { lowestListenerToken - 1 - UInt64(j) }
+    private static let lowestDatagramToken = lowestListenerToken - 1 - UInt64(Gateway.maxListeners)
+    /// The UDP sockets and their address table (docs/UDP.md), nil without a udp:// listener.
+    private let udp: UDPReceiver?
 
     /// The LiveSettings version accepts follow (open clients counted if it turned counting on).
     private var acceptVersion: UInt64 = 0
@@ -57,12 +62,15 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     private var holdAcceptsUntil: UInt64?
     private static let linkWaitNanoseconds: UInt64 = 10_000_000_000
 
-    init(engine: Engine, listeners: [Listener], shared: Bool) throws {
+    init(engine: Engine, listeners: [Listener], udp: UDPReceiver?, shared: Bool) throws {
         self.engine = engine
         table = engine.table
         poller = engine.poller
-        precondition(!listeners.isEmpty && listeners.count <= Gateway.maxListeners, "1...64 listeners")
+        let datagramSockets = udp?.sockets.count ?? 0
+        precondition(listeners.count + datagramSockets > 0 && listeners.count <= Gateway.maxListeners
+                     && datagramSockets <= Gateway.maxListeners, "1...64 listeners, 0...64 UDP sockets")
         self.listeners = listeners
+        self.udp = udp
         tickNanoseconds = UInt64(engine.config.tickMilliseconds) * 1_000_000
         connector = engine.config.upstream.isEmpty ? nil : try LinkConnector(engine: engine)
         if shared, connector != nil {
@@ -76,11 +84,13 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
     /// Adds every listener to the poller, or none: a failure part way removes the ones added, so the
     /// next try starts clean (re-adding one already there would fail with EEXIST every time).
     private func watchListeners() throws(SocketError) {
-        for (i, l) in listeners.enumerated() {
+        let fds = listeners.map(\.fd) + (udp?.sockets.map(\.fd) ?? [])
+        for (i, fd) in fds.enumerated() {
             do {
-                try poller.addListener(fd: l.fd, token: Self.listenerToken(i))
+                let token = i < listeners.count ? Self.listenerToken(i) : Self.datagramToken(i - listeners.count)
+                try poller.addListener(fd: fd, token: token)
             } catch {
-                for added in listeners.prefix(i) { poller.remove(fd: added.fd) }
+                for added in fds.prefix(i) { poller.remove(fd: added) }
                 throw error
             }
         }
@@ -128,6 +138,8 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 poller.forEachReady { token, events in
                     if token > Self.lowestListenerToken {
                         acceptBatch(Int(UInt64.max - 1 - token))
+                    } else if token > Self.lowestDatagramToken {
+                        receiveDatagrams(Int(Self.lowestListenerToken - 1 - token))
                     } else {
                         dispatch(ConnectionID(packed: token), events)
                     }
@@ -165,7 +177,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         }
         guard s.state == .open else { return }
         if events.contains(.readable) {
-            if events.contains(.hangup) { s.atomic(\.hangup).store(1, ordering: .releasing) }
+            if events.contains(.hangup) { s.endings.markHangup() }
             engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
         }
         if events.contains(.writable), s.flag(\.writeBlocked) || table.sendRing(id.index).count > 0 {
@@ -190,6 +202,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
                 if e == EAGAIN || e == EWOULDBLOCK { return }
                 engine.logger.error("accept: \(SocketError("accept4", e)); pausing accepts for one tick")
                 for l in listeners { poller.remove(fd: l.fd) }
+                for u in udp?.sockets ?? [] { poller.remove(fd: u.fd) }
                 engine.accepting.store(false, ordering: .releasing)
                 acceptPaused = true
                 return
@@ -222,21 +235,21 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         let s = table.slot(index)
         s.pointee.fd = fd
         s.pointee.peer = peer
-        s.pointee.awaitingProxy = proxied
+        s.pointee.receive.awaitingProxy = proxied
         s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
         let address = listeners[listener].address
-        s.pointee.transport = (address.webSocketPath != nil ? TransportKind.webSocket
+        s.pointee.transport = (address.webSocketPath != nil ? (address.tls ? TransportKind.webSocketTLS : .webSocket)
             : address.tls ? .tls : .plain).rawValue
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         // An aggregation server's listener takes links from lower nodes, never clients.
         if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-        s.atomic(\.state).store(SlotState.open.rawValue, ordering: .releasing)
+        s.accepted()
         do {
             try poller.addConnection(fd: fd, token: id.packed)
         } catch {
             engine.logger.error("registering \(s.pointee.peer): \(error)")
-            s.atomic(\.state).store(SlotState.free.rawValue, ordering: .releasing)
+            s.withdrawn()
             close(fd)
             if counted { engine.limits.closed(peer) }
             table.release(index)
@@ -246,6 +259,17 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         // The handler's open callback, then the idle timer and any bytes that came before registration.
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
         engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
+    }
+
+    /// A UDP socket is readable: its datagrams go to their sessions (opened here when new), and each
+    /// session with new datagrams to Receive.
+    private func receiveDatagrams(_ j: Int) {
+        guard let udp, j < udp.sockets.count, !acceptPaused else { return }
+        udp.receive(j, opened: { s, id in
+            engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
+        }, post: { s, id in
+            engine.receive.postOrRun(s, id, allowance: &inlineAllowance)
+        })
     }
 
     // MARK: closing
@@ -258,17 +282,21 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.holds(id) else { return }
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
-        if !poller.remove(fd: s.pointee.fd), !pollerFailed {
-            engine.logger.error("detaching \(id): it was not registered with the poller")
+        if s.pointee.transport == TransportKind.udp.rawValue {
+            udp?.forget(s, id)  // no descriptor of its own: the shared socket stays
+        } else {
+            if !poller.remove(fd: s.pointee.fd), !pollerFailed {
+                engine.logger.error("detaching \(id): it was not registered with the poller")
+            }
+            // A connection handed over lives on in the new process: its socket is left as it is.
+            if s.endings.closeCause != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
         }
-        // A connection handed over lives on in the new process: its socket is left as it is.
-        if s.cause(\.closeCause) != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
         if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
         if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
-            let cause = s.cause(\.closeCause) ?? .ioError
+            let cause = s.endings.closeCause ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
-        s.atomic(\.state).store(SlotState.detached.rawValue, ordering: .sequentiallyConsistent)
+        s.detached()
         engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
     }
 
@@ -281,7 +309,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         nextTickAt = now &+ tickNanoseconds
         for stage in engine.stages { stage.advanceTick(to: tick) }
         if let connector { followUpstream(connector) }
-        engine.tls?.tick(now: now)
+        engine.tls?.tick()
         connector?.connectDue(now: now)
         let version = engine.live.currentVersion
         if version != acceptVersion {
@@ -373,6 +401,9 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             close(l.fd)
         }
         listeners = []
+        // Sessions still open finish their replies on the UDP sockets (closed by Gateway.stop); new
+        // datagrams are not read.
+        for u in udp?.sockets ?? [] { poller.remove(fd: u.fd) }
     }
 
     /// The hot restart's drain, each loop: clients are asked to reconnect evenly over the first 90% of

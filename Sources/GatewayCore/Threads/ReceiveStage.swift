@@ -21,6 +21,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// How long a graceful close waits for the client's end of stream (as nginx's lingering close).
     private let lingerTicks: UInt64
     private static let lingerMilliseconds: UInt64 = 2000
+    /// udp_idle_timeout: a UDP session has no end of stream, so it ends when its datagrams stop.
+    private let udpIdleTicks: UInt64
     private let wheel: TimerWheel
     /// Receive rings that kept their storage after a read: given back at a tick once Deal has dealt them.
     private let ringSweep: RingSweep
@@ -46,8 +48,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
+        udpIdleTicks = (UInt64(engine.config.udpIdleTimeout) * 1000 + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
-        ringSweep = RingSweep(capacity: table.capacity, flag: \.receiveRingListed)
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.receive.ringListed)
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
     }
 
@@ -58,11 +61,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         if wheel.now != input.currentTick { advanceTimers(to: input.currentTick) }
         if holdsForHandover(id, s) { return }
-        if let lingering = s.cause(\.lingering) {
+        if let lingering = s.endings.lingering {
             discardUntilEnd(id, s, cause: lingering)
             return
         }
-        guard !s.flag(\.inputEnded) else { return }
+        guard !s.endings.hasInputEnded else { return }
         if engine.isStopping {
             if engine.endInput(s, cause: .shutdown) {
                 engine.deal.postOrRun(s, id, allowance: &inlineAllowance)
@@ -73,16 +76,16 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             park(id, s)
             return
         }
-        if s.pointee.awaitingProxy {
+        if s.pointee.receive.awaitingProxy {
             guard readProxyHeader(id, s) else { return }
         }
         if s.pointee.transport != TransportKind.plain.rawValue, !s.transportIsReady {
             guard openTransport(id, s) else { return }
         }
-        if live.idleTicks > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
-            s.pointee.lastReceiveTick = wheel.now
+        if idleTicks(s) > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
+            s.pointee.receive.lastReceiveTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: live.idleTicks)
+            wheel.schedule(id.index, after: idleTicks(s))
             publishTimers()
         }
         readUntilDrained(id, s)
@@ -117,16 +120,16 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let n = plain ? read(fd, block.bytes + blockUsed, room) : readTransport(id, s, block.bytes + blockUsed, room)
             if n == Self.transportClosed { return }
             if n == Self.transportControl {
-                s.pointee.lastReceiveTick = wheel.now  // a ping is a heartbeat
+                s.pointee.receive.lastReceiveTick = wheel.now  // a ping is a heartbeat
                 continue
             }
             if n > 0 {
                 engine.counters.add(.bytesIn, UInt64(n))
                 bytesMoved &+= n
-                s.pointee.lastReceiveTick = wheel.now
+                s.pointee.receive.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
                 let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.maxOverhead : maxFrame
-                let assembly = s.pointer(to: \.assembly)!
+                let assembly = s.pointer(to: \.receive.assembly)!
                 let (heldBefore, wasPartial) = (assembly.pointee.heldBytes, assembly.pointee.isPartial)
                 let outcome = assembly.pointee.consume(
                     block: block, start: blockUsed, count: n, maxFrame: limit, pool: pool
@@ -147,7 +150,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 // A short read drained the socket (the next arrival raises a new event),
                 // unless the end of stream came in the same event: it raises none. A transport
                 // knows whether its own read was short, and is read until it would block.
-                if n < room && plain && s.atomic(\.hangup).load(ordering: .acquiring) == 0 { break }
+                if n < room && plain && !s.endings.hungUp { break }
             } else if n == 0 {
                 // Deal, handed the connection on the way out, deals what is left and lets Send close it.
                 delivered = engine.endInput(s, cause: .peer) || delivered
@@ -190,18 +193,18 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// waited for it, is handed anything already queued.
     private func openTransport(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
         let transport = engine.transport(of: s)
-        if !s.pointee.openingTimed || s.pointee.receiveTimerGeneration != id.generation {
-            s.pointee.openingTimed = true
-            s.pointee.frameStartTick = wheel.now
+        if !s.pointee.receive.openingTimed || s.pointee.receiveTimerGeneration != id.generation {
+            s.pointee.receive.openingTimed = true
+            s.pointee.receive.frameStartTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: transport.openTicks)
+            wheel.schedule(id.index, after: transport.openTicks(s))
             publishTimers()
         }
         switch transport.open(id, s) {
         case .ready:
-            s.pointee.openingTimed = false
-            s.pointee.lastReceiveTick = wheel.now
-            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
+            s.pointee.receive.openingTimed = false
+            s.pointee.receive.lastReceiveTick = wheel.now
+            if idleTicks(s) > 0 { wheel.schedule(id.index, after: idleTicks(s)) } else { wheel.cancel(id.index) }
             publishTimers()
             if table.sendRing(id.index).count > 0 { engine.send.input.post(s, id) }
             return true
@@ -224,7 +227,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private func readProxyHeader(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
         if s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
             // First turn: the header's deadline starts.
-            s.pointee.frameStartTick = wheel.now
+            s.pointee.receive.frameStartTick = wheel.now
             s.pointee.receiveTimerGeneration = id.generation
             wheel.schedule(id.index, after: live.proxyTicks)
             publishTimers()
@@ -253,7 +256,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 engine.requestClose(id, cause: .ioError)
                 return false
             }
-            s.pointee.awaitingProxy = false
+            s.pointee.receive.awaitingProxy = false
             if let source { s.pointee.peer = source }
             if let refusal = engine.refusal(of: s.pointee.peer) {
                 engine.requestClose(id, cause: refusal)
@@ -261,8 +264,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             if engine.limits.countsConnections { s.atomic(\.addressCounted).store(1, ordering: .releasing) }
             // The idle timer takes over from the header's deadline.
-            s.pointee.lastReceiveTick = wheel.now
-            if live.idleTicks > 0 { wheel.schedule(id.index, after: live.idleTicks) } else { wheel.cancel(id.index) }
+            s.pointee.receive.lastReceiveTick = wheel.now
+            if idleTicks(s) > 0 { wheel.schedule(id.index, after: idleTicks(s)) } else { wheel.cancel(id.index) }
             publishTimers()
             return true
         }
@@ -271,9 +274,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// A graceful close waits for the client's end of stream, for at most
     /// `lingerTicks`; what arrives meanwhile is read into spare block space and dropped.
     private func discardUntilEnd(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        if s.pointee.receiveTimerGeneration != id.generation || !s.pointee.lingerTimed {
+        if s.pointee.receiveTimerGeneration != id.generation || !s.pointee.receive.lingerTimed {
             s.pointee.receiveTimerGeneration = id.generation
-            s.pointee.lingerTimed = true
+            s.pointee.receive.lingerTimed = true
             wheel.schedule(id.index, after: lingerTicks)
             publishTimers()
         }
@@ -321,8 +324,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     }
 
     private func park(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        guard !s.pointee.parked else { return }
-        s.pointee.parked = true
+        guard !s.pointee.receive.parked else { return }
+        s.pointee.receive.parked = true
         parked.append(id)
     }
 
@@ -339,7 +342,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         for id in parked {
             let s = table.slot(id.index)
             guard s.holds(id) else { continue }
-            s.pointee.parked = false
+            s.pointee.receive.parked = false
             input.post(s, id)
         }
         parked.removeAll(keepingCapacity: true)
@@ -363,36 +366,36 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             let gen = s.generation.load(ordering: .acquiring)
             guard s.pointee.receiveTimerGeneration == gen, s.state == .open else { return }
             let id = ConnectionID(index: index, generation: gen)
-            if let lingering = s.cause(\.lingering) {
+            if let lingering = s.endings.lingering {
                 engine.requestClose(id, cause: lingering)
                 return
             }
             let now = wheel.now
-            if s.pointee.awaitingProxy {
-                if now &- s.pointee.frameStartTick >= live.proxyTicks {
+            if s.pointee.receive.awaitingProxy {
+                if now &- s.pointee.receive.frameStartTick >= live.proxyTicks {
                     engine.requestClose(id, cause: .proxyHeader)
                 } else {
                     // poll: look at the header's bytes again now that more may have come.
-                    wheel.schedule(index, after: min(live.proxyTicks - (now &- s.pointee.frameStartTick), 1))
+                    wheel.schedule(index, after: min(live.proxyTicks - (now &- s.pointee.receive.frameStartTick), 1))
                     input.post(s, id)
                 }
                 return
             }
-            if s.pointee.openingTimed {
+            if s.pointee.receive.openingTimed {
                 let transport = engine.transport(of: s)
-                if now &- s.pointee.frameStartTick >= transport.openTicks {
+                if now &- s.pointee.receive.frameStartTick >= transport.openTicks(s) {
                     engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
-                    engine.requestClose(id, cause: transport.openTimeoutCause)
+                    engine.requestClose(id, cause: transport.openTimeoutCause(s))
                 } else {
                     // Look again (an opening that wanted room in the socket), then at the deadline.
-                    wheel.schedule(index, after: transport.openTicks - (now &- s.pointee.frameStartTick))
+                    wheel.schedule(index, after: transport.openTicks(s) - (now &- s.pointee.receive.frameStartTick))
                     input.post(s, id)
                 }
                 return
             }
-            if live.idleTicks > 0, now &- s.pointee.lastReceiveTick >= live.idleTicks {
+            if idleTicks(s) > 0, now &- s.pointee.receive.lastReceiveTick >= idleTicks(s) {
                 engine.requestClose(id, cause: .idle)
-            } else if live.frameTicks > 0, s.pointee.assembly.isPartial, now &- s.pointee.frameStartTick >= live.frameTicks {
+            } else if live.frameTicks > 0, s.pointee.receive.assembly.isPartial, now &- s.pointee.receive.frameStartTick >= live.frameTicks {
                 engine.logger.debug("closing \(s.pointee.peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
                 engine.requestClose(id, cause: .frameTimeout)
             } else if let due = nextDue(s) {
@@ -402,12 +405,18 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         publishTimers()
     }
 
+    /// The connection's idle timeout in ticks (0: none): idle_timeout, or udp_idle_timeout for a UDP session.
+    @inline(__always)
+    private func idleTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 {
+        s.pointee.transport == TransportKind.udp.rawValue ? udpIdleTicks : live.idleTicks
+    }
+
     /// The tick the receive timer must fire at next, if any limit applies.
     private func nextDue(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64? {
         var due: UInt64?
-        if live.idleTicks > 0 { due = s.pointee.lastReceiveTick &+ live.idleTicks }
-        if live.frameTicks > 0, s.pointee.assembly.isPartial {
-            due = min(due ?? .max, s.pointee.frameStartTick &+ live.frameTicks)
+        if idleTicks(s) > 0 { due = s.pointee.receive.lastReceiveTick &+ idleTicks(s) }
+        if live.frameTicks > 0, s.pointee.receive.assembly.isPartial {
+            due = min(due ?? .max, s.pointee.receive.frameStartTick &+ live.frameTicks)
         }
         return due
     }
@@ -416,10 +425,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// timer moves nearer if it was armed later (or not at all).
     private func frameBegan(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard live.frameTicks > 0 else { return }
-        s.pointee.frameStartTick = wheel.now
-        if live.idleTicks == 0 || live.frameTicks < live.idleTicks || s.pointee.receiveTimerGeneration != id.generation {
+        s.pointee.receive.frameStartTick = wheel.now
+        let idle = idleTicks(s)
+        if idle == 0 || live.frameTicks < idle || s.pointee.receiveTimerGeneration != id.generation {
             s.pointee.receiveTimerGeneration = id.generation
-            wheel.schedule(id.index, after: min(live.frameTicks, live.idleTicks == 0 ? live.frameTicks : live.idleTicks))
+            wheel.schedule(id.index, after: min(live.frameTicks, idle == 0 ? live.frameTicks : idle))
             publishTimers()
         }
     }
@@ -441,7 +451,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         var open = 0
         for index in table.usedRange {
             let s = table.slot(index)
-            let bytes = s.pointee.assembly.heldBytes
+            let bytes = s.pointee.receive.assembly.heldBytes
             guard bytes > 0, s.state == .open else { continue }
             held.append((bytes, index))
             open += bytes

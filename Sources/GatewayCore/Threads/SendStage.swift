@@ -46,7 +46,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 wheel.cancel(id.index)
                 input.armedTimers.store(wheel.count, ordering: .relaxed)
             }
-            if !backlogged, let cause = s.cause(\.flushThenClose) {
+            if !backlogged, let cause = s.endings.flushThenClose {
                 finishGracefully(id, s, cause: cause)
                 return
             }
@@ -63,18 +63,21 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// lingers, discarding input until the client closes, because closing with
     /// unread input would reset the connection and lose replies still in flight.
     private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
-        if s.cause(\.inputEnded) == .peer {
+        // A UDP session has no stream to shut: once its replies are out, it is done.
+        if s.endings.inputEnded == .peer || s.pointee.transport == TransportKind.udp.rawValue {
             engine.requestClose(id, cause: cause)
             return
         }
-        guard s.atomic(\.lingering).compareExchange(expected: 0, desired: cause.flag,
-                                                     ordering: .sequentiallyConsistent).exchanged else { return }
+        guard s.endings.beginLingering(cause) else { return }
         if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s, cause: cause) }
         shutdown(s.pointee.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
     }
 
-    func batchDone() { poller.applyInterest() }
+    func batchDone() {
+        engine.udp?.batch.flush()  // the datagrams packed for every UDP session this batch, in one sendmmsg
+        poller.applyInterest()
+    }
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
@@ -87,7 +90,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
                 if !plain, s.flag(\.transportOutput) { return flushTransportOutput(id, s) }
                 return true
             }
-            var offset = Int(s.pointee.writeOffset)
+            var offset = Int(s.pointee.send.writeOffset)
             var total = 0
             for i in 0..<count {
                 let d = ring.peek(i).pointee
@@ -130,7 +133,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             }
             offset = left
             ring.pop(done)
-            s.pointee.writeOffset = UInt32(offset)
+            s.pointee.send.writeOffset = UInt32(offset)
             if n < total {
                 markBlocked(id, s, progressed: n > 0)
                 return true

@@ -24,9 +24,9 @@ import Glibc
     /// Armed timers in the stage's wheel: Monitor wakes a sleeping stage for a tick only when it has some.
     let armedTimers = UnsafeAtomic<Int>.create(0)
 
-    init(name: String, gate: WritableKeyPath<ConnectionSlot, UInt8.AtomicRepresentation>, capacity: Int) {
+    init(name: String, gate: WritableKeyPath<SlotFlags, UInt8.AtomicRepresentation>, capacity: Int) {
         self.name = name
-        gateOffset = MemoryLayout<ConnectionSlot>.offset(of: gate)!
+        gateOffset = MemoryLayout<ConnectionSlot>.offset(of: \.flags)! + MemoryLayout<SlotFlags>.offset(of: gate)!
         inbox = Inbox(capacity: capacity)
     }
 

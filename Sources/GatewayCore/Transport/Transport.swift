@@ -18,6 +18,10 @@ enum TransportKind: UInt8 {
     case tls = 2
     /// TLS on a link this node opened to a tls:// upstream.
     case tlsClient = 3
+    /// WebSocket over TLS, accepted on a wss:// listener (WebSocketTransport on the TLS transport's records).
+    case webSocketTLS = 4
+    /// A UDP session (docs/UDP.md): no descriptor of its own, datagrams on a shared socket.
+    case udp = 5
 }
 
 /// What Receive's `open` came to.
@@ -53,7 +57,7 @@ enum TransportWrite {
 
 protocol Transport: AnyObject {
     /// Receive, before the connection's first read and until it returns `.ready`: the opening
-    /// exchange (the WebSocket handshake), bounded by `openTicks` from the first turn.
+    /// exchange (a TLS or WebSocket handshake, or both), bounded by `openTicks` from the first turn.
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening
     /// Receive: up to `count` frame bytes into `buffer`.
     func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
@@ -65,9 +69,9 @@ protocol Transport: AnyObject {
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause)
     /// After the grace period, before the descriptor is closed: frees the per-connection state.
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32)
-    /// The opening's deadline, in ticks, and the cause of a close when it passes.
-    var openTicks: UInt64 { get }
-    var openTimeoutCause: CloseCause { get }
+    /// The opening's deadline, in ticks, and the cause of a close when it passes (Receive).
+    func openTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64
+    func openTimeoutCause(_ s: UnsafeMutablePointer<ConnectionSlot>) -> CloseCause
 }
 
 extension UnsafeMutablePointer where Pointee == ConnectionSlot {

@@ -15,6 +15,8 @@ struct WebSocketInput {
     /// A close came (or a rule was broken) after frame bytes that were returned first: close with this
     /// cause + 1 at the next read.
     var pendingEnd: UInt8
+    /// wss://: the TLS handshake is done, the upgrade request comes next.
+    var tlsDone: Bool
 }
 
 /// Send's part, and what Receive shares with it, always under the slot's transport lock.
@@ -30,6 +32,11 @@ struct WebSocketOutput {
     var controlSent: UInt8
     /// A close frame went out: nothing may follow it.
     var closeSent: Bool
+    /// wss://: OpenSSL holds a record of the bytes offered last that it could not write yet; the next
+    /// write must offer the same bytes first, so no control frame may be put in front of them (or
+    /// replaced) unless it was offered in that place (`controlOffered`).
+    var recordHeld: Bool
+    var controlOffered: Bool
 
     /// The stream is between frames: a close or control frame may be written now.
     var atBoundary: Bool { headerSent == headerLength && frameLeft == 0 && controlSent == 0 }

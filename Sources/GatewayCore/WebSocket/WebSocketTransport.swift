@@ -8,6 +8,10 @@ import Logging
 /// (`read`); Send wraps each descriptor of the send ring in one binary message (`write`), so a
 /// message always holds whole frames. Pongs are made by Receive and written by Send between
 /// frames; a close frame is written by whichever side finds the stream between frames.
+///
+/// WebSocket over TLS (`wss://`, kind `webSocketTLS`) is the same code on the TLS transport's records:
+/// the opening is the TLS handshake, then the upgrade; reads and writes go through OpenSSL where a
+/// `ws://` connection's go to the socket, behind one branch on the slot's kind per call (not per frame).
 final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connection state has owners (WebSocketState.swift)
     private let inputs: UnsafeMutablePointer<WebSocketInput>
     private let outputs: UnsafeMutablePointer<WebSocketOutput>
@@ -17,7 +21,9 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     /// Each listener's handshake rules (nil: not a WebSocket listener), set before the threads start.
     private var rules: [WebSocketHandshakeRules?] = []
     private let maxMessage: Int
-    let openTicks: UInt64
+    private let handshakeTicks: UInt64
+    /// wss:// listeners' TLS (the engine's), nil when none.
+    private let tls: TLSTransport?
     /// Send's: the gather list with a header before each descriptor, and the headers' bytes.
     private let out: UnsafeMutablePointer<iovec>
     private let kinds: UnsafeMutablePointer<Int32>
@@ -35,7 +41,8 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         self.logger = logger
         maxMessage = config.maxFrame
         let tickMs = UInt64(config.tickMilliseconds)
-        openTicks = (UInt64(config.webSocketHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
+        handshakeTicks = (UInt64(config.webSocketHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
+        tls = engine.tls
         outCapacity = 2 * Int(gw_iov_max()) + 4
         out = .allocate(capacity: outCapacity)
         kinds = .allocate(capacity: outCapacity)
@@ -50,7 +57,20 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         headers.deallocate()
     }
 
-    var openTimeoutCause: CloseCause { .webSocket }
+    /// Over TLS, the TLS handshake's deadline and then the upgrade's, from the first turn.
+    func openTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 {
+        secured(s) ? tls!.handshakeTicks + handshakeTicks : handshakeTicks
+    }
+
+    func openTimeoutCause(_ s: UnsafeMutablePointer<ConnectionSlot>) -> CloseCause {
+        secured(s) && !input(s).pointee.tlsDone ? .tlsHandshakeTimeout : .webSocket
+    }
+
+    /// A wss:// connection.
+    @inline(__always)
+    private func secured(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
+        s.pointee.transport == TransportKind.webSocketTLS.rawValue
+    }
 
     /// The listeners, in Monitor's order (`listenerIndex`), before any connection is accepted.
     func listen(on addresses: [GatewayConfig.ListenAddress]) {
@@ -72,25 +92,53 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         outputs + Int(engine.table.index(of: s))
     }
 
+    // MARK: the bytes below: the socket, or TLS records
+
+    /// Receive: up to `count` bytes from the socket or, over TLS, decrypted from its records.
+    private func readBelow(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, secured: Bool,
+                           _ buffer: UnsafeMutableRawPointer, _ count: Int) -> TransportRead {
+        if secured { return tls!.read(id, s, into: buffer, count: count) }
+        while true {
+            let n = Glibc.read(s.pointee.fd, buffer, count)
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .end }
+            let e = gw_errno()
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
+            return .failed(e == ECONNRESET ? .peer : .ioError)
+        }
+    }
+
+    /// A few bytes (a handshake answer, a close frame), best effort: true if all were taken. Over TLS the
+    /// caller holds the transport lock, or is Receive before the connection is ready.
+    private func writeBelow(_ s: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        secured(s) ? tls!.writeSmall(s, bytes, count: count) : Glibc.write(s.pointee.fd, bytes, count) == count
+    }
+
     // MARK: Receive: the opening handshake
 
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
+        let secured = secured(s)
         let st = input(s)
+        if secured, !st.pointee.tlsDone {
+            // wss://: the TLS handshake first; the upgrade request then comes in its records.
+            let step = tls!.handshake(s)
+            guard case .ready = step else { return step }
+            st.pointee.tlsDone = true
+        }
         if st.pointee.held == nil {
             st.pointee.held = pool.allocate(capacity: WebSocketHandshake.maxRequest)
             st.pointee.heldEnd = 0
         }
         let held = st.pointee.held!
-        let fd = s.pointee.fd
         while true {
             let used = Int(st.pointee.heldEnd)
-            let n = recv(fd, held.bytes + used, WebSocketHandshake.maxRequest - used, 0)
-            if n == 0 { return .failed(.peer) }
-            if n < 0 {
-                let e = gw_errno()
-                if e == EINTR { continue }
-                if e == EAGAIN || e == EWOULDBLOCK { return .pending }
-                return .failed(e == ECONNRESET ? .peer : .ioError)
+            let n: Int
+            switch readBelow(id, s, secured: secured, held.bytes + used, WebSocketHandshake.maxRequest - used) {
+            case .bytes(let got): n = got
+            case .wouldBlock, .control: return .pending
+            case .end: return .failed(.peer)
+            case .failed(let cause): return .failed(cause)
             }
             st.pointee.heldEnd = UInt16(used + n)
             switch WebSocketHandshake.parse(held.bytes, count: used + n, rules: rules[Int(s.pointee.listenerIndex)]!) {
@@ -100,14 +148,14 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 logger.debug("closing \(s.pointee.peer): WebSocket handshake refused with \(refusal.rawValue)")
                 withUnsafeTemporaryAllocation(byteCount: WebSocketHandshake.maxResponse, alignment: 8) { answer in
                     let length = WebSocketHandshake.writeRefusal(refusal, into: answer.baseAddress!)
-                    _ = Glibc.write(fd, answer.baseAddress!, length)  // best effort: the connection closes anyway
+                    _ = writeBelow(s, answer.baseAddress!, count: length)  // best effort: the connection closes anyway
                 }
                 return .failed(.webSocket)
             case .upgrade(let length, let keyOffset):
                 let written = withUnsafeTemporaryAllocation(byteCount: WebSocketHandshake.maxResponse, alignment: 8) {
                     answer -> Bool in
                     let count = WebSocketHandshake.writeAccept(key: held.bytes + keyOffset, into: answer.baseAddress!)
-                    return Glibc.write(fd, answer.baseAddress!, count) == count  // into an empty socket buffer
+                    return writeBelow(s, answer.baseAddress!, count: count)  // into an empty socket buffer
                 }
                 guard written else { return .failed(.ioError) }
                 st.pointee.heldStart = UInt16(length)
@@ -141,20 +189,20 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 st.pointee.heldStart = st.pointee.heldStart + UInt16(n)
                 if st.pointee.heldStart == st.pointee.heldEnd { releaseHeld(st) }
             } else {
-                if st.pointee.shortRead {
+                // Over TLS a short read says nothing (a record at a time): read until OpenSSL would block.
+                let secured = secured(s)
+                if !secured, st.pointee.shortRead {
                     st.pointee.shortRead = false
                     // Drained at the last read; the next arrival raises an event (as for a plain read).
-                    if s.atomic(\.hangup).load(ordering: .acquiring) == 0 { return sawControl ? .control : .wouldBlock }
+                    if !s.endings.hungUp { return sawControl ? .control : .wouldBlock }
                 }
-                n = Glibc.read(s.pointee.fd, buffer, count)
-                if n == 0 { return .end }
-                if n < 0 {
-                    let e = gw_errno()
-                    if e == EINTR { continue }
-                    if e == EAGAIN || e == EWOULDBLOCK { return sawControl ? .control : .wouldBlock }
-                    return .failed(e == ECONNRESET ? .peer : .ioError)
+                switch readBelow(id, s, secured: secured, buffer, count) {
+                case .bytes(let got): n = got
+                case .wouldBlock, .control: return sawControl ? .control : .wouldBlock
+                case .end: return .end
+                case .failed(let cause): return .failed(cause)
                 }
-                st.pointee.shortRead = n < count
+                st.pointee.shortRead = !secured && n < count
             }
             // Decoded in a copy, stored back: a mutating call through `st.pointee` is an inout access to the
             // whole record, whose writer half Send uses meanwhile (ThreadSanitizer reports it).
@@ -191,7 +239,8 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                            _ st: UnsafeMutablePointer<WebSocketOutput>, _ payload: UnsafeRawBufferPointer) {
         s.lockTransport()
         // One being written goes on; otherwise the newest replaces it (RFC 6455 5.5.3).
-        guard !st.pointee.closeSent, st.pointee.controlSent == 0 else {
+        guard !st.pointee.closeSent, st.pointee.controlSent == 0, !(st.pointee.recordHeld && st.pointee.controlOffered)
+        else {
             s.unlockTransport()
             return
         }
@@ -218,12 +267,12 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             st.pointee.control = nil
             st.pointee.controlLength = 0
         }
-        guard st.pointee.atBoundary else { return }
+        guard st.pointee.atBoundary, !st.pointee.recordHeld else { return }
         var frame: (UInt32, UInt16) = (0, 0)
         withUnsafeMutableBytes(of: &frame) { f in
             let h = WebSocketFrame.writeHeader(.close, length: 2, into: f.baseAddress!)
             f.baseAddress!.storeBytes(of: code.bigEndian, toByteOffset: h, as: UInt16.self)
-            _ = Glibc.write(s.pointee.fd, f.baseAddress!, h + 2)  // best effort: the connection is closing
+            _ = writeBelow(s, f.baseAddress!, count: h + 2)  // best effort: the connection is closing
         }
     }
 
@@ -264,8 +313,12 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 next = 1
             }
         }
-        if st.pointee.controlSent == 0, let control = st.pointee.control {
+        // After a held record the control goes only where it was offered then (see WebSocketOutput).
+        var offered = false
+        if st.pointee.controlSent == 0, !st.pointee.recordHeld || st.pointee.controlOffered,
+           let control = st.pointee.control {
             add(control.bytes, Int(st.pointee.controlLength), Segment.control.rawValue)
+            offered = true
         }
         // One binary message per descriptor: a header, then the descriptor's bytes.
         while next < count && segments + 2 <= outCapacity {
@@ -276,11 +329,21 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         }
         if segments == 0 { return .wrote(0) }
         var n: Int
-        repeat { n = writev(s.pointee.fd, out, Int32(segments)) } while n < 0 && gw_errno() == EINTR
-        if n < 0 {
-            let e = gw_errno()
-            if e == EAGAIN || e == EWOULDBLOCK { return .wrote(0) }
-            return .failed(e == EPIPE || e == ECONNRESET ? .peer : .ioError)
+        if secured(s) {
+            var held = false
+            switch tls!.write(s, out, count: segments, held: &held) {
+            case .wrote(let taken): n = taken
+            case .failed(let cause): return .failed(cause)
+            }
+            st.pointee.recordHeld = held
+            st.pointee.controlOffered = held && offered
+        } else {
+            repeat { n = writev(s.pointee.fd, out, Int32(segments)) } while n < 0 && gw_errno() == EINTR
+            if n < 0 {
+                let e = gw_errno()
+                if e == EAGAIN || e == EWOULDBLOCK { return .wrote(0) }
+                return .failed(e == EPIPE || e == ECONNRESET ? .peer : .ioError)
+            }
         }
         return .wrote(account(st, s, written: n, segments: segments))
     }
@@ -332,10 +395,12 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     /// Send's goodbye before our side shuts: 1001 when the gateway stops, else 1000.
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         sendClose(s, output(s), code: cause == .shutdown ? WebSocketCloseCode.goingAway : WebSocketCloseCode.normal)
+        if secured(s) { tls!.finish(s, cause: cause) }  // then TLS's close_notify
     }
 
     func release(_ s: UnsafeMutablePointer<ConnectionSlot>, index: UInt32) {
         let (st, out) = (inputs + Int(index), outputs + Int(index))
+        if secured(s) { tls!.release(index: index, handshakeDone: st.pointee.tlsDone) }
         releaseHeld(st)
         if let control = out.pointee.control { pool.release(control) }
         UnsafeMutableRawPointer(st).initializeMemory(as: UInt8.self, repeating: 0,

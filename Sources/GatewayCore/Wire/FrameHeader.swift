@@ -58,4 +58,7 @@ public enum ReservedCommand {
     /// Upstream lost: the link this connection's frames went up on died. Status `upstream_lost`,
     /// seq the last frame forwarded on that link; frames sent before it may never be answered.
     public static let upstreamLost: UInt16 = 0xFF03
+    /// UDP address token (docs/UDP.md): the gateway puts it first in each datagram to a session that
+    /// has not proved its address; the client proves it by sending the same 26-byte frame back.
+    public static let udpToken: UInt16 = 0xFF04
 }

@@ -175,7 +175,8 @@ public enum LinkMessage: Equatable {
 
     case hello(Hello)
     case heartbeat
-    case opened(SessionID, link: UInt16, peer: PeerAddress)
+    /// `transport`: how the client reached the access node (`OpenedTransport`), byte 33.
+    case opened(SessionID, link: UInt16, peer: PeerAddress, transport: UInt8 = 0)
     /// The client frame starts `dataOverhead` bytes into the link frame.
     case data(SessionID, clientFrameLength: UInt32)
     case closed(SessionID, cause: UInt8)
@@ -269,7 +270,8 @@ public enum LinkMessage: Equatable {
             let bytes = (body.loadUnaligned(fromByteOffset: 18, as: UInt64.self),
                          body.loadUnaligned(fromByteOffset: 26, as: UInt64.self))
             return .success(.opened(SessionID(decoding: body), link: link,
-                                    peer: PeerAddress(family: family, port: port, bytes: bytes)))
+                                    peer: PeerAddress(family: family, port: port, bytes: bytes),
+                                    transport: body.load(fromByteOffset: 15, as: UInt8.self)))
         case Command.closed:
             return .success(.closed(SessionID(decoding: body), cause: body.load(fromByteOffset: 12, as: UInt8.self)))
         case Command.pushDropped:
@@ -333,11 +335,12 @@ public enum LinkMessage: Equatable {
             body.storeBytes(of: h.maxQueuedBytes.bigEndian, toByteOffset: 18, as: UInt32.self)
         case .heartbeat:
             header.cmd = Command.heartbeat
-        case .opened(let session, let link, let peer):
+        case .opened(let session, let link, let peer, let transport):
             header.cmd = Command.opened
             session.encode(into: body)
             body.storeBytes(of: link.bigEndian, toByteOffset: 12, as: UInt16.self)
             body.storeBytes(of: peer.family, toByteOffset: 14, as: UInt8.self)
+            body.storeBytes(of: transport, toByteOffset: 15, as: UInt8.self)
             body.storeBytes(of: peer.port.bigEndian, toByteOffset: 16, as: UInt16.self)
             body.storeBytes(of: peer.bytes.0, toByteOffset: 18, as: UInt64.self)
             body.storeBytes(of: peer.bytes.1, toByteOffset: 26, as: UInt64.self)
@@ -386,6 +389,16 @@ public enum LinkMessage: Equatable {
 }
 
 /// The statuses a gateway answers a client frame with itself (docs/PROTOCOL.md).
+/// How a client reached its access node, as OPENED carries it (docs/LINK.md).
+public enum OpenedTransport {
+    public static let tcp: UInt8 = 0
+    public static let webSocket: UInt8 = 1
+    public static let tls: UInt8 = 2
+    /// WebSocket over TLS (wss://).
+    public static let webSocketTLS: UInt8 = 4
+    public static let udp: UInt8 = 5
+}
+
 public enum GatewayStatus {
     public static let noUpstream: UInt32 = 0xFFFF_FF01
     public static let overloaded: UInt32 = 0xFFFF_FF02
@@ -394,4 +407,6 @@ public enum GatewayStatus {
     public static let upstreamLost: UInt32 = 0xFFFF_FF04
     /// The frame is longer than the upstream server takes (its max_frame, from its HELLO).
     public static let tooLarge: UInt32 = 0xFFFF_FF05
+    /// A UDP client's reply or push does not fit one datagram (udp_max_datagram): it is never fragmented.
+    public static let datagramTooLarge: UInt32 = 0xFFFF_FF06
 }

@@ -23,10 +23,10 @@ public enum ClientRun {
         return ClientReport(settings: settings, start: start, results: workers.map(\.result))
     }
 
-    /// What each connection may issue: --count split evenly (requests, or cycles in
-    /// connrate), unlimited without it; idle and push modes ignore --count.
+    /// What each connection may issue (requests, or cycles in connrate) or, in push mode, is owed
+    /// (pushes): --count split evenly, unlimited without it; idle mode ignores --count.
     static func connectionBudgets(_ settings: ClientSettings) -> [UInt64] {
-        guard let count = settings.count, settings.mode != .idle && settings.mode != .push else {
+        guard let count = settings.count, settings.mode != .idle else {
             return Array(repeating: .max, count: settings.conns)
         }
         let conns = UInt64(settings.conns)

@@ -18,12 +18,20 @@ enum ClientSocket {
 
     /// Starts a connect from `source` (if given), with TCP_NODELAY set so that requests
     /// never wait for Nagle. The outcome arrives as EPOLLOUT (or an error) on the descriptor.
-    static func connect(to address: sockaddr_in, from source: sockaddr_in?) -> Start {
-        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    /// With `datagram`, a connected UDP socket (--transport udp): its connect completes at once, and the
+    /// first EPOLLOUT opens it as for TCP.
+    static func connect(to address: sockaddr_in, from source: sockaddr_in?, datagram: Bool = false) -> Start {
+        let kind = datagram ? SOCK_DGRAM : SOCK_STREAM
+        let type = Int32(kind.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = socket(AF_INET, type, 0)
         guard fd >= 0 else { return .failed(errno) }
         var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if datagram {
+            var buffer: Int32 = 1 << 20
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
+        } else {
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
         if var source {
             // The port is chosen at connect, by the whole 4-tuple, not at bind: otherwise each
             // source address would hold a port for every connection still in TIME_WAIT.

@@ -17,7 +17,7 @@ extension ClientWorker {
             source = sources[nextSource]
             nextSource = (nextSource + 1) % sources.count
         }
-        switch ClientSocket.connect(to: address, from: source) {
+        switch ClientSocket.connect(to: address, from: source, datagram: usesUDP) {
         case .failed(let error):
             connectFailed(j, reason: ClientSocket.describe(error))
         case .started(let fd):
@@ -199,5 +199,6 @@ extension ClientWorker {
         slots[j].expectSeq = slots[j].nextSeq
         slots[j].replyOffset = 0
         if usesWebSocket { resetWebSocket(j) }
+        slots[j].udpTokenDue = false
     }
 }

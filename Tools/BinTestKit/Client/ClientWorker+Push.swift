@@ -60,6 +60,7 @@ extension ClientWorker {
     /// Every connection is logged in or gone: a push may open the window from now on (even one
     /// in the same read as the last login echo).
     private func loginsDone(_ now: UInt64) {
+        guard pushPhase == .loggingIn else { return }
         pushPhase = .awaitingPush
         deadline = now + graceNanoseconds
     }
@@ -164,12 +165,14 @@ extension ClientWorker {
     }
 
     /// A whole push arrived: counted, with its latency, while the window is open (the first push
-    /// after logging in opens it; its deadline closes it).
+    /// after logging in opens it; its deadline, or the last push owed with --count, closes it).
     private func delivered(_ j: Int, _ prefix: UnsafeMutableRawPointer, now: UInt64) -> Bool {
         switch pushPhase {
-        case .loggingIn:
+        case .loggingIn where pushesOwed == .max:
             return false
-        case .awaitingPush:
+        case .loggingIn, .awaitingPush:
+            // With --count every push is owed: one may overtake another connection's login echo
+            // (they can travel different links), and still opens the window.
             pushPhase = .reading
             result.windowStart = now
             deadline = now + MonotonicTime.nanoseconds(settings.duration)
@@ -180,6 +183,10 @@ extension ClientWorker {
         result.latency.record(min(now &- min(sent, now), LatencyHistogram.highest))
         result.replies += 1
         result.replyBytes += UInt64(slots[j].frameLength)
+        if pushesOwed != .max {
+            pushesOwed -= 1
+            if pushesOwed == 0 { deadline = now }
+        }
         return true
     }
 

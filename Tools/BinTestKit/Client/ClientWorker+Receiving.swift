@@ -26,6 +26,7 @@ extension ClientWorker {
                     guard let payload = decodeWebSocket(j, count: count) else { return outcome }
                     frameBytes = payload
                 }
+                if usesUDP { frameBytes = takeUDPToken(j, count: count) }
                 guard settings.mode == .push else {
                     outcome.replies += consume(j, count: frameBytes, now: outcome.time)
                     if slots[j].generation != generation { return outcome }
@@ -33,7 +34,8 @@ extension ClientWorker {
                 }
                 // Thousands of sockets with a push or two each: the EAGAIN read would double the syscalls.
                 outcome.replies += consumePushes(j, count: frameBytes, now: outcome.time)
-                let drained = count < Self.bufferSize && !hangup && slots[j].tls == nil  // TLS: a record a read
+                // TLS: a record a read; UDP: a datagram a read.
+                let drained = count < Self.bufferSize && !hangup && slots[j].tls == nil && !usesUDP
                 if slots[j].generation != generation || drained { return outcome }
                 continue
             }

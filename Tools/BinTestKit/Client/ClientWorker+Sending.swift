@@ -59,6 +59,7 @@ extension ClientWorker {
     /// socket is full (then EPOLLOUT resumes) or nothing is left.
     func flush(_ j: Int) {
         if usesWebSocket { return flushWebSocket(j) }
+        if usesUDP { return flushUDP(j) }
         while slots[j].hasUnsent && slots[j].writable {
             let slot = slots[j]
             let count = pattern.fill(sendBuffer, capacity: Self.bufferSize, from: slot.writeSeq,

@@ -72,6 +72,8 @@ final class ClientWorker: @unchecked Sendable {
     var pushPhase = PushPhase.loggingIn
     /// Push mode: connections neither logged in nor closed.
     var loginsPending: Int
+    /// Push mode with --count: pushes this worker's connections are still owed; at 0 the window closes.
+    var pushesOwed: UInt64
 
     /// `connections` are the global indices this worker owns; `budgets` what each may issue.
     init(settings: ClientSettings, connections: [Int], budgets: [UInt64], startTime: UInt64) {
@@ -87,6 +89,7 @@ final class ClientWorker: @unchecked Sendable {
         deadline = phased ? startTime + graceNanoseconds : sendDeadline + graceNanoseconds
         cap = UInt32(settings.inFlightCap)
         loginsPending = settings.mode == .push ? connections.count : 0
+        pushesOwed = settings.mode == .push && settings.count != nil ? budgets.reduce(0, +) : .max
         period = settings.rate.map { 1e9 / $0 }
 
         slots = .allocate(capacity: connections.count)

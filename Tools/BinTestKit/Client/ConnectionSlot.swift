@@ -38,6 +38,9 @@ struct ConnectionSlot {
     /// --tls: the connection's OpenSSL object, and whether its handshake is still going (phase connecting).
     var tls: OpaquePointer?
     var handshaking = false
+    /// --transport udp: the address token the gateway sent, to be echoed first in the next datagram.
+    var udpToken: UInt64 = 0
+    var udpTokenDue = false
 
     init(index: Int, budget: UInt64) {
         self.index = index

@@ -20,9 +20,12 @@ public final class EchoCore: CoreHandler {
     private let failEvery: Int
     private let schedule: PushSchedule?
     private var answered = 0
+    /// LOGIN frames bound, for a schedule that waits for them.
+    private var logins = 0
     // Written on the core's Deal stage, read by other threads.
     private let openedCount = ManagedAtomic<Int>(0)
     private let closedCount = ManagedAtomic<Int>(0)
+    private let udpOpenedCount = ManagedAtomic<Int>(0)
     private let pushCount = ManagedAtomic<Int>(0)
     public let dataFrames = ManagedAtomic<Int>(0)
 
@@ -35,11 +38,14 @@ public final class EchoCore: CoreHandler {
 
     public var opened: Int { openedCount.load(ordering: .relaxed) }
     public var closed: Int { closedCount.load(ordering: .relaxed) }
+    /// Sessions whose OPENED said the client came over UDP.
+    public var udpOpened: Int { udpOpenedCount.load(ordering: .relaxed) }
     /// Pushes sent so far (each one to every link up).
     public var pushes: Int { pushCount.load(ordering: .relaxed) }
 
     public func opened(_ session: CoreSession, peer: PeerAddress) {
         openedCount.wrappingIncrement(ordering: .relaxed)
+        if session.transport == OpenedTransport.udp { udpOpenedCount.wrappingIncrement(ordering: .relaxed) }
     }
 
     public func closed(_ session: CoreSession, cause: UInt8) {
@@ -52,6 +58,7 @@ public final class EchoCore: CoreHandler {
         let cmd = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
         if cmd == PushFrame.loginCmd && clientFrame.count >= FrameHeader.size + 4 {
             session.bind(uid: PushFrame.loadU32(p, FrameHeader.size))
+            logins += 1
             if clientFrame.count >= PushFrame.loginLength {
                 session.join(room: PushFrame.loadU32(p, FrameHeader.size + 4))
             }
@@ -80,7 +87,8 @@ public final class EchoCore: CoreHandler {
     public func tick(milliseconds: UInt64, server: CoreServer) {
         if delayNanoseconds > 0 { answerDelayed(now: MonotonicTime.now()) }
         guard let schedule else { return }
-        pushCount.wrappingIncrement(by: schedule.run(now: MonotonicTime.now(), server: server), ordering: .relaxed)
+        let sent = schedule.run(now: MonotonicTime.now(), logins: logins, server: server)
+        pushCount.wrappingIncrement(by: sent, ordering: .relaxed)
     }
 
     /// The delayed answers that are due, in order.

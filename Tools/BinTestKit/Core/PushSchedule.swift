@@ -52,6 +52,9 @@ public struct PushSettings: Sendable, Equatable {
     public var size = PushFrame.defaultSize
     /// Seconds from the core's start to the first push, so that clients can log in first.
     public var after = 0.0
+    /// Logins (LOGIN frames bound) the core waits for before `after` starts counting: clients
+    /// logged in by construction, whatever the machine's load.
+    public var afterLogins = 0
     /// Pushes in all, then none; 0: no limit.
     public var count = 0
 
@@ -60,10 +63,11 @@ public struct PushSettings: Sendable, Equatable {
 
 /// A fixed push schedule from a start time, run from the core's clock ticks: push n (from 1)
 /// is due at start + (n - 1) / rate. A tick sends every push due by then, so a late tick
-/// catches up, and never one that is not yet due.
+/// catches up, and never one that is not yet due. The start is `after` seconds from the core's
+/// start, or from the tick that sees `afterLogins` logins.
 final class PushSchedule {
     private let settings: PushSettings
-    private let start: UInt64
+    private(set) var start: UInt64?
     private let period: Double
     private let limit: UInt64
     private(set) var sent: UInt64 = 0
@@ -73,7 +77,7 @@ final class PushSchedule {
     init(_ settings: PushSettings, now: UInt64) {
         precondition(settings.rate > 0 && PushFrame.sizeRange.contains(settings.size))
         self.settings = settings
-        start = now + MonotonicTime.nanoseconds(settings.after)
+        if settings.afterLogins == 0 { start = now + MonotonicTime.nanoseconds(settings.after) }
         period = 1e9 / Double(settings.rate)
         limit = settings.count > 0 ? UInt64(settings.count) : .max
         body = .allocate(byteCount: settings.size, alignment: 8)
@@ -85,9 +89,10 @@ final class PushSchedule {
         pattern.deallocate()
     }
 
-    /// Sends the pushes due by `now`; returns how many.
-    func run(now: UInt64, server: CoreServer) -> Int {
-        guard now >= start else { return 0 }
+    /// Sends the pushes due by `now`, `logins` having been bound so far; returns how many.
+    func run(now: UInt64, logins: Int, server: CoreServer) -> Int {
+        if start == nil && logins >= settings.afterLogins { start = now + MonotonicTime.nanoseconds(settings.after) }
+        guard let start, now >= start else { return 0 }
         let due = min(UInt64(Double(now - start) / period) + 1, limit)
         let first = sent
         // A link without room holds the rest until a later tick (the client sees them late, not lost).

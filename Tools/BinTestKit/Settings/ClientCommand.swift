@@ -18,7 +18,7 @@ struct ClientCommand: ParsableCommand {
         seconds, one echo each again; every one must survive). --pipeline applies to load only. \
         With --rate, requests leave on a fixed schedule whatever the replies do, and latency counts \
         from the scheduled time; --pipeline is then only a cap on requests outstanding per connection. \
-        --count is ignored in idle and push modes.
+        --count is ignored in idle mode.
 
         Push mode measures `bin_test core --push-rate` through the gateways: each connection sends a \
         LOGIN (cmd 10, body uid and room, both (index % --push-uids) + 1) and checks its echo; once every \
@@ -26,7 +26,8 @@ struct ClientCommand: ParsableCommand {
         reading. Every push must carry cmd 99, status 0, --push-size body bytes in the core's pattern, \
         the --push-scope and the connection's own uid (scope uid), room (room) or 0 (all): anything \
         else, a push meant for another recipient included, is an error. Latency is the core's send \
-        stamp to the read; replies count the pushes delivered in the window.
+        stamp to the read; replies count the pushes delivered in the window. With --count N the window \
+        also closes once N pushes (split evenly over the connections, N at least --conns) have arrived.
 
         Exit status: 0 clean run, 1 any error or connect failure (or no reply at all), 2 bad flags.
         """
@@ -62,7 +63,9 @@ struct ClientCommand: ParsableCommand {
     var pushScope: String?
     @Option(help: "Push mode: the core's --push-size, body bytes of each push (24...1048558; default 64).")
     var pushSize: String?
-    @Option(help: "tcp | ws: plain frames, or frames in WebSocket binary messages (the gateway's ws:// listener).")
+    @Option(help: ArgumentHelp("tcp | ws | udp: plain frames, frames in WebSocket binary messages (the gateway's ws:// "
+                               + "listener), or frames in datagrams of up to 1,472 bytes (its udp:// listener; a lost "
+                               + "datagram is a fault)."))
     var transport = "tcp"
     @Option(help: "With --transport ws: the listener's path.")
     var wsPath = "/gw"

@@ -108,6 +108,10 @@ extension ClientSettings {
         }
         if let text = command.count {
             count = UInt64(try FlagValue.integer("--count", text, in: Self.countRange))
+            // Push mode splits --count over the connections: each must be owed one push at least.
+            if mode == .push, let count, count < UInt64(conns) {
+                throw SettingsError(flag: "--count", value: text, allowed: "at least --conns (\(conns)) in push mode")
+            }
         }
         if let path = command.hgrm, path.isEmpty {
             throw SettingsError(flag: "--hgrm", value: path, allowed: "a file path")

@@ -4,4 +4,6 @@ public enum ClientTransport: String, CaseIterable, Sendable {
     case tcp
     /// Frames in WebSocket binary messages after an opening handshake (docs/WEBSOCKET.md).
     case ws
+    /// Frames in datagrams of whole frames, the gateway's address token echoed (docs/UDP.md).
+    case udp
 }

@@ -9,13 +9,15 @@ struct CoreCommand: ParsableCommand {
         discussion: """
             Accepts links from access and aggregation gateways, answers every DATA with the identical \
             frame, and prints opened=N closed=M data=K pushes=P when stopped. For tests: --delay-us delays \
-            each answer (a timer: heartbeats are still answered at once); --fail-every N answers every Nth frame with status 500 and an empty body.
+            each answer (a timer: heartbeats are still answered at once); --fail-every N answers every Nth \
+            frame with status 500 and an empty body.
 
             A frame of cmd 10 (LOGIN, body: uid u32, optionally room u32, big-endian) binds its session \
             to the uid and joins the room, then is echoed. With --push-rate R the core pushes R frames a \
-            second, from --push-after seconds after it starts, to uids (or rooms) 1...--push-uids in turn \
-            or to every session: cmd 99, seq = push number, uid = target, body = send time \
-            (CLOCK_MONOTONIC ns, u64), target (u32), scope (u8: 1 uid, 2 room, 4 all), then byte i = \
+            second, from --push-after seconds after it starts (or after --push-after-logins logins), \
+            to uids (or rooms) 1...--push-uids in turn or to every session: cmd 99, seq = push number, \
+            uid = target, body = send time (CLOCK_MONOTONIC ns, u64), target (u32), scope (u8: 1 uid, \
+            2 room, 4 all), then byte i = \
             UInt8(seq * 31 + i) up to --push-size bytes (what `bin_test client --mode push` checks).
             """
     )
@@ -44,6 +46,8 @@ struct CoreCommand: ParsableCommand {
     var pushAfter = "0"
     @Option(help: "Stop pushing after this many pushes (0 = never; 0...1000000000000).")
     var pushCount = "0"
+    @Option(help: "Wait for this many logins before --push-after starts counting (0 = none; 0...1000000000).")
+    var pushAfterLogins = "0"
 }
 
 /// What `bin_test core` runs with.
@@ -73,5 +77,6 @@ extension CoreSettings {
         push.size = try FlagValue.integer("--push-size", command.pushSize, in: PushFrame.sizeRange)
         push.after = try FlagValue.seconds("--push-after", command.pushAfter, in: 0...3600)
         push.count = try FlagValue.integer("--push-count", command.pushCount, in: 0...1_000_000_000_000)
+        push.afterLogins = try FlagValue.integer("--push-after-logins", command.pushAfterLogins, in: 0...1_000_000_000)
     }
 }
