@@ -62,6 +62,19 @@ final class RingPoolTests: XCTestCase {
 
     /// Storage given back is taken again by whichever ring needs it next: the last storage given
     /// back is the first taken (warm in cache), and a slot's record alone stays within 512 bytes.
+    /// A slot's two rings in an array, as Engine.reclaim walks them: the walk ends after two. With
+    /// the pool held as `unowned(unsafe) RingPool?` the unoptimized build never ended it.
+    func testAnArrayOfRingsEndsAfterItsLast() {
+        let table = ConnectionTable(capacity: 2, ringCapacity: 8)
+        var walked = 0
+        for ring in [table.receiveRing(1), table.sendRing(1)] {
+            XCTAssertFalse(ring.holdsStorage)
+            walked += 1
+            if walked > 2 { break }
+        }
+        XCTAssertEqual(walked, 2)
+    }
+
     func testStorageReusedAcrossRings() {
         let table = ConnectionTable(capacity: 2, ringCapacity: 32)
         XCTAssertLessThanOrEqual(table.bytesPerSlot, 512, "an idle connection's slot")

@@ -45,8 +45,11 @@ import Atomics
         UnsafeAtomic<UInt>(at: indices.pointer(to: \.storage)!).store(UInt(bitPattern: storage), ordering: .releasing)
     }
 
-    @inline(__always) private var pool: RingPool? {
-        poolAddress.map { Unmanaged<RingPool>.fromOpaque($0).takeUnretainedValue() }
+    /// Runs `body` on the pool, if any, through the unretained reference as it is (a strong copy
+    /// would cost a retain and a release at every take and put).
+    @inline(__always) private func withPool<R>(_ body: (RingPool) -> R) -> R? {
+        guard let poolAddress else { return nil }
+        return Unmanaged<RingPool>.fromOpaque(poolAddress)._withUnsafeGuaranteedRef(body)
     }
     @inline(__always) private var head: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.head)!) }
     @inline(__always) private var tail: UnsafeAtomic<UInt32> { UnsafeAtomic(at: indices.pointer(to: \.tail)!) }
@@ -71,10 +74,10 @@ import Atomics
     func reset() {
         head.store(0, ordering: .relaxed)
         tail.store(0, ordering: .relaxed)
-        if let pool, let storage = UnsafeMutablePointer<FrameDescriptor>(bitPattern: storageWord.load(ordering: .relaxed)) {
-            storageWord.store(0, ordering: .relaxed)
-            pool.put(storage)
-        }
+        guard poolAddress != nil, let storage = UnsafeMutablePointer<FrameDescriptor>(
+            bitPattern: storageWord.load(ordering: .relaxed)) else { return }
+        storageWord.store(0, ordering: .relaxed)
+        withPool { $0.put(storage) }
     }
 
     // MARK: producer side
@@ -99,7 +102,7 @@ import Atomics
     /// The first push since the ring was last empty: storage from the pool.
     @inline(never)
     private func attach() -> UnsafeMutablePointer<FrameDescriptor> {
-        let storage = pool.unsafelyUnwrapped.take()
+        let storage = withPool { $0.take() }.unsafelyUnwrapped
         storageWord.store(UInt(bitPattern: storage), ordering: .relaxed)
         return storage
     }
@@ -112,9 +115,9 @@ import Atomics
     func detachIfEmpty() -> Bool {
         let word = storageWord.load(ordering: .relaxed)
         guard word != 0 else { return true }
-        guard let pool, tail.load(ordering: .relaxed) == head.load(ordering: .acquiring) else { return false }
+        guard poolAddress != nil, tail.load(ordering: .relaxed) == head.load(ordering: .acquiring) else { return false }
         storageWord.store(0, ordering: .relaxed)
-        pool.put(UnsafeMutablePointer<FrameDescriptor>(bitPattern: word).unsafelyUnwrapped)
+        withPool { $0.put(UnsafeMutablePointer<FrameDescriptor>(bitPattern: word).unsafelyUnwrapped) }
         return true
     }
 

@@ -9,6 +9,12 @@ final class RingSweep {
     private(set) var count = 0
     /// Byte offset of the slot's flag (resolved once: a key path would be walked on every call).
     private let flagOffset: Int
+    /// The length at which the stage sweeps at the end of a batch instead of waiting for its tick:
+    /// twice what the last sweep kept, at least `earliest`. A burst of connections that each echo
+    /// once and fall idle then holds about that many rings' storage, not one per connection until
+    /// the tick; and each entry is looked at a bounded number of times per `keep`, however busy.
+    private var sweepAt = RingSweep.earliest
+    static let earliest = 64
 
     init(capacity: Int, flag: WritableKeyPath<ConnectionSlot, Bool>) {
         self.capacity = capacity
@@ -40,6 +46,14 @@ final class RingSweep {
         return count == 1
     }
 
+    /// At the end of a batch: sweeps if the list is `sweepAt` long. True when it swept.
+    @inline(__always)
+    func sweepIfLong(_ table: ConnectionTable, ring: (UInt32) -> FrameRing) -> Bool {
+        guard count >= sweepAt else { return false }
+        sweep(table, ring: ring)
+        return true
+    }
+
     /// At a tick: each listed ring still held and now empty gives its storage back; a slot reused
     /// since it was listed is dropped (its reset cleared the flag and gave back its storage).
     func sweep(_ table: ConnectionTable, ring: (UInt32) -> FrameRing) {
@@ -58,5 +72,6 @@ final class RingSweep {
             }
         }
         count = kept
+        sweepAt = max(RingSweep.earliest, 2 * kept)
     }
 }

@@ -117,6 +117,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             engine.counters.add(.framesOut, repliesQueued)
             repliesQueued = 0
         }
+        if ringSweep.sweepIfLong(table, ring: { table.sendRing($0) }), ringSweep.count == 0 { publishTimers() }
     }
 
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {

@@ -91,7 +91,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         readUntilDrained(id, s)
     }
 
-    func batchDone() { poller.applyInterest() }
+    func batchDone() {
+        poller.applyInterest()
+        if ringSweep.sweepIfLong(table, ring: { table.receiveRing($0) }), ringSweep.count == 0 { publishTimers() }
+    }
 
     private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.receiveRing(id.index)
