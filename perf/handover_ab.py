@@ -2,20 +2,23 @@
 """Issue 20's figures: a hot restart that hands live connections over (docs/HANDOVER.md), side by side
 with the same run without a restart, alternating.
 
-Each run: gateway G1 (--control-socket) serves 10,000 idle connections (two `bin_test client --mode
-idle` processes of 5,000, each holding its connections and checking an echo before and after) and
-1,000 busy ones (`bin_test client --mode pingpong --conns 1000`, one 64 B request in flight each, every
-reply checked). Half way through:
+Two scenarios, each run --reps times as a pair (A, B) alternating:
+  idle: gateway G1 (--control-socket) holds 10,000 idle connections (two `bin_test client --mode idle`
+        processes of 5,000, each checking an echo before and after);
+  busy: G1 serves 1,000 busy ones (`bin_test client --mode pingpong --conns 1000`, one 64 B request in
+        flight each, every reply checked).
+Half way through a run:
   B (hand-over): G2 starts with --take-over and takes the listeners and every connection.
   A (peer):      nothing happens.
-Figures, medians (min-max) over --reps runs of each:
-  - the hand-over's time, as G1 logs it ("handed over N connections in X s");
-  - the busy clients' p99 round trip over the whole run, B against A (ratio of medians);
+Figures, medians (min-max):
+  - the hand-over's time, as G1 logs it ("handed over N connections in X s": from holding accepting to
+    the last batch confirmed);
+  - busy: the clients' p99 round trip over the whole run, B against A (ratio of medians);
   - G1's CPU (user + system, /proc/PID/stat) from the take-over until it exits, against G1's CPU over
-    the same wall time in A's run (serving the same clients with no restart).
+    a window of the same length in A's run (serving the same clients with no restart).
 Every client must end clean (exit 0: no lost, reordered or failed reply, no connection lost).
 
-    perf/handover_ab.py [--reps 5] [--duration 12]
+    perf/handover_ab.py [--reps 5] [--duration 12] [--scenarios idle,busy]
 
 Binaries: .build-perf/release/{gateway,bin_test} (swift build -c release --scratch-path .build-perf),
 or --gateway/--bin-test. Traffic stays on 127.0.0.1; every wait is bounded.
@@ -53,24 +56,29 @@ def wait_for(path, pattern, seconds):
     raise SystemExit(f"no '{pattern}' in {path} within {seconds} s")
 
 
-def run(args, handover, workdir, rep):
+SCENARIOS = {"idle": (10_000, 0), "busy": (0, 1_000)}
+
+
+def run(args, scenario, handover, workdir, rep):
     sock = f"/tmp/gw-handover-perf-{os.getpid()}-{rep}.sock"
-    log1 = os.path.join(workdir, f"g1-{rep}-{handover}.log")
+    idle_n, busy_n = SCENARIOS[scenario]
+    log1 = os.path.join(workdir, f"g1-{scenario}-{rep}-{handover}.log")
     common = ["--control-socket", sock, "--drain-timeout", "10", "--stats-interval", "0", "--max-connections", "15000"]
     g1 = subprocess.Popen([args.gateway, "--port", "0"] + common, stderr=open(log1, "w"))
     port = wait_for(log1, r"listening on 127\.0\.0\.1:(\d+)", 20).group(1)
     client = [args.bin_test, "client", "--port", port, "--json", "--quiet", "--duration", str(args.duration)]
-    idle = [subprocess.Popen(client + ["--mode", "idle", "--conns", "5000", "--grace", "20"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    busy = subprocess.Popen(client + ["--mode", "pingpong", "--conns", "1000", "--size", "64"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    clients = [subprocess.Popen(client + ["--mode", "idle", "--conns", str(idle_n // 2), "--grace", "20"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2 if idle_n else 0)]
+    if busy_n:
+        clients.append(subprocess.Popen(client + ["--mode", "pingpong", "--conns", str(busy_n), "--size", "64"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     time.sleep(args.duration / 2)
     result = {}
     cpu0 = cpu_seconds(g1.pid)
     t0 = time.time()
     g2 = None
     if handover:
-        log2 = os.path.join(workdir, f"g2-{rep}.log")
+        log2 = os.path.join(workdir, f"g2-{scenario}-{rep}.log")
         g2 = subprocess.Popen([args.gateway, "--take-over", sock] + common, stderr=open(log2, "w"))
         last = cpu0
         while g1.poll() is None and time.time() - t0 < 30:
@@ -85,10 +93,11 @@ def run(args, handover, workdir, rep):
         time.sleep(args.peer_window)
         result["old_cpu"] = cpu_seconds(g1.pid) - cpu0
         result["old_wall"] = time.time() - t0
-    outs = [p.communicate(timeout=args.duration + 60) for p in idle + [busy]]
-    codes = [p.returncode for p in idle + [busy]]
-    summary = json.loads(outs[-1][0])
-    result["p99_us"] = summary.get("p99_us") or summary.get("latency_us", {}).get("p99")
+    outs = [p.communicate(timeout=args.duration + 60) for p in clients]
+    codes = [p.returncode for p in clients]
+    if busy_n:
+        summary = json.loads(outs[-1][0])
+        result["p99_us"] = summary.get("p99_us") or summary.get("latency_us", {}).get("p99")
     result["clean"] = all(c == 0 for c in codes)
     if not result["clean"]:
         result["errors"] = [o[1].decode()[-400:] for o in outs]
@@ -110,28 +119,36 @@ def main():
     parser.add_argument("--peer-window", type=float, default=1.0, help="A's CPU window, seconds (B's is measured)")
     parser.add_argument("--gateway", default=os.environ.get("PERF_GATEWAY", f"{ROOT}/.build-perf/release/gateway"))
     parser.add_argument("--bin-test", default=os.environ.get("PERF_BIN_TEST", f"{ROOT}/.build-perf/release/bin_test"))
+    parser.add_argument("--scenarios", default="idle,busy", help="comma-separated: idle (10,000), busy (1,000)")
     args = parser.parse_args()
-    print(f"load average before: {open('/proc/loadavg').read().split()[:3]}", flush=True)
-    a, b = [], []
-    with tempfile.TemporaryDirectory() as workdir:
-        for rep in range(args.reps):
-            for handover in (False, True):
-                r = run(args, handover, workdir, rep)
-                (b if handover else a).append(r)
-                print(("B" if handover else "A"), rep, json.dumps(r), flush=True)
-    print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
+    for scenario in args.scenarios.split(","):
+        print(f"== {scenario}: {SCENARIOS[scenario][0]} idle, {SCENARIOS[scenario][1]} busy connections")
+        print(f"load average before: {open('/proc/loadavg').read().split()[:3]}", flush=True)
+        a, b = [], []
+        with tempfile.TemporaryDirectory() as workdir:
+            for rep in range(args.reps):
+                for handover in (False, True):
+                    r = run(args, scenario, handover, workdir, rep)
+                    (b if handover else a).append(r)
+                    print(("B" if handover else "A"), rep, json.dumps(r), flush=True)
+        print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
+        report(a, b)
+
+
+def report(a, b):
     print(f"clean runs: A {sum(r['clean'] for r in a)}/{len(a)}, B {sum(r['clean'] for r in b)}/{len(b)}")
     print(f"B connections moved: {med([r['moved'] for r in b])}")
     print(f"B hand-over time, s: {med([r['handover_s'] for r in b])}")
-    pa, pb = [r["p99_us"] for r in a], [r["p99_us"] for r in b]
-    print(f"busy p99 round trip, us: A {med(pa)}  B {med(pb)}  B/A {statistics.median(pb) / statistics.median(pa):.3g}")
+    if "p99_us" in a[0]:
+        pa, pb = [r["p99_us"] for r in a], [r["p99_us"] for r in b]
+        print(f"busy p99 round trip, us: A {med(pa)}  B {med(pb)}  "
+              f"B/A {statistics.median(pb) / statistics.median(pa):.3g}")
     ca = [r["old_cpu"] / r["old_wall"] for r in a]
     cb = [r["old_cpu"] / r["old_wall"] for r in b]
     print(f"G1 CPU, cores: A (serving) {med(ca)}  B (from take-over to exit) {med(cb)}  "
-          f"B/A {statistics.median(cb) / statistics.median(ca):.3g}")
+          f"B/A {statistics.median(cb) / statistics.median(ca) if statistics.median(ca) else float('nan'):.3g}")
     print(f"G1 CPU seconds in B, take-over to exit: {med([r['old_cpu'] for r in b])} over "
           f"{med([r['old_wall'] for r in b])} s")
-
 
 if __name__ == "__main__":
     main()

@@ -167,6 +167,10 @@ public final class AdminMetrics: Sendable {
         counter("gateway_reconnect_notices_total", "Please-reconnect frames sent by a drain for a restart.") {
             $0.reconnectNotices
         }
+        let handover = "Client connections in a hot restart's hand-over, by outcome."
+        counter("gateway_handover_connections_total", handover, [("outcome", "handed_over")]) { $0.handedOver }
+        counter("gateway_handover_connections_total", handover, [("outcome", "lost")]) { $0.handoverLost }
+        counter("gateway_handover_connections_total", handover, [("outcome", "adopted")]) { $0.handoverAdopted }
         let ring = "Frames queued on every connection's receive rings (for Deal) or send rings (for Send)."
         gauge("gateway_ring_frames", ring, [("direction", "receive")]) { Double($0.receiveRingFrames) }
         gauge("gateway_ring_frames", ring, [("direction", "send")]) { Double($0.sendRingFrames) }

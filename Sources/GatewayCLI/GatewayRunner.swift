@@ -22,6 +22,9 @@ enum GatewayRunner {
         } catch {
             failStartup("cannot take over: \(error)", code: 1)
         }
+        if let path = start.controlSocket, handover == nil, connectionsFrom == nil {
+            do throws(HandoverError) { try ControlServer.checkFree(path) } catch { failStartup("\(error)", code: 1) }
+        }
         let inherited = handover?.listeners ?? inheritedListeners()
         if handover != nil { steerToFirst(inherited, logger: logger) }
         // A successor runs beside the process it replaces: a different node to the tiers above.

@@ -30,6 +30,12 @@ public enum StatsSummary {
                 + perCall(u.datagramsOut - v.datagramsOut, u.sendCalls - v.sendCalls)
                 + (drops.isEmpty ? "" : " dropped " + drops.joined(separator: " "))
         }
+        let moves = [("out", \GatewayStats.handedOver), ("lost", \.handoverLost), ("adopted", \.handoverAdopted)]
+            .compactMap { name, path -> String? in
+                let n = new[keyPath: path] - old[keyPath: path]
+                return n > 0 ? "\(name) \(n)" : nil
+            }
+        if !moves.isEmpty { line += ", handover " + moves.joined(separator: " ") }
         if new.shedding { line += ", SHEDDING: not reading clients, buffers \(bytes(Double(new.bufferedBytes)))" }
         if new.linksUp > 0 || new.linkCloses > 0 || new.noUpstreamReplies > 0 {
             line += ", links up \(new.linksUp) closed \(new.linkCloses - old.linkCloses)"

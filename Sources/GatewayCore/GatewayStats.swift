@@ -165,6 +165,12 @@ public struct GatewayStats: Sendable, Equatable {
     public var sheddingSpells: UInt64 = 0
     /// *Please reconnect* frames sent by a hot restart's drain.
     public var reconnectNotices: UInt64 = 0
+    /// A hot restart's hand-over (docs/HANDOVER.md): connections sent to the new process (descriptor and
+    /// state), of those the ones lost with it (it died or stalled before it confirmed them); and in the
+    /// new process, connections adopted.
+    public var handedOver: UInt64 = 0
+    public var handoverLost: UInt64 = 0
+    public var handoverAdopted: UInt64 = 0
     /// TLS: handshakes completed, of which resumed from a ticket; handshakes in progress (a level).
     public var tlsHandshakes: UInt64 = 0
     public var tlsResumed: UInt64 = 0

@@ -24,6 +24,9 @@ final class FaultyEchoServer: @unchecked Sendable {
         case status(seq: UInt32)
         /// Stop replying from this seq on, keeping the connection open.
         case stall(seq: UInt32)
+        /// Reply to this seq with a PLEASE_RECONNECT in the same write, then count what the client
+        /// still sends until it closes (`bytesAfterNotice`).
+        case noticeWithReply(seq: UInt32)
     }
 
     let port: Int
@@ -33,6 +36,7 @@ final class FaultyEchoServer: @unchecked Sendable {
     private let lock = NSLock()
     private var accepted = 0
     private var peers: [String: Int] = [:]
+    private var afterNotice: Int?
 
     init(fault: Fault = .none) throws {
         self.fault = fault
@@ -62,6 +66,8 @@ final class FaultyEchoServer: @unchecked Sendable {
     }
 
     var connections: Int { lock.withLock { accepted } }
+    /// With `noticeWithReply`: bytes the client sent after the notice, once it has closed.
+    var bytesAfterNotice: Int? { lock.withLock { afterNotice } }
     /// Connections accepted, by the client's address.
     var connectionsByPeer: [String: Int] { lock.withLock { peers } }
 
@@ -106,6 +112,21 @@ final class FaultyEchoServer: @unchecked Sendable {
                 reply.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(7).bigEndian, toByteOffset: 10, as: UInt32.self) }
             case .stall(let from) where seq >= from:
                 continue
+            case .noticeWithReply(seq):
+                var notice = [UInt8](repeating: 0, count: FrameHeader.size + 4)
+                notice.withUnsafeMutableBytes {
+                    FrameHeader(length: UInt32($0.count), seq: 0, cmd: ReservedCommand.pleaseReconnect)
+                        .encode(into: $0.baseAddress!)
+                    $0.storeBytes(of: UInt32(5000).bigEndian, toByteOffset: FrameHeader.size, as: UInt32.self)
+                }
+                guard writeAll(fd, reply + notice) else { return }
+                var sink = [UInt8](repeating: 0, count: 4096)
+                var total = 0
+                while case let n = sink.withUnsafeMutableBytes({ read(fd, $0.baseAddress!, $0.count) }), n > 0 {
+                    total += n
+                }
+                lock.withLock { afterNotice = total }
+                return
             default:
                 break
             }

@@ -78,6 +78,8 @@ import Testing
         #expect(!control.handedOver, "A stays in charge: a later take-over may follow")
         #expect(!a.isDraining)
         #expect(a.stats().closes(.handedOver) == UInt64(batch.count))
+        #expect(a.stats().handedOver == UInt64(batch.count))
+        #expect(a.stats().handoverLost == UInt64(batch.count), "the batch is lost with the new process")
         #expect(a.stats().reconnectNotices == 0)
     }
 
@@ -103,6 +105,8 @@ import Testing
         }
         #expect(control.handedOver)
         #expect(a.stats().reconnectNotices == UInt64(Self.clients - batch.count))
+        #expect(a.stats().handedOver == UInt64(batch.count))
+        #expect(a.stats().handoverLost == UInt64(batch.count), "never confirmed: counted lost")
         #expect(waitUntil(seconds: 10) { a.hasStopped }, "A stops once its drain is over")
     }
 }

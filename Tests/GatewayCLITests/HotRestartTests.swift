@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import Testing
 
+@testable import GatewayCLI
+
 /// A hot restart under load, end to end on the built binaries: `gateway` A serves 1000 busy clients
 /// and 200 new connections a second (`bin_test restart-probe`); gateway B takes A's listeners over;
 /// every client is asked to reconnect within A's drain window, and not one request or connect fails.
@@ -158,6 +160,12 @@ import Testing
         if topology != .forwarding {
             let admin = masters ? "admin endpoint for the box on" : "admin endpoint on"
             #expect(b.stderr.contains("\(admin) 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
+            // B's metrics (a master's sum its workers') count what it adopted: what A handed over.
+            let metrics = try LoopbackHTTP.request("GET", "/metrics", port: adminPort).body
+            let adopted = metrics.split(separator: "\n").filter {
+                $0.hasPrefix("gateway_handover_connections_total{") && $0.contains("outcome=\"adopted\"")
+            }.reduce(0) { $0 + (Double($1.split(separator: " ").last ?? "") ?? .nan) }
+            #expect(Int(adopted) == handed, "\(metrics)")
         }
         kill(b.process.processIdentifier, SIGTERM)
         let bExited = b.waitForExit(by: Date(timeIntervalSinceNow: 15))

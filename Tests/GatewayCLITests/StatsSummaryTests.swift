@@ -26,6 +26,19 @@ import Testing
             "open 42, accepted 10, frames/s in 1000 out 500, bytes/s in 3.0M out 1.5K, closes peer 2 slow_consumer 1")
     }
 
+    @Test func handoverOutcomesOverTheInterval() {
+        var old = GatewayStats()
+        old.handedOver = 400
+        var new = old
+        new.handedOver = 600
+        new.handoverLost = 200
+        #expect(StatsSummary.line(from: old, to: new, seconds: 1) ==
+            "open 0, accepted 0, frames/s in 0 out 0, bytes/s in 0 out 0, handover out 200 lost 200")
+        var adopting = GatewayStats()
+        adopting.handoverAdopted = 1000
+        #expect(StatsSummary.line(from: GatewayStats(), to: adopting, seconds: 1).hasSuffix(", handover adopted 1000"))
+    }
+
     @Test func quietIntervalHasNoCloses() {
         var stats = GatewayStats()
         stats.connectionsOpen = 3

@@ -46,6 +46,8 @@ final class HandoverTests: XCTestCase {
             XCTAssertTrue(waitUntil { a.stats().connectionsOpen == 0 }, "A let go of it (\(poller))")
             XCTAssertEqual(a.stats().closes(.handedOver), 1, "\(poller)")
             XCTAssertEqual(a.stats().closes(.peer), 0, "\(poller)")
+            XCTAssertEqual([a.stats().handedOver, a.stats().handoverLost, a.stats().handoverAdopted], [1, 0, 0])
+            XCTAssertEqual([b.stats().handedOver, b.stats().handoverAdopted], [0, 1], "\(poller)")
         }
     }
 
@@ -78,7 +80,9 @@ final class HandoverTests: XCTestCase {
 
             XCTAssertEqual(client.receive(size), frame, "the whole echo, part from A, the rest from B (\(poller))")
             XCTAssertTrue(client.echoes(TestClient.frame(seq: 10, bodySize: 5)), "\(poller)")
-            XCTAssertEqual(b.stats().bytesOut, UInt64(output.count + FrameHeader.size + 5), "\(poller)")
+            // Send counts its bytes after the write that the client may already have read: wait for the count.
+            let bOut = UInt64(output.count + FrameHeader.size + 5)
+            XCTAssertTrue(waitUntil(seconds: 10) { b.stats().bytesOut == bOut }, "\(b.stats().bytesOut) (\(poller))")
         }
     }
 
@@ -105,6 +109,8 @@ final class HandoverTests: XCTestCase {
             }
             // Counted once per batch, after the replies went: looked at until the last batch is done.
             XCTAssertTrue(waitUntil { a.stats().framesOut + b.stats().framesOut == 50 * 21 }, "each once (\(poller))")
+            XCTAssertEqual(a.stats().handedOver, 50, "\(poller)")
+            XCTAssertEqual(b.stats().handoverAdopted, 50, "\(poller)")
         }
     }
 }

@@ -306,7 +306,8 @@ final class IsolationTests: PushCoreTestCase {
         return (try startCoreServer(core), core)
     }
 
-    private final class SilentCore: CoreHandler, @unchecked Sendable {  // `frames` is atomic
+    /// A core that counts what reaches it and answers nothing (TransportShapesTests uses it too).
+    final class SilentCore: CoreHandler, @unchecked Sendable {  // `frames` is atomic
         let frames = AtomicInt()
         func opened(_ session: CoreSession, peer: PeerAddress) {}
         func closed(_ session: CoreSession, cause: UInt8) {}

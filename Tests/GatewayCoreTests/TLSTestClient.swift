@@ -6,7 +6,7 @@ import Glibc
 
 /// A blocking TLS client over TestClient's socket (so every read and write has a timeout), on the
 /// same CTLS glue as the gateway's own links and the load tool.
-final class TLSTestClient {
+final class TLSTestClient: @unchecked Sendable {  // used by one thread at a time
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
@@ -14,8 +14,10 @@ final class TLSTestClient {
     let tcp: TestClient
     private let ssl: OpaquePointer
 
-    init(port: Int, ca: String?, serverName: String = "localhost", cert: String? = nil, key: String? = nil) throws {
-        tcp = try TestClient(port: port)
+    /// - Parameter receiveBuffer: SO_RCVBUF before connecting (a small one makes a slow reader).
+    init(port: Int, ca: String?, serverName: String = "localhost", cert: String? = nil, key: String? = nil,
+         receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5) throws {
+        tcp = try TestClient(port: port, timeoutSeconds: timeoutSeconds, receiveBuffer: receiveBuffer)
         var error = [CChar](repeating: 0, count: 512)
         guard let context = gw_tls_client_context(ca == nil ? 0 : 1, ca, cert, key, &error, error.count) else {
             throw Failure(description: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) },

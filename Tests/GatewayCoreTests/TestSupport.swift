@@ -54,11 +54,8 @@ final class Locked<Value>: @unchecked Sendable {  // `value` is guarded by `lock
 }
 
 /// Log lines the gateway wrote, for checks such as "logged once with the peer address".
-final class LogRecorder: @unchecked Sendable {  // `lines` is guarded by `lock`
-    // NSLock (a pthread mutex), not Synchronization.Mutex: ThreadSanitizer sees pthread
-    // locking, but not the futex inside the uninstrumented Mutex, and reported a race.
-    private let lock = NSLock()
-    nonisolated(unsafe) private var lines: [(Logger.Level, String)] = []
+final class LogRecorder: Sendable {
+    private let lines = Locked<[(Logger.Level, String)]>([])
 
     var logger: Logger {
         var logger = Logger(label: "gateway-test") { _ in RecordingHandler(recorder: self) }
@@ -66,10 +63,10 @@ final class LogRecorder: @unchecked Sendable {  // `lines` is guarded by `lock`
         return logger
     }
 
-    func record(_ level: Logger.Level, _ message: String) { lock.withLock { lines.append((level, message)) } }
+    func record(_ level: Logger.Level, _ message: String) { lines.withLock { $0.append((level, message)) } }
 
     func messages(atLeast level: Logger.Level) -> [String] {
-        lock.withLock { lines.filter { $0.0 >= level }.map(\.1) }
+        lines.withLock { $0.filter { $0.0 >= level }.map(\.1) }
     }
 
     struct RecordingHandler: LogHandler {

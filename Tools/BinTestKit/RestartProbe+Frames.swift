@@ -36,13 +36,27 @@ extension RestartProbe {
         if slots[j].watchingWrites && !watch(j, writes: false, operation: EPOLL_CTL_MOD) { failed(j, errno, now: now) }
     }
 
-    /// One read per readiness report: a connection has at most a reply and a notice in flight.
+    /// Reads until the socket is empty (a connection has at most a reply and a notice in flight), then
+    /// sends the next request: a *please reconnect* that came before it is seen first, however late
+    /// this thread runs, and stops it, as PROTOCOL.md asks of a client.
     func receive(_ j: Int, now: UInt64) {
-        let count = read(slots[j].fd, readBuffer, Self.readSize)
-        if count > 0 { return consume(j, count: count, now: now) }
-        if count == 0 { return serverClosed(j, now: now) }
-        let error = errno
-        if error != EAGAIN && error != EWOULDBLOCK && error != EINTR { failed(j, error, now: now) }
+        let generation = slots[j].generation
+        while slots[j].generation == generation {
+            let count = read(slots[j].fd, readBuffer, Self.readSize)
+            if count > 0 {
+                consume(j, count: count, now: now)
+                continue
+            }
+            if count == 0 { return serverClosed(j, now: now) }
+            let error = errno
+            if error == EINTR { continue }
+            if error != EAGAIN && error != EWOULDBLOCK { return failed(j, error, now: now) }
+            break
+        }
+        if slots[j].generation == generation && slots[j].due {
+            slots[j].due = false
+            issue(j, now: now)
+        }
     }
 
     private func consume(_ j: Int, count: Int, now: UInt64) {
@@ -107,7 +121,7 @@ extension RestartProbe {
         } else if stopping {
             closeSocket(j)
         } else {
-            issue(j, now: now)
+            slots[j].due = true
         }
     }
 
@@ -124,6 +138,7 @@ extension RestartProbe {
         counts.noticeMinMilliseconds = min(counts.noticeMinMilliseconds ?? milliseconds, milliseconds)
         // A short connection goes on as it would anyway: it closes once its echo is in.
         guard slots[j].long, slots[j].phase == .open else { return }
+        slots[j].due = false
         if slots[j].outstanding {
             slots[j].phase = .leaving
         } else {

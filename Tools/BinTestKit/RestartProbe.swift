@@ -28,6 +28,8 @@ final class RestartProbe {
         /// The last request issued; seqs start at 1 and go on across reconnects.
         var seq: UInt32 = 0
         var outstanding = false
+        /// Answered: the next request goes once the rest of the read is taken (it may hold a notice).
+        var due = false
         /// Bytes of the outstanding request written, and of the frame arriving read.
         var written = 0
         var received = 0
@@ -284,6 +286,7 @@ final class RestartProbe {
         slots[j].written = 0
         slots[j].received = 0
         slots[j].notice = false
+        slots[j].due = false
         slots[j].watchingWrites = false
     }
 

@@ -58,7 +58,11 @@ struct ConnectionSender {
             try stream.sendState(try stream.sendBatchHeader([]))
             return .done(moved: moved, kept: export.kept, timedOut: false)
         } catch {
-            if error.timedOut { return .stalled(moved: moved, lost: unanswered, why: error.description) }
+            if error.timedOut {
+                export.lost(unanswered)
+                return .stalled(moved: moved, lost: unanswered, why: error.description)
+            }
+            export.lost(moved + unanswered)
             return .gone(lost: moved + unanswered, why: error.description)
         }
     }

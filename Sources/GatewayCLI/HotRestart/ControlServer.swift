@@ -29,9 +29,7 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
     init(path: String, successor: Bool, generation: UInt32, listeners: [Int32], drainSeconds: Int, logger: Logger,
          gateway: Gateway? = nil, handoverSeconds: Int = 30,
          onHandover: @escaping @Sendable () -> Void) throws(HandoverError) {
-        if !successor, (try? UnixStream.connect(to: path)) != nil {
-            throw HandoverError("control socket \(path) is in use by a running gateway: start with --take-over \(path)")
-        }
+        if !successor { try Self.checkFree(path) }
         unlink(path)  // a stale socket from a process that died, or the predecessor's
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw HandoverError("socket: \(String(cString: strerror(errno)))") }
@@ -56,6 +54,15 @@ final class ControlServer: @unchecked Sendable {  // fields are set before the t
         self.onHandover = onHandover
         self.gateway = gateway
         self.handoverSeconds = handoverSeconds
+    }
+
+    /// Refuses `path` while a gateway serves there. A process checks it before it accepts anyone, as well
+    /// as when it binds: a start that fails after accepting would close the connections it had taken (a
+    /// worker restarted while its successor holds the path did, at a hot restart with fewer workers).
+    static func checkFree(_ path: String) throws(HandoverError) {
+        if (try? UnixStream.connect(to: path)) != nil {
+            throw HandoverError("control socket \(path) is in use by a running gateway: start with --take-over \(path)")
+        }
     }
 
     /// A successor has taken the listeners.

@@ -74,6 +74,9 @@ final class Master {
         } catch {
             failStartup("cannot take over: \(error)", code: 1)
         }
+        if let path = settings.controlSocket, handover == nil {
+            do throws(HandoverError) { try ControlServer.checkFree(path) } catch { failStartup("\(error)", code: 1) }
+        }
         openListeners(inheriting: handover?.listeners)
         let generation = handover?.generation ?? 0
         var ticketSecret: Int32?

@@ -90,6 +90,13 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
             s.movedOut()
             engine.closeRequests.post(s, id)
         }
+        engine.counters.add(.handedOver, UInt64(batch.ids.count))
+    }
+
+    /// Connections handed over and then lost with the new process (it died, or stalled before it
+    /// confirmed them): counted, beside those handed over.
+    public func lost(_ count: Int) {
+        engine.counters.add(.handoverLost, UInt64(count))
     }
 
     /// The batch could not be sent: every connection in it is served here again, as before.

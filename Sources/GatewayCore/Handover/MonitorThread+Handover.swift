@@ -75,6 +75,7 @@ extension MonitorThread {
             table.release(index)
             return
         }
+        engine.counters.add(.handoverAdopted)
         let pool = engine.pool
         if !moved.output.isEmpty {
             let chunk = pool.allocate(capacity: moved.output.count)

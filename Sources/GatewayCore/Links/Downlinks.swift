@@ -61,7 +61,10 @@ final class Downlinks {
     /// The node's lowest-numbered link: where tree-wide messages go.
     func lowest(_ candidates: [Route]) -> Route? {
         var best: Route?
-        for r in candidates where best == nil || r.number < best!.number { best = r }
+        for r in candidates {
+            if let b = best, b.number <= r.number { continue }
+            best = r
+        }
         return best
     }
 
@@ -74,7 +77,8 @@ final class Downlinks {
         for position in uplinks.links.indices where uplinks.links[position].up {
             let mine = routes[node]?.reduce(0) { $0 + ($1.upper == position ? 1 : 0) } ?? 0
             let all = carried[position] ?? 0
-            if best == nil || (mine, all) < (best!.mine, best!.all) { best = (position, mine, all) }
+            if let b = best, (b.mine, b.all) <= (mine, all) { continue }
+            best = (position, mine, all)
         }
         return best?.position
     }

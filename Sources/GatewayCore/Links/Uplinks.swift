@@ -1,7 +1,8 @@
-/// Deal's view of the outbound links (one entry per configured link position):
-/// which connection holds each, whether its HELLO was answered, the link
-/// output not yet on its send ring, and the clients waiting for room on it.
-/// Owned by the Deal stage alone.
+/// The outbound links to upstream servers, the part the access and aggregation roles share (one
+/// entry per configured link position): which connection holds each, whether its HELLO was
+/// answered, the link output not yet on its send ring, and the clients (or lower links) waiting
+/// for room on it; their heartbeats and deadlines (Uplinks+Turn.swift) and output
+/// (Uplinks+Output.swift). Owned by the Deal stage alone.
 final class Uplinks {
     struct Link {
         var id: ConnectionID?
@@ -41,14 +42,24 @@ final class Uplinks {
     let heartbeatTicks: UInt64
     /// max_queue_wait in ticks; 0: no limit.
     var maxWaitTicks: UInt64
+    /// The role this node names in its HELLO.
+    let role: NodeRole
+    unowned(unsafe) let deal: DealStage
+    unowned(unsafe) let engine: Engine
+    let table: ConnectionTable
 
-    init(targets: [GatewayConfig.Upstream?], node: UInt32, heartbeatTicks: UInt64, maxWaitTicks: UInt64) {
-        self.maxWaitTicks = maxWaitTicks
+    init(deal: DealStage, role: NodeRole, heartbeatTicks: UInt64) {
+        self.deal = deal
+        engine = deal.engine
+        table = deal.table
+        self.role = role
+        maxWaitTicks = deal.live.maxWaitTicks
+        let targets = deal.live.linkTargets
         self.targets = targets
         links = Array(repeating: Link(), count: targets.count)
-        dirty.reserveCapacity(targets.count)
-        self.node = node
+        node = 0
         self.heartbeatTicks = max(1, heartbeatTicks)
+        dirty.reserveCapacity(targets.count)
     }
 
     /// A reload's positions: new ones are appended (Monitor connects them only after this).

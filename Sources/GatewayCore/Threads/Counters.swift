@@ -19,6 +19,8 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case shedding, sheddingSpells
         // Deal's: a hot restart's drain.
         case reconnectNotices
+        // A hot restart's hand-over (docs/HANDOVER.md): the control thread's (sent, lost), Monitor's (adopted).
+        case handedOver, handoverLost, handoverAdopted
         // Receive's: TLS handshakes and transport-lock use; Send's: its transport-lock use.
         case tlsHandshakes, tlsResumed, tlsReceiveLocks, tlsReceiveWaits
         case tlsSendLocks, tlsSendWaits
@@ -98,6 +100,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.shedding = load(.shedding) != 0
         s.sheddingSpells = load(.sheddingSpells)
         s.reconnectNotices = load(.reconnectNotices)
+        s.handedOver = load(.handedOver)
+        s.handoverLost = load(.handoverLost)
+        s.handoverAdopted = load(.handoverAdopted)
         s.tlsHandshakes = load(.tlsHandshakes)
         s.tlsResumed = load(.tlsResumed)
         s.tlsLockTakes = load(.tlsReceiveLocks) &+ load(.tlsSendLocks)

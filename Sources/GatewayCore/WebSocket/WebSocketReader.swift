@@ -38,9 +38,8 @@ public struct WebSocketReader {
     /// Payload bytes of the binary message being read, so far.
     private var messageBytes: UInt64 = 0
     private var mask: UInt32 = 0
-    /// The gateway frame inside the message: its length field's bytes, then the rest of it.
-    private var lengthField: UInt32 = 0
-    private var frameLeft: UInt32 = 0
+    /// The gateway frames inside the message.
+    private var frames = FrameFollower()
     /// Which side reads: a server requires masked frames, a client unmasked ones. Stored inverted
     /// so that zeroed memory is a server's fresh reader (a table of them is reserved, not filled).
     private let readsServer: Bool
@@ -52,7 +51,6 @@ public struct WebSocketReader {
     private var fin = false
     private var phase: UInt8 = 0
     private var messageOpen = false
-    private var lengthSeen: UInt8 = 0
     private var controlFilled: UInt8 = 0
     /// A close frame came or a rule was broken: further input is ignored.
     public private(set) var finished = false
@@ -80,7 +78,7 @@ public struct WebSocketReader {
             let n = Int(min(remaining, UInt64(count - at)))
             if opcode & 0x8 == 0 {
                 phase = UInt8(WebSocketFrame.unmask(p + at, to: p + out, count: n, mask: mask, phase: Int(phase)))
-                follow(p + out, n)
+                frames.follow(p + out, n)
                 out += n
             } else {
                 withUnsafeMutableBytes(of: &control) { c in
@@ -168,35 +166,13 @@ public struct WebSocketReader {
         return nil
     }
 
-    /// Tracks the gateway frames in a message's payload: their length fields and their ends.
-    private mutating func follow(_ p: UnsafeRawPointer, _ n: Int) {
-        var i = 0
-        while i < n {
-            if frameLeft > 0 {
-                let k = min(Int(frameLeft), n - i)
-                frameLeft -= UInt32(k)
-                i += k
-                continue
-            }
-            lengthField = lengthField << 8 | UInt32(p.load(fromByteOffset: i, as: UInt8.self))
-            lengthSeen += 1
-            i += 1
-            if lengthSeen == 4 {
-                // A bad length is the frame cutter's to report; here it only has to end somewhere.
-                frameLeft = max(lengthField, 4) - 4
-                lengthSeen = 0
-                lengthField = 0
-            }
-        }
-    }
-
     /// A frame's payload is complete.
     private mutating func endFrame(_ event: (Event) -> Void) -> Outcome? {
         switch WebSocketOpcode(rawValue: opcode)! {
         case .binary, .continuation:
             guard fin else { return nil }
             defer { messageOpen = false; messageBytes = 0 }
-            guard frameLeft == 0 && lengthSeen == 0 else {
+            guard frames.atFrameEnd else {
                 return .failed(code: WebSocketCloseCode.invalidPayload, payload: 0)
             }
             return nil

@@ -37,6 +37,9 @@ struct WebSocketOutput {
     /// replaced) unless it was offered in that place (`controlOffered`).
     var recordHeld: Bool
     var controlOffered: Bool
+    /// The gateway frames in the data frames whose headers have gone out: a message stays open (its
+    /// last data frame had no FIN) while one of them is unfinished.
+    var frames: FrameFollower
 
     /// The stream is between frames: a close or control frame may be written now.
     var atBoundary: Bool { headerSent == headerLength && frameLeft == 0 && controlSent == 0 }

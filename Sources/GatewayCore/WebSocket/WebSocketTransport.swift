@@ -5,9 +5,10 @@ import Logging
 
 /// WebSocket on accepted connections (docs/WEBSOCKET.md), behind the transport seam. Receive runs
 /// the opening handshake (`open`) and decodes client frames in place into the plain frame stream
-/// (`read`); Send wraps each descriptor of the send ring in one binary message (`write`), so a
-/// message always holds whole frames. Pongs are made by Receive and written by Send between
-/// frames; a close frame is written by whichever side finds the stream between frames.
+/// (`read`); Send wraps each descriptor of the send ring in one data frame (`write`), which ends its
+/// message (FIN) when the descriptor ends on a gateway frame's end, so a message always holds whole
+/// frames. Pongs are made by Receive and written by Send between data frames; a close frame is
+/// written by whichever side finds the stream between frames.
 ///
 /// WebSocket over TLS (`wss://`, kind `webSocketTLS`) is the same code on the TLS transport's records:
 /// the opening is the TLS handshake, then the upgrade; reads and writes go through OpenSSL where a
@@ -24,10 +25,12 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     private let handshakeTicks: UInt64
     /// wss:// listeners' TLS (the engine's), nil when none.
     private let tls: TLSTransport?
-    /// Send's: the gather list with a header before each descriptor, and the headers' bytes.
+    /// Send's: the gather list with a header before each descriptor, the headers' bytes, and where the
+    /// gateway frames stand after each descriptor (kept once its header goes out).
     private let out: UnsafeMutablePointer<iovec>
     private let kinds: UnsafeMutablePointer<Int32>
     private let headers: UnsafeMutableRawPointer
+    private let followers: UnsafeMutablePointer<FrameFollower>
     private let outCapacity: Int
     private unowned(unsafe) let engine: Engine
 
@@ -47,6 +50,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         out = .allocate(capacity: outCapacity)
         kinds = .allocate(capacity: outCapacity)
         headers = .allocate(byteCount: outCapacity * 10, alignment: 8)
+        followers = .allocate(capacity: outCapacity)
     }
 
     deinit {
@@ -55,6 +59,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
         out.deallocate()
         kinds.deallocate()
         headers.deallocate()
+        followers.deallocate()
     }
 
     /// Over TLS, the TLS handshake's deadline and then the upgrade's, from the first turn.
@@ -320,10 +325,16 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             add(control.bytes, Int(st.pointee.controlLength), Segment.control.rawValue)
             offered = true
         }
-        // One binary message per descriptor: a header, then the descriptor's bytes.
+        // One data frame per descriptor: a header, then the descriptor's bytes. It continues the message
+        // of the one before unless that ended on a gateway frame's end, and ends it if it does so itself.
+        var frames = st.pointee.frames
         while next < count && segments + 2 <= outCapacity {
             let h = headers + 10 * next
-            add(h, WebSocketFrame.writeHeader(.binary, length: iov[next].iov_len, into: h), Int32(next) | 1 << 30)
+            let opcode: WebSocketOpcode = frames.atFrameEnd ? .binary : .continuation
+            frames.follow(iov[next].iov_base!, iov[next].iov_len)
+            followers[next] = frames
+            let length = WebSocketFrame.writeHeader(opcode, length: iov[next].iov_len, fin: frames.atFrameEnd, into: h)
+            add(h, length, Int32(next) | 1 << 30)
             add(iov[next].iov_base, iov[next].iov_len, Int32(next))
             next += 1
         }
@@ -372,6 +383,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             case let kind where kind & (1 << 30) != 0:
                 // A new frame's header: the frame is begun once any of it is out.
                 let payload = out[i + 1].iov_len
+                st.pointee.frames = followers[Int(kinds[i] & ~(1 << 30))]
                 st.pointee.frameLeft = UInt32(payload)
                 st.pointee.headerLength = UInt8(length)
                 st.pointee.headerSent = UInt8(n)
