@@ -75,6 +75,31 @@ final class RingPoolTests: XCTestCase {
         XCTAssertEqual(walked, 2)
     }
 
+    /// Pages whose storage is all free go back to the kernel; storage still resident is taken first.
+    func testTrimGivesPagesOfFreeStorageBack() {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let pool = RingPool(rings: 64, ringCapacity: 32)  // 512 B a ring
+        let perPage = page / 512
+        let storage = (0..<64).map { _ in pool.take() }
+        for s in storage { s.initialize(to: Self.item(7)) }
+        XCTAssertEqual(pool.trim(force: true), 0, "nothing free")
+        // One ring of the first page stays in use; every other ring's storage is put back.
+        for s in storage.dropFirst() { pool.put(s) }
+        XCTAssertEqual(pool.trim(force: true), (64 / perPage - 1) * page, "every page but the first")
+        XCTAssertEqual(pool.trim(force: true), 0, "given back already")
+        XCTAssertEqual(storage[0].pointee.offset, 7, "the ring in use kept its entry")
+        // The first page's free rings come first, then the pages given back, found zeroed.
+        let firstPage = UnsafeMutableRawPointer(storage[0])
+        for _ in 1..<perPage {
+            let s = pool.take()
+            XCTAssertTrue(UnsafeMutableRawPointer(s) >= firstPage && UnsafeMutableRawPointer(s) < firstPage + page)
+        }
+        let fresh = pool.take()
+        XCTAssertEqual(UnsafeRawPointer(fresh).load(as: UInt64.self), 0, "a page given back reads as zeros")
+        XCTAssertEqual(pool.inUse, perPage + 1)
+        XCTAssertEqual(pool.trim(force: true), 0, "no page is all free")
+    }
+
     func testStorageReusedAcrossRings() {
         let table = ConnectionTable(capacity: 2, ringCapacity: 32)
         XCTAssertLessThanOrEqual(table.bytesPerSlot, 512, "an idle connection's slot")

@@ -25,6 +25,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private let udpIdleTicks: UInt64
     private let wheel: TimerWheel
     /// Receive rings that kept their storage after a read: given back at a tick once Deal has dealt them.
+    /// Once a second at its ticks Receive also trims the ring pool (RingPool.trim).
+    private let trimTicks: UInt64
+    @exclusivity(unchecked) private var nextTrimTick: UInt64 = 0
     private let ringSweep: RingSweep
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
@@ -48,6 +51,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
+        trimTicks = max(1, 1000 / tickMs)
         udpIdleTicks = (UInt64(engine.config.udpIdleTimeout) * 1000 + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
         ringSweep = RingSweep(capacity: table.capacity, flag: \.receive.ringListed)
@@ -359,6 +363,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if ringSweep.count > 0 {
             ringSweep.sweep(table) { table.receiveRing($0) }
             if ringSweep.count == 0 { publishTimers() }
+        }
+        if tick >= nextTrimTick {
+            nextTrimTick = tick &+ trimTicks
+            table.rings.trim()
         }
         if live.maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
             let total = engine.pendingBytes.load(ordering: .relaxed)
