@@ -103,8 +103,9 @@ cpuclock)
         kill -TERM $pid; wait $pid || true
         perf report -i "$OUT/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null \
             | swift demangle --simplified > "$OUT/report.$name.txt"
-        perf report -i "$OUT/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null \
-            | grep '%' | head -8 | sed "s/^/$name dso: /" | tee -a "$OUT/summary.txt"
+        # awk reads to the end: `head` would stop perf report with SIGPIPE, and pipefail the script.
+        perf report -i "$OUT/perf.$name.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+            | awk '/%/ && n < 8 { print; n++ }' | sed "s/^/$name dso: /" | tee -a "$OUT/summary.txt"
         echo "$name: $(replies_of "$OUT/client-$name.json") replies" | tee -a "$OUT/summary.txt"
     done
     ;;
