@@ -229,6 +229,10 @@ public struct GatewayCommand: ParsableCommand {
     @Option(help: .setting("tls_max_handshakes", "TLS handshakes in progress at once; past it new ones are refused."))
     var tlsMaxHandshakes: String?
 
+    @Option(help: .setting("tls_handshake_threads", "Threads TLS listeners' handshakes run on (one per CPU, "
+                           + "at most 8, by default)."))
+    var tlsHandshakeThreads: String?
+
     @Option(help: .setting("stats_interval", "Seconds between stats log lines; 0 disables them.",
                            default: "\(Settings().statsInterval)",
                            allowed: "\(Settings.statsIntervalRange.lowerBound)...\(Settings.statsIntervalRange.upperBound)"))
@@ -308,6 +312,7 @@ public struct GatewayCommand: ParsableCommand {
             "tls_key": tlsKey.isEmpty ? nil : tlsKey.joined(separator: ","),
             "tls_client_ca": tlsClientCa, "tls_alpn": tlsAlpn, "tls_ticket_key_file": tlsTicketKeyFile,
             "tls_handshake_timeout": tlsHandshakeTimeout, "tls_max_handshakes": tlsMaxHandshakes,
+            "tls_handshake_threads": tlsHandshakeThreads,
             "upstream_ca": upstreamCa, "upstream_cert": upstreamCert, "upstream_key": upstreamKey,
         ]
         return values.compactMapValues { $0 }

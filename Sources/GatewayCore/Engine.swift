@@ -86,6 +86,14 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         workers = [r, d, s]
         (receive, deal, send) = (r, d, s)
         stages = [r.input, d.input, s.input]
+        if let tls {
+            let handshakes = (0..<config.tlsHandshakeThreads).map {
+                TLSHandshakeStage(engine: self, tls: tls, index: $0)
+            }
+            tls.attach(handshakes)
+            workers += handshakes as [AnyObject]
+            stages += handshakes.map(\.input)
+        }
         if config.listenAddresses.contains(where: { $0.webSocketPath != nil }) {
             webSocket = WebSocketTransport(engine: self, capacity: config.maxConnections, logger: logger)
         }

@@ -105,8 +105,11 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             OSThread(name: "gw-receive") { engine.receive.runLoop(engine: engine) },
             OSThread(name: "gw-deal") { engine.deal.runLoop(engine: engine) },
             OSThread(name: "gw-send") { engine.send.runLoop(engine: engine) },
-            OSThread(name: "gw-monitor") { monitor.run() },
         ]
+        for (i, stage) in (engine.tls?.stages ?? []).enumerated() {
+            threads.append(OSThread(name: "gw-tls-\(i)") { stage.runLoop(engine: engine) })
+        }
+        threads.append(OSThread(name: "gw-monitor") { monitor.run() })
         let bound = listeners.map(\.address.description).joined(separator: ", ")
         engine.logger.debug("listening on \(bound) with \(config.poller), up to \(config.maxConnections) connections")
     }

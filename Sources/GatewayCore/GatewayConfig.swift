@@ -1,3 +1,5 @@
+import Glibc
+
 /// Which readiness API Monitor uses: epoll for many connections, poll for the
 /// aggregation tier's few busy ones.
 public enum PollerKind: String, CaseIterable, Sendable {
@@ -153,6 +155,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var tlsHandshakeTimeout = 10
     /// TLS handshakes in progress at once (each holds OpenSSL's handshake state); past it new ones are refused.
     public var tlsMaxHandshakes = 10_000
+    /// Threads TLS listeners' handshakes run on (TLSHandshakeStage): one per CPU, at most 8, by default.
+    public var tlsHandshakeThreads = min(8, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     /// Some listener speaks TLS.
     public var servesTLS: Bool { listenAddresses.contains { $0.tls } }
 
@@ -242,6 +246,7 @@ public struct GatewayConfig: Sendable, Equatable {
         ("udp_max_datagram", 64...65_507, \.udpMaxDatagram),
         ("tls_handshake_timeout", 1...3_600, \.tlsHandshakeTimeout),
         ("tls_max_handshakes", 1...10_000_000, \.tlsMaxHandshakes),
+        ("tls_handshake_threads", 1...64, \.tlsHandshakeThreads),
         ]
     }
 

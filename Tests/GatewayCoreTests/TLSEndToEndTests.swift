@@ -256,6 +256,41 @@ final class TLSEndToEndTests: XCTestCase {
         }
     }
 
+    /// Handshakes run on `tls_handshake_threads` threads of their own: clients handshaking at once all
+    /// echo, and each handshake is counted once (the counter has one writer per handshake thread).
+    func testHandshakesRunOnTheirOwnThreadsAndAreEachCounted() throws {
+        let ports = try start { $0.tlsHandshakeThreads = 3 }
+        // Each thread names itself once it runs.
+        func handshakeThreads() -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap {
+                try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }.filter { $0.hasPrefix("gw-tls-") }.sorted()
+        }
+        XCTAssertTrue(waitUntil(seconds: 10) { handshakeThreads() == ["gw-tls-0", "gw-tls-1", "gw-tls-2"] },
+                      "\(handshakeThreads())")
+        let failures = Failures()
+        let ca = self.ca
+        runThreads(8) { t in
+            for round in 0..<6 {
+                do {
+                    let client = try TLSTestClient(port: ports.tls, ca: ca)
+                    if !client.echoes(TestClient.frame(seq: UInt32(round), uid: UInt32(t), bodySize: 300)) {
+                        failures.add("client \(t) round \(round): no echo")
+                    }
+                } catch {
+                    failures.add("client \(t) round \(round): \(error)")
+                }
+            }
+        }
+        failures.assertNone("handshakes on three threads")
+        XCTAssertTrue(waitUntil(seconds: 10) { self.gateway!.stats().tlsHandshaking == 0 },
+                      "handshakes still in progress: \(gateway!.stats().tlsHandshaking)")
+        let stats = stop()
+        XCTAssertEqual(stats.tlsHandshakes, 48)
+    }
+
     /// `bin_test client --tls` in each mode against the TLS listener, every reply checked byte for byte;
     /// connrate's cycles are full handshakes.
     func testLoadToolSpeaksTLSInEveryMode() throws {

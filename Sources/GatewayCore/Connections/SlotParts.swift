@@ -9,6 +9,8 @@ struct SlotFlags {
     var receiveGate: UInt8.AtomicRepresentation
     var dealGate: UInt8.AtomicRepresentation
     var sendGate: UInt8.AtomicRepresentation
+    /// A tls:// connection's gate into its TLS handshake thread's inbox (TLSHandshakeStage).
+    var handshakeGate: UInt8.AtomicRepresentation
     /// Receive stopped reading because the receive ring was full; Deal resumes it.
     var receivePaused: UInt8.AtomicRepresentation
     /// Deal stopped dealing because the send ring was full; Send resumes it.

@@ -8,21 +8,21 @@ import Logging
 /// read-ahead): Receive's reads become SSL_read into the read block, Send's writev becomes
 /// SSL_write of one record's worth gathered from the send ring, and the engine keeps owning
 /// readiness, so an SSL call that wants the socket returns at once, as a read or write that
-/// would block does. The handshake runs on Receive: the client speaks first, its bytes arrive
-/// as readability, and Receive already owns the per-connection deadline it needs.
+/// would block does. A tls:// listener's handshakes run on the handshake threads (TLSHandshakeStage),
+/// which Receive hands each step to, keeping the deadline; links' and wss:// handshakes run on Receive.
 ///
-/// An SSL object is never used by two threads at once: before the handshake only Receive has
-/// it; after, Receive (reading) and Send (writing) take the slot's transport lock around each
+/// An SSL object is never used by two threads at once: before the handshake only the thread running
+/// it has it; after, Receive (reading) and Send (writing) take the slot's transport lock around each
 /// call, and count how often they found it held.
 final class TLSTransport: Transport, @unchecked Sendable {  // shared state: atomics; `scratch` is Send's
     private let context: ManagedAtomic<TLSServerContext>
-    /// Each slot's SSL object, by slot index (reserved, touched only when used): made by Receive before
+    /// Each slot's SSL object, by slot index (reserved, touched only when used): made by the handshake before
     /// `transportReady`, then shared under the slot's transport lock, freed at reclamation.
     private let sessions: UnsafeMutablePointer<OpaquePointer?>
     private let table: ConnectionTable
     private let counters: Counters
     private let logger: Logger
-    /// Handshakes begun and not finished, each holding OpenSSL's handshake state: Receive adds,
+    /// Handshakes begun and not finished, each holding OpenSSL's handshake state: the handshake adds,
     /// and subtracts at the end; the reclaiming thread subtracts for connections closed half way.
     private let handshakes = ManagedAtomic<Int>(0)
     private let maxHandshakes: Int
@@ -96,14 +96,26 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         tickets.advance(to: epoch)
     }
 
+    /// The handshake threads (TLSHandshakeStage), servers only; empty: the handshake runs on Receive.
+    /// Set once by the engine before any thread starts.
+    private(set) var stages: [TLSHandshakeStage] = []
+
+    func attach(_ stages: [TLSHandshakeStage]) { self.stages = stages }
+
     func open(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
+        if s.transportIsReady { return .ready }  // a handshake thread finished it
+        if !stages.isEmpty {
+            stages[Int(id.index) % stages.count].input.post(s, id)
+            return .handedOff
+        }
         let opening = handshake(s)
         if case .ready = opening { s.atomic(\.transportReady).store(1, ordering: .releasing) }
         return opening
     }
 
-    /// The handshake's next step (Receive), `.ready` once it is done, without marking the connection
-    /// ready: WebSocket over TLS opens its own protocol next (WebSocketTransport).
+    /// The handshake's next step (on the connection's handshake thread, or Receive for links and wss://),
+    /// `.ready` once it is done, without marking the connection ready: WebSocket over TLS opens its own
+    /// protocol next (WebSocketTransport).
     func handshake(_ s: UnsafeMutablePointer<ConnectionSlot>) -> TransportOpening {
         let ssl: OpaquePointer
         if let existing = session(s).pointee {
@@ -117,8 +129,8 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         switch gw_tls_handshake(ssl) {
         case GW_TLS_OK:
             handshakes.wrappingDecrement(ordering: .relaxed)
-            counters.add(.tlsHandshakes)
-            if gw_tls_resumed(ssl) != 0 { counters.add(.tlsResumed) }
+            counters.addShared(.tlsHandshakes)
+            if gw_tls_resumed(ssl) != 0 { counters.addShared(.tlsResumed) }
             return .ready
         case GW_TLS_WANT_READ:
             return .pending
@@ -145,7 +157,10 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     }
 
     private func begin(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Beginning {
-        if client { return start(s, serverName: s.pointee.peer.host) }
+        if client {
+            handshakes.wrappingIncrement(ordering: .relaxed)
+            return start(s, serverName: s.pointee.peer.host)
+        }
         var first: UInt8 = 0
         let n = recv(s.pointee.fd, &first, 1, Int32(MSG_PEEK))
         if n == 0 { return .notYet(.failed(.peer)) }  // connected and left without a word
@@ -158,21 +173,24 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             logger.debug("closing \(s.pointee.peer): first byte \(first) on a TLS listener is not a handshake")
             return .notYet(.failed(.tlsPlaintext))
         }
-        guard handshakes.load(ordering: .relaxed) < maxHandshakes else {
+        // Taken before it is checked: handshake threads begin handshakes at once, and none may pass the cap.
+        guard handshakes.loadThenWrappingIncrement(ordering: .relaxed) < maxHandshakes else {
+            handshakes.wrappingDecrement(ordering: .relaxed)
             logger.debug("closing \(s.pointee.peer): \(maxHandshakes) TLS handshakes already in progress")
             return .notYet(.failed(.tlsMaxHandshakes))
         }
         return start(s, serverName: nil)
     }
 
-    /// A client checks the server's certificate against `serverName` (a link's upstream address).
+    /// With a handshake counted in `handshakes`. A client checks the server's certificate against
+    /// `serverName` (a link's upstream address).
     private func start(_ s: UnsafeMutablePointer<ConnectionSlot>, serverName: String?) -> Beginning {
         let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.fd, client ? 0 : 1, nil, serverName)
         guard let ssl else {
+            handshakes.wrappingDecrement(ordering: .relaxed)
             logger.error("closing \(s.pointee.peer): cannot start TLS: \(lastReason)")
             return .notYet(.failed(.ioError))
         }
-        handshakes.wrappingIncrement(ordering: .relaxed)
         session(s).pointee = ssl
         return .started(ssl)
     }
@@ -215,19 +233,29 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         var index = 0
         var offset = 0
         while index < count {
-            // Gather up to a record. After a write that wanted room, the ring still begins with the
-            // bytes it was given (they are popped only once taken) and holds at least as many.
+            // A record's bytes: straight from the ring when one descriptor holds them all (an echoed run
+            // of frames is one), else gathered into the scratch. After a write that wanted room, the
+            // ring still begins with the bytes it was given (they are popped only once taken) and holds
+            // at least as many, so the retry offers them again, and no fewer (as OpenSSL requires).
+            let first = iov[index].iov_len - offset
+            let record: UnsafeRawPointer
             var filled = 0
-            var (i, o) = (index, offset)
-            while i < count, filled < Self.recordBytes {
-                let chunk = min(iov[i].iov_len - o, Self.recordBytes - filled)
-                memcpy(scratch + filled, iov[i].iov_base + o, chunk)
-                filled += chunk
-                o += chunk
-                if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
+            if first >= Self.recordBytes || index == count - 1 {
+                record = UnsafeRawPointer(iov[index].iov_base! + offset)
+                filled = min(first, Self.recordBytes)
+            } else {
+                var (i, o) = (index, offset)
+                while i < count, filled < Self.recordBytes {
+                    let chunk = min(iov[i].iov_len - o, Self.recordBytes - filled)
+                    memcpy(scratch + filled, iov[i].iov_base + o, chunk)
+                    filled += chunk
+                    o += chunk
+                    if o == iov[i].iov_len { (i, o) = (i + 1, 0) }
+                }
+                record = UnsafeRawPointer(scratch)
             }
             var status = GW_TLS_OK
-            let n = gw_tls_write(ssl, scratch, filled, &status)
+            let n = gw_tls_write(ssl, record, filled, &status)
             guard n > 0 else {
                 switch status {
                 case GW_TLS_WANT_WRITE, GW_TLS_WANT_READ:

@@ -21,7 +21,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case reconnectNotices
         // A hot restart's hand-over (docs/HANDOVER.md): the control thread's (sent, lost), Monitor's (adopted).
         case handedOver, handoverLost, handoverAdopted
-        // Receive's: TLS handshakes and transport-lock use; Send's: its transport-lock use.
+        // TLS handshakes (the handshake threads' and Receive's, addShared); Receive's and Send's transport-lock use.
         case tlsHandshakes, tlsResumed, tlsReceiveLocks, tlsReceiveWaits
         case tlsSendLocks, tlsSendWaits
     }
@@ -52,6 +52,11 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
 
     /// A gauge, from its owning thread.
     func set(_ name: Name, _ value: UInt64) { atomic(name.rawValue).store(value, ordering: .relaxed) }
+
+    /// A counter more than one thread adds to (TLS handshakes: the handshake threads and Receive's links).
+    func addShared(_ name: Name) {
+        atomic(name.rawValue).wrappingIncrement(ordering: .relaxed)
+    }
 
     /// Closes are counted by Deal (at finalisation) and Monitor (over capacity): one atomic add.
     func addClose(_ cause: CloseCause) {

@@ -39,6 +39,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     @exclusivity(unchecked) var flood: FloodLimits?
     /// Send rings that kept their storage after a deal: given back at a tick once Send has written them.
     let ringSweep: RingSweep
+    /// The role wants every tick: links' heartbeats and deadlines, or a handler's `tick`.
+    let roleTicks: Bool
 
     init(engine: Engine) {
         self.engine = engine
@@ -54,15 +56,14 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
                             tickMilliseconds: tick)
         let handler = HandlerRole(engine.handler)
         role = .handler(handler)  // until the node is known to forward, below
+        roleTicks = !config.upstream.isEmpty || handler.wantsTicks
         if !config.upstream.isEmpty {
             let links = Uplinks(deal: self, role: config.role == .aggregation ? .aggregation : .access,
                                 heartbeatTicks: UInt64(config.linkHeartbeatMilliseconds / tick))
             role = config.role == .aggregation ? .aggregation(AggregationRole(deal: self, links: links))
                 : .access(AccessRole(deal: self, links: links))
-            input.armedTimers.store(1, ordering: .relaxed)  // ticks for heartbeats and link deadlines
-        } else if handler.wantsTicks {
-            input.armedTimers.store(1, ordering: .relaxed)
         }
+        if roleTicks { input.armedTimers.store(1, ordering: .relaxed) }
     }
 
     deinit {
@@ -93,12 +94,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// Deal wants ticks for its links, the handler's ticks, or send rings left to give back.
     func publishTimers() {
-        var wanted = ringSweep.count > 0
-        switch role {
-        case .handler(let handler): wanted = wanted || handler.wantsTicks
-        case .access, .aggregation: wanted = true
-        }
-        input.armedTimers.store(wanted ? 1 : 0, ordering: .relaxed)
+        input.armedTimers.store(roleTicks || ringSweep.count > 0 ? 1 : 0, ordering: .relaxed)
     }
 
     /// A reload's settings, at a tick.

@@ -83,7 +83,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if s.pointee.receive.awaitingProxy {
             guard readProxyHeader(id, s) else { return }
         }
-        if s.pointee.transport != TransportKind.plain.rawValue, !s.transportIsReady {
+        // Still timing the opening: it may have been finished by another thread (TLS handshakes).
+        if s.pointee.transport != TransportKind.plain.rawValue,
+           !s.transportIsReady || s.pointee.receive.openingTimed {
             guard openTransport(id, s) else { return }
         }
         if idleTicks(s) > 0, s.pointee.receiveTimerGeneration != id.generation || !wheel.isArmed(id.index) {
@@ -221,6 +223,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         case .retry:
             wheel.schedule(id.index, after: 1)  // the timer posts this connection again
             publishTimers()
+            return false
+        case .handedOff:
             return false
         case .failed(let cause):
             engine.requestClose(id, cause: cause)
@@ -394,7 +398,9 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             if s.pointee.receive.openingTimed {
                 let transport = engine.transport(of: s)
-                if now &- s.pointee.receive.frameStartTick >= transport.openTicks(s) {
+                if s.transportIsReady {  // finished on another thread, which has posted it here
+                    input.post(s, id)
+                } else if now &- s.pointee.receive.frameStartTick >= transport.openTicks(s) {
                     engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
                     engine.requestClose(id, cause: transport.openTimeoutCause(s))
                 } else {

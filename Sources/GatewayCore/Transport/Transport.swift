@@ -32,6 +32,9 @@ enum TransportOpening {
     case pending
     /// Waiting for room in the socket (a TLS handshake's flight): look again at the next tick.
     case retry
+    /// Another thread takes the opening on (a TLS handshake thread); it resumes reading and hands the
+    /// connection back to Receive once it is ready.
+    case handedOff
     case failed(CloseCause)
 }
 
