@@ -82,6 +82,11 @@ import Testing
         try #require(a.waitForLog(started, seconds: 20), "gateway A did not start: \(a.stderr)")
         let portText = a.stderr.components(separatedBy: started)[1].prefix { $0.isNumber }
         let port = try #require(Int(portText), "no port in gateway A's log: \(a.stderr)")
+        if topology == .forwarding {
+            // A accepts before its links are up, and answers no_upstream until one is: wait for it (Deal
+            // logs it once the link routes), so that no request of the probe meets that.
+            try #require(a.waitForLog(": up (node ", seconds: 20), "A's link to the core: \(a.stderr)")
+        }
 
         let probeStart = Date()
         let probe = try Child(binTest, ["restart-probe", "--port", "\(port)", "--connections", "\(Self.connections)",
