@@ -196,6 +196,7 @@ public final class Gateway: @unchecked Sendable {  // start/stop are called from
             s.receiveRingFrames += level(table.receiveRing(index))
             s.sendRingFrames += level(table.sendRing(index))
         }
+        s.ringsHeld = UInt64(table.rings.inUse)
         let inboxes = [engine.receive.input, engine.deal.input, engine.send.input, engine.closeRequests]
         for (i, inbox) in inboxes.enumerated() { s.inboxDepths[i] = UInt64(inbox.inbox.pending) }
         return s

@@ -186,6 +186,8 @@ public struct GatewayStats: Sendable, Equatable {
     /// and connection ids waiting in each stage's inbox: levels, read off the table when asked.
     public var receiveRingFrames: UInt64 = 0
     public var sendRingFrames: UInt64 = 0
+    /// Rings holding descriptor storage from the pool (an idle connection's rings hold none).
+    public var ringsHeld: UInt64 = 0
     public var inboxDepths = [UInt64](repeating: 0, count: GatewayStats.stageNames.count)
     public static let stageNames = ["receive", "deal", "send", "monitor"]
     /// Closes per cause, indexed by `CloseCause.rawValue`.

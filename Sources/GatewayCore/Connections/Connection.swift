@@ -2,7 +2,14 @@
 /// handler callbacks); a handle whose connection has closed does nothing.
 public struct Connection {
     public let id: ConnectionID
-    unowned(unsafe) let deal: DealStage
+    /// Deal, unretained (it lives as long as the gateway).
+    private let dealRef: Unmanaged<DealStage>
+    var deal: DealStage { dealRef.takeUnretainedValue() }
+
+    init(id: ConnectionID, deal: DealStage) {
+        self.id = id
+        dealRef = .passUnretained(deal)
+    }
 
     /// Bytes that may still be queued for this connection before `max_queued_bytes` (a send past
     /// it closes the connection as a slow consumer): a handler sending on its own schedule (a
@@ -15,7 +22,9 @@ public struct Connection {
     /// Sends `frame` back unchanged, without copying it.
     @inline(__always)
     public func forward(_ frame: Frame) {
-        deal.enqueue(frame.descriptor, to: id)
+        // Through the unretained reference as it is: a strong copy of Deal cost a retain and a
+        // release per echoed frame (perf/RESULTS.md, instructions per reply).
+        dealRef._withUnsafeGuaranteedRef { $0.enqueue(frame.descriptor, to: id) }
     }
 
     /// Sends a new frame; `header.length` is computed from the body.

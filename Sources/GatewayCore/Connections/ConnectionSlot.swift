@@ -22,7 +22,8 @@ enum SlotKind: UInt8 {
 /// thread that owns them (SlotParts.swift); the shared ones are atomics. Everything a
 /// connection changes is reset for the next one in `resetForReuse` (SlotLife.swift): the
 /// flags byte by byte, each stage's part as a whole value.
-/// The two rings' descriptor storage follows the record in memory.
+/// The two rings' positions are here; their descriptor storage comes from the table's
+/// `RingPool` while in use (Memory/RingPool.swift).
 struct ConnectionSlot {
     // Shared: changed only through SlotLife.swift (generation, state) or atomically.
     var generation: UInt32.AtomicRepresentation

@@ -2,14 +2,15 @@ import Atomics
 import Glibc
 
 /// The preallocated table of connection slots. Its memory is reserved once for
-/// `capacity` slots (each with its two rings) and pages are touched only as slots
-/// are used, so a large `max_connections` costs nothing until connections come.
+/// `capacity` slots and pages are touched only as slots are used, so a large
+/// `max_connections` costs nothing until connections come. A slot holds its rings'
+/// positions; their storage comes from `rings` while in use.
 /// Adding or removing a connection allocates nothing.
 @_spi(Benchmarks) public final class ConnectionTable: @unchecked Sendable {  // free list under `lock`; slots follow the ownership rules of ConnectionSlot
     let capacity: Int
     let ringCapacity: Int
+    let rings: RingPool
     private let stride: Int
-    private let ringOffset: Int
     private let base: UnsafeMutableRawPointer
 
     private let lock = SpinLock()
@@ -22,9 +23,9 @@ import Glibc
     public init(capacity: Int, ringCapacity: Int) {
         self.capacity = capacity
         self.ringCapacity = ringCapacity
-        let descriptor = MemoryLayout<FrameDescriptor>.stride
-        ringOffset = (MemoryLayout<ConnectionSlot>.stride + 15) & ~15
-        stride = (ringOffset + 2 * ringCapacity * descriptor + 63) & ~63
+        rings = RingPool(rings: 2 * capacity, ringCapacity: ringCapacity)
+        // Whole cache lines: no two slots share one.
+        stride = (MemoryLayout<ConnectionSlot>.stride + 63) & ~63
         base = VirtualMemory.reserveBytes(stride * capacity)
         freeList = VirtualMemory.reserve(UInt32.self, count: capacity)
     }
@@ -51,17 +52,14 @@ import Glibc
         UInt32((UnsafeMutableRawPointer(s) - base) / stride)
     }
 
+    @inline(__always)
     func receiveRing(_ i: UInt32) -> FrameRing {
-        let s = slot(i)
-        let storage = (UnsafeMutableRawPointer(s) + ringOffset).assumingMemoryBound(to: FrameDescriptor.self)
-        return FrameRing(indices: s.pointer(to: \.receiveIndices)!, storage: storage, capacity: ringCapacity)
+        FrameRing(indices: slot(i).pointer(to: \.receiveIndices)!, pool: rings)
     }
 
     @inline(__always)
     func sendRing(_ i: UInt32) -> FrameRing {
-        let s = slot(i)
-        let storage = (UnsafeMutableRawPointer(s) + ringOffset).assumingMemoryBound(to: FrameDescriptor.self) + ringCapacity
-        return FrameRing(indices: s.pointer(to: \.sendIndices)!, storage: storage, capacity: ringCapacity)
+        FrameRing(indices: slot(i).pointer(to: \.sendIndices)!, pool: rings)
     }
 
     /// Timer nodes of every slot for one wheel, e.g. `\.receiveTimer`.

@@ -54,6 +54,8 @@ struct ReceivePart {
     var lingerTimed = false
     /// The receive timer bounds the transport's opening (the WebSocket handshake).
     var openingTimed = false
+    /// On Receive's RingSweep: the receive ring kept its storage at the end of a read.
+    var ringListed = false
 }
 
 /// Deal's part of a slot.
@@ -102,6 +104,8 @@ struct DealPart {
     var floodFrames: Double = 0
     var floodBytes: Double = 0
     var floodTick: UInt64 = 0
+    /// On Deal's RingSweep: the send ring kept its storage at the end of a deal.
+    var ringListed = false
 }
 
 /// Send's part of a slot.

@@ -52,6 +52,8 @@ extension DealStage {
         resumeReceive(id, s)
         if ring.count == 0 { s.pointee.deal.shed = false }
         if ring.count == 0, let cause = s.endings.inputEnded { closeAfterReplies(id, s, cause: cause, sendNow: true) }
+        // Written already (Send ran inline) or nothing queued: no storage held; else at a tick.
+        if ringSweep.detachOrKeep(sendRing, id, s) { publishTimers() }
     }
 
     /// Queues the hot-restart drain's *please reconnect*, after the replies to what was dealt.

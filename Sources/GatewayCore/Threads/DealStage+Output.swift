@@ -38,6 +38,8 @@ extension DealStage {
         // Plain loads and stores of the slot's fields, never an inout access through `pointee` (which
         // spans the whole record, read atomically by other threads).
         s.pointee.deal.queuedBytes = s.pointee.deal.queuedBytes &+ UInt64(d.length)
+        // Whoever it is for (the client being dealt, a push, a link): its ring is looked at next tick.
+        if ringSweep.keep(id, s) { publishTimers() }
         let ring = table.sendRing(id.index)
         if s.pointee.deal.backlog.isEmpty, ring.push(d) { return true }
         var backlog = s.pointee.deal.backlog
@@ -53,6 +55,7 @@ extension DealStage {
     /// Send made room (it posted the connection back): the backlog moves onto the ring.
     func drainBacklog(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard !s.pointee.deal.backlog.isEmpty else { return }
+        if ringSweep.keep(id, s) { publishTimers() }
         let ring = table.sendRing(id.index)
         var backlog = s.pointee.deal.backlog
         let drained = backlog.drain(into: ring, pool: pool)

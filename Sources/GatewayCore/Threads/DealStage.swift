@@ -37,6 +37,8 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
     @exclusivity(unchecked) private var liveVersion: UInt64 = 0
     /// flood_frames_per_s / flood_bytes_per_s, when either is set.
     @exclusivity(unchecked) var flood: FloodLimits?
+    /// Send rings that kept their storage after a deal: given back at a tick once Send has written them.
+    let ringSweep: RingSweep
     /// The role wants every tick: links' heartbeats and deadlines, or a handler's `tick`.
     let roleTicks: Bool
 
@@ -45,6 +47,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         table = engine.table
         pool = engine.pool
         input = StageInbox(name: "deal", gate: \.dealGate, capacity: engine.inboxCapacity)
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.deal.ringListed)
         let config = engine.config
         let tick = config.tickMilliseconds
         ticksPerSecond = UInt64(max(1, 1000 / tick))
@@ -83,6 +86,15 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
         case .access(let access): access.tick(tick)
         case .aggregation(let aggregation): aggregation.tick(tick)
         }
+        if ringSweep.count > 0 {
+            ringSweep.sweep(table) { table.sendRing($0) }
+            if ringSweep.count == 0 { publishTimers() }
+        }
+    }
+
+    /// Deal wants ticks for its links, the handler's ticks, or send rings left to give back.
+    func publishTimers() {
+        input.armedTimers.store(roleTicks || ringSweep.count > 0 ? 1 : 0, ordering: .relaxed)
     }
 
     /// A reload's settings, at a tick.
@@ -110,6 +122,7 @@ final class DealStage: StageWorker, @unchecked Sendable {  // runs on its own th
             engine.counters.add(.framesOut, repliesQueued)
             repliesQueued = 0
         }
+        if ringSweep.sweepIfLong(table, ring: { table.sendRing($0) }), ringSweep.count == 0 { publishTimers() }
     }
 
     func service(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {

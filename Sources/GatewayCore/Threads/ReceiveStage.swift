@@ -24,6 +24,11 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// udp_idle_timeout: a UDP session has no end of stream, so it ends when its datagrams stop.
     private let udpIdleTicks: UInt64
     private let wheel: TimerWheel
+    /// Receive rings that kept their storage after a read: given back at a tick once Deal has dealt them.
+    /// Once a second at its ticks Receive also trims the ring pool (RingPool.trim).
+    private let trimTicks: UInt64
+    @exclusivity(unchecked) private var nextTrimTick: UInt64 = 0
+    private let ringSweep: RingSweep
     /// The block reads land in, shared by all connections; a read never waits for a whole frame.
     // Stage state is owned by the token holder alone, so run-time exclusivity checks are dropped.
     @exclusivity(unchecked) private var block: Chunk?
@@ -46,8 +51,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         let tickMs = UInt64(engine.config.tickMilliseconds)
         live = engine.live.current
         lingerTicks = (Self.lingerMilliseconds + tickMs - 1) / tickMs
+        trimTicks = max(1, 1000 / tickMs)
         udpIdleTicks = (UInt64(engine.config.udpIdleTimeout) * 1000 + tickMs - 1) / tickMs
         wheel = TimerWheel(nodes: table.timerNodes(\.receiveTimer))
+        ringSweep = RingSweep(capacity: table.capacity, flag: \.receive.ringListed)
         input = StageInbox(name: "receive", gate: \.receiveGate, capacity: engine.inboxCapacity)
     }
 
@@ -90,13 +97,20 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         readUntilDrained(id, s)
     }
 
-    func batchDone() { poller.applyInterest() }
+    func batchDone() {
+        poller.applyInterest()
+        if ringSweep.sweepIfLong(table, ring: { table.receiveRing($0) }), ringSweep.count == 0 { publishTimers() }
+    }
 
     private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.receiveRing(id.index)
         let fd = s.pointee.fd
         var delivered = false
-        defer { if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) } }
+        defer {
+            if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) }
+            // Dealt already (Deal ran inline) or nothing came: no storage held; else at a tick.
+            if ringSweep.detachOrKeep(ring, id, s) { publishTimers() }
+        }
         let client = shedsClients && s.pointee.kind == SlotKind.client.rawValue
         let plain = s.pointee.transport == TransportKind.plain.rawValue
         while true {
@@ -302,7 +316,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     /// Tells the clock whether this stage needs ticks: for its timers, and while shedding.
     private func publishTimers() {
-        input.armedTimers.store(wheel.count + (shedding ? 1 : 0), ordering: .relaxed)
+        input.armedTimers.store(wheel.count + (shedding ? 1 : 0) + (ringSweep.count > 0 ? 1 : 0), ordering: .relaxed)
     }
 
     /// Past max_buffered_bytes clients are not read (TCP pushes back on them) while links
@@ -350,6 +364,14 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     func advanceTimers(to tick: UInt64) {
         if let newer = engine.live.newer(than: &liveVersion) { live = newer }
         checkDrained()
+        if ringSweep.count > 0 {
+            ringSweep.sweep(table) { table.receiveRing($0) }
+            if ringSweep.count == 0 { publishTimers() }
+        }
+        if tick >= nextTrimTick {
+            nextTrimTick = tick &+ trimTicks
+            table.rings.trim()
+        }
         if live.maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
             let total = engine.pendingBytes.load(ordering: .relaxed)
             if total > live.maxPendingBytes { enforcePendingLimit(total) }
