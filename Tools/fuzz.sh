@@ -112,8 +112,9 @@ fi
 WS=$W/WebSocket
 if want wsframe; then
     echo "== building wsframe-fuzzer"; rm -f "$OUT/wsframe-fuzzer"
-    "${SWIFTC[@]}" -module-name FuzzWSFrame $W/Wire/FrameHeader.swift $WS/WebSocketFrame.swift $WS/WebSocketReader.swift \
-        $WS/FrameFollower.swift Fuzz/WebSocketFrameFuzzer.swift -o "$OUT/wsframe-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
+    "${SWIFTC[@]}" -module-name FuzzWSFrame $W/Wire/FrameHeader.swift $WS/WebSocketFrame.swift \
+        $WS/WebSocketReader.swift $WS/FrameFollower.swift Fuzz/WebSocketFrameFuzzer.swift -o "$OUT/wsframe-fuzzer" \
+        2>&1 | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/wsframe-fuzzer" ] || { echo "wsframe-fuzzer build failed"; exit 2; }
 fi
 
