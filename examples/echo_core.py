@@ -245,8 +245,10 @@ class Link:
             sid = frame[18:30]
             if sid in self.sessions:
                 self.act(sid, frame[DATA_OVERHEAD:])
-                self.send(frame)  # the echo: same session id, same client frame
+                # Counted before the echo: whoever has the echo finds it in the summary (SIGTERM's, on
+                # the main thread, could otherwise come between the two).
                 self.stats.add(data=1)
+                self.send(frame)  # the echo: same session id, same client frame
             else:
                 self.log("DATA for an unknown session, dropped")
         elif cmd == CLOSED:  # also for the sessions a KICK closed (cause 10)
