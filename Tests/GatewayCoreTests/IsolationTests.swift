@@ -189,12 +189,22 @@ final class IsolationTests: PushCoreTestCase {
     /// aggregation + access; a PUSH longer than a lower node takes is dropped where it is
     /// routed, counted, and the links stay up.
     func testAFrameOfExactlyMaxFramePassesTwoAndThreeTiers() throws {
+        // Links are checked to stay up: their heartbeat deadlines are set far beyond what a loaded machine
+        // may stall a debug build moving megabyte frames through three tiers (it missed 1 s ones at load 30).
+        let slowBeats = { (c: inout GatewayConfig) in c.linkHeartbeatMilliseconds = 10_000 }
         let (coreGateway, _) = try startPushCore()
-        let aggregation = try startAggregation(upstream: [coreGateway.port])
+        let aggregation = try startAggregation(upstream: [coreGateway.port], slowBeats)
         waitFor("aggregation up") { aggregation.stats().linksUp == 2 }
-        let direct = try startAccess(upstream: [coreGateway.port]) { $0.nodeID = 1 }
-        let behind = try startAccess(upstream: [aggregation.port]) { $0.nodeID = 2 }
+        let direct = try startAccess(upstream: [coreGateway.port]) {
+            slowBeats(&$0)
+            $0.nodeID = 1
+        }
+        let behind = try startAccess(upstream: [aggregation.port]) {
+            slowBeats(&$0)
+            $0.nodeID = 2
+        }
         let small = try startAccess(upstream: [aggregation.port]) {
+            slowBeats(&$0)
             $0.nodeID = 3
             $0.maxFrame = 64 << 10
         }
