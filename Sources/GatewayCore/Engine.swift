@@ -212,7 +212,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// held, closes the descriptor (only now may its number be reused) and
     /// returns the slot with a new generation.
     func reclaim(_ s: UnsafeMutablePointer<ConnectionSlot>) {
-        let index = UInt32((UnsafeMutableRawPointer(s) - UnsafeMutableRawPointer(table.slot(0))) / table.bytesPerSlot)
+        let index = s.pointee.index
         for ring in [table.receiveRing(index), table.sendRing(index)] {
             for i in 0..<ring.count { pool.release(ring.peek(i).pointee.chunk) }
             ring.reset()

@@ -5,10 +5,10 @@ import XCTest
 /// A slot's life (Connections/SlotLife.swift): the transitions in order, the first close winning,
 /// and a reclaimed slot equal to one never used.
 final class SlotLifeTests: XCTestCase {
-    /// Every field but those a slot keeps across reuse by design: its generation, the timer nodes
-    /// (still linked in their wheels) and their generations, liburcu's head, the ring indices.
+    /// Every field but those a slot keeps across reuse by design: its generation and index, the timer
+    /// nodes (still linked in their wheels) and their generations, liburcu's head, the ring indices.
     private func reusable(_ s: UnsafeMutablePointer<ConnectionSlot>) -> String {
-        let kept: Set<String> = ["generation", "receiveTimerGeneration", "receiveTimer", "sendTimerGeneration",
+        let kept: Set<String> = ["generation", "index", "receiveTimerGeneration", "receiveTimer", "sendTimerGeneration",
                                  "sendTimer", "rcuHead", "table", "receiveIndices", "sendIndices"]
         var text = ""
         for child in Mirror(reflecting: s.pointee).children where !kept.contains(child.label ?? "") {
@@ -25,10 +25,15 @@ final class SlotLifeTests: XCTestCase {
         let s = table.slot(used)
         let generation = s.generation.load(ordering: .relaxed)
         s.accepted()
-        // A connection that touched every byte a connection may change (all of it plain data).
-        let start = MemoryLayout<ConnectionSlot>.offset(of: \.flags)!
-        let end = MemoryLayout<ConnectionSlot>.offset(of: \.receiveTimerGeneration)!
-        memset(UnsafeMutableRawPointer(s) + start, 0x5A, end - start)
+        // A connection that touched every byte a connection may change (all of it plain data): the
+        // flags and every stage's part.
+        let parts: [(PartialKeyPath<ConnectionSlot>, PartialKeyPath<ConnectionSlot>)] =
+            [(\.flags, \.index), (\.receive, \.receiveTimerGeneration), (\.deal, \.receiveTimer)]
+        for (from, to) in parts {
+            let start = try XCTUnwrap(MemoryLayout<ConnectionSlot>.offset(of: from))
+            let end = try XCTUnwrap(MemoryLayout<ConnectionSlot>.offset(of: to))
+            memset(UnsafeMutableRawPointer(s) + start, 0x5A, end - start)
+        }
         XCTAssertNotEqual(s.pointee.deal.dealOffset, 0)
         XCTAssertNotEqual(s.pointee.monitor.fd, -1)
         XCTAssertTrue(s.beginClosing(.peer))

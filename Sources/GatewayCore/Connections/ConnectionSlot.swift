@@ -23,27 +23,38 @@ enum SlotKind: UInt8 {
 /// connection changes is reset for the next one in `resetForReuse` (SlotLife.swift): the
 /// flags byte by byte, each stage's part as a whole value.
 /// The two rings' positions are here; their descriptor storage comes from the table's
-/// `RingPool` while in use (Memory/RingPool.swift).
+/// `RingPool` while in use (Memory/RingPool.swift). Deal's cold fields are in a side table
+/// (`DealColdPart`). The order packs the record into 320 bytes (SlotLayoutTests pins it; the
+/// layout is in docs/ARCHITECTURE.md): small fields fill what alignment would leave empty, and
+/// Deal's part starts a cache line of its own.
 struct ConnectionSlot {
     // Shared: changed only through SlotLife.swift (generation, state) or atomically.
     var generation: UInt32.AtomicRepresentation
     var state: UInt8.AtomicRepresentation
     var flags: SlotFlags
+    /// Send's part (next to the atomics Send writes: `sentBytes`, the gates).
+    var send: SendPart
     /// Bytes Send has written to the socket since the connection opened; with Deal's `queuedBytes`
     /// it gives what waits for the socket (max_queued_bytes).
     var sentBytes: UInt64.AtomicRepresentation
 
-    /// Monitor's, Receive's, Deal's and Send's parts.
+    /// Monitor's part (set before the slot is open, then read-only).
     var monitor: MonitorPart
+    /// The slot's index in its table, set at its first use and never changed (read by any thread):
+    /// where its side-table entries are.
+    var index: UInt32
+    /// Receive's part.
     var receive: ReceivePart
-    var deal: DealPart
-    var send: SendPart
 
     // Kept across reuse: the timer nodes stay linked in their wheels, which drop a stale entry by
     // the generation it was armed for (Receive's and Send's, respectively).
     var receiveTimerGeneration: UInt32
-    var receiveTimer: TimerNode
     var sendTimerGeneration: UInt32
+
+    /// Deal's part.
+    var deal: DealPart
+
+    var receiveTimer: TimerNode
     var sendTimer: TimerNode
 
     // Reclamation after a grace period (liburcu's).

@@ -12,6 +12,9 @@ import Glibc
     let rings: RingPool
     private let stride: Int
     private let base: UnsafeMutableRawPointer
+    /// Deal's cold parts, one per slot (`cold`); pages touched only as forwarding, sessions or flood
+    /// limits use them.
+    private let coldParts: UnsafeMutablePointer<DealColdPart>
 
     private let lock = SpinLock()
     private let freeList: UnsafeMutablePointer<UInt32>
@@ -27,11 +30,13 @@ import Glibc
         // Whole cache lines: no two slots share one.
         stride = (MemoryLayout<ConnectionSlot>.stride + 63) & ~63
         base = VirtualMemory.reserveBytes(stride * capacity)
+        coldParts = VirtualMemory.reserve(DealColdPart.self, count: capacity)
         freeList = VirtualMemory.reserve(UInt32.self, count: capacity)
     }
 
     deinit {
         VirtualMemory.releaseBytes(base, stride * capacity)
+        VirtualMemory.release(coldParts, count: capacity)
         VirtualMemory.release(freeList, count: capacity)
     }
 
@@ -50,6 +55,18 @@ import Glibc
     @inline(__always)
     func index(of s: UnsafeMutablePointer<ConnectionSlot>) -> UInt32 {
         UInt32((UnsafeMutableRawPointer(s) - base) / stride)
+    }
+
+    /// Deal's cold part of slot `s` (Deal's thread only), made fresh on the connection's first use of it:
+    /// a reclaimed slot's `coldReady` is false, so reuse never writes to the side table.
+    @inline(__always)
+    func cold(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<DealColdPart> {
+        let c = coldParts + Int(s.pointee.index)
+        if !s.pointee.deal.coldReady {
+            c.pointee = DealColdPart()
+            s.pointee.deal.coldReady = true
+        }
+        return c
     }
 
     @inline(__always)
@@ -79,6 +96,7 @@ import Glibc
             index = UInt32(highWater)
             // What a reclaimed slot is reset to; before `usedRange` (under the lock) shows it to sweeps.
             slot(index).resetParts()
+            slot(index).pointee.index = index
             highWater += 1
         } else {
             return nil

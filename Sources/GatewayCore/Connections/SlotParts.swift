@@ -89,54 +89,68 @@ struct ReceivePart {
     var ringListed = false
 }
 
-/// Deal's part of a slot.
+/// Deal's part of a slot: what every connection's turn reads. The rest (forwarding, sessions, flood
+/// tokens) is in `DealColdPart`, a side table that an echo server's connections never touch.
 struct DealPart {
+    /// Every byte ever queued for the socket (ring and backlog), and the output beyond the send ring.
+    var queuedBytes: UInt64 = 0
+    var backlog = SendBacklog.empty
     /// Where dealing stopped in the first descriptor of the receive ring.
     var dealOffset: UInt32 = 0
     /// `opened`: the handler or core heard of it; `ended`: a session the core closed or kicked,
     /// out of its uid, rooms and presence while its connection finishes.
     var opened = false
     var ended = false
-    /// Output beyond the send ring, and every byte ever queued for the socket (ring and backlog).
-    var backlog = SendBacklog.empty
-    var queuedBytes: UInt64 = 0
-    /// Forwarding clients: `route` is the link the session was announced on (OPENED sent) when `routed`.
+    /// Forwarding clients: announced on the link `cold.route` (OPENED sent).
     var routed = false
+    /// Forwarding clients (and lower links) waiting for room on their link, in its wait list; `shed`:
+    /// it waited past max_queue_wait, and what it has queued is answered `overloaded`.
+    var waiting = false
+    var shed = false
+    /// Bound by the core to `cold.uid` (Sessions/SessionDirectory).
+    var bound = false
+    /// The flood tokens in `cold` are counting (Protection/FloodLimits).
+    var floodArmed = false
+    /// On Deal's RingSweep: the send ring kept its storage at the end of a deal.
+    var ringListed = false
+    /// The slot's `DealColdPart` was made fresh for this connection (ConnectionTable.cold).
+    var coldReady = false
+}
+
+/// Deal's cold part of a slot, in a side table indexed like the slots (ConnectionTable.cold): the
+/// fields only forwarding, sessions and flood limits use. Deal's thread only; taken fresh on a
+/// connection's first use of it, so a slot's reset never touches it and an echo server's idle
+/// connections leave its pages untouched.
+struct DealColdPart {
+    /// The link the session was announced on (`routed`).
     var route: UInt64 = 0
-    /// Forwarding clients announced on a link: a doubly linked list per link (its upstream_lost
-    /// notices), the frames forwarded on it and the seq of the last one.
+    /// The tick the client began waiting (max_queue_wait).
+    var waitSince: UInt64 = 0
+    /// Flood limits: tokens left this second, and the tick they were counted at.
+    var floodFrames: Double = 0
+    var floodBytes: Double = 0
+    var floodTick: UInt64 = 0
+    /// Clients announced on a link: a doubly linked list per link (its upstream_lost notices), the
+    /// frames forwarded on it and the seq of the last one.
     var routePrev = Uplinks.none
     var routeNext = Uplinks.none
     var routeFrames: UInt32 = 0
     var lastUpSeq: UInt32 = 0
-    /// Pushes dropped (push_overflow drop) since the core was last told, and whether this session
-    /// waits in Deal's list of notices to send.
+    /// Pushes dropped (push_overflow drop) since the core was last told.
     var pushDrops: UInt32 = 0
-    var dropNoticeQueued = false
-    /// Forwarding clients waiting for room on link `waitPosition`: a doubly linked list per link.
-    var waiting = false
-    var waitPosition: UInt16 = 0
+    /// The wait list of link `waitPosition`: a doubly linked list per link.
     var waitPrev = Uplinks.none
     var waitNext = Uplinks.none
-    /// The tick the client began waiting; past max_queue_wait it is `shed`: what it has queued is
-    /// answered `overloaded`.
-    var waitSince: UInt64 = 0
-    var shed = false
-    /// Users and rooms (Sessions/SessionDirectory): the uid the core bound it to, its
-    /// neighbours in that uid's list, and its first room membership.
-    var bound = false
+    /// Users and rooms (Sessions/SessionDirectory): the uid the core bound it to, its neighbours in
+    /// that uid's list, and its first room membership.
     var uid: UInt32 = 0
     var uidPrev = SessionDirectory.none
     var uidNext = SessionDirectory.none
     var roomsHead = SessionDirectory.none
+    var waitPosition: UInt16 = 0
     var roomCount: UInt16 = 0
-    /// Flood limits (Protection/FloodLimits): tokens left this second, and the tick they were counted at.
-    var floodArmed = false
-    var floodFrames: Double = 0
-    var floodBytes: Double = 0
-    var floodTick: UInt64 = 0
-    /// On Deal's RingSweep: the send ring kept its storage at the end of a deal.
-    var ringListed = false
+    /// This session waits in Deal's list of push-drop notices to send.
+    var dropNoticeQueued = false
 }
 
 /// Send's part of a slot.

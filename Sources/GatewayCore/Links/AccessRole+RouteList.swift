@@ -1,12 +1,11 @@
-/// The clients announced (OPENED) on each link, a list through their slots' routePrev / routeNext
+/// The clients announced (OPENED) on each link, a list through their cold parts' routePrev / routeNext
 /// from the link's `routedHead`: told upstream_lost if it dies.
 extension AccessRole {
     func joinRouteList(_ index: UInt32, _ s: UnsafeMutablePointer<ConnectionSlot>, _ position: Int) {
         let head = links.links[position].routedHead
-        s.pointee.deal.routePrev = Uplinks.none
-        s.pointee.deal.routeNext = head
-        s.pointee.deal.routeFrames = 0
-        if head != Uplinks.none { table.slot(head).pointee.deal.routePrev = index }
+        let c = table.cold(s)
+        (c.pointee.routePrev, c.pointee.routeNext, c.pointee.routeFrames) = (Uplinks.none, head, 0)
+        if head != Uplinks.none { table.cold(table.slot(head)).pointee.routePrev = index }
         links.links[position].routedHead = index
     }
 
@@ -14,13 +13,14 @@ extension AccessRole {
     /// (a link that died took its list with it).
     func leaveRouteList(_ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard s.pointee.deal.routed, let position = routedPosition(s) else { return }
-        let (prev, next) = (s.pointee.deal.routePrev, s.pointee.deal.routeNext)
+        let c = table.cold(s)
+        let (prev, next) = (c.pointee.routePrev, c.pointee.routeNext)
         if prev == Uplinks.none {
             links.links[position].routedHead = next
         } else {
-            table.slot(prev).pointee.deal.routeNext = next
+            table.cold(table.slot(prev)).pointee.routeNext = next
         }
-        if next != Uplinks.none { table.slot(next).pointee.deal.routePrev = prev }
+        if next != Uplinks.none { table.cold(table.slot(next)).pointee.routePrev = prev }
     }
 
     /// A link died: every client that sent frames on it is told once, with the seq of the last one
@@ -30,13 +30,14 @@ extension AccessRole {
         var told: UInt64 = 0
         while index != Uplinks.none {
             let s = table.slot(index)
-            let next = s.pointee.deal.routeNext
-            if s.pointee.deal.routeFrames > 0, s.state == .open, !s.endings.isFlushing {
+            let c = table.cold(s)
+            let next = c.pointee.routeNext
+            if c.pointee.routeFrames > 0, s.state == .open, !s.endings.isFlushing {
                 let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-                let header = FrameHeader(length: 0, seq: s.pointee.deal.lastUpSeq, cmd: ReservedCommand.upstreamLost,
+                let header = FrameHeader(length: 0, seq: c.pointee.lastUpSeq, cmd: ReservedCommand.upstreamLost,
                                          status: GatewayStatus.upstreamLost, uid: 0)
                 deal.compose(header, body: UnsafeRawBufferPointer(start: nil, count: 0), to: id)
-                s.pointee.deal.routeFrames = 0
+                c.pointee.routeFrames = 0
                 told += 1
             }
             index = next

@@ -63,13 +63,14 @@ final class AccessRole: ClientRole {
             return false
         }
         let session = SessionID(node: links.node, connection: id)
-        if !s.pointee.deal.routed || s.pointee.deal.route != link.packed {
+        let c = table.cold(s)
+        if !s.pointee.deal.routed || c.pointee.route != link.packed {
             let opened = LinkMessage.opened(session, link: UInt16(position),
                                             peer: s.pointee.monitor.peer, transport: s.pointee.monitor.transport)
             links.compose(on: position, length: opened.encodedLength) { opened.encode(into: $0) }
             leaveRouteList(s)
             s.pointee.deal.routed = true
-            s.pointee.deal.route = link.packed
+            c.pointee.route = link.packed
             joinRouteList(id.index, s, position)
         }
         guard let bytes = frame.bytes.baseAddress else { return true }  // a frame has at least its header
@@ -77,9 +78,8 @@ final class AccessRole: ClientRole {
             LinkMessage.data(session, clientFrameLength: UInt32(length)).encode(into: p)
             (p + LinkMessage.dataOverhead).copyMemory(from: bytes, byteCount: length)
         }
-        // Not &+=: an inout access spans the whole record.
-        s.pointee.deal.routeFrames = s.pointee.deal.routeFrames &+ 1
-        s.pointee.deal.lastUpSeq = frame.header.seq
+        c.pointee.routeFrames &+= 1  // a cold part is Deal's alone: &+= is safe
+        c.pointee.lastUpSeq = frame.header.seq
         engine.counters.add(.forwardedUp)
         return true
     }
@@ -94,7 +94,7 @@ final class AccessRole: ClientRole {
 
     /// The position of the link `s` was announced on, while that link is the same connection.
     func routedPosition(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Int? {
-        let link = ConnectionID(packed: s.pointee.deal.route)
+        let link = ConnectionID(packed: table.cold(s).pointee.route)
         let position = Int(table.slot(link.index).pointee.monitor.linkPosition)
         guard position < links.links.count, links.links[position].id == link else { return nil }
         return position

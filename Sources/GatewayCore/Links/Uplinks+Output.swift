@@ -60,14 +60,13 @@ extension Uplinks {
     func pause(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, on link: ConnectionID,
                at position: Int, _ ls: UnsafeMutablePointer<ConnectionSlot>) {
         s.pointee.deal.waiting = true
-        s.pointee.deal.waitSince = deal.input.currentTick
-        s.pointee.deal.waitPosition = UInt16(position)
-        s.pointee.deal.waitNext = Uplinks.none
-        s.pointee.deal.waitPrev = links[position].waitTail
+        let c = table.cold(s)
+        (c.pointee.waitSince, c.pointee.waitPosition) = (deal.input.currentTick, UInt16(position))
+        (c.pointee.waitNext, c.pointee.waitPrev) = (Uplinks.none, links[position].waitTail)
         if links[position].waitTail == Uplinks.none {
             links[position].waitHead = id.index
         } else {
-            table.slot(links[position].waitTail).pointee.deal.waitNext = id.index
+            table.cold(table.slot(links[position].waitTail)).pointee.waitNext = id.index
         }
         links[position].waitTail = id.index
         ls.atomic(\.dealPaused).store(1, ordering: .sequentiallyConsistent)
@@ -79,17 +78,17 @@ extension Uplinks {
     func stopWaiting(_ s: UnsafeMutablePointer<ConnectionSlot>) {
         guard s.pointee.deal.waiting else { return }
         s.pointee.deal.waiting = false
-        let position = Int(s.pointee.deal.waitPosition)
-        let (prev, next) = (s.pointee.deal.waitPrev, s.pointee.deal.waitNext)
+        let c = table.cold(s)
+        let (position, prev, next) = (Int(c.pointee.waitPosition), c.pointee.waitPrev, c.pointee.waitNext)
         if prev == Uplinks.none {
             links[position].waitHead = next
         } else {
-            table.slot(prev).pointee.deal.waitNext = next
+            table.cold(table.slot(prev)).pointee.waitNext = next
         }
         if next == Uplinks.none {
             links[position].waitTail = prev
         } else {
-            table.slot(next).pointee.deal.waitPrev = prev
+            table.cold(table.slot(next)).pointee.waitPrev = prev
         }
     }
 
@@ -98,7 +97,7 @@ extension Uplinks {
         var index = links[position].waitHead
         while index != Uplinks.none {
             let s = table.slot(index)
-            let next = s.pointee.deal.waitNext
+            let next = table.cold(s).pointee.waitNext
             s.pointee.deal.waiting = false
             deal.input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))
             index = next

@@ -120,7 +120,7 @@ extension Uplinks {
             while maxWaitTicks > 0, links[position].waitHead != Uplinks.none {
                 let index = links[position].waitHead
                 let s = table.slot(index)
-                guard tick &- s.pointee.deal.waitSince > maxWaitTicks else { break }
+                guard tick &- table.cold(s).pointee.waitSince > maxWaitTicks else { break }
                 stopWaiting(s)
                 s.pointee.deal.shed = true
                 deal.input.post(s, ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring)))

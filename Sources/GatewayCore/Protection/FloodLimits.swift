@@ -1,6 +1,6 @@
 /// flood_frames_per_s and flood_bytes_per_s: two token buckets per connection,
 /// each holding one second's worth, refilled by clock ticks and spent by every
-/// frame Deal takes off the receive ring. Deal-owned; the tokens live in the slot.
+/// frame Deal takes off the receive ring. Deal-owned; the tokens live in the slot's cold part (DealColdPart).
 struct FloodLimits {
     let frames: Double
     let bytes: Double
@@ -18,27 +18,26 @@ struct FloodLimits {
         logEveryTicks = max(1, 10_000 / UInt64(tickMilliseconds))
     }
 
-    /// Refills the connection's buckets for the ticks since it was last dealt.
-    func refill(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64) {
+    /// Refills the connection's buckets (`c`, its cold part) for the ticks since it was last dealt.
+    func refill(_ s: UnsafeMutablePointer<ConnectionSlot>, _ c: UnsafeMutablePointer<DealColdPart>, now: UInt64) {
         if !s.pointee.deal.floodArmed {
             s.pointee.deal.floodArmed = true
-            (s.pointee.deal.floodFrames, s.pointee.deal.floodBytes, s.pointee.deal.floodTick) = (frames, bytes, now)
+            (c.pointee.floodFrames, c.pointee.floodBytes, c.pointee.floodTick) = (frames, bytes, now)
             return
         }
-        let seconds = Double(now &- s.pointee.deal.floodTick) * secondsPerTick
+        let seconds = Double(now &- c.pointee.floodTick) * secondsPerTick
         guard seconds > 0 else { return }
-        s.pointee.deal.floodTick = now
-        s.pointee.deal.floodFrames = TokenBucket.refilled(s.pointee.deal.floodFrames, rate: frames, seconds: seconds)
-        s.pointee.deal.floodBytes = TokenBucket.refilled(s.pointee.deal.floodBytes, rate: bytes, seconds: seconds)
+        c.pointee.floodTick = now
+        c.pointee.floodFrames = TokenBucket.refilled(c.pointee.floodFrames, rate: frames, seconds: seconds)
+        c.pointee.floodBytes = TokenBucket.refilled(c.pointee.floodBytes, rate: bytes, seconds: seconds)
     }
 
-    /// Spends one frame of `length` bytes; false when either bucket is overdrawn.
+    /// Spends one frame of `length` bytes from the buckets in `c`; false when either is overdrawn.
+    /// (`-=` is safe here: no other thread reads a cold part.)
     @inline(__always)
-    func spend(_ s: UnsafeMutablePointer<ConnectionSlot>, length: Int) -> Bool {
-        // Plain stores, not -=: an inout access through `pointee` spans the whole record, which
-        // other threads read atomically (ThreadSanitizer reports it).
-        s.pointee.deal.floodFrames = s.pointee.deal.floodFrames - 1
-        s.pointee.deal.floodBytes = s.pointee.deal.floodBytes - Double(length)
-        return (frames == 0 || s.pointee.deal.floodFrames >= 0) && (bytes == 0 || s.pointee.deal.floodBytes >= 0)
+    func spend(_ c: UnsafeMutablePointer<DealColdPart>, length: Int) -> Bool {
+        c.pointee.floodFrames -= 1
+        c.pointee.floodBytes -= Double(length)
+        return (frames == 0 || c.pointee.floodFrames >= 0) && (bytes == 0 || c.pointee.floodBytes >= 0)
     }
 }

@@ -116,9 +116,10 @@ extension AccessRole {
 
     /// A push dropped by push_overflow: the core hears of it at the next notice round.
     private func noteDroppedPush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        s.pointee.deal.pushDrops = s.pointee.deal.pushDrops &+ 1  // not &+=: an inout access spans the whole record
-        guard !s.pointee.deal.dropNoticeQueued else { return }
-        s.pointee.deal.dropNoticeQueued = true
+        let c = table.cold(s)
+        c.pointee.pushDrops &+= 1
+        guard !c.pointee.dropNoticeQueued else { return }
+        c.pointee.dropNoticeQueued = true
         sessions.dropNotices.append(id)
     }
 
@@ -130,9 +131,9 @@ extension AccessRole {
         for id in sessions.dropNotices {
             let s = table.slot(id.index)
             guard s.holds(id), s.state == .open, s.pointee.deal.routed else { continue }
-            let count = s.pointee.deal.pushDrops
-            s.pointee.deal.pushDrops = 0
-            s.pointee.deal.dropNoticeQueued = false
+            let c = table.cold(s)
+            let count = c.pointee.pushDrops
+            (c.pointee.pushDrops, c.pointee.dropNoticeQueued) = (0, false)
             // The link it was announced on is gone: the core forgot the session with it.
             guard let position = routedPosition(s), links.links[position].up else { continue }
             let notice = LinkMessage.pushDropped(SessionID(node: links.node, connection: id), count: count)

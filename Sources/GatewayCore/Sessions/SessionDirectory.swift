@@ -48,15 +48,14 @@ final class SessionDirectory {
     func bind(_ index: UInt32, uid: UInt32) {
         let s = table.slot(index)
         if s.pointee.deal.bound {
-            if s.pointee.deal.uid == uid { return }
+            if table.cold(s).pointee.uid == uid { return }
             unbind(index)
         }
         let head = uids[uid]
         s.pointee.deal.bound = true
-        s.pointee.deal.uid = uid
-        s.pointee.deal.uidPrev = Self.none
-        s.pointee.deal.uidNext = head?.first ?? Self.none
-        if let first = head?.first { table.slot(first).pointee.deal.uidPrev = index }
+        let c = table.cold(s)
+        (c.pointee.uid, c.pointee.uidPrev, c.pointee.uidNext) = (uid, Self.none, head?.first ?? Self.none)
+        if let first = head?.first { table.cold(table.slot(first)).pointee.uidPrev = index }
         uids[uid] = Head(first: index, count: (head?.count ?? 0) + 1)
         boundCount += 1
     }
@@ -65,10 +64,10 @@ final class SessionDirectory {
         let s = table.slot(index)
         guard s.pointee.deal.bound else { return }
         s.pointee.deal.bound = false
-        let uid = s.pointee.deal.uid
-        let (prev, next) = (s.pointee.deal.uidPrev, s.pointee.deal.uidNext)
-        if next != Self.none { table.slot(next).pointee.deal.uidPrev = prev }
-        if prev != Self.none { table.slot(prev).pointee.deal.uidNext = next }
+        let c = table.cold(s)
+        let (uid, prev, next) = (c.pointee.uid, c.pointee.uidPrev, c.pointee.uidNext)
+        if next != Self.none { table.cold(table.slot(next)).pointee.uidPrev = prev }
+        if prev != Self.none { table.cold(table.slot(prev)).pointee.uidNext = next }
         if var head = uids[uid] {
             if prev == Self.none { head.first = next }
             head.count -= 1
@@ -81,7 +80,7 @@ final class SessionDirectory {
     func forEach(uid: UInt32, _ body: (UInt32) -> Void) {
         var index = uids[uid]?.first ?? Self.none
         while index != Self.none {
-            let next = table.slot(index).pointee.deal.uidNext
+            let next = table.cold(table.slot(index)).pointee.uidNext
             body(index)
             index = next
         }
@@ -91,15 +90,15 @@ final class SessionDirectory {
 
     func join(_ index: UInt32, room: UInt32) -> JoinResult {
         let s = table.slot(index)
-        var m = s.pointee.deal.roomsHead
+        var m = table.cold(s).pointee.roomsHead
         while m != Self.none {
             if members[Int(m)].room == room { return .already }
             m = members[Int(m)].nextOfSlot
         }
-        guard Int(s.pointee.deal.roomCount) < maxRooms else { return .full }
+        guard Int(table.cold(s).pointee.roomCount) < maxRooms else { return .full }
         let head = rooms[room]
         let node = Membership(room: room, slot: index, prevInRoom: Self.none, nextInRoom: head?.first ?? Self.none,
-                              nextOfSlot: s.pointee.deal.roomsHead)
+                              nextOfSlot: table.cold(s).pointee.roomsHead)
         let at: UInt32
         if freeMembers != Self.none {
             at = freeMembers
@@ -111,8 +110,8 @@ final class SessionDirectory {
         }
         if let first = head?.first { members[Int(first)].prevInRoom = at }
         rooms[room] = Head(first: at, count: (head?.count ?? 0) + 1)
-        s.pointee.deal.roomsHead = at
-        s.pointee.deal.roomCount = s.pointee.deal.roomCount + 1  // not +=: an inout access spans the whole record
+        table.cold(s).pointee.roomsHead = at
+        table.cold(s).pointee.roomCount += 1  // a cold part is Deal's alone: += is safe
         membershipCount += 1
         return .joined
     }
@@ -122,15 +121,19 @@ final class SessionDirectory {
     func leave(_ index: UInt32, room: UInt32) -> Bool {
         let s = table.slot(index)
         var previous = Self.none
-        var m = s.pointee.deal.roomsHead
+        var m = table.cold(s).pointee.roomsHead
         while m != Self.none, members[Int(m)].room != room {
             previous = m
             m = members[Int(m)].nextOfSlot
         }
         guard m != Self.none else { return false }
         let next = members[Int(m)].nextOfSlot
-        if previous == Self.none { s.pointee.deal.roomsHead = next } else { members[Int(previous)].nextOfSlot = next }
-        s.pointee.deal.roomCount = s.pointee.deal.roomCount - 1
+        if previous == Self.none {
+            table.cold(s).pointee.roomsHead = next
+        } else {
+            members[Int(previous)].nextOfSlot = next
+        }
+        table.cold(s).pointee.roomCount -= 1
         unlinkFromRoom(m)
         return true
     }
@@ -139,14 +142,14 @@ final class SessionDirectory {
     func remove(_ index: UInt32) {
         unbind(index)
         let s = table.slot(index)
-        var m = s.pointee.deal.roomsHead
+        var m = table.cold(s).pointee.roomsHead
         while m != Self.none {
             let next = members[Int(m)].nextOfSlot
             unlinkFromRoom(m)
             m = next
         }
-        s.pointee.deal.roomsHead = Self.none
-        s.pointee.deal.roomCount = 0
+        table.cold(s).pointee.roomsHead = Self.none
+        table.cold(s).pointee.roomCount = 0
     }
 
     /// Calls `body` with the slot index of every session in `room`.

@@ -22,13 +22,18 @@ extension DealStage {
         guard role.begin(id, s, connection) else { return }
         current = id
         pushedToCurrent = false
-        if let flood { flood.refill(s, now: input.currentTick) }
+        // The flood tokens, in the cold part: touched only when flood limits are on.
+        let tokens = flood.map { limits in
+            let c = table.cold(s)
+            limits.refill(s, c, now: input.currentTick)
+            return c
+        }
         let sendRing = table.sendRing(id.index)
         let (_, dealt) = walkFrames(id, s) { d, offset, _ in
             if s.endings.isFlushing { return .skipRest }  // the handler closed it: later frames are dropped
             if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) { return .pause(at: offset) }
             let header = FrameHeader(decoding: d.start)
-            if let flood, !flood.spend(s, length: Int(header.length)) {
+            if let flood, let tokens, !flood.spend(tokens, length: Int(header.length)) {
                 floodClose(id, s)
                 return .abandon
             }
