@@ -4,24 +4,25 @@
 Each server (the gateway on its defaults, c_echo with 1 thread) is started fresh; its VmRSS is read
 before any client, then `bin_test client --mode idle` processes (each at most --per-process
 connections: the open-files limit is 20,000 per process) open their connections, echo once on
-each and hold them; VmRSS is sampled while all are held (the server's descriptor count says so) and
-the growth per connection is the figure. The gateway is sampled a second past the moment all are
-held, so that rings still held after the one echo have had ticks to go back (perf/RESULTS.md).
+each and hold them. Two figures per run, VmRSS growth over the connections held:
+- burst: the first sample once all are held (the server's descriptor count says so);
+- settled, the figure: --settle seconds later, and then once two samples 1 s apart no longer fall
+  by 1 % (at most --settle-max). The gateway's rings take storage for the one echo and give it back
+  when empty; `RingPool.trim` returns those pages to the kernel once a second, so only the settled
+  figure is what an idle connection costs.
+What the growth contains, per run: the anonymous mappings that grew most between the two samples
+(/proc/PID/smaps, by each mapping's virtual size: for the gateway on its defaults the slot table is
+max_connections x the slot, the ring pool 2 x max_connections x 512 B).
 A and B alternate run by run; medians over --reps. Python's standard library only.
 
-    perf/idle_memory.py [--counts 10000,19000] [--reps 5] [--hold 6] [--per-process 9500]
+    perf/idle_memory.py [--counts 10000,19000] [--reps 5] [--hold 14] [--settle 3] [--per-process 9500]
 """
-import argparse, os, statistics, subprocess, sys, time, socket, json
+import argparse, os, statistics, subprocess, sys, time, socket
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import loadavg, rss_kib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return None
 
 
 def fds(pid):
@@ -41,13 +42,54 @@ def wait_listening(port, proc, seconds=30):
     raise RuntimeError("server did not listen")
 
 
+def mappings(pid):
+    """Resident KiB of each mapping of `pid`: {start address: (virtual KiB, resident KiB, name)}."""
+    found, start = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                start = lo
+                found[lo] = [(hi - lo) // 1024, 0, head[5] if len(head) > 5 else "anon"]
+            elif head[0] == "Rss:" and start is not None:
+                found[start][1] = int(head[1])
+    return found
+
+
+def growth(before, after, count, top=4):
+    """The mappings that grew most, as 'NAME of VIRT KiB: +B/conn'."""
+    rows = []
+    for start, (virt, rss, name) in after.items():
+        grew = rss - (before[start][1] if start in before else 0)
+        if grew > 0:
+            rows.append((grew, virt, name))
+    rows.sort(reverse=True)
+    return ", ".join(f"{name} {virt:,} KiB: +{grew * 1024 / count:,.0f}" for grew, virt, name in rows[:top])
+
+
+def settled_rss(pid, args):
+    """VmRSS once it stops falling: after --settle s, two samples 1 s apart within 1 %."""
+    time.sleep(args.settle)
+    deadline = time.monotonic() + args.settle_max - args.settle
+    last = rss_kib(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = rss_kib(pid)
+        if now >= last * 0.99:
+            return now
+        last = now
+    return None
+
+
 def one_run(name, cmd, port, count, args):
+    """(burst B/conn, settled B/conn, what grew) or (None, error)."""
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, server)
         time.sleep(0.5)
-        base_fds, before = fds(server.pid), rss_kib(server.pid)
-        clients, left, k = [], count, 0
+        base_fds, before, maps = fds(server.pid), rss_kib(server.pid), mappings(server.pid)
+        clients, left = [], count
         while left > 0:
             n = min(left, args.per_process)
             clients.append(subprocess.Popen(
@@ -55,20 +97,21 @@ def one_run(name, cmd, port, count, args):
                  "--conns", str(n), "--duration", str(args.hold), "--json"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
             left -= n
-            k += 1
-        held, held_at = None, None
+        burst, settled, grew = None, None, ""
         while any(c.poll() is None for c in clients):
             if fds(server.pid) >= base_fds + count:
-                if held_at is None:
-                    held_at = time.monotonic()
-                if time.monotonic() - held_at >= args.settle:
-                    held = rss_kib(server.pid)
-                    break
+                burst = rss_kib(server.pid)
+                settled = settled_rss(server.pid, args)
+                if settled is not None and fds(server.pid) >= base_fds + count:
+                    grew = growth(maps, mappings(server.pid), count)
+                else:
+                    settled = None
+                break
             time.sleep(0.05)
         codes = [c.wait() for c in clients]
-        if held is None or any(codes):
-            return None, f"{name} {count}: held={held} client exits {codes}"
-        return (held - before) * 1024 / count, None
+        if settled is None or any(codes):
+            return None, f"{name} {count}: burst={burst} settled={settled} client exits {codes}"
+        return ((burst - before) * 1024 / count, (settled - before) * 1024 / count, grew), None
     finally:
         server.terminate()
         try:
@@ -81,8 +124,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--counts", default="10000,19000")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--hold", type=int, default=6, help="seconds each client holds its connections")
-    p.add_argument("--settle", type=float, default=1.0, help="seconds after all are held before sampling")
+    p.add_argument("--hold", type=int, default=14, help="seconds each client holds its connections")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds after all are held before sampling")
+    p.add_argument("--settle-max", type=float, default=8.0, help="give up on a settled sample after this")
     p.add_argument("--per-process", type=int, default=9500)
     p.add_argument("--gateway", default=os.environ.get("PERF_GATEWAY", f"{ROOT}/.build-perf/release/gateway"))
     p.add_argument("--bin-test", default=os.environ.get("PERF_BIN_TEST", f"{ROOT}/.build-perf/release/bin_test"))
@@ -96,21 +140,26 @@ def main():
             for name, cmd in servers:
                 port += 1
                 value, err = one_run(name, cmd(port), port, count, args)
-                load = open("/proc/loadavg").read().split()[:3]
+                load = loadavg()
                 if err:
                     notes.append(err)
-                else:
-                    results.setdefault((name, count), []).append(value)
-                print(f"{name} {count} rep {rep + 1}: {value if value is None else round(value)} B/conn, "
-                      f"load {' '.join(load)}", file=sys.stderr)
-    print("| connections | gateway B/conn | c_echo B/conn | gateway ÷ C |")
-    print("|---|---|---|---|")
+                    print(f"{name} {count} rep {rep + 1}: {err}, load {load}", file=sys.stderr)
+                    continue
+                results.setdefault((name, count), []).append(value)
+                print(f"{name} {count} rep {rep + 1}: burst {value[0]:,.0f} B/conn, settled {value[1]:,.0f} B/conn, "
+                      f"load {load}; grew: {value[2]}", file=sys.stderr)
+    print("| connections | gateway B/conn, settled | c_echo B/conn, settled | gateway / C | gateway at the burst |")
+    print("|---|---|---|---|---|")
     for count in [int(c) for c in args.counts.split(",")]:
         g, c = results.get(("gateway", count), []), results.get(("c_echo", count), [])
         if g and c:
-            mg, mc = statistics.median(g), statistics.median(c)
-            print(f"| {count:,} | {mg:,.0f} ({min(g):,.0f}-{max(g):,.0f}) | {mc:,.0f} ({min(c):,.0f}-{max(c):,.0f}) "
-                  f"| {mg / mc:.1f}x |")
+            gs, cs, gb = [v[1] for v in g], [v[1] for v in c], [v[0] for v in g]
+            mg, mc = statistics.median(gs), statistics.median(cs)
+            def cell(values):
+                return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+            print(f"| {count:,} | {cell(gs)} | {cell(cs)} | {mg / mc:.1f}x | {cell(gb)} |")
+            median_run = sorted(g, key=lambda v: v[1])[len(g) // 2]
+            print(f"- gateway at {count:,}, the median run's growth by mapping (B/conn): {median_run[2]}")
     for n in notes:
         print(f"- {n}")
 
