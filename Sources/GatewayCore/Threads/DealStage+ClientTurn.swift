@@ -22,18 +22,15 @@ extension DealStage {
         guard role.begin(id, s, connection) else { return }
         current = id
         pushedToCurrent = false
-        // The flood tokens, in the cold part: touched only when flood limits are on.
-        let tokens = flood.map { limits in
-            let c = table.cold(s)
-            limits.refill(s, c, now: input.currentTick)
-            return c
-        }
+        // The flood tokens are in the cold part, touched only when flood limits are on. Looked up per
+        // frame rather than held across the walk: one more live value there costs the echo path spills.
+        if let flood { flood.refill(s, table.cold(s), now: input.currentTick) }
         let sendRing = table.sendRing(id.index)
         let (_, dealt) = walkFrames(id, s) { d, offset, _ in
             if s.endings.isFlushing { return .skipRest }  // the handler closed it: later frames are dropped
             if !hasReplyRoom(s, sendRing) && !waitForSendRoom(id, s, sendRing) { return .pause(at: offset) }
             let header = FrameHeader(decoding: d.start)
-            if let flood, let tokens, !flood.spend(tokens, length: Int(header.length)) {
+            if let flood, !flood.spend(table.cold(s), length: Int(header.length)) {
                 floodClose(id, s)
                 return .abandon
             }
