@@ -68,7 +68,7 @@ final class AccessRole: ClientRole {
                 announceMoved(id, s, on: position)  // adopted while no link was up
             } else {
                 let opened = LinkMessage.opened(session, link: UInt16(position),
-                                                peer: s.pointee.peer, transport: s.pointee.transport)
+                                                peer: s.pointee.monitor.peer, transport: s.pointee.monitor.transport)
                 links.compose(on: position, length: opened.encodedLength) { opened.encode(into: $0) }
                 leaveRouteList(s)
                 s.pointee.deal.routed = true
@@ -99,7 +99,7 @@ final class AccessRole: ClientRole {
     /// The position of the link `s` was announced on, while that link is the same connection.
     func routedPosition(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Int? {
         let link = ConnectionID(packed: s.pointee.deal.route)
-        let position = Int(table.slot(link.index).pointee.linkPosition)
+        let position = Int(table.slot(link.index).pointee.monitor.linkPosition)
         guard position < links.links.count, links.links[position].id == link else { return nil }
         return position
     }

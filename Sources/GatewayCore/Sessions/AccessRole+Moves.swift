@@ -103,8 +103,7 @@ extension AccessRole {
     private func rehome(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         setMoveState(s, .none)
         guard let position = routedPosition(s), links.links[position].up else { return }
-        let moved = LinkMessage.move(sessionID(id, s), .moved, link: UInt16(position), peer: s.pointee.peer,
-                                     transport: s.pointee.transport)
+        let moved = movedMessage(id, s, on: position)
         links.compose(on: position, length: moved.encodedLength) { moved.encode(into: $0) }
     }
 
@@ -157,8 +156,7 @@ extension AccessRole {
     /// MOVED on link `position`: the session's link from now on.
     func announceMoved(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, on position: Int) {
         guard let link = links.links[position].id else { return }
-        let moved = LinkMessage.move(sessionID(id, s), .moved, link: UInt16(position), peer: s.pointee.peer,
-                                     transport: s.pointee.transport)
+        let moved = movedMessage(id, s, on: position)
         links.compose(on: position, length: moved.encodedLength) { moved.encode(into: $0) }
         leaveRouteList(s)
         s.pointee.deal.routed = true
@@ -177,6 +175,13 @@ extension AccessRole {
 
     /// The slot of an adopted session named by its old id.
     func aliasedSlot(_ session: SessionID) -> ConnectionID? { sessions.aliasSlots[session] }
+
+    /// MOVED for the session on link `position`: what OPENED would carry.
+    private func movedMessage(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, on position: Int)
+        -> LinkMessage {
+        .move(sessionID(id, s), .moved, link: UInt16(position), peer: s.pointee.monitor.peer,
+              transport: s.pointee.monitor.transport)
+    }
 
     static let noPeer = PeerAddress(family: 0, port: 0, bytes: (0, 0))
 }
