@@ -109,6 +109,10 @@ struct DealPart {
     var shed = false
     /// Bound by the core to `cold.uid` (Sessions/SessionDirectory).
     var bound = false
+    /// A hot restart (Sessions/AccessRole+Moves.swift): `moveState` 1 once MOVING went up, 2 once the
+    /// core answered it; `adopted`, in the new process, a session that goes up under its old id.
+    var moveState: UInt8 = 0
+    var adopted = false
     /// The flood tokens in `cold` are counting (Protection/FloodLimits).
     var floodArmed = false
     /// On Deal's RingSweep: the send ring kept its storage at the end of a deal.
