@@ -3,8 +3,9 @@
 
 Each server (the gateway on its defaults, c_echo with 1 thread) is started fresh; its VmRSS is read
 before any client, then `bin_test client --mode idle` processes (each at most --per-process
-connections: the open-files limit is 20,000 per process) open their connections, echo once on
-each and hold them. Two figures per run, VmRSS growth over the connections held:
+connections, started one after another as the last one's are held: the open-files limit is 20,000
+per process, and a listen backlog overflows at 19,000 connects at once) open their connections,
+echo once on each and hold them. Two figures per run, VmRSS growth over the connections held:
 - burst: the first sample once all are held (the server's descriptor count says so);
 - settled, the figure: --settle seconds later, and then once two samples 1 s apart no longer fall
   by 1 % (at most --settle-max). The gateway's rings take storage for the one echo and give it back
@@ -15,7 +16,7 @@ What the growth contains, per run: the anonymous mappings that grew most between
 max_connections x the slot, the ring pool 2 x max_connections x 512 B).
 A and B alternate run by run; medians over --reps. Python's standard library only.
 
-    perf/idle_memory.py [--counts 10000,19000] [--reps 5] [--hold 14] [--settle 3] [--per-process 9500]
+    perf/idle_memory.py [--counts 10000,19000] [--reps 5] [--hold 22] [--settle 3] [--per-process 5000]
 """
 import argparse, os, statistics, subprocess, sys, time, socket
 
@@ -89,14 +90,19 @@ def one_run(name, cmd, port, count, args):
         wait_listening(port, server)
         time.sleep(0.5)
         base_fds, before, maps = fds(server.pid), rss_kib(server.pid), mappings(server.pid)
-        clients, left = [], count
-        while left > 0:
-            n = min(left, args.per_process)
+        # One client process at a time, the next once the last one's connections are all held: 19,000
+        # connects at once overflow the listen backlog (somaxconn) and the clients give up on them.
+        clients, opened = [], 0
+        while opened < count:
+            n = min(count - opened, args.per_process)
             clients.append(subprocess.Popen(
                 [args.bin_test, "client", "--host", "127.0.0.1", "--port", str(port), "--mode", "idle",
                  "--conns", str(n), "--duration", str(args.hold), "--json"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
-            left -= n
+            opened += n
+            deadline = time.monotonic() + 30
+            while fds(server.pid) < base_fds + opened and clients[-1].poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
         burst, settled, grew = None, None, ""
         while any(c.poll() is None for c in clients):
             if fds(server.pid) >= base_fds + count:
@@ -124,10 +130,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--counts", default="10000,19000")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--hold", type=int, default=14, help="seconds each client holds its connections")
+    p.add_argument("--hold", type=int, default=22, help="seconds each client holds its connections")
     p.add_argument("--settle", type=float, default=3.0, help="seconds after all are held before sampling")
     p.add_argument("--settle-max", type=float, default=8.0, help="give up on a settled sample after this")
-    p.add_argument("--per-process", type=int, default=9500)
+    p.add_argument("--per-process", type=int, default=5000)
     p.add_argument("--gateway", default=os.environ.get("PERF_GATEWAY", f"{ROOT}/.build-perf/release/gateway"))
     p.add_argument("--bin-test", default=os.environ.get("PERF_BIN_TEST", f"{ROOT}/.build-perf/release/bin_test"))
     p.add_argument("--c-echo", default=os.environ.get("PERF_C_ECHO", f"{ROOT}/perf/.build/c_echo"))

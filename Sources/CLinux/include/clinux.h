@@ -17,8 +17,12 @@
 #include <netinet/tcp.h>
 #include <linux/futex.h>
 #include <limits.h>
+#include <malloc.h>
 
 static inline int gw_errno(void) { return errno; }
+
+// malloc_trim(3): Glibc's module does not show <malloc.h>. Gives malloc's free pages to the kernel.
+static inline int gw_malloc_trim(void) { return malloc_trim(0); }
 
 // getrandom(2): Glibc's module does not show <sys/random.h>.
 static inline long gw_getrandom(void *buffer, size_t length) { return (long)getrandom(buffer, length, 0); }

@@ -1,4 +1,5 @@
 import Atomics
+import CLinux
 import Glibc
 
 /// Recycles message-byte chunks by size class so that steady-state traffic
@@ -13,6 +14,8 @@ import Glibc
     private struct FreeList {
         var head: UnsafeMutableRawPointer?
         var count = 0
+        /// The fewest free chunks since the last `trim`: that many were not needed meanwhile.
+        var low = 0
     }
 
     private let locks = ChunkPool.classCapacities.map { _ in SpinLock() }
@@ -54,6 +57,7 @@ import Glibc
             let chunk = Chunk(head)
             lists[k].head = chunk.next
             lists[k].count -= 1
+            lists[k].low = min(lists[k].low, lists[k].count)
             locks[k].unlock()
             chunk.resetRefcount()
             return chunk
@@ -83,6 +87,37 @@ import Glibc
             locks[k].unlock()
             free(chunk.base)
         }
+    }
+
+    /// Free chunks that no allocation needed since the last trim, past `floor` a class, go back to
+    /// malloc, and malloc's free pages to the kernel (`malloc_trim`): the read blocks a burst of
+    /// connections touched do not stay resident once they fall idle, while steady traffic, which keeps
+    /// taking its chunks, keeps them. Called once a second (Receive's ticks, beside `RingPool.trim`).
+    /// Returns the bytes freed.
+    @discardableResult
+    public func trim(floor: Int = 2) -> Int {
+        var freed = 0
+        for k in ChunkPool.classCapacities.indices {
+            var spare: UnsafeMutableRawPointer?
+            locks[k].lock()
+            var n = min(lists[k].low, lists[k].count - floor)
+            while n > 0, let head = lists[k].head {
+                lists[k].head = Chunk(head).next
+                lists[k].count -= 1
+                Chunk(head).next = spare
+                spare = head
+                n -= 1
+                freed += ChunkPool.classCapacities[k]
+            }
+            lists[k].low = lists[k].count
+            locks[k].unlock()
+            while let c = spare {
+                spare = Chunk(c).next
+                free(c)
+            }
+        }
+        if freed > 0 { _ = gw_malloc_trim() }
+        return freed
     }
 
     private func mallocOrDie(_ bytes: Int) -> UnsafeMutableRawPointer {

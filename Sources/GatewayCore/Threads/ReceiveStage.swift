@@ -371,6 +371,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         if tick >= nextTrimTick {
             nextTrimTick = tick &+ trimTicks
             table.rings.trim()
+            engine.pool.trim()
         }
         if live.maxPendingBytes > 0 {  // growth in a tick already scanned is looked at on the next one
             let total = engine.pendingBytes.load(ordering: .relaxed)
