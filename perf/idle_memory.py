@@ -92,12 +92,14 @@ def one_run(name, cmd, port, count, args):
         base_fds, before, maps = fds(server.pid), rss_kib(server.pid), mappings(server.pid)
         # One client process at a time, the next once the last one's connections are all held: 19,000
         # connects at once overflow the listen backlog (somaxconn) and the clients give up on them.
+        # Each from an address of its own (127.0.0.2, ...): one address's ephemeral ports ran out near 14,700.
         clients, opened = [], 0
         while opened < count:
             n = min(count - opened, args.per_process)
             clients.append(subprocess.Popen(
                 [args.bin_test, "client", "--host", "127.0.0.1", "--port", str(port), "--mode", "idle",
-                 "--conns", str(n), "--duration", str(args.hold), "--json"],
+                 "--conns", str(n), "--duration", str(args.hold), "--json",
+                 "--source", f"127.0.0.{2 + len(clients)}"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
             opened += n
             deadline = time.monotonic() + 30
