@@ -34,7 +34,10 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
         }
     }
 
-    deinit { gw_tls_free(ssl) }
+    deinit {
+        gw_tls_free(ssl)
+        keyUpdates.deallocate()
+    }
 
     func send(_ bytes: [UInt8]) throws {
         var done = 0
@@ -63,6 +66,26 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
         guard (try? send(frame)) != nil else { return false }
         return receive(frame.count) == frame
     }
+
+    /// Sends a KeyUpdate with the next write (asking the server for its own when `requestPeer`).
+    func updateKeys(requestPeer: Bool) -> Bool {
+        SSL_key_update(ssl, requestPeer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1
+    }
+
+    /// KeyUpdate messages received from the server, once `countKeyUpdates()` has been called.
+    private let keyUpdates = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+
+    func countKeyUpdates() {
+        keyUpdates.pointee = 0
+        SSL_set_msg_callback(ssl) { writing, _, contentType, bytes, length, _, counter in
+            guard writing == 0, contentType == SSL3_RT_HANDSHAKE, length > 0,
+                  bytes!.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE) else { return }
+            counter!.assumingMemoryBound(to: Int.self).pointee += 1
+        }
+        SSL_ctrl(ssl, SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, keyUpdates)
+    }
+
+    var keyUpdatesReceived: Int { keyUpdates.pointee }
 
     /// The server certificate's common name.
     var peerName: String {
