@@ -279,10 +279,7 @@ static gw_rec_status open_record(gw_rec *r, struct aead *a, uint8_t *rec, size_t
 static gw_rec_status control(gw_rec *r, uint8_t type, const uint8_t *p, size_t len) {
     if (type == TYPE_ALERT) {
         if (len != 2) return GW_REC_PROTOCOL;
-        if (p[1] == 0) {  // close_notify
-            r->ended = 1;
-            return GW_REC_CLOSED;
-        }
+        if (p[1] == 0) return GW_REC_CLOSED;  // close_notify
         return p[1] == 90 ? GW_REC_OK : GW_REC_ALERT;  // user_canceled: a close_notify follows
     }
     if (type != TYPE_HANDSHAKE || len == 0) return GW_REC_PROTOCOL;
@@ -362,8 +359,8 @@ static gw_rec_status complete_partial(gw_rec *r, gw_rec_source *s) {
 long gw_rec_read_from(gw_rec *r, gw_rec_source *s, uint8_t *buffer, size_t capacity, gw_rec_status *status) {
     struct aead *a = NULL;
     while (1) {
-        if (r->ended) {
-            *status = GW_REC_CLOSED;
+        if (r->stopped) {
+            *status = (gw_rec_status)r->stopped;
             return -1;
         }
         if (r->in_state == 3) return hand_out(r, buffer, capacity);
@@ -380,7 +377,7 @@ long gw_rec_read_from(gw_rec *r, gw_rec_source *s, uint8_t *buffer, size_t capac
             // A record begun in an earlier read: its missing bytes, read into its own buffer.
             st = complete_partial(r, s);
             if (st != GW_REC_OK) {
-                if (st == GW_REC_CLOSED) r->ended = 1;
+                if (st != GW_REC_WANT_READ) r->stopped = (uint8_t)st;
                 *status = st;
                 return -1;
             }
@@ -399,6 +396,7 @@ long gw_rec_read_from(gw_rec *r, gw_rec_source *s, uint8_t *buffer, size_t capac
             r->in_state = 0;
             r->in_have = r->in_len = 0;
             if (st != GW_REC_OK) {
+                r->stopped = (uint8_t)st;
                 *status = st;
                 return -1;
             }
@@ -408,42 +406,39 @@ long gw_rec_read_from(gw_rec *r, gw_rec_source *s, uint8_t *buffer, size_t capac
         long got = pull(s, buffer, capacity);
         if (got <= 0) {
             st = socket_status(got);
-            if (st == GW_REC_CLOSED) r->ended = 1;
+            if (st != GW_REC_WANT_READ) r->stopped = (uint8_t)st;
             *status = st;
             return -1;
         }
         size_t n = (size_t)got, at = 0, out = 0;
-        while (at < n) {
-            if (n - at < HEADER || n - at < HEADER + body_length(buffer + at)) {
-                st = keep_partial(r, buffer + at, n - at);
-                if (st != GW_REC_OK) {
-                    *status = st;
-                    return -1;
-                }
-                break;
-            }
-            size_t body = body_length(buffer + at);
+        st = GW_REC_OK;
+        while (at < n && st == GW_REC_OK) {
+            size_t body = n - at < HEADER ? 0 : body_length(buffer + at);
             if (body > GW_REC_MAX_BODY) {
-                *status = GW_REC_PROTOCOL;
-                return -1;
+                st = GW_REC_PROTOCOL;
+            } else if (n - at < HEADER || n - at < HEADER + body) {
+                st = keep_partial(r, buffer + at, n - at);
+                break;
+            } else {
+                size_t plain = 0;
+                uint8_t type = 0;
+                st = open_record(r, a, buffer + at, body, &plain, &type);
+                if (st == GW_REC_OK && type == TYPE_DATA) {
+                    memmove(buffer + out, buffer + at + HEADER, plain);
+                    out += plain;
+                } else if (st == GW_REC_OK) {
+                    st = control(r, type, buffer + at + HEADER, plain);
+                }
+                at += HEADER + body;
             }
-            size_t plain = 0;
-            uint8_t type = 0;
-            st = open_record(r, a, buffer + at, body, &plain, &type);
-            if (st == GW_REC_OK && type == TYPE_DATA) {
-                memmove(buffer + out, buffer + at + HEADER, plain);
-                out += plain;
-            } else if (st == GW_REC_OK) {
-                st = control(r, type, buffer + at + HEADER, plain);
-            }
-            if (st == GW_REC_CLOSED) break;  // nothing after close_notify counts
-            if (st != GW_REC_OK) {
-                *status = st;
-                return -1;
-            }
-            at += HEADER + body;
         }
+        // The plaintext before a close_notify or a bad record is handed out first; nothing after counts.
+        if (st != GW_REC_OK) r->stopped = (uint8_t)st;
         if (out > 0) return (long)out;
+        if (st != GW_REC_OK) {
+            *status = st;
+            return -1;
+        }
         // Only control records, or a partial one: read on.
     }
 }

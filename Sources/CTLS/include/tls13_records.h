@@ -55,7 +55,7 @@ typedef struct gw_rec {
     // Receive's.
     uint8_t in_state;              // 0 nothing held, 1 header partial, 2 body partial, 3 plaintext to hand out
     uint8_t in_header[5];
-    uint8_t ended;                 // close_notify (or end of stream) seen: reads answer CLOSED
+    uint8_t stopped;               // a gw_rec_status every later read answers (close_notify, a bad record)
     uint32_t in_have;              // state 1, 2: bytes held of the record; 3: plaintext handed out
     uint32_t in_len;               // state 2: the record's length with its header; 3: plaintext length
     uint8_t *in;                   // states 2, 3: the record (malloc'd; freed when done)
