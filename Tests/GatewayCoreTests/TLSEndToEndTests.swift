@@ -258,6 +258,27 @@ final class TLSEndToEndTests: XCTestCase {
         }
     }
 
+    /// Each TLS 1.3 suite the gateway's record layer runs, chosen by the client: frames of 18 B to max_frame,
+    /// single and pipelined, byte for byte.
+    func testEveryTLS13SuiteEchoesUpToMaxFrame() throws {
+        let ports = try start()
+        let suites = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+        for suite in suites {
+            let client = try TLSTestClient(port: ports.tls, ca: ca, suites: suite)
+            XCTAssertEqual(client.cipherSuite, suite)
+            let frames = [18, 5000, 16384, 16402, 70000, GatewayConfig().maxFrame].enumerated().map {
+                TestClient.frame(seq: UInt32($0.offset), bodySize: $0.element - 18)
+            }
+            for frame in frames { XCTAssertTrue(client.echoes(frame), "\(suite): \(frame.count) B") }
+            let all = frames.dropLast().flatMap { $0 }  // ~108 KB in flight: within the socket buffers
+            try client.send(all)
+            XCTAssertTrue(client.receive(all.count) == all, "\(suite): pipelined")
+        }
+        let stats = stop()
+        XCTAssertEqual(stats.tlsOwnRecords, 3)
+        XCTAssertEqual(stats.closes(.tlsRecord), 0)
+    }
+
     /// KeyUpdate from the client, asking for ours or not, between echoes: the gateway's records follow the
     /// client's read key and, when asked, send a KeyUpdate of their own before the next reply and rotate.
     func testKeyUpdatesFromTheClientAreFollowedAndAnswered() throws {

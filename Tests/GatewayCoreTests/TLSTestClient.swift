@@ -15,8 +15,9 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
     private let ssl: OpaquePointer
 
     /// - Parameter receiveBuffer: SO_RCVBUF before connecting (a small one makes a slow reader).
+    /// - Parameter suites: the TLS 1.3 cipher suites offered (OpenSSL's list syntax), or OpenSSL's default.
     init(port: Int, ca: String?, serverName: String = "localhost", cert: String? = nil, key: String? = nil,
-         receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5) throws {
+         receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5, suites: String? = nil) throws {
         tcp = try TestClient(port: port, timeoutSeconds: timeoutSeconds, receiveBuffer: receiveBuffer)
         var error = [CChar](repeating: 0, count: 512)
         guard let context = gw_tls_client_context(ca == nil ? 0 : 1, ca, cert, key, &error, error.count) else {
@@ -28,6 +29,9 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
             throw Failure(description: "SSL_new failed")
         }
         self.ssl = ssl
+        if let suites, SSL_set_ciphersuites(ssl, suites) != 1 {
+            throw Failure(description: "cipher suites \(suites) refused")
+        }
         let status = gw_tls_handshake(ssl)
         guard status == GW_TLS_OK else {
             throw Failure(description: "handshake: \(status) \(String(cString: gw_tls_last_reason()))")
@@ -97,4 +101,6 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
     }
 
     var version: String { String(cString: gw_tls_version(ssl)) }
+
+    var cipherSuite: String { String(cString: SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))) }
 }

@@ -124,6 +124,10 @@ long gw_rec_write(gw_rec *r, int fd, const struct iovec *iov, int count, uint8_t
 long gw_rec_write_to(gw_rec *r, gw_rec_sink *sink, const struct iovec *iov, int count, uint8_t *scratch,
                      size_t scratch_len, gw_rec_status *status);
 
+/// Send: a data record is partly on the wire (the next write must begin with its bytes). A field read
+/// here, not through Swift's `pointee`, which may copy the whole struct, Receive's half included.
+static inline int gw_rec_holds_partial(const gw_rec *r) { return r->pending_plain > 0; }
+
 /// Send (or Receive before the connection is ready): `count` <= 4096 bytes as one record, taken
 /// whole (1) or not at all (0: a record partly written, or a socket error). What the socket does
 /// not take at once is held and written before anything else.

@@ -342,7 +342,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
                               _ iov: UnsafePointer<iovec>, count: Int, held: inout Bool) -> TransportWrite {
         var status = GW_REC_OK
         let n = gw_rec_write(r, s.pointee.fd, iov, Int32(count), sealed, Self.sealedBytes, &status)
-        held = r.pointee.pending_plain > 0
+        held = gw_rec_holds_partial(r) != 0
         if n >= 0 { return .wrote(n) }
         return .failed(status == GW_REC_RESET ? .peer : .ioError)
     }
