@@ -233,7 +233,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         let r = record(s)
         if ownsRecords(r) {
             var status = GW_REC_OK
-            let n = gw_rec_read(r, s.pointee.fd, buffer.assumingMemoryBound(to: UInt8.self), count, &status)
+            let n = gw_rec_read(r, s.pointee.monitor.fd, buffer.assumingMemoryBound(to: UInt8.self), count, &status)
             if n > 0 { return .bytes(n) }
             switch status {
             case GW_REC_WANT_READ: return .wouldBlock
@@ -243,7 +243,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             default:
                 let what = status == GW_REC_BAD_RECORD ? "a record that fails authentication"
                     : status == GW_REC_ALERT ? "a fatal alert" : "an unexpected or malformed record"
-                logger.debug("closing \(s.pointee.peer): TLS: \(what)")
+                logger.debug("closing \(s.pointee.monitor.peer): TLS: \(what)")
                 return .failed(.tlsRecord)
             }
         }
@@ -342,7 +342,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     private func writeRecords(_ s: UnsafeMutablePointer<ConnectionSlot>, _ r: UnsafeMutablePointer<gw_rec>,
                               _ iov: UnsafePointer<iovec>, count: Int, held: inout Bool) -> TransportWrite {
         var status = GW_REC_OK
-        let n = gw_rec_write(r, s.pointee.fd, iov, Int32(count), sealed, Self.sealedBytes, &status)
+        let n = gw_rec_write(r, s.pointee.monitor.fd, iov, Int32(count), sealed, Self.sealedBytes, &status)
         held = gw_rec_holds_partial(r) != 0
         if n >= 0 { return .wrote(n) }
         return .failed(status == GW_REC_RESET ? .peer : .ioError)
@@ -351,7 +351,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// A few bytes (a WebSocket close frame), best effort, with the transport lock held: true if taken.
     func writeSmall(_ s: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
         let r = record(s)
-        if ownsRecords(r) { return gw_rec_write_small(r, s.pointee.fd, bytes, count) == 1 }
+        if ownsRecords(r) { return gw_rec_write_small(r, s.pointee.monitor.fd, bytes, count) == 1 }
         var status = GW_TLS_OK
         return gw_tls_write(session(s).pointee, bytes, count, &status) == count
     }
@@ -359,7 +359,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         guard s.transportIsReady else { return }
         let r = record(s)
-        if ownsRecords(r) { return gw_rec_close_notify(r, s.pointee.fd) }
+        if ownsRecords(r) { return gw_rec_close_notify(r, s.pointee.monitor.fd) }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
         counters.add(.tlsSendLocks)
         gw_tls_close_notify(session(s).pointee)
