@@ -114,7 +114,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BinTestTests",
-            dependencies: ["BinTestKit", "GatewayCore", "CLinux", "LinkCore"]
+            dependencies: ["BinTestKit", "GatewayCore", "CLinux", "LinkCore", "TestSupport"]
         ),
     ]
 )

@@ -54,13 +54,14 @@ import sys
 import tempfile
 import time
 
+from common import cpu_seconds, free_port, loadavg, status_kib
+
 HOST = "127.0.0.1"
 LOAD = ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512"]
 PUSH_CONNS = 10_000
 BROADCAST_RATE = 200
 PUSH_AFTER_S = 3
 NONREADER_FRAME = 60 * 1024  # total frame length, header included
-TICK = os.sysconf("SC_CLK_TCK")
 ARGS = None
 
 
@@ -128,40 +129,7 @@ def nonreader(port, seconds, reads=False, once=False):
                       "bytes_read": got[0]}))
 
 
-# ---------------------------------------------------------------- /proc
-
-def proc_cpu(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 # ---------------------------------------------------------------- processes
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 class Proc:
     """One server process, logs in the run directory; ready once it accepts a connection."""
@@ -248,7 +216,7 @@ def run_client(argv, limit, server_pids, cpu_from_s=0.0, hwm_pid=None):
     out = tempfile.TemporaryFile()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    cpu0, c0 = [proc_cpu(p) for p in server_pids], t0
+    cpu0, c0 = [cpu_seconds(p) for p in server_pids], t0
     rebased = cpu_from_s <= 0
     timed_out = False
     while proc.poll() is None:
@@ -259,9 +227,9 @@ def run_client(argv, limit, server_pids, cpu_from_s=0.0, hwm_pid=None):
             proc.wait()
             break
         if not rebased and now - t0 >= cpu_from_s:
-            cpu0, c0, rebased = [proc_cpu(p) for p in server_pids], now, True
+            cpu0, c0, rebased = [cpu_seconds(p) for p in server_pids], now, True
         time.sleep(0.05)
-    cpu1, c1 = [proc_cpu(p) for p in server_pids], time.monotonic()
+    cpu1, c1 = [cpu_seconds(p) for p in server_pids], time.monotonic()
     cores = None
     if None not in cpu0 and None not in cpu1 and c1 > c0:
         cores = [(b - a) / (c1 - c0) for a, b in zip(cpu0, cpu1)]  # per process; the gateway is last

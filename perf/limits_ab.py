@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from common import cpu_seconds, free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATEWAY = os.path.join(ROOT, ".build/release/gateway")
 BIN_TEST = os.path.join(ROOT, ".build/release/bin_test")
@@ -30,12 +32,6 @@ LIMITS = ["--allow", "127.0.0.0/8,::1", "--deny", "10.0.0.0/8,192.168.0.0/16,200
           "--max-conns-per-ip", "100000", "--conn-rate-per-ip", "1000000", "--accept-rate", "10000000",
           "--flood-frames-per-s", "100000000", "--flood-bytes-per-s", "100000000000",
           "--frame-timeout", "30", "--max-pending-bytes", "1073741824", "--max-buffered-bytes", "4294967296"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(extra):
@@ -59,12 +55,6 @@ def stop(p):
         p.wait(10)
     except subprocess.TimeoutExpired:
         p.kill()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client(port, mode, duration):

@@ -15,15 +15,9 @@ import subprocess
 import sys
 import time
 
+from common import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_echoing(port):
@@ -45,7 +39,7 @@ def wait_echoing(port):
 
 
 def server(kind, args):
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     if kind == "c":
         cmd = [args.c_echo, "--port", str(port)]
     else:

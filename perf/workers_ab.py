@@ -35,13 +35,14 @@ import re
 import resource
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from common import cpu_seconds, free_port, loadavg, status_kib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -56,15 +57,6 @@ ARGS = None  # the parsed command line
 
 
 # ---------------------------------------------------------------- /proc
-
-def proc_cpu(pid):
-    """utime + stime of a process (every thread, live or gone), seconds; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def threads_cpu(pid):
@@ -99,17 +91,6 @@ def children(pid):
     return kids
 
 
-def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def count_fds(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -139,18 +120,7 @@ def slab_bytes():
     return out
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 # ---------------------------------------------------------------- processes
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def pinned(argv, cpus):
     # taskset execs the program, so the pid stays the program's own.
@@ -195,10 +165,10 @@ class Gateway:
 
     def cpu(self):
         """CPU seconds of every process of the set-up (master and workers)."""
-        return sum(proc_cpu(p) or 0.0 for p in self.pids)
+        return sum(cpu_seconds(p) or 0.0 for p in self.pids)
 
     def worker_cpu(self):
-        return [proc_cpu(p) or 0.0 for p in self.pids[1:]]
+        return [cpu_seconds(p) or 0.0 for p in self.pids[1:]]
 
     def threads(self):
         out = {}

@@ -6,11 +6,12 @@ before and after. Runs alternate TCP, WS, TCP, WS ...; the figures are medians.
 
     perf/ws_memory.py [--gateway .build/release/gateway] [--conns 4000] [--reps 5]"""
 import argparse
-import os
 import socket
 import statistics
 import subprocess
 import time
+
+from common import free_port
 
 REQUEST = (b"GET /gw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -22,14 +23,6 @@ def rss(pid):
             if line.startswith("Rss:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no Rss")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def connect(port, ws):

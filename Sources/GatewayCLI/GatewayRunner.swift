@@ -127,6 +127,7 @@ enum GatewayRunner {
 
         service.stopping()
         admin?.stop()
+        if control?.handedOver == true { WorkerReport.handedOver.send() }  // a master must not restart it
         control?.stop()
         gateway.stop()
         let uptime = (clock.now - started).seconds

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import GatewayCore
+import TestSupport
 
 /// A small blocking echo server on 127.0.0.1 (ephemeral port), one thread per
 /// connection, that can break the echo in one chosen way on its first connection.
@@ -29,8 +30,8 @@ final class FaultyEchoServer: @unchecked Sendable {
         case noticeWithReply(seq: UInt32)
     }
 
-    let port: Int
-    private let listener: Int32
+    private let listener: LoopbackListener
+    var port: Int { listener.port }
     private let fault: Fault
     // Guards `accepted` and `peers`: connection threads are started from the accept thread.
     private let lock = NSLock()
@@ -40,30 +41,12 @@ final class FaultyEchoServer: @unchecked Sendable {
 
     init(fault: Fault = .none) throws {
         self.fault = fault
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0, listen(listener, 128) == 0 else { throw POSIXError(.EADDRINUSE) }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
-        self.listener = listener
+        listener = try LoopbackListener()
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
     /// Stops accepting; connection threads end when their clients close.
-    func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
-    }
+    func stop() { listener.stop() }
 
     var connections: Int { lock.withLock { accepted } }
     /// With `noticeWithReply`: bytes the client sent after the notice, once it has closed.
@@ -73,13 +56,7 @@ final class FaultyEchoServer: @unchecked Sendable {
 
     private func acceptLoop() {
         while true {
-            var peer = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let fd = withUnsafeMutablePointer(to: &peer) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener, $0, &length) }
-            }
-            guard fd >= 0 else { return }
-            let address = String(cString: inet_ntoa(peer.sin_addr))
+            guard let (fd, address) = listener.accept() else { return }
             let first = lock.withLock {
                 accepted += 1
                 peers[address, default: 0] += 1

@@ -4,6 +4,7 @@ import Glibc
 @testable import BinTestKit
 import GatewayCore
 import LinkCore
+import TestSupport
 
 /// Push mode end to end: `bin_test core` pushing on its schedule, an access gateway in front of it,
 /// `bin_test client --mode push` logged in behind it; and the client's checks against a fake server.
@@ -178,8 +179,8 @@ final class PushModeTests: XCTestCase {
 /// Stands in for a gateway in front of a pushing core, for one connection: echoes its LOGIN,
 /// then writes the given frames and holds the connection until the client closes it.
 private final class PushServer: @unchecked Sendable {
-    let port: Int
-    private let listener: Int32
+    private let listener: LoopbackListener
+    var port: Int { listener.port }
 
     /// A well-formed push of `PushFrame.defaultSize` body bytes, to uid `target`.
     static func push(seq: UInt32, target: UInt32) -> [UInt8] {
@@ -200,27 +201,12 @@ private final class PushServer: @unchecked Sendable {
     }
 
     init(pushes: [[UInt8]]) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        guard ok else { throw POSIXError(.EADDRINUSE) }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        listener = try LoopbackListener(backlog: 4)
         Thread.detachNewThread { [self] in serve(pushes) }
     }
 
-    deinit { Glibc.close(listener) }
-
     private func serve(_ pushes: [[UInt8]]) {
-        let fd = accept(listener, nil, nil)
-        guard fd >= 0 else { return }
+        guard let fd = listener.accept()?.fd else { return }
         defer { Glibc.close(fd) }
         var login = [UInt8](repeating: 0, count: PushFrame.loginLength)
         var got = 0

@@ -8,35 +8,14 @@ import Testing
 /// old master restarted a worker that had handed its clients over, and the restarted worker accepted
 /// some before it found its control socket held by its successor.
 @Suite struct ControlSocketTests {
-    /// A loopback port held by a plain listening socket (no SO_REUSEPORT): a gateway cannot bind it.
-    private final class HeldPort {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        let port: Int
-        init() throws {
-            let fd = self.fd
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var size = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, size) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &size) == 0
-                }
-            }
-            try #require(bound, "a loopback port to hold")
-            port = Int(UInt16(bigEndian: address.sin_port))
-        }
-        deinit { close(fd) }
-    }
-
-    /// The port is taken as well, so the error names whichever check came first: the control socket.
+    /// The port is taken as well (a plain listening socket, no SO_REUSEPORT), so the error names whichever check came first: the control socket.
     @Test(.timeLimit(.minutes(1)), arguments: [["--workers", "1"], ["--workers", "2"]])
     func aControlSocketInUseStopsTheStartBeforeItListens(_ workers: [String]) throws {
         let path = "/tmp/gateway-control-\(UUID().uuidString.prefix(8)).sock"
         let holder = try GatewayProcess(["--port", "0", "--control-socket", path, "--stats-interval", "0"])
         defer { holder.stop() }
         _ = try holder.waitFor("listening on")
-        let held = try HeldPort()
+        let held = try LoopbackListener(backlog: 1)
         let second = try GatewayProcess(["--port", "\(held.port)", "--control-socket", path,
                                          "--stats-interval", "0"] + workers)
         second.process.waitUntilExit()

@@ -115,6 +115,11 @@ import Testing
         // A master says so once its workers have drained and exited.
         #expect(a.stderr.contains(masters ? "every worker has exited" : "drained: stopping"),
                 "\(a.stderr)")
+        // A worker that was taken over says so before it exits (HANDED_OVER): its master restarts none.
+        #expect(!a.stderr.contains("; restart "), "A's master restarted a worker that was taken over: \(a.stderr)")
+        if masters {
+            #expect(a.stderr.contains("worker 0 handed its connections to its successor"), "\(a.stderr)")
+        }
 
         try #require(probe.waitForExit(by: Date(timeIntervalSinceNow: 40)),
                      "the probe did not finish: \(probe.stderr)")

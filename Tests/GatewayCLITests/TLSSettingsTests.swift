@@ -182,19 +182,6 @@ import TestSupport
         return output
     }
 
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
-                bind(fd, p, length)
-                return getsockname(fd, p, &length)
-            }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A port nobody listens on once this returns.
+    private func freePort() throws -> Int { try LoopbackListener().port }
 }

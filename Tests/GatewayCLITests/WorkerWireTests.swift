@@ -4,7 +4,9 @@ import Testing
 /// What a master reads from its workers: their report lines, and their admin endpoints' HTTP answers.
 @Suite struct WorkerWireTests {
     @Test func reportLinesRoundTrip() {
-        for report in [WorkerReport.ready(adminPort: 0), .ready(adminPort: 40641), .failed("invalid max_frame 'x'")] {
+        let reports: [WorkerReport] = [.ready(adminPort: 0), .ready(adminPort: 40641), .failed("invalid max_frame 'x'"),
+                                       .handedOver]
+        for report in reports {
             #expect(WorkerReport(parsing: report.line.dropLast()) == report)
         }
         #expect(WorkerReport.failed("two\nlines").line == "FAILED twolines\n")

@@ -115,11 +115,13 @@ final class LifecycleEndToEndTests: XCTestCase {
             let poller = PollerKind.allCases[p]
             do {
                 let gateway = try startGateway(poller) {
-                    $0.writeStallTimeout = 1
+                    // 3 s, not 1: the client must read again within it after its pause, and at load 24 a
+                    // debug-build reader of 6 MB through a 4 KiB buffer once stalled for longer than 0.8 s.
+                    $0.writeStallTimeout = 3
                     $0.tickMilliseconds = 10
                     $0.maxFrame = 1 << 20
                 }
-                usleep(1_300_000)  // nothing to send for longer than write_stall_timeout
+                usleep(3_300_000)  // nothing to send for longer than write_stall_timeout
                 let client = try TestClient(port: gateway.port, timeoutSeconds: 5, receiveBuffer: 4096)
                 let bigs = (0..<6).map { ownedFrame(owner: 8, seq: UInt32($0), bodySize: 1_000_000) }
                 for big in bigs { try client.send(big) }  // more than the socket buffers hold

@@ -54,8 +54,8 @@ final class WebPageBrowserTests: XCTestCase {
         XCTAssertTrue(waitUntil(seconds: 10) { gateway.stats().linksUp == 2 }, "links up")
         try Data("\(gateway.port)\n".utf8).write(to: portFile)
 
-        // The script bounds itself (two minutes for the browser part).
-        XCTAssertTrue(page.waitForExit(by: Date().addingTimeInterval(200)), "still running:\n\(page.stdout)")
+        // The script bounds itself (four minutes for the browser part).
+        XCTAssertTrue(page.waitForExit(by: Date().addingTimeInterval(330)), "still running:\n\(page.stdout)")
         XCTAssertEqual(page.process.terminationStatus, 0, "\(page.stdout)\n\(page.stderr)")
         XCTAssertTrue(page.stdout.contains("\n4 passed, 0 failed"), page.stdout)
         if secure { XCTAssertGreaterThanOrEqual(gateway.stats().tlsHandshakes, 2, "both sessions over TLS") }

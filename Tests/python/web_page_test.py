@@ -58,7 +58,7 @@ class Page:
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return result["result"].get("value")
 
-    async def wait_for(self, expression, what, seconds=20):
+    async def wait_for(self, expression, what, seconds=40):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if await self.eval(expression):
@@ -67,7 +67,8 @@ class Page:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-def devtools_port(profile, seconds=30):
+# Hang guards, generous: Chromium took over 30 s to open its DevTools port at load 30 (callgrind beside it).
+def devtools_port(profile, seconds=90):
     path = os.path.join(profile, "DevToolsActivePort")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -190,7 +191,7 @@ def main():
     if ws_port is None:
         print(f"FAIL setup: no port in {args.ws_port_file} within 60 s")
         return 1
-    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], ws_port, args.screenshot, args.wss), 120))
+    passed, failed = asyncio.run(asyncio.wait_for(run(server.server_address[1], ws_port, args.screenshot, args.wss), 240))
     server.shutdown()
     print(f"{passed} passed, {failed} failed", flush=True)
     return 1 if failed or passed == 0 else 0

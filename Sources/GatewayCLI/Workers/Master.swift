@@ -20,9 +20,11 @@ final class Master {
         var startedAt: Double = 0
         var backoff: Double = 0
         var restartAt: Double?
-        /// The read end of the running worker's report pipe, until it reported.
+        /// The read end of the running worker's report pipe, until it closes it.
         var report: Int32 = -1
         var ready = false
+        /// It said HANDED_OVER: its exit ends it, with no restart.
+        var handedOver = false
         /// Exits in a row before READY or within `quickExitSeconds` of starting.
         var quickExits = 0
     }
@@ -216,7 +218,7 @@ final class Master {
             service.tick()
             _ = readReports()
             _ = reap()
-            if stopping, workers.allSatisfy({ $0.pid == nil }) { return }
+            if workers.allSatisfy({ $0.pid == nil }), stopping || workers.allSatisfy(\.handedOver) { return }
             guard !stopping else { continue }
             let now = Self.now()
             for index in workers.indices {
@@ -248,6 +250,7 @@ final class Master {
             workers[index].pid = pid
             workers[index].startedAt = Self.now()
             workers[index].ready = false
+            workers[index].handedOver = false
             workers[index].report = ends[0]
             board.update(index) { $0.pid = pid }
             logger.info("worker \(index) started: pid \(pid)")
@@ -262,30 +265,49 @@ final class Master {
     /// Reads what workers reported; at start-up, the first failure's reason.
     private func readReports() -> String? {
         var failure: String?
-        for index in workers.indices where workers[index].report >= 0 {
-            var buffer = [UInt8](repeating: 0, count: WorkerReport.maxLength)
-            let n = buffer.withUnsafeMutableBytes { read(workers[index].report, $0.baseAddress, $0.count) }
-            if n < 0, errno == EAGAIN { continue }
+        for index in workers.indices { failure = failure ?? readReport(of: index) }
+        return failure
+    }
+
+    /// What worker `index` wrote since the last read; the reason if it could not start.
+    private func readReport(of index: Int) -> String? {
+        guard workers[index].report >= 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 2 * WorkerReport.maxLength)
+        let n = buffer.withUnsafeMutableBytes { read(workers[index].report, $0.baseAddress, $0.count) }
+        if n < 0, errno == EAGAIN { return nil }
+        // Each line is written whole; end of file before one means the worker died first. Only READY is
+        // followed by more (HANDED_OVER, or end of file when the worker exits).
+        let reports = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self)
+            .split(whereSeparator: \.isNewline).map(WorkerReport.init(parsing:))
+        if case .ready = reports.last {} else {
             close(workers[index].report)
             workers[index].report = -1
-            // The worker writes its one line whole, then closes; end of file alone means it died first.
-            let line = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self).split(whereSeparator: \.isNewline).first
-            switch line.flatMap(WorkerReport.init(parsing:)) {
-            case .ready(let port):
-                workers[index].ready = true
-                board.update(index) {
-                    $0.serving = true
-                    $0.adminPort = port == 0 ? nil : port
-                }
-                logger.info("worker \(index) serving\(port == 0 ? "" : ", its admin endpoint on 127.0.0.1:\(port)")")
-            case .failed(let why):
-                failure = failure ?? "worker \(index) could not start: \(why)"
-                logger.error("worker \(index) could not start: \(why)")
-            case nil:
-                break  // died before a word: reap() tells how
-            }
         }
+        var failure: String?
+        for report in reports { failure = failure ?? take(report, from: index) }
         return failure
+    }
+
+    /// Acts on one report of worker `index`; the reason if it could not start.
+    private func take(_ report: WorkerReport?, from index: Int) -> String? {
+        switch report {
+        case .ready(let port):
+            workers[index].ready = true
+            board.update(index) {
+                $0.serving = true
+                $0.adminPort = port == 0 ? nil : port
+            }
+            logger.info("worker \(index) serving\(port == 0 ? "" : ", its admin endpoint on 127.0.0.1:\(port)")")
+        case .failed(let why):
+            logger.error("worker \(index) could not start: \(why)")
+            return "worker \(index) could not start: \(why)"
+        case .handedOver:
+            workers[index].handedOver = true
+            logger.notice("worker \(index) handed its connections to its successor")
+        case nil:
+            break  // died before a word: reap() tells how
+        }
+        return nil
     }
 
     /// Once a restarted worker has served steadily, it is no longer counted failing.
@@ -306,6 +328,8 @@ final class Master {
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return failure }
             guard let index = workers.firstIndex(where: { $0.pid == pid }) else { continue }
+            // A HANDED_OVER is written before the exit: read it now, or a restart would race it.
+            failure = failure ?? readReport(of: index)
             let how = Self.describe(status)
             let quick = !workers[index].ready || Self.now() - workers[index].startedAt < Self.quickExitSeconds
             workers[index].pid = nil
@@ -319,7 +343,7 @@ final class Master {
                 $0.serving = false
                 $0.lastExit = how
             }
-            if stopping {
+            if stopping || workers[index].handedOver {
                 logger.info("worker \(index) (pid \(pid)) \(how)")
                 continue
             }

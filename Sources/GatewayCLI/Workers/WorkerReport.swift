@@ -1,11 +1,14 @@
 import Glibc
 
-/// A worker's word to its master, on a pipe the master passes down (GATEWAY_WORKER_REPORT_FD): one line,
-/// `READY <admin port or 0>` once it serves, or `FAILED <reason>` when it cannot start. The master waits
-/// for every worker's at start (a worker that cannot start stops the whole start) and after each restart.
+/// A worker's word to its master, on a pipe the master passes down (GATEWAY_WORKER_REPORT_FD), one line
+/// each: `READY <admin port or 0>` once it serves, or `FAILED <reason>` when it cannot start; after READY,
+/// `HANDED_OVER` when it exits having handed its clients to a successor (a hot restart), which the master
+/// must not take for a crash and restart. The master waits for every worker's READY at start (a worker
+/// that cannot start stops the whole start) and after each restart.
 enum WorkerReport: Equatable {
     case ready(adminPort: Int)
     case failed(String)
+    case handedOver
 
     static let environment = "GATEWAY_WORKER_REPORT_FD"
     /// Longest line: a reason is cut to fit.
@@ -26,6 +29,7 @@ enum WorkerReport: Equatable {
         switch self {
         case .ready(let port): "READY \(port)\n"
         case .failed(let why): "FAILED \(Self.cut(why.filter { !$0.isNewline }, toBytes: Self.maxLength - 8))\n"
+        case .handedOver: "HANDED_OVER\n"
         }
     }
 
@@ -47,16 +51,19 @@ enum WorkerReport: Equatable {
             self = .ready(adminPort: port)
         } else if line.hasPrefix("FAILED ") {
             self = .failed(String(line.dropFirst(7)))
+        } else if line == "HANDED_OVER" {
+            self = .handedOver
         } else {
             return nil
         }
     }
 
-    /// Sends this to the master, once; nothing outside a worker.
+    /// Sends this to the master; nothing outside a worker. The pipe stays open after READY only.
     func send() {
         guard Self.fd >= 0 else { return }
         let bytes = Array(line.utf8)
         _ = bytes.withUnsafeBytes { write(Self.fd, $0.baseAddress, $0.count) }  // a pipe write this short is atomic
+        if case .ready = self { return }
         close(Self.fd)
         Self.fd = -1
     }
