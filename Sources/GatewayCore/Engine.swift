@@ -152,12 +152,12 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// The transport of a connection whose `transport` is not plain (Transport/Transport.swift).
     @inline(__always)
     func transport(of s: UnsafeMutablePointer<ConnectionSlot>) -> any Transport {
-        switch TransportKind(rawValue: s.pointee.transport) {
+        switch TransportKind(rawValue: s.pointee.monitor.transport) {
         case .webSocket?, .webSocketTLS?: webSocket!
         case .tls?: tls!
         case .tlsClient?: tlsLinks!
         case .udp?: udp!
-        case .plain?, nil: preconditionFailure("connection \(s.pointee.peer) has no transport")
+        case .plain?, nil: preconditionFailure("connection \(s.pointee.monitor.peer) has no transport")
         }
     }
 
@@ -182,7 +182,7 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     func protocolError(_ id: ConnectionID, length: UInt32) {
         let s = table.slot(id.index)
         let allowed = "\(FrameHeader.size)...\(config.maxFrame)"
-        logger.warning("closing \(s.pointee.peer): frame length \(length) outside \(allowed)")
+        logger.warning("closing \(s.pointee.monitor.peer): frame length \(length) outside \(allowed)")
         requestClose(id, cause: .protocolError)
     }
 
@@ -221,8 +221,8 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
         let assembly = s.pointer(to: \.receive.assembly)!
         if assembly.pointee.heldBytes > 0 { pendingBytes.wrappingDecrement(by: assembly.pointee.heldBytes, ordering: .relaxed) }
         assembly.pointee.discard(pool: pool)
-        if s.pointee.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
-        if s.pointee.fd >= 0 { close(s.pointee.fd) }  // a UDP session has none of its own
+        if s.pointee.monitor.transport != TransportKind.plain.rawValue { transport(of: s).release(s, index: index) }
+        if s.pointee.monitor.fd >= 0 { close(s.pointee.monitor.fd) }  // a UDP session has none of its own
         s.resetForReuse()
         table.release(index)
     }

@@ -22,8 +22,7 @@ final class DealBench {
     func open(_ kind: SlotKind, position: UInt16 = 0) throws -> ConnectionID {
         let index = try XCTUnwrap(table.allocate(), "a free slot")
         let s = table.slot(index)
-        s.pointee.kind = kind.rawValue
-        s.pointee.linkPosition = position
+        s.pointee.monitor = MonitorPart(fd: -1, peer: PeerAddress(ipv4: 0, port: 0), kind: kind, linkPosition: position)
         s.accepted()
         return ConnectionID(index: index, generation: s.generation.load(ordering: .relaxed))
     }

@@ -30,6 +30,7 @@ final class SlotLifeTests: XCTestCase {
         let end = MemoryLayout<ConnectionSlot>.offset(of: \.receiveTimerGeneration)!
         memset(UnsafeMutableRawPointer(s) + start, 0x5A, end - start)
         XCTAssertNotEqual(s.pointee.deal.dealOffset, 0)
+        XCTAssertNotEqual(s.pointee.monitor.fd, -1)
         XCTAssertTrue(s.beginClosing(.peer))
         s.detached()
         XCTAssertTrue(s.beginReclaiming())
@@ -37,6 +38,7 @@ final class SlotLifeTests: XCTestCase {
         XCTAssertEqual(s.state, .free)
         XCTAssertEqual(s.generation.load(ordering: .relaxed), generation &+ 1)
         XCTAssertEqual(reusable(s), reusable(table.slot(fresh)))
+        XCTAssertEqual(s.pointee.monitor.fd, -1, "Monitor's part reset as a whole")
     }
 
     func testTransitionsInOrderAndTheFirstCloseWins() throws {

@@ -33,19 +33,8 @@ struct ConnectionSlot {
     /// it gives what waits for the socket (max_queued_bytes).
     var sentBytes: UInt64.AtomicRepresentation
 
-    // Monitor's, set at accept or connect before the slot is open; read-only while it is.
-    /// The connection's socket; closed only at reclamation.
-    var fd: Int32
-    /// The client's address (as PROXY protocol gives it, behind a balancer), or the upstream server's.
-    var peer: PeerAddress
-    /// A `SlotKind`; for an uplink, its position among the configured links (its link number).
-    var kind: UInt8
-    var linkPosition: UInt16
-    /// A `TransportKind`: what lies between the socket and the frames; and the listener that accepted it.
-    var transport: UInt8
-    var listenerIndex: UInt8
-
-    /// Receive's, Deal's and Send's parts.
+    /// Monitor's, Receive's, Deal's and Send's parts.
+    var monitor: MonitorPart
     var receive: ReceivePart
     var deal: DealPart
     var send: SendPart
@@ -92,7 +81,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
 
     /// What the slot holds (set by Monitor before the connection is open, then read-only).
     @inline(__always)
-    var kind: SlotKind { SlotKind(rawValue: pointee.kind) ?? .client }
+    var kind: SlotKind { SlotKind(rawValue: pointee.monitor.kind) ?? .client }
 
     @inline(__always)
     func flag(_ field: WritableKeyPath<SlotFlags, UInt8.AtomicRepresentation>) -> Bool {

@@ -114,12 +114,7 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
                 .store(0, ordering: .relaxed)
         }
         sentBytes.store(0, ordering: .relaxed)
-        pointee.fd = -1
-        pointee.peer = PeerAddress(ipv4: 0, port: 0)
-        pointee.kind = SlotKind.client.rawValue
-        pointee.linkPosition = 0
-        pointee.transport = TransportKind.plain.rawValue
-        pointee.listenerIndex = 0
+        pointee.monitor = MonitorPart()
         pointee.receive = ReceivePart()
         pointee.deal = DealPart()
         pointee.send = SendPart()

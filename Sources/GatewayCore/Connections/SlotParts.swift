@@ -37,6 +37,37 @@ struct SlotFlags {
     var transportOutput: UInt8.AtomicRepresentation
 }
 
+/// Monitor's part of a slot: set as a whole at accept or connect, before the slot is open; read-only
+/// (by every thread) while it is, except `peer`, which Receive sets from a PROXY header before any
+/// other thread reads it.
+struct MonitorPart {
+    /// The client's address (as PROXY protocol gives it, behind a balancer), or the upstream server's.
+    var peer = PeerAddress(ipv4: 0, port: 0)
+    /// The connection's socket (-1 for a UDP session); closed only at reclamation.
+    var fd: Int32 = -1
+    /// For an uplink, its position among the configured links (its link number).
+    var linkPosition: UInt16 = 0
+    /// A `SlotKind`.
+    var kind = SlotKind.client.rawValue
+    /// A `TransportKind`: what lies between the socket and the frames; and the listener that accepted it.
+    var transport = TransportKind.plain.rawValue
+    var listenerIndex: UInt8 = 0
+
+    init() {}
+
+    var isClient: Bool { kind == SlotKind.client.rawValue }
+
+    init(fd: Int32, peer: PeerAddress, kind: SlotKind = .client, linkPosition: UInt16 = 0,
+         transport: TransportKind = .plain, listenerIndex: UInt8 = 0) {
+        self.peer = peer
+        self.fd = fd
+        self.linkPosition = linkPosition
+        self.kind = kind.rawValue
+        self.transport = transport.rawValue
+        self.listenerIndex = listenerIndex
+    }
+}
+
 /// Receive's part of a slot.
 struct ReceivePart {
     /// A frame split across reads, being assembled.

@@ -120,7 +120,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
     /// What can move, judged from fields set before the connection opened: a plain client (TLS and
     /// WebSocket keep record and framing state in user space: they stay for the drain).
     private static func mayMove(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        s.kind == .client && s.pointee.transport == TransportKind.plain.rawValue
+        s.kind == .client && s.pointee.monitor.transport == TransportKind.plain.rawValue
             && s.atomic(\.reconnectNotice).load(ordering: .acquiring) == 0
     }
 
@@ -139,7 +139,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
         var output: [UInt8] = []
         Self.copy(table.sendRing(id.index), from: Int(s.pointee.send.writeOffset), into: &output)
         s.pointee.deal.backlog.copyBytes(into: &output)
-        return MovedConnection(fd: s.pointee.fd, peer: s.pointee.peer,
+        return MovedConnection(fd: s.pointee.monitor.fd, peer: s.pointee.monitor.peer,
                                addressCounted: s.atomic(\.addressCounted).load(ordering: .acquiring) == 1,
                                input: input, output: output)
     }

@@ -55,11 +55,7 @@ extension MonitorThread {
             return
         }
         let s = table.slot(index)
-        s.pointee.fd = moved.fd
-        s.pointee.peer = moved.peer
-        s.pointee.receive.awaitingProxy = false
-        s.pointee.listenerIndex = 0
-        s.pointee.transport = TransportKind.plain.rawValue
+        s.pointee.monitor = MonitorPart(fd: moved.fd, peer: moved.peer)
         let counted = moved.addressCounted && engine.limits.countsConnections
         if counted { engine.limits.count(moved.peer, now: MonotonicClock.nanoseconds()) }
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)

@@ -65,7 +65,7 @@ final class AccessRole: ClientRole {
         let session = SessionID(node: links.node, connection: id)
         if !s.pointee.deal.routed || s.pointee.deal.route != link.packed {
             let opened = LinkMessage.opened(session, link: UInt16(position),
-                                            peer: s.pointee.peer, transport: s.pointee.transport)
+                                            peer: s.pointee.monitor.peer, transport: s.pointee.monitor.transport)
             links.compose(on: position, length: opened.encodedLength) { opened.encode(into: $0) }
             leaveRouteList(s)
             s.pointee.deal.routed = true
@@ -95,7 +95,7 @@ final class AccessRole: ClientRole {
     /// The position of the link `s` was announced on, while that link is the same connection.
     func routedPosition(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Int? {
         let link = ConnectionID(packed: s.pointee.deal.route)
-        let position = Int(table.slot(link.index).pointee.linkPosition)
+        let position = Int(table.slot(link.index).pointee.monitor.linkPosition)
         guard position < links.links.count, links.links[position].id == link else { return nil }
         return position
     }

@@ -100,12 +100,11 @@ final class LinkConnector {
             engine.logger.warning("\(name(position)): \(error)")
         }
         let s = engine.table.slot(index)
-        s.pointee.fd = fd
-        s.pointee.peer = PeerAddress(ipv4: address.sin_addr.s_addr, port: UInt16(bigEndian: address.sin_port))
-        s.pointee.kind = SlotKind.uplink.rawValue
-        s.pointee.linkPosition = UInt16(position)
         // Receive runs the TLS handshake once connected (the client speaks first); Send waits for it.
-        s.pointee.transport = target.tls ? TransportKind.tlsClient.rawValue : TransportKind.plain.rawValue
+        s.pointee.monitor = MonitorPart(fd: fd, peer: PeerAddress(ipv4: address.sin_addr.s_addr,
+                                                                  port: UInt16(bigEndian: address.sin_port)),
+                                        kind: .uplink, linkPosition: UInt16(position),
+                                        transport: target.tls ? .tlsClient : .plain)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.beginConnecting()
         states[position] = .connecting(id)
@@ -128,12 +127,12 @@ final class LinkConnector {
     func connectCompleted(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64) -> Bool {
         var error: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(s.pointee.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 { error = gw_errno() }
+        if getsockopt(s.pointee.monitor.fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 { error = gw_errno() }
         guard error == 0 else {
             fail(id, s, now: now, why: "\(SocketError("connect", error))")
             return false
         }
-        let position = Int(s.pointee.linkPosition)
+        let position = Int(s.pointee.monitor.linkPosition)
         states[position] = .open(id)
         s.connected()
         engine.logger.debug("\(name(position)): connected")
@@ -144,9 +143,9 @@ final class LinkConnector {
     /// A link that was open (over TLS: whose handshake finished) starts again from the shortest
     /// back-off and is logged down again; one whose handshake failed backs off further, quietly.
     func closed(_ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, cause: CloseCause) {
-        let position = Int(s.pointee.linkPosition)
+        let position = Int(s.pointee.monitor.linkPosition)
         guard case .open = states[position] else { return }
-        if s.pointee.transport == TransportKind.plain.rawValue || s.transportIsReady {
+        if s.pointee.monitor.transport == TransportKind.plain.rawValue || s.transportIsReady {
             backoff[position] = baseBackoff
             reportedDown[position] = false
         }
@@ -155,13 +154,13 @@ final class LinkConnector {
 
     /// The connect failed: the slot, seen by no other thread, is reset and freed here.
     private func fail(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, now: UInt64, why: String) {
-        let position = Int(s.pointee.linkPosition)
+        let position = Int(s.pointee.monitor.linkPosition)
         abandon(id, s)
         retry(position, now: now, why: why)
     }
 
     private func abandon(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        engine.poller.remove(fd: s.pointee.fd)  // false when the connect failed before registration
+        engine.poller.remove(fd: s.pointee.monitor.fd)  // false when the connect failed before registration
         engine.reclaim(s)
     }
 

@@ -29,7 +29,7 @@ extension Uplinks {
         let ls = table.slot(link.index)
         guard deal.queueOutput(d, link, ls) else {
             engine.logger.warning(
-                "link \(link) to \(ls.pointee.peer): over \(deal.queueBound(ls)) bytes queued, closing")
+                "link \(link) to \(ls.pointee.monitor.peer): over \(deal.queueBound(ls)) bytes queued, closing")
             engine.requestClose(link, cause: .slowConsumer)
             return
         }

@@ -13,7 +13,7 @@ extension Uplinks {
     @inline(__always)
     func turn(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
               downward: (LinkMessage, FrameDescriptor, ConnectionID, Int) -> Step, walked: () -> Void = {}) {
-        let position = Int(s.pointee.linkPosition)
+        let position = Int(s.pointee.monitor.linkPosition)
         let now = deal.input.currentTick
         if links[position].id != id {
             links[position] = Link(id: id, lastHeard: now, lastBeat: now)
@@ -98,7 +98,7 @@ extension Uplinks {
                 lost: (Int) -> Void) {
         // Counted here, once, whether Receive's cutter or Deal's decoder found the bad frame.
         if cause == .protocolError { engine.counters.add(.linkMalformed) }
-        let position = Int(s.pointee.linkPosition)
+        let position = Int(s.pointee.monitor.linkPosition)
         guard position < links.count, links[position].id == id else { return }
         if links[position].up {
             upCount -= 1

@@ -66,7 +66,7 @@ extension AccessRole {
         case .node, .all:
             for index in table.usedRange {
                 let s = table.slot(index)
-                if s.pointee.kind == SlotKind.client.rawValue, s.state == .open, s.pointee.deal.bound { body(index) }
+                if s.pointee.monitor.isClient, s.state == .open, s.pointee.deal.bound { body(index) }
             }
         }
     }

@@ -137,14 +137,14 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         case GW_TLS_WANT_WRITE:
             return .retry
         case GW_TLS_CLOSED, GW_TLS_RESET:
-            logger.debug("closing \(s.pointee.peer): it left half way through the TLS handshake")
+            logger.debug("closing \(s.pointee.monitor.peer): it left half way through the TLS handshake")
             return .failed(.tlsHandshake)
         case GW_TLS_IO:
             return .failed(.ioError)
         case let status:
             let cause: CloseCause = status == GW_TLS_VERSION ? .tlsVersion
                 : status == GW_TLS_CERTIFICATE ? .tlsCertificate : .tlsHandshake
-            logger.debug("closing \(s.pointee.peer): TLS handshake failed (\(cause)): \(lastReason)")
+            logger.debug("closing \(s.pointee.monitor.peer): TLS handshake failed (\(cause)): \(lastReason)")
             return .failed(cause)
         }
     }
@@ -159,10 +159,10 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     private func begin(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Beginning {
         if client {
             handshakes.wrappingIncrement(ordering: .relaxed)
-            return start(s, serverName: s.pointee.peer.host)
+            return start(s, serverName: s.pointee.monitor.peer.host)
         }
         var first: UInt8 = 0
-        let n = recv(s.pointee.fd, &first, 1, Int32(MSG_PEEK))
+        let n = recv(s.pointee.monitor.fd, &first, 1, Int32(MSG_PEEK))
         if n == 0 { return .notYet(.failed(.peer)) }  // connected and left without a word
         if n < 0 {
             let e = gw_errno()
@@ -170,13 +170,13 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             return .notYet(.failed(e == ECONNRESET ? .peer : .ioError))
         }
         guard first == 0x16 else {
-            logger.debug("closing \(s.pointee.peer): first byte \(first) on a TLS listener is not a handshake")
+            logger.debug("closing \(s.pointee.monitor.peer): first byte \(first) on a TLS listener is not a handshake")
             return .notYet(.failed(.tlsPlaintext))
         }
         // Taken before it is checked: handshake threads begin handshakes at once, and none may pass the cap.
         guard handshakes.loadThenWrappingIncrement(ordering: .relaxed) < maxHandshakes else {
             handshakes.wrappingDecrement(ordering: .relaxed)
-            logger.debug("closing \(s.pointee.peer): \(maxHandshakes) TLS handshakes already in progress")
+            logger.debug("closing \(s.pointee.monitor.peer): \(maxHandshakes) TLS handshakes already in progress")
             return .notYet(.failed(.tlsMaxHandshakes))
         }
         return start(s, serverName: nil)
@@ -185,10 +185,11 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// With a handshake counted in `handshakes`. A client checks the server's certificate against
     /// `serverName` (a link's upstream address).
     private func start(_ s: UnsafeMutablePointer<ConnectionSlot>, serverName: String?) -> Beginning {
-        let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.fd, client ? 0 : 1, nil, serverName)
+        let ssl = gw_tls_new(context.load(ordering: .acquiring).pointer, s.pointee.monitor.fd, client ? 0 : 1, nil,
+                             serverName)
         guard let ssl else {
             handshakes.wrappingDecrement(ordering: .relaxed)
-            logger.error("closing \(s.pointee.peer): cannot start TLS: \(lastReason)")
+            logger.error("closing \(s.pointee.monitor.peer): cannot start TLS: \(lastReason)")
             return .notYet(.failed(.ioError))
         }
         session(s).pointee = ssl
@@ -209,7 +210,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         case GW_TLS_RESET: return .failed(.peer)
         case GW_TLS_IO: return .failed(.ioError)
         default:
-            logger.debug("closing \(s.pointee.peer): TLS record error: \(lastReason)")
+            logger.debug("closing \(s.pointee.monitor.peer): TLS record error: \(lastReason)")
             return .failed(.tlsRecord)
         }
     }
@@ -264,7 +265,7 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
                 case GW_TLS_CLOSED, GW_TLS_RESET: return .failed(.peer)
                 case GW_TLS_IO: return .failed(.ioError)
                 default:
-                    logger.debug("closing \(s.pointee.peer): TLS write failed: \(lastReason)")
+                    logger.debug("closing \(s.pointee.monitor.peer): TLS write failed: \(lastReason)")
                     return .failed(.tlsRecord)
                 }
             }

@@ -77,7 +77,8 @@ extension DealStage {
         limits.unlogged += 1
         let now = input.currentTick
         guard now &- limits.loggedAt >= limits.logEveryTicks || limits.loggedAt == 0 else { return }
-        engine.logger.warning("closing \(s.pointee.peer) for flood (\(limits.unlogged) since the last such line)")
+        engine.logger.warning(
+            "closing \(s.pointee.monitor.peer) for flood (\(limits.unlogged) since the last such line)")
         limits.unlogged = 0
         limits.loggedAt = now
     }

@@ -11,7 +11,7 @@ extension DealStage {
 
     /// The byte bound on what may wait for `s`'s socket.
     func queueBound(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Int {
-        s.pointee.kind == SlotKind.client.rawValue ? live.maxQueuedBytes : live.maxQueuedBytes &* Self.linkQueueFactor
+        s.pointee.monitor.isClient ? live.maxQueuedBytes : live.maxQueuedBytes &* Self.linkQueueFactor
     }
 
     /// Whether `length` more bytes stay within `s`'s bound. With all the gateway's buffers past three
@@ -21,7 +21,7 @@ extension DealStage {
     /// into shedding (which stops reading every client). Links are never held to it.
     func fitsQueue(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ length: Int) -> Bool {
         guard s.outstandingBytes + length <= queueBound(s) else { return false }
-        guard s.pointee.kind == SlotKind.client.rawValue, live.maxBufferedBytes > 0,
+        guard s.pointee.monitor.isClient, live.maxBufferedBytes > 0,
               !s.pointee.deal.backlog.isEmpty || table.sendRing(id.index).freeCount == 0 else { return true }
         return pool.bytesInUse <= live.maxBufferedBytes / 4 * 3
     }

@@ -233,22 +233,21 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             engine.logger.warning("accepted \(peer): \(error)")
         }
         let s = table.slot(index)
-        s.pointee.fd = fd
-        s.pointee.peer = peer
-        s.pointee.receive.awaitingProxy = proxied
-        s.pointee.listenerIndex = UInt8(truncatingIfNeeded: listener)
         let address = listeners[listener].address
-        s.pointee.transport = (address.webSocketPath != nil ? (address.tls ? TransportKind.webSocketTLS : .webSocket)
-            : address.tls ? .tls : .plain).rawValue
-        s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
+        let transport: TransportKind = address.webSocketPath != nil ? (address.tls ? .webSocketTLS : .webSocket)
+            : address.tls ? .tls : .plain
         // An aggregation server's listener takes links from lower nodes, never clients.
-        if engine.config.role == .aggregation { s.pointee.kind = SlotKind.downlink.rawValue }
+        let kind: SlotKind = engine.config.role == .aggregation ? .downlink : .client
+        s.pointee.monitor = MonitorPart(fd: fd, peer: peer, kind: kind, transport: transport,
+                                        listenerIndex: UInt8(truncatingIfNeeded: listener))
+        s.pointee.receive.awaitingProxy = proxied
+        s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
         s.accepted()
         do {
             try poller.addConnection(fd: fd, token: id.packed)
         } catch {
-            engine.logger.error("registering \(s.pointee.peer): \(error)")
+            engine.logger.error("registering \(s.pointee.monitor.peer): \(error)")
             s.withdrawn()
             close(fd)
             if counted { engine.limits.closed(peer) }
@@ -282,17 +281,17 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard s.holds(id) else { return }
         engine.closeRequests.openGate(s)
         guard s.state == .closing else { return }
-        if s.pointee.transport == TransportKind.udp.rawValue {
+        if s.pointee.monitor.transport == TransportKind.udp.rawValue {
             udp?.forget(s, id)  // no descriptor of its own: the shared socket stays
         } else {
-            if !poller.remove(fd: s.pointee.fd), !pollerFailed {
+            if !poller.remove(fd: s.pointee.monitor.fd), !pollerFailed {
                 engine.logger.error("detaching \(id): it was not registered with the poller")
             }
             // A connection handed over lives on in the new process: its socket is left as it is.
-            if s.endings.closeCause != .handedOver { shutdown(s.pointee.fd, Int32(SHUT_RDWR)) }
+            if s.endings.closeCause != .handedOver { shutdown(s.pointee.monitor.fd, Int32(SHUT_RDWR)) }
         }
-        if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.peer) }
-        if s.pointee.kind == SlotKind.uplink.rawValue, let connector {
+        if s.atomic(\.addressCounted).load(ordering: .acquiring) == 1 { engine.limits.closed(s.pointee.monitor.peer) }
+        if s.pointee.monitor.kind == SlotKind.uplink.rawValue, let connector {
             let cause = s.endings.closeCause ?? .ioError
             connector.closed(s, now: MonotonicClock.nanoseconds(), cause: cause)
         }
@@ -348,10 +347,10 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
         guard !engine.config.proxyProtocol else { return }
         forEachOpen { id in
             let s = table.slot(id.index)
-            guard s.pointee.kind == SlotKind.client.rawValue, s.atomic(\.addressCounted).load(ordering: .relaxed) == 0
+            guard s.pointee.monitor.isClient, s.atomic(\.addressCounted).load(ordering: .relaxed) == 0
             else { return }
             s.atomic(\.addressCounted).store(1, ordering: .releasing)
-            engine.limits.count(s.pointee.peer, now: now)
+            engine.limits.count(s.pointee.monitor.peer, now: now)
         }
     }
 
@@ -417,7 +416,7 @@ final class MonitorThread: @unchecked Sendable {  // runs on its own thread; req
             restartEnds = now &+ window
             engine.beginRestartDrain(deadline: now &+ window)
             forEachOpen { id in
-                if table.slot(id.index).pointee.kind == SlotKind.client.rawValue { noticeQueue.append(id) }
+                if table.slot(id.index).pointee.monitor.isClient { noticeQueue.append(id) }
             }
             noticesFrom = now
             noticeGap = noticeQueue.isEmpty ? 0 : window / 10 * 9 / UInt64(noticeQueue.count)

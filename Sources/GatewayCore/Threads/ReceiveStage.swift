@@ -76,7 +76,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             }
             return
         }
-        if shedsClients, s.pointee.kind == SlotKind.client.rawValue, mustShed() {
+        if shedsClients, s.pointee.monitor.isClient, mustShed() {
             park(id, s)
             return
         }
@@ -84,7 +84,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             guard readProxyHeader(id, s) else { return }
         }
         // Still timing the opening: it may have been finished by another thread (TLS handshakes).
-        if s.pointee.transport != TransportKind.plain.rawValue,
+        if s.pointee.monitor.transport != TransportKind.plain.rawValue,
            !s.transportIsReady || s.pointee.receive.openingTimed {
             guard openTransport(id, s) else { return }
         }
@@ -104,15 +104,15 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
 
     private func readUntilDrained(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
         let ring = table.receiveRing(id.index)
-        let fd = s.pointee.fd
+        let fd = s.pointee.monitor.fd
         var delivered = false
         defer {
             if delivered { engine.deal.postOrRun(s, id, allowance: &inlineAllowance) }
             // Dealt already (Deal ran inline) or nothing came: no storage held; else at a tick.
             if ringSweep.detachOrKeep(ring, id, s) { publishTimers() }
         }
-        let client = shedsClients && s.pointee.kind == SlotKind.client.rawValue
-        let plain = s.pointee.transport == TransportKind.plain.rawValue
+        let client = shedsClients && s.pointee.monitor.isClient
+        let plain = s.pointee.monitor.transport == TransportKind.plain.rawValue
         while true {
             if client, mustShed() {  // checked before every read: one connection's reads can be many
                 park(id, s)
@@ -137,7 +137,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 bytesMoved &+= n
                 s.pointee.receive.lastReceiveTick = wheel.now
                 // A link frame may carry a whole client frame plus DATA's session id.
-                let limit = s.pointee.kind != SlotKind.client.rawValue ? maxFrame + LinkMessage.maxOverhead : maxFrame
+                let limit = !s.pointee.monitor.isClient ? maxFrame + LinkMessage.maxOverhead : maxFrame
                 let assembly = s.pointer(to: \.receive.assembly)!
                 let (heldBefore, wasPartial) = (assembly.pointee.heldBytes, assembly.pointee.isPartial)
                 let outcome = assembly.pointee.consume(
@@ -245,7 +245,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
         let block = currentBlock()
         let room = min(block.capacity - blockUsed, 4096)
-        let n = recv(s.pointee.fd, block.bytes + blockUsed, room, Int32(MSG_PEEK))
+        let n = recv(s.pointee.monitor.fd, block.bytes + blockUsed, room, Int32(MSG_PEEK))
         if n == 0 || (n < 0 && gw_errno() != EAGAIN && gw_errno() != EWOULDBLOCK && gw_errno() != EINTR) {
             engine.requestClose(id, cause: n == 0 ? .peer : .ioError)
             return false
@@ -258,18 +258,18 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             wheel.schedule(id.index, after: 1)
             return false
         case .incomplete, .invalid:
-            engine.logger.debug("closing \(s.pointee.peer): no valid PROXY header (\(verdict))")
+            engine.logger.debug("closing \(s.pointee.monitor.peer): no valid PROXY header (\(verdict))")
             engine.requestClose(id, cause: .proxyHeader)
             return false
         case .header(let length, let source):
             // The peek showed it whole, so this takes it whole; anything else is a broken socket.
-            guard recv(s.pointee.fd, block.bytes + blockUsed, length, 0) == length else {
+            guard recv(s.pointee.monitor.fd, block.bytes + blockUsed, length, 0) == length else {
                 engine.requestClose(id, cause: .ioError)
                 return false
             }
             s.pointee.receive.awaitingProxy = false
-            if let source { s.pointee.peer = source }
-            if let refusal = engine.refusal(of: s.pointee.peer) {
+            if let source { s.pointee.monitor.peer = source }
+            if let refusal = engine.refusal(of: s.pointee.monitor.peer) {
                 engine.requestClose(id, cause: refusal)
                 return false
             }
@@ -293,7 +293,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
         }
         let block = currentBlock()
         while true {
-            let n = read(s.pointee.fd, block.bytes + blockUsed, block.capacity - blockUsed)
+            let n = read(s.pointee.monitor.fd, block.bytes + blockUsed, block.capacity - blockUsed)
             if n > 0 { continue }
             if n < 0 && gw_errno() == EINTR { continue }
             if n < 0 && (gw_errno() == EAGAIN || gw_errno() == EWOULDBLOCK) { break }
@@ -401,7 +401,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
                 if s.transportIsReady {  // finished on another thread, which has posted it here
                     input.post(s, id)
                 } else if now &- s.pointee.receive.frameStartTick >= transport.openTicks(s) {
-                    engine.logger.debug("closing \(s.pointee.peer): its handshake did not finish in time")
+                    engine.logger.debug("closing \(s.pointee.monitor.peer): its handshake did not finish in time")
                     engine.requestClose(id, cause: transport.openTimeoutCause(s))
                 } else {
                     // Look again (an opening that wanted room in the socket), then at the deadline.
@@ -413,7 +413,8 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
             if idleTicks(s) > 0, now &- s.pointee.receive.lastReceiveTick >= idleTicks(s) {
                 engine.requestClose(id, cause: .idle)
             } else if live.frameTicks > 0, s.pointee.receive.assembly.isPartial, now &- s.pointee.receive.frameStartTick >= live.frameTicks {
-                engine.logger.debug("closing \(s.pointee.peer): a frame begun \(engine.config.frameTimeout) s ago is not complete")
+                let (peer, timeout) = (s.pointee.monitor.peer, engine.config.frameTimeout)
+                engine.logger.debug("closing \(peer): a frame begun \(timeout) s ago is not complete")
                 engine.requestClose(id, cause: .frameTimeout)
             } else if let due = nextDue(s) {
                 wheel.schedule(index, after: max(1, due &- now))
@@ -425,7 +426,7 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     /// The connection's idle timeout in ticks (0: none): idle_timeout, or udp_idle_timeout for a UDP session.
     @inline(__always)
     private func idleTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 {
-        s.pointee.transport == TransportKind.udp.rawValue ? udpIdleTicks : live.idleTicks
+        s.pointee.monitor.transport == TransportKind.udp.rawValue ? udpIdleTicks : live.idleTicks
     }
 
     /// The tick the receive timer must fire at next, if any limit applies.

@@ -64,13 +64,15 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     /// unread input would reset the connection and lose replies still in flight.
     private func finishGracefully(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         // A UDP session has no stream to shut: once its replies are out, it is done.
-        if s.endings.inputEnded == .peer || s.pointee.transport == TransportKind.udp.rawValue {
+        if s.endings.inputEnded == .peer || s.pointee.monitor.transport == TransportKind.udp.rawValue {
             engine.requestClose(id, cause: cause)
             return
         }
         guard s.endings.beginLingering(cause) else { return }
-        if s.pointee.transport != TransportKind.plain.rawValue { engine.transport(of: s).finish(s, cause: cause) }
-        shutdown(s.pointee.fd, Int32(SHUT_WR))
+        if s.pointee.monitor.transport != TransportKind.plain.rawValue {
+            engine.transport(of: s).finish(s, cause: cause)
+        }
+        shutdown(s.pointee.monitor.fd, Int32(SHUT_WR))
         engine.receive.input.post(s, id)
     }
 
@@ -81,7 +83,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
 
     /// Writes until the ring is empty or the socket is full; false if the connection failed.
     func flush(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ ring: FrameRing) -> Bool {
-        let plain = s.pointee.transport == TransportKind.plain.rawValue
+        let plain = s.pointee.monitor.transport == TransportKind.plain.rawValue
         // Until its opening is done Receive alone has the transport; it posts here when done.
         if !plain, !s.transportIsReady { return true }
         while true {
@@ -100,7 +102,7 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
             }
             let n: Int
             if plain {
-                n = writev(s.pointee.fd, iov, Int32(count))
+                n = writev(s.pointee.monitor.fd, iov, Int32(count))
             } else {
                 switch engine.transport(of: s).write(s, iov, count: count) {
                 case .wrote(let taken): n = taken

@@ -157,11 +157,7 @@ final class UDPReceiver {
             return nil
         }
         let s = engine.table.slot(index)
-        s.pointee.fd = -1
-        s.pointee.peer = peer
-        s.pointee.receive.awaitingProxy = false
-        s.pointee.listenerIndex = 0
-        s.pointee.transport = TransportKind.udp.rawValue
+        s.pointee.monitor = MonitorPart(fd: -1, peer: peer, transport: .udp)
         s.atomic(\.addressCounted).store(counted ? 1 : 0, ordering: .relaxed)
         s.atomic(\.transportReady).store(1, ordering: .relaxed)
         let u = udp.session(index)
@@ -180,7 +176,7 @@ final class UDPReceiver {
 
     /// Monitor, when it detaches a session: its address may open a new one.
     func forget(_ s: UnsafeMutablePointer<ConnectionSlot>, _ id: ConnectionID) {
-        let key = AddressKey(s.pointee.peer)
+        let key = AddressKey(s.pointee.monitor.peer)
         if addresses[key] == id { addresses[key] = nil }
         counters.subtract(.sessionsOpen)
     }

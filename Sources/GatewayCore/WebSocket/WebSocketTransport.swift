@@ -74,7 +74,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     /// A wss:// connection.
     @inline(__always)
     private func secured(_ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        s.pointee.transport == TransportKind.webSocketTLS.rawValue
+        s.pointee.monitor.transport == TransportKind.webSocketTLS.rawValue
     }
 
     /// The listeners, in Monitor's order (`listenerIndex`), before any connection is accepted.
@@ -104,7 +104,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                            _ buffer: UnsafeMutableRawPointer, _ count: Int) -> TransportRead {
         if secured { return tls!.read(id, s, into: buffer, count: count) }
         while true {
-            let n = Glibc.read(s.pointee.fd, buffer, count)
+            let n = Glibc.read(s.pointee.monitor.fd, buffer, count)
             if n > 0 { return .bytes(n) }
             if n == 0 { return .end }
             let e = gw_errno()
@@ -117,7 +117,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
     /// A few bytes (a handshake answer, a close frame), best effort: true if all were taken. Over TLS the
     /// caller holds the transport lock, or is Receive before the connection is ready.
     private func writeBelow(_ s: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
-        secured(s) ? tls!.writeSmall(s, bytes, count: count) : Glibc.write(s.pointee.fd, bytes, count) == count
+        secured(s) ? tls!.writeSmall(s, bytes, count: count) : Glibc.write(s.pointee.monitor.fd, bytes, count) == count
     }
 
     // MARK: Receive: the opening handshake
@@ -146,11 +146,12 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             case .failed(let cause): return .failed(cause)
             }
             st.pointee.heldEnd = UInt16(used + n)
-            switch WebSocketHandshake.parse(held.bytes, count: used + n, rules: rules[Int(s.pointee.listenerIndex)]!) {
+            let listener = Int(s.pointee.monitor.listenerIndex)
+            switch WebSocketHandshake.parse(held.bytes, count: used + n, rules: rules[listener]!) {
             case .incomplete:
                 continue
             case .refused(let refusal):
-                logger.debug("closing \(s.pointee.peer): WebSocket handshake refused with \(refusal.rawValue)")
+                logger.debug("closing \(s.pointee.monitor.peer): WebSocket handshake refused with \(refusal.rawValue)")
                 withUnsafeTemporaryAllocation(byteCount: WebSocketHandshake.maxResponse, alignment: 8) { answer in
                     let length = WebSocketHandshake.writeRefusal(refusal, into: answer.baseAddress!)
                     _ = writeBelow(s, answer.baseAddress!, count: length)  // best effort: the connection closes anyway
@@ -225,7 +226,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
                 sendClose(s, output(s), code: code == WebSocketCloseCode.noStatus ? WebSocketCloseCode.normal : code)
                 return end(st, cause: .peer, payload: payload)
             case .failed(let code, let payload):
-                logger.debug("closing \(s.pointee.peer): WebSocket close \(code)")
+                logger.debug("closing \(s.pointee.monitor.peer): WebSocket close \(code)")
                 sendClose(s, output(s), code: code)
                 return end(st, cause: .webSocket, payload: payload)
             }
@@ -349,7 +350,7 @@ final class WebSocketTransport: Transport, @unchecked Sendable {  // per-connect
             st.pointee.recordHeld = held
             st.pointee.controlOffered = held && offered
         } else {
-            repeat { n = writev(s.pointee.fd, out, Int32(segments)) } while n < 0 && gw_errno() == EINTR
+            repeat { n = writev(s.pointee.monitor.fd, out, Int32(segments)) } while n < 0 && gw_errno() == EINTR
             if n < 0 {
                 let e = gw_errno()
                 if e == EAGAIN || e == EWOULDBLOCK { return .wrote(0) }
