@@ -86,6 +86,7 @@ final class RestartDrainTests: XCTestCase {
             }
         }
         XCTAssertTrue(waitUntil(seconds: 30) { reloads.isFinished })
-        XCTAssertEqual(gateway.stats().closes.reduce(0, +), 0)
+        // Release builds would close the clients at their last use, before this count.
+        withExtendedLifetime(clients) { XCTAssertEqual(gateway.stats().closes.reduce(0, +), 0) }
     }
 }

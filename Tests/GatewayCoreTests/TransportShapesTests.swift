@@ -60,7 +60,10 @@ final class TransportShapesTests: PushCoreTestCase {
             XCTAssertTrue(stuck.receiveFrames(expected.count) == Array(expected),
                           "\(poller): every frame back, in order, once it reads")
             XCTAssertEqual(sent.load(), frames.count)
-            XCTAssertEqual(g.stats().closes.reduce(0, +), 0, "\(poller): nobody was closed")
+            // A release build ends the witnesses' lives at their last use, closing them before this count.
+            withExtendedLifetime((wsWitnesses, tcpWitnesses)) {
+                XCTAssertEqual(g.stats().closes.reduce(0, +), 0, "\(poller): nobody was closed")
+            }
             tearDown()
         }
     }
