@@ -64,7 +64,8 @@ let package = Package(
         // A core server's side of the link protocol (docs/LINK.md) on the engine's public API.
         .target(
             name: "LinkCore",
-            dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["GatewayCore", .product(name: "Atomics", package: "swift-atomics"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // The admin endpoint (docs/ADMIN.md): metrics, health, stats, drain and reload over HTTP, off the hot path.
         .target(

@@ -9,8 +9,8 @@
 //  - for a decoded message m: decode(encode(m)) == m, and the encoded bytes
 //    equal the frame's bytes except where the spec lets them differ: seq and
 //    uid of the outer header (ignored), status outside HELLO (0 on the wire,
-//    not checked on receipt), and the reserved bytes (HELLO 21, OPENED 33,
-//    CLOSED 31-33). For DATA the inner client frame is copied after the overhead.
+//    not checked on receipt), and the reserved bytes (OPENED 33,
+//    CLOSED 31-33, MOVE 35). For DATA the inner client frame is copied after the overhead.
 
 import Glibc
 
@@ -18,7 +18,8 @@ private let maxFrame = 4096
 private let linkLimit = maxFrame + LinkMessage.maxOverhead
 
 private let fixed: [UInt16: Int] = [0xFF10: 40, 0xFF1E: 34, 0xFF11: 18, 0xFF12: 52, 0xFF14: 34, 0xFF15: 24,
-                                    0xFF16: 34, 0xFF17: 30, 0xFF18: 34, 0xFF19: 34, 0xFF1B: 38, 0xFF1C: 38, 0xFF1D: 46]
+                                    0xFF16: 34, 0xFF17: 30, 0xFF18: 34, 0xFF19: 34, 0xFF1B: 38, 0xFF1C: 38, 0xFF1D: 46,
+                                    0xFF1F: 54]
 /// Messages whose byte 18 is a scope (1...4) and bytes 19-21 reserved.
 private let scoped: Set<UInt16> = [0xFF1A, 0xFF1B, 0xFF1C, 0xFF1D]
 
@@ -27,9 +28,9 @@ private func ignored(cmd: UInt16) -> Set<Int> {
     var s: Set<Int> = [4, 5, 6, 7, 14, 15, 16, 17]
     if cmd != LinkMessage.Command.hello { s.formUnion(10...13) }  // status: 0 except in HELLO
     switch cmd {
-    case LinkMessage.Command.hello: s.insert(21)
     case LinkMessage.Command.opened: s.insert(33)
     case LinkMessage.Command.closed: s.formUnion(31...33)
+    case LinkMessage.Command.move: s.insert(35)
     case _ where scoped.contains(cmd): s.formUnion(19...21)
     default: break
     }
@@ -60,6 +61,9 @@ private func check(frame q: UnsafeRawPointer, length: Int) {
     let scopeOK = !scoped.contains(cmd) || length <= 18 || (1...4).contains(q.load(fromByteOffset: 18, as: UInt8.self))
     let lengthOK = wellFormed
     wellFormed = wellFormed && scopeOK
+    let kindOK = cmd != LinkMessage.Command.move || !lengthOK
+        || (1...3).contains(q.load(fromByteOffset: 30, as: UInt8.self))
+    wellFormed = wellFormed && kindOK
 
     switch LinkMessage.decode(q, maxFrame: maxFrame) {
     case .failure(let why):
@@ -78,6 +82,8 @@ private func check(frame q: UnsafeRawPointer, length: Int) {
         case .badScope(let scope):
             precondition(lengthOK && !scopeOK && scope == q.load(fromByteOffset: 18, as: UInt8.self),
                          "\(why) for cmd 0x\(String(cmd, radix: 16))")
+        case .badMoveKind(let kind):
+            precondition(lengthOK && !kindOK && kind == q.load(fromByteOffset: 30, as: UInt8.self), "\(why)")
         }
     case .success(let m):
         precondition(wellFormed, "decode accepted a malformed frame (cmd 0x\(String(cmd, radix: 16)), length \(length)): \(m)")

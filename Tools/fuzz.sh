@@ -156,7 +156,8 @@ if want handover; then
     echo "== building handover-fuzzer"; rm -f "$OUT/handover-fuzzer"
     "${SWIFTC[@]}" -module-name FuzzHandover \
         $W/Wire/FrameHeader.swift $W/Wire/LinkMessage.swift $W/Connections/ConnectionID.swift \
-        $W/Handover/MovedConnection.swift Sources/GatewayCLI/Handover/BatchWire.swift \
+        $W/Handover/MovedConnection.swift $W/Handover/MovedSession.swift \
+        Sources/GatewayCLI/Handover/BatchWire.swift \
         Fuzz/HandoverFuzzer.swift -o "$OUT/handover-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/handover-fuzzer" ] || { echo "handover-fuzzer build failed"; exit 2; }
 fi
@@ -194,6 +195,9 @@ seed "$L/seed-data" "$DATA"
 seed "$L/seed-closed" "$CLOSED"
 seed "$L/seed-linkdown" "$DOWN"
 seed "$L/seed-session" "$HELLO$OPENED$DATA$HB$CLOSED$DOWN"
+MOVING="$(hdr 54 0 0xFF1F 0 0)$SID\\x01$(zeros 23)"
+MOVED="$(hdr 54 0 0xFF1F 0 0)$SID\\x03\\x00$(be16 1)\\x04\\x00$(be16 40000)\\x7f\\x00\\x00\\x01$(zeros 12)"
+seed "$L/seed-move" "$MOVING$(hdr 54 0 0xFF1F 0 0)$SID\\x02$(zeros 23)$MOVED"
 TREE="\x02\x00\x00\x00$(be32 5)$(be32 1)$(be32 0)$(be32 77)"
 seed "$L/seed-bind" "$(hdr 34 0 0xFF16 0 0)$SID$(be32 42)"
 seed "$L/seed-unbind" "$(hdr 30 0 0xFF17 0 0)$SID"

@@ -30,10 +30,17 @@ others. Each request is then echoed to its session, on its link, after the link
 messages it caused: a client that has the echo knows the bind has been applied.
 Any other frame is just echoed.
 
-On SIGTERM or SIGINT it prints `opened=N closed=M data=K` and exits 0:
-N = OPENED messages received, M = sessions that ended (by CLOSED, LINK_DOWN,
-their link closing, or a repeated OPENED replacing them), K = DATA frames echoed
-(the requests above included; the link messages they cause are not counted).
+Hot restarts of an access node (MOVE, LINK.md): MOVING is answered at once (every
+echo is sent before the next frame is read, so nothing is owed), and the session
+leaves its link, so that link's close does not end it; MOVED on any link makes it
+that link's session again (or opens it, if this core does not hold it). A session
+answered MOVING and not MOVED within MOVE_TIMEOUT_S ends.
+
+On SIGTERM or SIGINT it prints `opened=N closed=M data=K moved=V` and exits 0:
+N = OPENED messages received (and MOVED for a session not held), M = sessions that
+ended (by CLOSED, LINK_DOWN, their link closing, a repeated OPENED replacing them,
+or a move that never came), K = DATA frames echoed (the requests above included;
+the link messages they cause are not counted), V = sessions MOVED to a new link.
 """
 import argparse
 import signal
@@ -49,15 +56,18 @@ SESSION_SIZE = 12
 DATA_OVERHEAD = HEADER_SIZE + SESSION_SIZE
 
 (HELLO, HEARTBEAT, OPENED, DATA, CLOSED, LINK_DOWN, BIND, UNBIND, JOIN, LEAVE, PUSH, KICK,
- PRESENCE_QUERY, PRESENCE, PUSH_DROPPED) = range(0xFF10, 0xFF1F)
+ PRESENCE_QUERY, PRESENCE, PUSH_DROPPED, MOVE) = range(0xFF10, 0xFF20)
 # What may come up a link (DATA has its own check). The commands that only go down,
 # BIND to PRESENCE_QUERY, are unknown here: receiving one is malformed.
 FIXED_LENGTHS = {HELLO: 40, HEARTBEAT: 18, OPENED: 52, CLOSED: 34, LINK_DOWN: 24, PRESENCE: 46,
-                 PUSH_DROPPED: 34}
+                 PUSH_DROPPED: 34, MOVE: 54}
+MOVING, READY, MOVED = 1, 2, 3  # MOVE's kinds (byte 30); READY only goes down
+FEATURE_MOVES = 1  # HELLO's features (byte 21): this core answers MOVE
+MOVE_TIMEOUT_S = 30.0
 VERSION = 2
 ROLE_ACCESS, ROLE_AGGREGATION, ROLE_CORE = 1, 2, 3
 STATUS_ACCEPTED, STATUS_BAD_VERSION, STATUS_ROLE_REFUSED = 0, 1, 2
-HELLO_BODY = struct.Struct(">HBBIHIII")  # version, role, reserved, node, link, heartbeat_ms, max_frame, queue
+HELLO_BODY = struct.Struct(">HBBIHIII")  # version, role, features, node, link, heartbeat_ms, max_frame, queue
 TREE_WIDE = struct.Struct(">B3xIIQ")  # scope, reserved, target, origin, seq
 TREE_WIDE_OVERHEAD = HEADER_SIZE + TREE_WIDE.size  # 38: a PUSH's client frame starts here
 SCOPE_UID, SCOPE_ROOM, SCOPE_NODE, SCOPE_ALL = 1, 2, 3, 4
@@ -79,13 +89,14 @@ class Stats:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.opened = self.closed = self.data = 0
+        self.opened = self.closed = self.data = self.moved = 0
 
-    def add(self, opened=0, closed=0, data=0):
+    def add(self, opened=0, closed=0, data=0, moved=0):
         with self.lock:
             self.opened += opened
             self.closed += closed
             self.data += data
+            self.moved += moved
 
 
 class Tree:
@@ -96,6 +107,26 @@ class Tree:
         self.links = set()
         self.node_id = node_id
         self.seq = time.time_ns() // 1000  # start time in microseconds
+        # Sessions answered MOVING, until their MOVED: session id -> deadline (time.monotonic()).
+        self.in_transit = {}
+
+    def depart(self, sid):
+        with self.lock:
+            self.in_transit[sid] = time.monotonic() + MOVE_TIMEOUT_S
+
+    def arrive(self, sid):
+        """True when the session was in transit (MOVED keeps it)."""
+        with self.lock:
+            return self.in_transit.pop(sid, None) is not None
+
+    def expire(self):
+        """Sessions whose MOVED never came (their new process died): how many ended."""
+        now = time.monotonic()
+        with self.lock:
+            late = [sid for sid, deadline in self.in_transit.items() if deadline <= now]
+            for sid in late:
+                del self.in_transit[sid]
+        return len(late)
 
     def add(self, link):
         with self.lock:
@@ -197,7 +228,7 @@ class Link:
         elif role not in (ROLE_ACCESS, ROLE_AGGREGATION):  # only these connect upward
             status = STATUS_ROLE_REFUSED
         answer = HEADER.pack(40, 0, HELLO, status, 0) + HELLO_BODY.pack(
-            VERSION, ROLE_CORE, 0, self.node_id, link, heartbeat_ms, self.max_frame, 0)
+            VERSION, ROLE_CORE, FEATURE_MOVES, self.node_id, link, heartbeat_ms, self.max_frame, 0)
         self.send(answer)
         if status != STATUS_ACCEPTED:
             self.log(f"refused HELLO (version {version}, role {role}): status {status}")
@@ -234,6 +265,10 @@ class Link:
             raise Malformed("second HELLO")  # the lower side sends it exactly once
         if cmd == HEARTBEAT:
             self.send(frame)
+            late = self.tree.expire()
+            if late:
+                self.log(f"{late} sessions answered MOVING never MOVED: ended")
+                self.stats.add(closed=late)
         elif cmd == OPENED:
             sid = frame[18:30]
             link = struct.unpack_from(">H", frame, 30)[0]
@@ -264,6 +299,20 @@ class Link:
             self.forget(gone)
         elif cmd == PRESENCE:
             pass  # answers a PRESENCE_QUERY, which this core never sends
+        elif cmd == MOVE:
+            sid, kind = frame[18:30], frame[30]
+            if kind == MOVING:  # every echo for it is sent already: it leaves this link, then the answer
+                if self.sessions.pop(sid, None) is not None:
+                    self.tree.depart(sid)
+                self.send(HEADER.pack(54, 0, MOVE, 0, 0) + sid + bytes([READY]) + bytes(23))
+            elif kind == MOVED:
+                self.sessions[sid] = struct.unpack_from(">H", frame, 32)[0]
+                if self.tree.arrive(sid):
+                    self.stats.add(moved=1)
+                else:
+                    self.stats.add(opened=1)  # not held here (its old link closed first): a new session
+            else:
+                raise Malformed(f"MOVE kind {kind} sent upward")
         elif cmd == PUSH_DROPPED:  # the access node dropped pushes to this session (push_overflow drop)
             count = struct.unpack_from(">I", frame, 30)[0]
             self.log(f"{count} pushes dropped for a session")
@@ -335,7 +384,7 @@ def main():
     finally:
         server.close()
     with stats.lock:
-        print(f"opened={stats.opened} closed={stats.closed} data={stats.data}", flush=True)
+        print(f"opened={stats.opened} closed={stats.closed} data={stats.data} moved={stats.moved}", flush=True)
     return 0
 
 

@@ -171,6 +171,11 @@ public final class AdminMetrics: Sendable {
         counter("gateway_handover_connections_total", handover, [("outcome", "handed_over")]) { $0.handedOver }
         counter("gateway_handover_connections_total", handover, [("outcome", "lost")]) { $0.handoverLost }
         counter("gateway_handover_connections_total", handover, [("outcome", "adopted")]) { $0.handoverAdopted }
+        let sessions = "Forwarding sessions in a hot restart's hand-over (MOVE), by outcome."
+        counter("gateway_handover_sessions_total", sessions, [("outcome", "moved_out")]) { $0.sessionsMovedOut }
+        counter("gateway_handover_sessions_total", sessions, [("outcome", "unanswered")]) { $0.movesUnanswered }
+        counter("gateway_handover_sessions_total", sessions, [("outcome", "link_lost")]) { $0.movesLinkLost }
+        counter("gateway_handover_sessions_total", sessions, [("outcome", "moved_in")]) { $0.sessionsMovedIn }
         let ring = "Frames queued on every connection's receive rings (for Deal) or send rings (for Send)."
         gauge("gateway_ring_frames", ring, [("direction", "receive")]) { Double($0.receiveRingFrames) }
         gauge("gateway_ring_frames", ring, [("direction", "send")]) { Double($0.sendRingFrames) }

@@ -17,6 +17,11 @@ final class Engine: @unchecked Sendable {  // shared parts are immutable, atomic
     /// What a reload changes while running (`reconfigure`).
     let live: PublishedSettings
     let roundTrips = RoundTrips()
+    /// A hot restart's forwarding sessions (docs/HANDOVER.md): Deal's to the exporter in the old process,
+    /// Monitor's to Deal in the new one; and whether every link up answers MOVE (Deal publishes it).
+    let sessionsOut = SessionHandoff()
+    let sessionsIn = SessionHandoff()
+    let linksMove = ManagedAtomic<Bool>(false)
     let poller: Poller
     let inboxCapacity: Int
     /// The allow and deny lists (read-only) and the per-address limits, checked at accept,

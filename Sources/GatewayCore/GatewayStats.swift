@@ -171,6 +171,13 @@ public struct GatewayStats: Sendable, Equatable {
     public var handedOver: UInt64 = 0
     public var handoverLost: UInt64 = 0
     public var handoverAdopted: UInt64 = 0
+    /// Forwarding sessions in a hand-over: moved out with their uid and rooms (the core answered MOVING);
+    /// MOVING not answered in time (the client drained); their link lost mid-move (the client told
+    /// upstream_lost, its session opened anew by the new process); in the new process, MOVED sent.
+    public var sessionsMovedOut: UInt64 = 0
+    public var movesUnanswered: UInt64 = 0
+    public var movesLinkLost: UInt64 = 0
+    public var sessionsMovedIn: UInt64 = 0
     /// TLS: handshakes completed, of which resumed from a ticket; handshakes in progress (a level).
     public var tlsHandshakes: UInt64 = 0
     public var tlsResumed: UInt64 = 0

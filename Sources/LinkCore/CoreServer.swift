@@ -1,3 +1,4 @@
+import Atomics
 import GatewayCore
 import Glibc
 import Logging
@@ -22,6 +23,12 @@ public protocol CoreHandler: AnyObject {
     var wantsTicks: Bool { get }
     /// A clock tick on the Deal stage: a core's scheduled work (`CoreServer.push` and the like).
     func tick(milliseconds: UInt64, server: CoreServer)
+    /// The access node is moving `session` to its successor process (a hot restart, docs/HANDOVER.md):
+    /// call `session.readyToMove()` once everything this core will send the session on this link is
+    /// sent (after answers still pending for it). The default answers at once.
+    func moving(_ session: CoreSession)
+    /// The session moved (MOVED): it is now on `session`'s link, still bound and in its rooms.
+    func moved(_ session: CoreSession)
 }
 
 extension CoreHandler {
@@ -29,6 +36,8 @@ extension CoreHandler {
     public func pushesDropped(_ session: CoreSession, count: UInt32) {}
     public var wantsTicks: Bool { false }
     public func tick(milliseconds: UInt64, server: CoreServer) {}
+    public func moving(_ session: CoreSession) { session.readyToMove() }
+    public func moved(_ session: CoreSession) {}
 }
 
 /// One session as a core sees it: its id and the link to answer on.
@@ -59,6 +68,9 @@ public struct CoreSession {
     public func unbind() { server.send(.unbind(id), about: id, on: link) }
     public func join(room: UInt32) { server.send(.join(id, room: room), about: id, on: link) }
     public func leave(room: UInt32) { server.send(.leave(id, room: room), about: id, on: link) }
+
+    /// Answers MOVING: nothing more will be sent to the session on this link (MOVE ready).
+    public func readyToMove() { server.answerMoving(self) }
 }
 
 /// The upper side of the link protocol as a `GatewayHandler`: answers HELLO and
@@ -80,6 +92,12 @@ public final class CoreServer: GatewayHandler {
         var hello: LinkMessage.Hello?
         var sessions: Set<SessionID> = []
     }
+    /// Sessions whose MOVING was answered, until their MOVED: out of their old link's sessions (its
+    /// close does not end them), ended if no MOVED comes by the deadline (engine milliseconds).
+    private var inTransit: [SessionID: UInt64] = [:]
+    private var nowMilliseconds: UInt64 = 0
+    /// How long a session answered MOVING may wait for its MOVED before it is ended.
+    private let moveTimeoutMilliseconds: UInt64
     /// Deal-owned, like every handler's state. Changed on link and session events, not per frame.
     private var links: [ConnectionID: LinkState] = [:]
     private var sessionLinks: [SessionID: (link: Connection, number: UInt16)] = [:]
@@ -91,6 +109,15 @@ public final class CoreServer: GatewayHandler {
     public private(set) var tooLarge = 0
     /// PUSH_DROPPED notices heard, and the pushes they counted.
     public private(set) var pushDropNotices = 0
+    /// MOVE: MOVING answered; MOVED that re-homed a session held here; MOVED for a session not held
+    /// (opened as new); sessions ended between MOVING's answer and MOVED (timed out, or a CLOSED came).
+    /// Atomic: read from other threads while the core runs.
+    private let moveCounts = (answered: ManagedAtomic<Int>(0), movedIn: ManagedAtomic<Int>(0),
+                              unknown: ManagedAtomic<Int>(0), lost: ManagedAtomic<Int>(0))
+    public var movesAnswered: Int { moveCounts.answered.load(ordering: .relaxed) }
+    public var movedIn: Int { moveCounts.movedIn.load(ordering: .relaxed) }
+    public var movedUnknown: Int { moveCounts.unknown.load(ordering: .relaxed) }
+    public var movesLost: Int { moveCounts.lost.load(ordering: .relaxed) }
     /// The seq of the next tree-wide message: from the start time in microseconds, so a
     /// restarted core's messages are newer than its old ones (docs/LINK.md).
     private var nextSeq: UInt64 = {
@@ -99,8 +126,10 @@ public final class CoreServer: GatewayHandler {
         return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec / 1000)
     }()
 
-    public init(handler: CoreHandler, node: UInt32, clientMaxFrame: Int, logger: Logger) {
+    public init(handler: CoreHandler, node: UInt32, clientMaxFrame: Int, logger: Logger,
+                moveTimeoutMilliseconds: UInt64 = 30_000) {
         self.handler = handler
+        self.moveTimeoutMilliseconds = moveTimeoutMilliseconds
         self.node = node
         self.clientMaxFrame = clientMaxFrame
         self.logger = logger
@@ -123,8 +152,13 @@ public final class CoreServer: GatewayHandler {
         links[connection.id] = LinkState(connection: connection)
     }
 
-    public var wantsTicks: Bool { handler.wantsTicks }
-    public func tick(milliseconds: UInt64) { handler.tick(milliseconds: milliseconds, server: self) }
+    /// Always: sessions in transit have a deadline.
+    public var wantsTicks: Bool { true }
+    public func tick(milliseconds: UInt64) {
+        nowMilliseconds = milliseconds
+        if !inTransit.isEmpty { expireMoves() }
+        if handler.wantsTicks { handler.tick(milliseconds: milliseconds, server: self) }
+    }
 
     public func closed(_ connection: Connection, cause: CloseCause) {
         guard let state = links.removeValue(forKey: connection.id) else { return }
@@ -169,7 +203,27 @@ public final class CoreServer: GatewayHandler {
             guard let entry = sessionLinks[id] else { return }
             pushDropNotices += 1
             handler.pushesDropped(CoreSession(id: id, link: entry.link, server: self), count: count)
-        case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
+        case .move(let id, .moving, _, _, _):
+            guard let entry = sessionLinks[id], entry.link.id == connection.id else {
+                return answerMoving(CoreSession(id: id, link: connection, server: self))  // nothing owed here
+            }
+            handler.moving(CoreSession(id: id, link: connection, server: self))
+        case .move(let id, .moved, let number, let peer, let transport):
+            var session = CoreSession(id: id, link: connection, server: self)
+            session.transport = transport
+            guard let entry = sessionLinks[id] else {
+                moveCounts.unknown.wrappingIncrement(ordering: .relaxed)  // its old link closed first: a new session
+                sessionLinks[id] = (connection, number)
+                links[connection.id]?.sessions.insert(id)
+                return handler.opened(session, peer: peer)
+            }
+            links[entry.link.id]?.sessions.remove(id)
+            inTransit.removeValue(forKey: id)
+            sessionLinks[id] = (connection, number)
+            links[connection.id]?.sessions.insert(id)
+            moveCounts.movedIn.wrappingIncrement(ordering: .relaxed)
+            handler.moved(session)
+        case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery, .move:
             malformed(connection, "\(message) sent upward")
         }
     }
@@ -184,7 +238,7 @@ public final class CoreServer: GatewayHandler {
         }
         var answer = LinkMessage.Hello(role: .core, node: node, link: hello.link,
                                        heartbeatMilliseconds: hello.heartbeatMilliseconds,
-                                       maxFrame: UInt32(clientMaxFrame))
+                                       maxFrame: UInt32(clientMaxFrame), features: LinkMessage.Feature.moves)
         answer.status = status.rawValue
         var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         withUnsafeMutableBytes(of: &bytes) { raw in
@@ -210,8 +264,36 @@ public final class CoreServer: GatewayHandler {
 
     private func end(_ id: SessionID, cause: UInt8) {
         guard let entry = sessionLinks.removeValue(forKey: id) else { return }
+        if inTransit.removeValue(forKey: id) != nil {
+            moveCounts.lost.wrappingIncrement(ordering: .relaxed)
+            logger.warning("session \(id) ended while moving (cause \(cause)): no MOVED came for it")
+        }
         links[entry.link.id]?.sessions.remove(id)
         handler.closed(CoreSession(id: id, link: entry.link, server: self), cause: cause)
+    }
+
+    // MARK: moves
+
+    /// MOVE ready down the session's link; the session leaves that link's sessions until its MOVED.
+    func answerMoving(_ session: CoreSession) {
+        let ready = LinkMessage.move(session.id, .ready, link: 0, peer: PeerAddress(family: 0, port: 0, bytes: (0, 0)),
+                                     transport: 0)
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            ready.encode(into: raw.baseAddress!)
+            session.link.send(FrameHeader(decoding: raw.baseAddress!), body: UnsafeRawBufferPointer(
+                start: raw.baseAddress! + FrameHeader.size, count: ready.encodedLength - FrameHeader.size))
+        }
+        moveCounts.answered.wrappingIncrement(ordering: .relaxed)
+        guard let entry = sessionLinks[session.id], entry.link.id == session.link.id else { return }
+        links[entry.link.id]?.sessions.remove(session.id)
+        inTransit[session.id] = nowMilliseconds &+ moveTimeoutMilliseconds
+    }
+
+    /// Sessions answered MOVING whose MOVED has not come in time: their new process is gone.
+    private func expireMoves() {
+        let late = inTransit.filter { $0.value <= nowMilliseconds }.map(\.key)
+        for id in late { end(id, cause: UInt8(CloseCause.peer.rawValue)) }
     }
 
     // MARK: from CoreSession

@@ -39,7 +39,7 @@ final class AdminMetricsTests: XCTestCase {
         "gateway_push_nobody_total": "counter", "gateway_push_dropped_total": "counter",
         "gateway_push_overflow_closes_total": "counter", "gateway_pending_bytes": "gauge",
         "gateway_buffered_bytes": "gauge", "gateway_shedding": "gauge", "gateway_shedding_spells_total": "counter", "gateway_reconnect_notices_total": "counter",
-        "gateway_handover_connections_total": "counter",
+        "gateway_handover_connections_total": "counter", "gateway_handover_sessions_total": "counter",
         "gateway_ring_frames": "gauge", "gateway_inbox_depth": "gauge",
         "gateway_upstream_rtt_seconds": "histogram", "gateway_upstream_rtt_samples_lost_total": "counter",
         "gateway_upstream_lost_notices_total": "counter", "gateway_queue_overflow_closes_total": "counter",

@@ -24,20 +24,25 @@ import Testing
     /// two (the new master keeps the third socket, which gets no new connections), two by three. With
     /// `moveEcho` and `moveEchoPoll` (each poller) B takes the live connections too (docs/HANDOVER.md):
     /// the clients never reconnect. So do masters' workers, each from its predecessor of the same index
-    /// (3 -> 2: old worker 2 has none, and its clients drain). Echo asks for the drain (--handover drain);
-    /// a forwarding gateway moves none, so its clients drain.
+    /// (3 -> 2: old worker 2 has none, and its clients drain). Echo asks for the drain (--handover drain).
+    /// Forwarding gateways move their sessions too (MOVE, docs/LINK.md): the core keeps them, hearing no
+    /// CLOSED; `forwardingDelayedPoll` (both on poll(2)) has the core hold every answer 100 ms, so each busy
+    /// client has a request at the core when it moves; `forwardingWorkers` is 2 -> 2.
     enum Topology: String, CaseIterable, CustomTestStringConvertible {
-        case echo, forwarding, workers, fewerWorkers, moreWorkers, moveEcho, moveEchoPoll
+        case echo, forwarding, forwardingDelayedPoll, forwardingWorkers, workers, fewerWorkers, moreWorkers, moveEcho,
+             moveEchoPoll
         var testDescription: String { rawValue }
 
         /// B takes the connections over rather than A asking them to reconnect.
-        var moves: Bool { [.moveEcho, .moveEchoPoll, .workers, .moreWorkers].contains(self) }
+        var moves: Bool { self != .echo && self != .fewerWorkers }
+
+        var forwards: Bool { [.forwarding, .forwardingDelayedPoll, .forwardingWorkers].contains(self) }
 
         /// Workers of the old (A) and new (B) process; 1: no master.
         var workers: (a: Int, b: Int) {
             switch self {
-            case .echo, .forwarding, .moveEcho, .moveEchoPoll: (1, 1)
-            case .workers: (2, 2)
+            case .echo, .forwarding, .forwardingDelayedPoll, .moveEcho, .moveEchoPoll: (1, 1)
+            case .workers, .forwardingWorkers: (2, 2)
             case .fewerWorkers: (3, 2)
             case .moreWorkers: (2, 3)
             }
@@ -61,12 +66,11 @@ import Testing
         let adminPort = Int.random(in: 10_000..<20_000)
         var core: Child?
         defer { core?.kill() }
-        switch topology {
-        case .echo, .moveEcho: drain += ["--admin", "127.0.0.1:\(adminPort)"]
-        case .moveEchoPoll: drain += ["--admin", "127.0.0.1:\(adminPort)", "--poller", "poll"]
-        case .workers, .fewerWorkers, .moreWorkers: drain += ["--admin", "127.0.0.1:\(adminPort)"]
-        case .forwarding:
-            let started = try Child(binTest, ["core", "--port", "0"], logs: logs, name: "core")
+        drain += ["--admin", "127.0.0.1:\(adminPort)"]
+        if topology == .moveEchoPoll || topology == .forwardingDelayedPoll { drain += ["--poller", "poll"] }
+        if topology.forwards {
+            let delay = topology == .forwardingDelayedPoll ? ["--delay-us", "100000"] : []
+            let started = try Child(binTest, ["core", "--port", "0"] + delay, logs: logs, name: "core")
             core = started
             let marker = "echo core on 127.0.0.1:"
             try #require(started.waitForLog(marker, seconds: 20), "the core did not start: \(started.stderr)")
@@ -82,10 +86,10 @@ import Testing
         try #require(a.waitForLog(started, seconds: 20), "gateway A did not start: \(a.stderr)")
         let portText = a.stderr.components(separatedBy: started)[1].prefix { $0.isNumber }
         let port = try #require(Int(portText), "no port in gateway A's log: \(a.stderr)")
-        if topology == .forwarding {
+        if topology.forwards {
             // A accepts before its links are up, and answers no_upstream until one is: wait for it (Deal
             // logs it once the link routes), so that no request of the probe meets that.
-            try #require(a.waitForLog(": up (node ", seconds: 20), "A's link to the core: \(a.stderr)")
+            _ = try a.waitFor(": up (node ", count: aWorkers * 2, seconds: 20)  // two links each
         }
 
         let probeStart = Date()
@@ -170,15 +174,19 @@ import Testing
 
         #expect((try? EchoSocket(port: port).echo(7)) == true, "gateway B does not answer after the restart: \(b.stderr)")
         if masters { try expectSpread(port: port, over: bWorkers, of: b) }
-        if topology != .forwarding {
-            let admin = masters ? "admin endpoint for the box on" : "admin endpoint on"
-            #expect(b.stderr.contains("\(admin) 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
-            // B's metrics (a master's sum its workers') count what it adopted: what A handed over.
-            let metrics = try LoopbackHTTP.request("GET", "/metrics", port: adminPort).body
-            let adopted = metrics.split(separator: "\n").filter {
-                $0.hasPrefix("gateway_handover_connections_total{") && $0.contains("outcome=\"adopted\"")
-            }.reduce(0) { $0 + (Double($1.split(separator: " ").last ?? "") ?? .nan) }
-            #expect(Int(adopted) == handed, "\(metrics)")
+        let admin = masters ? "admin endpoint for the box on" : "admin endpoint on"
+        #expect(b.stderr.contains("\(admin) 127.0.0.1:\(adminPort)"), "B took the admin port: \(b.stderr)")
+        // B's metrics (a master's sum its workers') count what it adopted: what A handed over.
+        let metrics = try LoopbackHTTP.request("GET", "/metrics", port: adminPort).body
+        func metric(_ family: String, _ outcome: String) -> Int {
+            Int(metrics.split(separator: "\n").filter {
+                $0.hasPrefix("\(family){") && $0.contains("outcome=\"\(outcome)\"")
+            }.reduce(0) { $0 + (Double($1.split(separator: " ").last ?? "") ?? .nan) })
+        }
+        #expect(metric("gateway_handover_connections_total", "adopted") == handed, "\(metrics)")
+        if let core, topology.forwards {
+            try expectCoreKeptTheSessions(core, movedIn: metric("gateway_handover_sessions_total", "moved_in"),
+                                          a: a.stderr, context: context)
         }
         kill(b.process.processIdentifier, SIGTERM)
         let bExited = b.waitForExit(by: Date(timeIntervalSinceNow: 15))
@@ -186,6 +194,26 @@ import Testing
         if bExited {
             #expect(b.process.terminationReason == .exit && b.process.terminationStatus == 0, "B: \(b.stderr)")
         }
+    }
+
+    /// The core re-homed every moved session (MOVED) and ended none of them: no CLOSED, no timeout, and
+    /// no MOVED for a session it had forgotten. Every busy client had announced its session, so at least
+    /// those moved; A never gave up on a MOVING or lost a link mid-move.
+    private func expectCoreKeptTheSessions(_ core: Child, movedIn: Int, a: String, context: String) throws {
+        core.stop()
+        let summary = try #require(core.stdout.split(separator: "\n").last { $0.hasPrefix("opened=") },
+                                   "the core's summary: \(core.stdout)")
+        func field(_ name: String) -> Int? {
+            summary.split(separator: " ").first { $0.hasPrefix("\(name)=") }
+                .flatMap { Int($0.dropFirst(name.count + 1)) }
+        }
+        print("core: \(summary)")
+        let text = "core: \(summary)\n\(context)"
+        #expect(field("moves_lost") == 0, "\(text)")
+        #expect(field("moved_unknown") == 0, "\(text)")
+        #expect(field("moved") == movedIn && movedIn >= Self.connections, "\(text)")
+        #expect(field("moving") == movedIn, "every MOVING was answered and followed by MOVED: \(text)")
+        #expect(!a.contains("did not answer MOVING") && !a.contains("died mid-move"), "\(text)")
     }
 
     /// New connections spread over B's workers as over a fresh master's (WorkersTests): 500 per worker

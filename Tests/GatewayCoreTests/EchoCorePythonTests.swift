@@ -89,7 +89,7 @@ final class EchoCorePythonTests: XCTestCase {
             let answer = try XCTUnwrap(link.receiveFrame(), "no HELLO answer to version \(version) role \(role)")
             XCTAssertEqual(decode(answer), .hello(LinkMessage.Hello(
                 status: status, role: .core, node: 1, link: 3, heartbeatMilliseconds: heartbeatMs,
-                maxFrame: UInt32(maxFrame))))
+                maxFrame: UInt32(maxFrame), features: LinkMessage.Feature.moves)))
             XCTAssertTrue(link.isClosedByPeer(), "link not closed after refusing version \(version) role \(role)")
         }
     }
@@ -250,12 +250,36 @@ final class EchoCorePythonTests: XCTestCase {
         kill(p.processIdentifier, SIGTERM)
         let openedCount = aSessions.count + down.count + kept.count + cSessions.count
         let closedCount = 2 + down.count + cSessions.count
-        XCTAssertEqual(core.readLine(timeout: 10), "opened=\(openedCount) closed=\(closedCount) data=\(dataSent)")
+        XCTAssertEqual(core.readLine(timeout: 10),
+                       "opened=\(openedCount) closed=\(closedCount) data=\(dataSent) moved=0")
         XCTAssertTrue(waitUntil(seconds: 10) { !p.isRunning }, "echo_core.py did not exit on SIGTERM")
         if !p.isRunning {
             XCTAssertEqual(p.terminationReason, .exit)
             XCTAssertEqual(p.terminationStatus, 0)
         }
+    }
+
+    /// MOVE (docs/LINK.md): HELLO offers it; MOVING is answered at once with MOVE ready; MOVED on another
+    /// node's link keeps the session (counted moved, not opened) and its DATA is echoed there; MOVED for a
+    /// session the core does not hold opens it; a kind that only goes down is malformed.
+    func testMoveKeepsASessionAcrossLinks() throws {
+        let old = try openLink(node: 7, link: 0)
+        let s1 = session(node: 7, 1)
+        let none = PeerAddress(family: 0, port: 0, bytes: (0, 0))
+        let ready = LinkMessage.move(s1, .ready, link: 0, peer: none, transport: 0).bytes
+        let asked = opened(s1, link: 0) + LinkMessage.move(s1, .moving, link: 0, peer: none, transport: 0).bytes
+        XCTAssertEqual(old.exchange(asked, expect: ready.count), ready)
+        let successor = try openLink(node: 70, link: 1)
+        let peer = PeerAddress(ipv4: 0x0100_007F, port: 4000)
+        try successor.send(LinkMessage.move(s1, .moved, link: 1, peer: peer, transport: 0).bytes
+                           + LinkMessage.move(session(node: 7, 9), .moved, link: 1, peer: peer, transport: 0).bytes)
+        let frame = data(s1, TestClient.frame(seq: 3, bodySize: 11))
+        XCTAssertEqual(successor.exchange(frame, expect: frame.count), frame, "s1 answers on its new link")
+        try old.send(ready)  // READY only goes down
+        XCTAssertTrue(old.isClosedByPeer())
+        let core = try XCTUnwrap(core)
+        kill(core.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(core.readLine(timeout: 10), "opened=2 closed=0 data=1 moved=1")
     }
 
     // MARK: - Helpers
@@ -267,7 +291,8 @@ final class EchoCorePythonTests: XCTestCase {
         try client.send(hello(role: role, node: node, link: link))
         let answer = try XCTUnwrap(client.receiveFrame(), "no HELLO answer", file: file, line: line)
         XCTAssertEqual(decode(answer), .hello(LinkMessage.Hello(
-            status: 0, role: .core, node: 1, link: link, heartbeatMilliseconds: heartbeatMs)), file: file, line: line)
+            status: 0, role: .core, node: 1, link: link, heartbeatMilliseconds: heartbeatMs,
+            features: LinkMessage.Feature.moves)), file: file, line: line)
         return client
     }
 

@@ -30,13 +30,50 @@ final class LinkCodecTests: XCTestCase {
         XCTAssertEqual(Array(bytes[14..<18]), [0, 0, 0, 0], "uid is 0 on links")
         XCTAssertEqual(Array(bytes[18..<20]), [0, 2], "version")
         XCTAssertEqual(bytes[20], 2, "role")
-        XCTAssertEqual(bytes[21], 0, "reserved")
+        XCTAssertEqual(bytes[21], 0, "features: none")
         XCTAssertEqual(Array(bytes[22..<26]), [0x11, 0x22, 0x33, 0x44], "node")
         XCTAssertEqual(Array(bytes[26..<28]), [0x05, 0x06], "link")
         XCTAssertEqual(Array(bytes[28..<32]), [0, 0, 0x03, 0xE8], "heartbeat_ms")
         XCTAssertEqual(Array(bytes[32..<36]), [0, 0x10, 0, 0], "max_frame")
         XCTAssertEqual(Array(bytes[36..<40]), [0, 0x40, 0, 0], "max_queued_bytes")
         XCTAssertEqual(try decode(bytes).get(), .hello(hello))
+    }
+
+    func testHelloFeaturesAreByte21() throws {
+        var hello = LinkMessage.Hello(role: .core, node: 1, link: 0, heartbeatMilliseconds: 1000)
+        hello.features = LinkMessage.Feature.moves
+        let bytes = encode(.hello(hello))
+        XCTAssertEqual(bytes[21], 1, "features: moves")
+        XCTAssertEqual(try decode(bytes).get(), .hello(hello))
+    }
+
+    func testMoveLayoutMatchesTheDocument() throws {
+        let peer = PeerAddress(ipv4: UInt32(0x7F00_0001).bigEndian, port: 40_001)
+        let moved = encode(.move(session, .moved, link: 0x0102, peer: peer, transport: OpenedTransport.tcp))
+        XCTAssertEqual(moved.count, 54)
+        XCTAssertEqual(Array(moved[0..<4]), [0, 0, 0, 54], "length")
+        XCTAssertEqual(Array(moved[8..<10]), [0xFF, 0x1F], "cmd")
+        XCTAssertEqual(Array(moved[18..<30]), [0x0A, 0x0B, 0x0C, 0x0D, 1, 2, 3, 4, 5, 6, 7, 8], "session id")
+        XCTAssertEqual(moved[30], 3, "kind: moved")
+        XCTAssertEqual(moved[31], 0, "transport")
+        XCTAssertEqual(Array(moved[32..<34]), [1, 2], "link")
+        XCTAssertEqual(moved[34], 4, "family")
+        XCTAssertEqual(moved[35], 0, "reserved")
+        XCTAssertEqual(Array(moved[36..<38]), [0x9C, 0x41], "port")
+        XCTAssertEqual(Array(moved[38..<42]), [127, 0, 0, 1], "address")
+        XCTAssertEqual(Array(moved[42..<54]), [UInt8](repeating: 0, count: 12))
+        XCTAssertEqual(try decode(moved).get(), .move(session, .moved, link: 0x0102, peer: peer, transport: 0))
+        for kind in [LinkMessage.MoveKind.moving, .ready] {
+            let bytes = encode(.move(session, kind, link: 0, peer: PeerAddress(ipv4: 0, port: 0), transport: 0))
+            XCTAssertEqual(bytes[30], kind.rawValue)
+            XCTAssertEqual(try decode(bytes).get(), .move(session, kind, link: 0, peer: PeerAddress(ipv4: 0, port: 0),
+                                                         transport: 0))
+        }
+        for bad: UInt8 in [0, 4, 255] {
+            var bytes = moved
+            bytes[30] = bad
+            XCTAssertEqual(decode(bytes), .failure(.badMoveKind(bad)), "kind \(bad)")
+        }
     }
 
     func testPushDroppedLayoutMatchesTheDocument() throws {
@@ -154,10 +191,11 @@ final class LinkCodecTests: XCTestCase {
             .opened(session, link: 0, peer: PeerAddress(ipv4: 0, port: 0)), .closed(session, cause: 0),
             .linkDown(node: 1, link: 0), .bind(session, uid: 1), .unbind(session), .join(session, room: 1),
             .leave(session, room: 1), .kick(tree), .presenceQuery(tree), .presence(tree, node: 1, count: 2),
+            .move(session, .moving, link: 0, peer: PeerAddress(ipv4: 0, port: 0), transport: 0),
         ]
         for m in messages {
             let good = encode(m)
-            for length in [18, 19, 24, 30, 31, 32, 33, 34, 38, 46, 51, 52, 53, 200] where length != good.count {
+            for length in [18, 19, 24, 30, 31, 32, 33, 34, 38, 46, 51, 52, 53, 54, 55, 200] where length != good.count {
                 var bytes = good + [UInt8](repeating: 0, count: max(0, length - good.count))
                 bytes.replaceSubrange(0..<4, with: [0, 0, UInt8(length >> 8), UInt8(length & 0xFF)])
                 let cmd = UInt16(good[8]) << 8 | UInt16(good[9])
@@ -183,7 +221,7 @@ final class LinkCodecTests: XCTestCase {
         oversized[9] = 0x13
         oversized += TestClient.rawHeader(length: UInt32(maxFrame + 1))
         XCTAssertEqual(decode(oversized), .failure(.badInnerLength(outer: outer, inner: UInt32(maxFrame + 1))))
-        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF1F, 0x0001] {
+        for cmd: UInt16 in [0xFF00, 0xFF01, 0xFF0F, 0x0001] {
             var bytes = encode(.heartbeat)
             bytes[8] = UInt8(cmd >> 8)
             bytes[9] = UInt8(cmd & 0xFF)

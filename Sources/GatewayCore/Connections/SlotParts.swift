@@ -122,6 +122,10 @@ struct DealPart {
     /// answered `overloaded`.
     var waitSince: UInt64 = 0
     var shed = false
+    /// A hot restart (Sessions/AccessRole+Moves.swift): `moveState` 1 once MOVING went up, 2 once the
+    /// core answered it; `adopted`, in the new process, a session that goes up under its old id.
+    var moveState: UInt8 = 0
+    var adopted = false
     /// Users and rooms (Sessions/SessionDirectory): the uid the core bound it to, its
     /// neighbours in that uid's list, and its first room membership.
     var bound = false

@@ -39,7 +39,8 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
             let s = table.slot(index)
             guard s.state == .open else { continue }
             let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-            guard Self.mayMove(s), engine.deal.uplinks == nil else {
+            // A forwarding client moves while every link up answers MOVE (docs/LINK.md).
+            guard Self.mayMove(s), engine.deal.uplinks == nil || engine.linksMove.load(ordering: .acquiring) else {
                 kept += 1
                 continue
             }
@@ -91,6 +92,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
             engine.closeRequests.post(s, id)
         }
         engine.counters.add(.handedOver, UInt64(batch.ids.count))
+        engine.counters.add(.sessionsMovedOut, UInt64(batch.connections.count(where: { $0.session != nil })))
     }
 
     /// Connections handed over and then lost with the new process (it died, or stalled before it
@@ -141,7 +143,7 @@ public final class ConnectionExport: @unchecked Sendable {  // one thread uses i
         s.pointee.deal.backlog.copyBytes(into: &output)
         return MovedConnection(fd: s.pointee.monitor.fd, peer: s.pointee.monitor.peer,
                                addressCounted: s.atomic(\.addressCounted).load(ordering: .acquiring) == 1,
-                               input: input, output: output)
+                               input: input, output: output, session: engine.sessionsOut.take(id))
     }
 }
 

@@ -24,6 +24,13 @@ extension UnsafeMutablePointer where Pointee == ConnectionSlot {
 
     /// The stage whose turn it is passes the connection on; false when the exporter called the
     /// hand-over off meanwhile (the slot is served as before).
+    /// Deal has passed the connection on in a hand-over (until the exporter calls it off): Deal
+    /// touches it no more, not even for what comes down for it.
+    @inline(__always)
+    var passedOnForHandover: Bool {
+        atomic(\.handover).load(ordering: .acquiring) >= HandoverStep.stopWriting.rawValue
+    }
+
     func passHandover(from step: HandoverStep) -> Bool {
         atomic(\.handover).compareExchange(expected: step.rawValue, desired: step.rawValue + 1,
                                            ordering: .acquiringAndReleasing).exchanged
@@ -42,12 +49,23 @@ extension ReceiveStage {
 }
 
 extension DealStage {
-    /// True while the connection is being handed over: nothing is dealt.
+    /// True while the connection is being handed over: nothing is dealt. It passes on once its role
+    /// has what it owes the client (a forwarding client: the core's answer to MOVING). A hand-over
+    /// called off after MOVING went up is the role's to undo.
     @inline(__always)
-    func holdsForHandover(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool {
-        guard s.atomic(\.handover).load(ordering: .acquiring) != 0 else { return false }
-        if s.passHandover(from: .stopDealing) { engine.send.input.post(s, id) }
+    func holdsForHandover<Role: ClientRole>(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
+                                            _ role: Role) -> Bool {
+        guard s.atomic(\.handover).load(ordering: .acquiring) != 0 else {
+            if s.pointee.deal.moveState != 0 { role.moveCalledOff(id, s) }
+            return false
+        }
+        if s.handoverStep == .stopDealing, role.readyToMove(id, s) { passToSend(id, s) }
         return true
+    }
+
+    /// Deal is done with a connection being handed over: Send's turn.
+    func passToSend(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
+        if s.passHandover(from: .stopDealing) { engine.send.input.post(s, id) }
     }
 }
 

@@ -72,6 +72,10 @@ extension MonitorThread {
             return
         }
         engine.counters.add(.handoverAdopted)
+        // A forwarding session keeps its id: Deal takes it on the client's first turn (AccessRole+Moves).
+        if let session = moved.session {
+            if case .access = engine.deal.role { engine.sessionsIn.put(id, session) }
+        }
         let pool = engine.pool
         if !moved.output.isEmpty {
             let chunk = pool.allocate(capacity: moved.output.count)

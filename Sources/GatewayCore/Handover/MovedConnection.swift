@@ -1,6 +1,7 @@
 /// What travels with one client connection in a hot restart's hand-over (docs/HANDOVER.md): its
-/// descriptor (SCM_RIGHTS, beside this record) and the state below. Nothing else does: not the
-/// handler's own state, not timers (they start again), not flood-limit tokens (full again).
+/// descriptor (SCM_RIGHTS, beside this record) and the state below, with a forwarding client's
+/// session. Nothing else does: not the handler's own state, not timers (they start again), not
+/// flood-limit tokens (full again).
 public struct MovedConnection: Sendable, Equatable {
     /// The descriptor in this process (-1 once sent or closed).
     public var fd: Int32
@@ -12,13 +13,17 @@ public struct MovedConnection: Sendable, Equatable {
     public var input: [UInt8]
     /// Bytes produced and not written: the rest of a reply half written, then the replies after it.
     public var output: [UInt8]
+    /// A forwarding client's session (nil: the handler's client, or a session never opened).
+    public var session: MovedSession?
 
-    public init(fd: Int32, peer: PeerAddress, addressCounted: Bool, input: [UInt8], output: [UInt8]) {
+    public init(fd: Int32, peer: PeerAddress, addressCounted: Bool, input: [UInt8], output: [UInt8],
+                session: MovedSession? = nil) {
         self.fd = fd
         self.peer = peer
         self.addressCounted = addressCounted
         self.input = input
         self.output = output
+        self.session = session
     }
 
     /// Bytes of the fixed part of a record: flags, family, port, 16 address bytes, two lengths.
@@ -27,10 +32,11 @@ public struct MovedConnection: Sendable, Equatable {
     /// (max_frame is at most 64 MiB, max_queued_bytes the same).
     public static let maxBytes = 1 << 28
 
-    /// Appends the record (without the descriptor), big-endian: flags (bit 0 address counted),
-    /// family (4 or 6), port, 16 address bytes, input length, output length, input, output.
+    /// Appends the record (without the descriptor), big-endian: flags (bit 0 address counted, bit 1
+    /// a session follows), family (4 or 6), port, 16 address bytes, input length, output length, the
+    /// session (MovedSession.encode), input, output.
     public func encode(into out: inout [UInt8]) {
-        out.append(addressCounted ? 1 : 0)
+        out.append((addressCounted ? 1 : 0) | (session == nil ? 0 : 2))
         out.append(peer.family)
         out.append(UInt8(peer.port >> 8))
         out.append(UInt8(peer.port & 0xFF))
@@ -39,6 +45,7 @@ public struct MovedConnection: Sendable, Equatable {
             let v = UInt32(n)
             out.append(contentsOf: [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)])
         }
+        session?.encode(into: &out)
         out.append(contentsOf: input)
         out.append(contentsOf: output)
     }
@@ -56,18 +63,24 @@ public struct MovedConnection: Sendable, Equatable {
         for k in 0..<count {
             guard bytes.count - at >= fixedSize else { return nil }
             let flags = bytes[at], family = bytes[at + 1]
-            guard flags <= 1, family == 4 || family == 6 else { return nil }
+            guard flags <= 3, family == 4 || family == 6 else { return nil }
             let port = UInt16(bytes[at + 2]) << 8 | UInt16(bytes[at + 3])
             var address: (UInt64, UInt64) = (0, 0)
             withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes[(at + 4)..<(at + 20)]) }
             let (inLength, outLength) = (u32(at + 20), u32(at + 24))
             at += fixedSize
+            var session: MovedSession?
+            if flags & 2 != 0 {
+                guard let s = MovedSession.decode(bytes, at: &at) else { return nil }
+                session = s
+            }
             guard inLength <= maxBytes, outLength <= maxBytes, bytes.count - at >= inLength + outLength else {
                 return nil
             }
             records.append(MovedConnection(fd: fds[k], peer: PeerAddress(family: family, port: port, bytes: address),
-                                           addressCounted: flags == 1, input: Array(bytes[at..<(at + inLength)]),
-                                           output: Array(bytes[(at + inLength)..<(at + inLength + outLength)])))
+                                           addressCounted: flags & 1 != 0, input: Array(bytes[at..<(at + inLength)]),
+                                           output: Array(bytes[(at + inLength)..<(at + inLength + outLength)]),
+                                           session: session))
             at += inLength + outLength
         }
         return at == bytes.count ? records : nil

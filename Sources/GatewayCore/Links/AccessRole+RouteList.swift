@@ -31,14 +31,16 @@ extension AccessRole {
         while index != Uplinks.none {
             let s = table.slot(index)
             let next = s.pointee.deal.routeNext
-            if s.pointee.deal.routeFrames > 0, s.state == .open, !s.endings.isFlushing {
-                let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+            let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
+            // One passed on in a hand-over had every answer before the core let it go.
+            if s.pointee.deal.routeFrames > 0, s.state == .open, !s.endings.isFlushing, !s.passedOnForHandover {
                 let header = FrameHeader(length: 0, seq: s.pointee.deal.lastUpSeq, cmd: ReservedCommand.upstreamLost,
                                          status: GatewayStatus.upstreamLost, uid: 0)
                 deal.compose(header, body: UnsafeRawBufferPointer(start: nil, count: 0), to: id)
                 s.pointee.deal.routeFrames = 0
                 told += 1
             }
+            if s.pointee.deal.moveState != 0 { linkLostMidMove(id, s) }
             index = next
         }
         links.links[position].routedHead = Uplinks.none

@@ -27,7 +27,7 @@ final class AccessRole: ClientRole {
     /// A waiting client is dealt again when its link has room; a new one opens its session.
     func begin(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ connection: Connection) -> Bool {
         if s.pointee.deal.waiting { return false }
-        if !s.pointee.deal.opened { sessionOpened(id, s) }
+        if !s.pointee.deal.opened { openOrAdopt(id, s) }
         return true
     }
 
@@ -62,15 +62,19 @@ final class AccessRole: ClientRole {
             links.pause(id, s, on: link, at: position, ls)
             return false
         }
-        let session = SessionID(node: links.node, connection: id)
+        let session = sessionID(id, s)
         if !s.pointee.deal.routed || s.pointee.deal.route != link.packed {
-            let opened = LinkMessage.opened(session, link: UInt16(position),
-                                            peer: s.pointee.monitor.peer, transport: s.pointee.monitor.transport)
-            links.compose(on: position, length: opened.encodedLength) { opened.encode(into: $0) }
-            leaveRouteList(s)
-            s.pointee.deal.routed = true
-            s.pointee.deal.route = link.packed
-            joinRouteList(id.index, s, position)
+            if s.pointee.deal.moveState == MoveState.owed.rawValue {
+                announceMoved(id, s, on: position)  // adopted while no link was up
+            } else {
+                let opened = LinkMessage.opened(session, link: UInt16(position),
+                                                peer: s.pointee.monitor.peer, transport: s.pointee.monitor.transport)
+                links.compose(on: position, length: opened.encodedLength) { opened.encode(into: $0) }
+                leaveRouteList(s)
+                s.pointee.deal.routed = true
+                s.pointee.deal.route = link.packed
+                joinRouteList(id.index, s, position)
+            }
         }
         guard let bytes = frame.bytes.baseAddress else { return true }  // a frame has at least its header
         links.compose(on: position, length: LinkMessage.dataOverhead + length) { p in
@@ -104,7 +108,8 @@ final class AccessRole: ClientRole {
 
     /// A link's turn: what comes down is delivered to its clients.
     func dealUplink(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {
-        links.turn(id, s, downward: { message, d, link, position in deliver(message, d, link, position) })
+        links.turn(id, s, downward: { message, d, link, position in deliver(message, d, link, position) },
+                   walked: { if links.upCount > 0 { announceOwedMoves() } })
     }
 
     /// A message past HELLO and heartbeats that came down link `position`.
@@ -126,18 +131,23 @@ final class AccessRole: ClientRole {
         case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
             applySessionMessage(message, d, position)
             return .next
+        case .move(let session, .ready, _, _, _):
+            guard let (cid, cs) = client(session) else { return .next }
+            moveAnswered(cid, cs)
+            return .next
         default:
             return links.malformed(link, position, "\(message) sent downward")
         }
     }
 
-    /// The open client a downward message is for, or nil (counted) when it is stale: closed, or a
-    /// session the core ended (KICK, CLOSED) whose connection is finishing.
+    /// The open client a downward message is for, or nil (counted) when it is stale: closed, a
+    /// session the core ended (KICK, CLOSED) whose connection is finishing, or one Deal has passed on
+    /// in a hand-over. An id of another node may be an adopted session's old one.
     func client(_ session: SessionID) -> (ConnectionID, UnsafeMutablePointer<ConnectionSlot>)? {
-        let id = session.connection
-        if session.node == links.node, id.index < UInt32(table.capacity) {
+        if let id = session.node == links.node ? session.connection : aliasedSlot(session),
+           id.index < UInt32(table.capacity) {
             let s = table.slot(id.index)
-            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.deal.ended {
+            if s.holds(id), s.state == .open, s.kind == .client, !s.pointee.deal.ended, !s.passedOnForHandover {
                 return (id, s)
             }
         }
@@ -153,12 +163,14 @@ final class AccessRole: ClientRole {
     func closed(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         links.stopWaiting(s)
         leaveRouteList(s)
-        if s.pointee.deal.routed, cause != .upstream, let position = routedPosition(s) {
-            let closed = LinkMessage.closed(SessionID(node: links.node, connection: id), cause: UInt8(cause.rawValue))
+        // A session handed over is the new process's: the core heard MOVING, or does not hold it.
+        if s.pointee.deal.routed, cause != .upstream, cause != .handedOver, let position = routedPosition(s) {
+            let closed = LinkMessage.closed(sessionID(id, s), cause: UInt8(cause.rawValue))
             // A full link (its clients' traffic, or a core that reads slowly) keeps it in its backlog.
             links.compose(on: position, length: closed.encodedLength) { closed.encode(into: $0) }
         }
         sessionEnded(s, id.index)
+        dropAlias(id, s)
     }
 
     /// A link's close: its clients move to other links at their next frame (Uplinks.closed).

@@ -83,6 +83,8 @@ extension AggregationRole {
                 ? .forward(isData: false) : .malformed("PRESENCE of node \(node)")
         case .bind, .unbind, .join, .leave, .push, .kick, .presenceQuery:
             return .malformed("\(message) sent upward")
+        case .move:  // this server's HELLO does not offer MOVE: its lower nodes' clients drain
+            return .malformed("MOVE, which this aggregation server does not pass")
         }
     }
 

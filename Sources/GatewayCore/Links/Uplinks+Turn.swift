@@ -68,7 +68,9 @@ extension Uplinks {
             refusals.accepted(UInt64(position))
             links[position].up = true
             links[position].peerMaxFrame = Int(hello.maxFrame)
+            links[position].peerMoves = hello.features & LinkMessage.Feature.moves != 0
             upCount += 1
+            publishMoves()
             engine.counters.set(.linksUp, UInt64(upCount))
             engine.logger.info("\(name(position)): up (node \(hello.node))")
             return .next
@@ -109,6 +111,7 @@ extension Uplinks {
         wakeWaiters(position)
         lost(position)
         links[position] = Link()
+        publishMoves()
         engine.counters.add(.linkCloses)
     }
 

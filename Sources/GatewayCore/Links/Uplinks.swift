@@ -25,6 +25,8 @@ final class Uplinks {
         var routedHead = Uplinks.none
         /// The largest client frame the upper side takes (its HELLO).
         var peerMaxFrame = 0
+        /// The upper side answers MOVE (its HELLO's features): sessions on this link can move at a hot restart.
+        var peerMoves = false
     }
 
     static let none = UInt32.max
@@ -80,6 +82,13 @@ final class Uplinks {
         guard !links[position].dirty else { return }
         links[position].dirty = true
         dirty.append(position)
+    }
+
+    /// An access node's sessions can move at a hot restart while every link up answers MOVE: published
+    /// for the exporter (docs/HANDOVER.md) whenever a link comes up or goes.
+    func publishMoves() {
+        guard role == .access else { return }
+        engine.linksMove.store(upCount > 0 && links.allSatisfy { !$0.up || $0.peerMoves }, ordering: .releasing)
     }
 
     /// The next link that is up, round-robin, or nil when none is.

@@ -84,7 +84,7 @@ extension AccessRole {
         forEachSession(named: tree) { index in
             let s = table.slot(index)
             let id = ConnectionID(index: index, generation: s.generation.load(ordering: .acquiring))
-            guard s.state == .open, !s.endings.isFlushing else {
+            guard s.state == .open, !s.endings.isFlushing, !s.passedOnForHandover else {
                 closing += 1
                 return
             }
@@ -135,7 +135,7 @@ extension AccessRole {
             s.pointee.deal.dropNoticeQueued = false
             // The link it was announced on is gone: the core forgot the session with it.
             guard let position = routedPosition(s), links.links[position].up else { continue }
-            let notice = LinkMessage.pushDropped(SessionID(node: links.node, connection: id), count: count)
+            let notice = LinkMessage.pushDropped(sessionID(id, s), count: count)
             links.compose(on: position, length: notice.encodedLength) { notice.encode(into: $0) }
             engine.counters.add(.pushDropNotices)
         }
@@ -156,7 +156,7 @@ extension AccessRole {
         links.compose(on: position, length: answer.encodedLength) { answer.encode(into: $0) }
     }
 
-    private func publishSessionGauges() {
+    func publishSessionGauges() {
         let directory = sessions.directory
         engine.counters.set(.sessionsBound, UInt64(directory.boundCount))
         engine.counters.set(.uids, UInt64(directory.uidCount))

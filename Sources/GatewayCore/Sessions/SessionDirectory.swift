@@ -149,6 +149,17 @@ final class SessionDirectory {
         s.pointee.deal.roomCount = 0
     }
 
+    /// The rooms slot `index` is in.
+    func rooms(of index: UInt32) -> [UInt32] {
+        var rooms: [UInt32] = []
+        var m = table.slot(index).pointee.deal.roomsHead
+        while m != Self.none {
+            rooms.append(members[Int(m)].room)
+            m = members[Int(m)].nextOfSlot
+        }
+        return rooms
+    }
+
     /// Calls `body` with the slot index of every session in `room`.
     func forEach(room: UInt32, _ body: (UInt32) -> Void) {
         var m = rooms[room]?.first ?? Self.none

@@ -11,6 +11,12 @@ final class Sessions {
     /// PUSH_DROPPED goes up at most once a second, one per session with the count.
     var dropNotices: [ConnectionID] = []
     var lastNoticeTick: UInt64 = 0
+    /// Sessions adopted in a hot restart (AccessRole+Moves.swift): the id the core knows each by (the old
+    /// process's) and the slot here, both ways.
+    var aliasSlots: [SessionID: ConnectionID] = [:]
+    var aliasIDs: [UInt32: SessionID] = [:]
+    /// Adopted sessions whose MOVED waits for a link to come up.
+    var owedMoves: [ConnectionID] = []
 
     init(table: ConnectionTable, config: GatewayConfig) {
         directory = SessionDirectory(table: table, maxRooms: config.maxRoomsPerSession)

@@ -21,6 +21,9 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case reconnectNotices
         // A hot restart's hand-over (docs/HANDOVER.md): the control thread's (sent, lost), Monitor's (adopted).
         case handedOver, handoverLost, handoverAdopted
+        // Deal's, forwarding sessions in a hand-over: moved out (the core answered MOVING), not answered in
+        // time (drained), their link lost mid-move (opened anew); in the new process, MOVED sent.
+        case sessionsMovedOut, movesUnanswered, movesLinkLost, sessionsMovedIn
         // TLS handshakes (the handshake threads' and Receive's, addShared); Receive's and Send's transport-lock use.
         case tlsHandshakes, tlsResumed, tlsReceiveLocks, tlsReceiveWaits
         case tlsSendLocks, tlsSendWaits
@@ -108,6 +111,10 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.handedOver = load(.handedOver)
         s.handoverLost = load(.handoverLost)
         s.handoverAdopted = load(.handoverAdopted)
+        s.sessionsMovedOut = load(.sessionsMovedOut)
+        s.movesUnanswered = load(.movesUnanswered)
+        s.movesLinkLost = load(.movesLinkLost)
+        s.sessionsMovedIn = load(.sessionsMovedIn)
         s.tlsHandshakes = load(.tlsHandshakes)
         s.tlsResumed = load(.tlsResumed)
         s.tlsLockTakes = load(.tlsReceiveLocks) &+ load(.tlsSendLocks)

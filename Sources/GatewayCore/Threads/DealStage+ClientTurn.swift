@@ -9,6 +9,17 @@ protocol ClientRole: AnyObject {
     /// One client frame other than a heartbeat: false when dealing pauses at it (its output is full).
     func received(_ frame: Frame, _ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>,
                   _ connection: Connection) -> Bool
+    /// A hot restart's hand-over: true once the client may pass on to Send and move (nothing more
+    /// is owed it here); false while it waits (it is dealt again when that changes).
+    func readyToMove(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool
+    /// The hand-over of a client whose `moveState` is set was called off: it is served here again.
+    func moveCalledOff(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>)
+}
+
+extension ClientRole {
+    /// The handler's clients owe nothing beyond what Deal has dealt.
+    func readyToMove(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) -> Bool { true }
+    func moveCalledOff(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>) {}
 }
 
 /// A client's turn on Deal: its frames in order, each within the flood limits and with room for
@@ -16,7 +27,7 @@ protocol ClientRole: AnyObject {
 extension DealStage {
     @inline(__always)
     func dealClient<Role: ClientRole>(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, _ role: Role) {
-        if holdsForHandover(id, s) { return }
+        if holdsForHandover(id, s, role) { return }
         drainBacklog(id, s)
         let connection = Connection(id: id, deal: self)
         guard role.begin(id, s, connection) else { return }

@@ -102,6 +102,23 @@ public enum LinkMessage: Equatable {
         public static let presenceQuery: UInt16 = 0xFF1C
         public static let presence: UInt16 = 0xFF1D
         public static let pushDropped: UInt16 = 0xFF1E
+        public static let move: UInt16 = 0xFF1F
+    }
+
+    /// HELLO's `features` (byte 21), bits a node sets for what it does beyond version 2.
+    public enum Feature {
+        /// It answers MOVE (a core): an access node moves its sessions to its successor at a hot restart.
+        public static let moves: UInt8 = 1
+    }
+
+    /// MOVE's kinds (docs/LINK.md): a session moving between two processes of one access node.
+    public enum MoveKind: UInt8, Sendable {
+        /// Up, from the old process: it sends nothing more for the session on this link.
+        case moving = 1
+        /// Down, from the core: everything it sends for the session on this link is sent.
+        case ready = 2
+        /// Up, from the new process: the session is now on this link, with its uid, rooms and presence.
+        case moved = 3
     }
 
     /// Bytes a PUSH message adds before the client frame.
@@ -159,9 +176,12 @@ public enum LinkMessage: Equatable {
         /// What may wait for one client's socket at the sender (max_queued_bytes, saturated at
         /// 2^32 - 1); 0 from a core. A core can size its bursts to it.
         public var maxQueuedBytes: UInt32
+        /// `Feature` bits; 0 from a peer that predates them (the byte was reserved).
+        public var features: UInt8 = 0
 
         public init(status: UInt32 = 0, version: UInt16 = LinkMessage.version, role: NodeRole, node: UInt32,
-                    link: UInt16, heartbeatMilliseconds: UInt32, maxFrame: UInt32 = 1 << 20, maxQueuedBytes: UInt32 = 0) {
+                    link: UInt16, heartbeatMilliseconds: UInt32, maxFrame: UInt32 = 1 << 20, maxQueuedBytes: UInt32 = 0,
+                    features: UInt8 = 0) {
             self.status = status
             self.version = version
             self.role = role.rawValue
@@ -170,6 +190,7 @@ public enum LinkMessage: Equatable {
             self.heartbeatMilliseconds = heartbeatMilliseconds
             self.maxFrame = maxFrame
             self.maxQueuedBytes = maxQueuedBytes
+            self.features = features
         }
     }
 
@@ -192,6 +213,9 @@ public enum LinkMessage: Equatable {
     case presence(TreeWide, node: UInt32, count: UInt32)
     /// Pushes to a session dropped by push_overflow since the last such notice.
     case pushDropped(SessionID, count: UInt32)
+    /// A session moving to another process of its access node; `link`, `peer` and `transport`
+    /// are what OPENED would carry (MOVED), 0 otherwise.
+    case move(SessionID, MoveKind, link: UInt16, peer: PeerAddress, transport: UInt8)
 
     /// Why a frame is not a valid link message: the link is closed for it.
     public enum Malformed: Error, Equatable, CustomStringConvertible {
@@ -199,6 +223,7 @@ public enum LinkMessage: Equatable {
         case badLength(cmd: UInt16, length: UInt32)
         case badInnerLength(outer: UInt32, inner: UInt32)
         case badScope(UInt8)
+        case badMoveKind(UInt8)
 
         public var description: String {
             switch self {
@@ -206,6 +231,7 @@ public enum LinkMessage: Equatable {
             case .badLength(let cmd, let length): "link command 0x\(String(cmd, radix: 16)) with length \(length)"
             case .badInnerLength(let outer, let inner): "DATA of length \(outer) carries a frame of length \(inner)"
             case .badScope(let scope): "scope \(scope) (allowed 1...4)"
+            case .badMoveKind(let kind): "MOVE kind \(kind) (allowed 1...3)"
             }
         }
     }
@@ -213,7 +239,7 @@ public enum LinkMessage: Equatable {
     static let fixedLengths: [UInt16: UInt32] = [
         Command.hello: 40, Command.heartbeat: 18, Command.opened: 52, Command.closed: 34, Command.linkDown: 24,
         Command.bind: 34, Command.unbind: 30, Command.join: 34, Command.leave: 34, Command.kick: 38,
-        Command.presenceQuery: 38, Command.presence: 46, Command.pushDropped: 34,
+        Command.presenceQuery: 38, Command.presence: 46, Command.pushDropped: 34, Command.move: 54,
     ]
 
     /// Decodes one whole frame of `length` bytes (its length field already
@@ -260,6 +286,7 @@ public enum LinkMessage: Equatable {
             h.heartbeatMilliseconds = FrameHeader.loadU32(body, 10)
             h.maxFrame = FrameHeader.loadU32(body, 14)
             h.maxQueuedBytes = FrameHeader.loadU32(body, 18)
+            h.features = body.load(fromByteOffset: 3, as: UInt8.self)
             return .success(.hello(h))
         case Command.heartbeat:
             return .success(.heartbeat)
@@ -276,6 +303,17 @@ public enum LinkMessage: Equatable {
             return .success(.closed(SessionID(decoding: body), cause: body.load(fromByteOffset: 12, as: UInt8.self)))
         case Command.pushDropped:
             return .success(.pushDropped(SessionID(decoding: body), count: FrameHeader.loadU32(body, 12)))
+        case Command.move:
+            let raw = body.load(fromByteOffset: 12, as: UInt8.self)
+            guard let kind = MoveKind(rawValue: raw) else { return .failure(.badMoveKind(raw)) }
+            let bytes = (body.loadUnaligned(fromByteOffset: 20, as: UInt64.self),
+                         body.loadUnaligned(fromByteOffset: 28, as: UInt64.self))
+            let peer = PeerAddress(family: body.load(fromByteOffset: 16, as: UInt8.self),
+                                   port: UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 18, as: UInt16.self)),
+                                   bytes: bytes)
+            return .success(.move(SessionID(decoding: body), kind,
+                                  link: UInt16(bigEndian: body.loadUnaligned(fromByteOffset: 14, as: UInt16.self)),
+                                  peer: peer, transport: body.load(fromByteOffset: 13, as: UInt8.self)))
         case Command.bind:
             return .success(.bind(SessionID(decoding: body), uid: FrameHeader.loadU32(body, 12)))
         case Command.unbind:
@@ -313,6 +351,7 @@ public enum LinkMessage: Equatable {
         case .push: LinkMessage.pushOverhead
         case .kick, .presenceQuery: 38
         case .presence: 46
+        case .move: 54
         }
     }
 
@@ -333,6 +372,7 @@ public enum LinkMessage: Equatable {
             body.storeBytes(of: h.heartbeatMilliseconds.bigEndian, toByteOffset: 10, as: UInt32.self)
             body.storeBytes(of: h.maxFrame.bigEndian, toByteOffset: 14, as: UInt32.self)
             body.storeBytes(of: h.maxQueuedBytes.bigEndian, toByteOffset: 18, as: UInt32.self)
+            body.storeBytes(of: h.features, toByteOffset: 3, as: UInt8.self)
         case .heartbeat:
             header.cmd = Command.heartbeat
         case .opened(let session, let link, let peer, let transport):
@@ -356,6 +396,16 @@ public enum LinkMessage: Equatable {
             header.cmd = Command.pushDropped
             session.encode(into: body)
             body.storeBytes(of: count.bigEndian, toByteOffset: 12, as: UInt32.self)
+        case .move(let session, let kind, let link, let peer, let transport):
+            header.cmd = Command.move
+            session.encode(into: body)
+            body.storeBytes(of: kind.rawValue, toByteOffset: 12, as: UInt8.self)
+            body.storeBytes(of: transport, toByteOffset: 13, as: UInt8.self)
+            body.storeBytes(of: link.bigEndian, toByteOffset: 14, as: UInt16.self)
+            body.storeBytes(of: peer.family, toByteOffset: 16, as: UInt8.self)
+            body.storeBytes(of: peer.port.bigEndian, toByteOffset: 18, as: UInt16.self)
+            body.storeBytes(of: peer.bytes.0, toByteOffset: 20, as: UInt64.self)
+            body.storeBytes(of: peer.bytes.1, toByteOffset: 28, as: UInt64.self)
         case .linkDown(let node, let link):
             header.cmd = Command.linkDown
             body.storeBytes(of: node.bigEndian, as: UInt32.self)

@@ -24,7 +24,9 @@ public enum CoreMode {
         }
         let core = EchoCore(delayMicroseconds: settings.delayMicroseconds, failEvery: settings.failEvery,
                             push: settings.push)
-        let server = CoreServer(handler: core, node: settings.nodeID, clientMaxFrame: base.maxFrame, logger: logger)
+        let server = CoreServer(handler: core, node: settings.nodeID, clientMaxFrame: base.maxFrame, logger: logger,
+                                moveTimeoutMilliseconds: settings.moveTimeoutMilliseconds)
+        core.server = server
         let gateway = try Gateway(config: CoreServer.config(base, clientMaxFrame: base.maxFrame),
                                   handler: server, logger: logger)
         try gateway.start()
@@ -49,7 +51,8 @@ public enum CoreMode {
         _ = stop.wait()
         gateway.stop()
         print("opened=\(core.opened) closed=\(core.closed) data=\(core.dataFrames.load(ordering: .relaxed))"
-            + " pushes=\(core.pushes)")
+            + " pushes=\(core.pushes) moving=\(core.movingAsked) moved=\(core.moved)"
+            + " moved_unknown=\(core.server?.movedUnknown ?? 0) moves_lost=\(core.server?.movesLost ?? 0)")
         return 0
     }
 }

@@ -14,8 +14,9 @@ public final class EchoCore: CoreHandler {
     /// The status a failed answer carries (an application error, not a gateway status).
     public static let failureStatus: UInt32 = 500
     private let delayNanoseconds: UInt64
-    /// Answers waiting for their delay (in arrival order, so in due order): Deal-owned.
-    private var delayed: [(due: UInt64, session: CoreSession, frame: [UInt8])] = []
+    /// Answers waiting for their delay (in arrival order, so in due order): Deal-owned. A nil frame is
+    /// MOVING's answer, sent after the answers queued before it.
+    private var delayed: [(due: UInt64, session: CoreSession, frame: [UInt8]?)] = []
     private var delayedHead = 0
     private let failEvery: Int
     private let schedule: PushSchedule?
@@ -28,6 +29,10 @@ public final class EchoCore: CoreHandler {
     private let udpOpenedCount = ManagedAtomic<Int>(0)
     private let pushCount = ManagedAtomic<Int>(0)
     public let dataFrames = ManagedAtomic<Int>(0)
+    private let movingCount = ManagedAtomic<Int>(0)
+    private let movedCount = ManagedAtomic<Int>(0)
+    /// Its server, for the summary's move counts (set by CoreMode.start).
+    public weak var server: CoreServer?
 
     /// With `push` (rate above 0) its schedule starts now: the first push is due `push.after` seconds on.
     public init(delayMicroseconds: Int = 0, failEvery: Int = 0, push: PushSettings? = nil) {
@@ -42,6 +47,20 @@ public final class EchoCore: CoreHandler {
     public var udpOpened: Int { udpOpenedCount.load(ordering: .relaxed) }
     /// Pushes sent so far (each one to every link up).
     public var pushes: Int { pushCount.load(ordering: .relaxed) }
+    /// MOVING heard, and sessions re-homed by MOVED (a hot restart of the access node).
+    public var movingAsked: Int { movingCount.load(ordering: .relaxed) }
+    public var moved: Int { movedCount.load(ordering: .relaxed) }
+
+    /// With a delay, MOVING is answered after the answers already waiting for this session.
+    public func moving(_ session: CoreSession) {
+        movingCount.wrappingIncrement(ordering: .relaxed)
+        guard delayNanoseconds > 0 else { return session.readyToMove() }
+        delayed.append((MonotonicTime.now() + delayNanoseconds, session, nil))
+    }
+
+    public func moved(_ session: CoreSession) {
+        movedCount.wrappingIncrement(ordering: .relaxed)
+    }
 
     public func opened(_ session: CoreSession, peer: PeerAddress) {
         openedCount.wrappingIncrement(ordering: .relaxed)
@@ -98,8 +117,12 @@ public final class EchoCore: CoreHandler {
     /// The delayed answers that are due, in order.
     private func answerDelayed(now: UInt64) {
         while delayedHead < delayed.count, delayed[delayedHead].due <= now {
-            let (_, session, frame) = delayed[delayedHead]
+            let (_, session, queued) = delayed[delayedHead]
             delayedHead += 1
+            guard let frame = queued else {
+                session.readyToMove()
+                continue
+            }
             answered += 1
             frame.withUnsafeBytes { raw in
                 var header = FrameHeader(decoding: raw.baseAddress!)

@@ -8,9 +8,11 @@ struct CoreCommand: ParsableCommand {
         abstract: "Run an echo core server (docs/LINK.md) until SIGINT or SIGTERM.",
         discussion: """
             Accepts links from access and aggregation gateways, answers every DATA with the identical \
-            frame, and prints opened=N closed=M data=K pushes=P when stopped. For tests: --delay-us delays \
-            each answer (a timer: heartbeats are still answered at once); --fail-every N answers every Nth \
-            frame with status 500 and an empty body.
+            frame, and prints opened=N closed=M data=K pushes=P moving=A moved=B moved_unknown=U \
+            moves_lost=L when stopped (MOVE: sessions an access node moved to its successor at a hot restart, \
+            docs/HANDOVER.md). For tests: --delay-us delays each answer, and MOVING's answer after them (a \
+            timer: heartbeats are still answered at once); --fail-every N answers every Nth frame with \
+            status 500 and an empty body.
 
             A frame of cmd 10 (LOGIN, body: uid u32, optionally room u32, big-endian) binds its session \
             to the uid and joins the room, then is echoed. With --push-rate R the core pushes R frames a \
@@ -62,6 +64,8 @@ public struct CoreSettings: Sendable, Equatable {
     public var delayMicroseconds = 0
     public var failEvery = 0
     public var push = PushSettings()
+    /// How long a session answered MOVING may wait for MOVED (no flag: tests shorten it).
+    public var moveTimeoutMilliseconds: UInt64 = 30_000
 
     public init() {}
 }
