@@ -3,7 +3,7 @@
 # never sees them) into .build-fuzz/, then runs each for [seconds] (default 60)
 # on one core, with a corpus in .build-fuzz/corpus-NAME seeded with valid frames.
 #   Tools/fuzz.sh [seconds] [target...]    targets: frame link cidr proxy settings wsframe wshandshake
-#                                          workers handover datagram (default: all)
+#                                          workers handover datagram tlsrecord (default: all)
 #   Tools/fuzz.sh --long [target...]       each target to FUZZ_RUNS inputs (default 10,000,000),
 #                                          however long that takes: for a background run outside CI,
 #                                          e.g. `nice -n 19 Tools/fuzz.sh --long` (Fuzz/README.md)
@@ -18,7 +18,7 @@ if [ "${1:-}" = "--long" ]; then
 else
     SECONDS_PER_TARGET=${1:-60}
 fi
-ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers handover datagram)
+ALL_TARGETS=(frame link cidr proxy settings wsframe wshandshake workers handover datagram tlsrecord)
 TARGETS=("${@:2}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
@@ -107,6 +107,14 @@ if want datagram; then
         $W/Memory/Chunk.swift $W/Memory/ChunkPool.swift $W/Sync/SpinLock.swift \
         Fuzz/DatagramFuzzer.swift "${LINK[@]}" -o "$OUT/datagram-fuzzer" 2>&1 | grep -v 'Cannot export local symbol' || true
     [ -x "$OUT/datagram-fuzzer" ] || { echo "datagram-fuzzer build failed"; exit 2; }
+fi
+
+# The TLS 1.3 record reader is C: clang, the system libcrypto.
+if want tlsrecord; then
+    echo "== building tlsrecord-fuzzer"; rm -f "$OUT/tlsrecord-fuzzer"
+    clang -fsanitize=fuzzer,address -O1 -g -I Sources/CTLS/include Sources/CTLS/tls13_records.c \
+        Fuzz/TLSRecordFuzzer.c -lcrypto -o "$OUT/tlsrecord-fuzzer" 2>&1 | grep -v "Cannot export local symbol" || true
+    [ -x "$OUT/tlsrecord-fuzzer" ] || { echo "tlsrecord-fuzzer build failed"; exit 2; }
 fi
 
 WS=$W/WebSocket
@@ -276,6 +284,12 @@ seed "$D/seed-three"  "$(hdr 60 0x0a0b0c0d 2 0x01ff 1)$(zeros 42)$(hdr 18 2 1 0 
 seed "$D/seed-big"    "$(hdr 1500 0x00ff00ff 9 0x0103 2)$(zeros 1482)$(hdr 18 5 1 0 2)"
 seed "$D/seed-runt"   "\x00\x00\x00\x12\x00"
 
+# tlsrecord: byte 0 = suite (+ 0x80: a script sealed into records), 1 = read size, 2 = buffer; then raw
+# records, or ops: 0/1 data (two length bytes), 2 padded, 3 KeyUpdate (+ 0x80 asks for ours), 4 close_notify.
+R="$OUT/corpus-tlsrecord"; mkdir -p "$R"
+seed "$R/seed-script" "\x81\x05\x03\x00\x00\x40\x81\x1a\x01\x12\x34\x04"
+seed "$R/seed-big" "\x82\x00\x40\x01\x40\x00\x03\x00\x00\x10\x04"
+seed "$R/seed-raw" "\x00\x03\x01\x17\x03\x03\x00\x13$(zeros 19)\x17\x03\x03\x40\x00"
 # --- run --------------------------------------------------------------------------
 status=0
 summary=()

@@ -1,4 +1,5 @@
 #include "ctls.h"
+#include "tls13_records.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -240,6 +241,94 @@ static int ticket_callback(SSL *ssl, unsigned char name[16], unsigned char *iv, 
     return ok ? found : -1;
 }
 
+// MARK: handing a finished TLS 1.3 server connection to the gateway's record layer
+
+/// What a server handshake leaves for gw_tls_detach: the application traffic secrets (from the key
+/// log callback, OpenSSL's only public way out for them) and how many records went out under ours.
+struct capture {
+    uint8_t client[48], server[48];
+    size_t client_len, server_len;
+    int finished_sent;
+    uint64_t records_after_finished;
+};
+
+static int capture_index = -1;
+
+static void free_capture(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+    if (ptr) OPENSSL_clear_free(ptr, sizeof(struct capture));
+}
+
+static struct capture *capture_of(const SSL *ssl) {
+    struct capture *c = SSL_get_ex_data(ssl, capture_index);
+    if (c) return c;
+    c = OPENSSL_zalloc(sizeof *c);
+    if (c && SSL_set_ex_data((SSL *)ssl, capture_index, c) != 1) {
+        OPENSSL_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int hex_value(char h) {
+    if (h >= '0' && h <= '9') return h - '0';
+    if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+    if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+    return -1;
+}
+
+/// NSS key log lines: "LABEL <client random> <secret>", both in hex.
+static void keylog_callback(const SSL *ssl, const char *line) {
+    static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ", server[] = "SERVER_TRAFFIC_SECRET_0 ";
+    int is_client = strncmp(line, client, sizeof client - 1) == 0;
+    if (!is_client && strncmp(line, server, sizeof server - 1) != 0) return;
+    const char *hex = strchr(line + sizeof client - 1, ' ');
+    struct capture *c = hex ? capture_of(ssl) : NULL;
+    if (!c) return;
+    uint8_t *out = is_client ? c->client : c->server;
+    size_t n = 0;
+    for (hex++; n < 48 && hex[0] && hex[1]; hex += 2) {
+        int hi = hex_value(hex[0]), lo = hex_value(hex[1]);
+        if (hi < 0 || lo < 0) return;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+    }
+    if (*hex) return;  // longer than any suite's secret: not ours to use
+    if (is_client) c->client_len = n; else c->server_len = n;
+}
+
+/// Counts the records written after our Finished: they are under the server's application key
+/// (OpenSSL switches right after Finished), so their count is the write sequence number at the switch.
+/// A record's header is reported when it is sealed, our Finished once it is wholly written.
+static void message_callback(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                             void *arg) {
+    (void)version; (void)arg;
+    if (!write_p || !SSL_is_server(ssl)) return;
+    if (content_type == SSL3_RT_HANDSHAKE && len > 0 && ((const uint8_t *)buf)[0] == SSL3_MT_FINISHED) {
+        struct capture *c = capture_of(ssl);
+        if (c) c->finished_sent = 1;
+    } else if (content_type == SSL3_RT_HEADER) {
+        struct capture *c = SSL_get_ex_data(ssl, capture_index);
+        if (c && c->finished_sent) c->records_after_finished++;
+    }
+}
+
+int gw_tls_detach(SSL *ssl, gw_rec *records) {
+    struct capture *c = SSL_get_ex_data(ssl, capture_index);
+    SSL_set_msg_callback(ssl, NULL);  // done with either way
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    gw_rec_suite suite = cipher ? gw_rec_suite_of(SSL_CIPHER_get_protocol_id(cipher)) : GW_REC_NONE;
+    int ok = c && SSL_version(ssl) == TLS1_3_VERSION && suite != GW_REC_NONE && SSL_is_init_finished(ssl)
+        && c->finished_sent && c->client_len == c->server_len && c->client_len > 0
+        // Nothing read past the client's Finished (read-ahead is off for servers): its next record is 0.
+        && !SSL_has_pending(ssl)
+        && gw_rec_start(records, suite, c->client, c->server, c->client_len, c->records_after_finished);
+    if (c) {
+        SSL_set_ex_data(ssl, capture_index, NULL);
+        OPENSSL_clear_free(c, sizeof *c);
+    }
+    return ok;
+}
+
 // MARK: server contexts
 
 /// What the default context carries for SNI and ALPN; freed with it (ex_data), so a handshake
@@ -266,6 +355,7 @@ static void free_extras(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 static void init_once(void) {
     extras_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_extras);
     tickets_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_tickets);
+    capture_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_capture);
 }
 
 static int servername_callback(SSL *ssl, int *alert, void *arg) {
@@ -319,6 +409,11 @@ static SSL_CTX *server_pair(const char *cert, const char *key, const char *clien
     }
     common_settings(ctx);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // TLS 1.3 connections leave OpenSSL once the handshake is done (gw_tls_detach): nothing may be
+    // read past the client's Finished, and the secrets and our records after Finished are noted.
+    SSL_CTX_set_read_ahead(ctx, 0);
+    SSL_CTX_set_keylog_callback(ctx, keylog_callback);
+    SSL_CTX_set_msg_callback(ctx, message_callback);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // tickets carry the sessions
     SSL_CTX_set_num_tickets(ctx, 1);
     retain(tickets);

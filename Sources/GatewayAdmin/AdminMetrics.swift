@@ -97,6 +97,10 @@ public final class AdminMetrics: Sendable {
             counter("gateway_udp_drops_total", "UDP datagrams dropped, by cause.", [("cause", cause)]) { value($0.udp) }
         }
         counter("gateway_tls_resumed_total", "TLS handshakes that resumed a session from a ticket.") { $0.tlsResumed }
+        counter("gateway_tls_own_records_total",
+                "TLS 1.3 connections handed from OpenSSL to the gateway's record layer.") {
+            $0.tlsOwnRecords
+        }
         gauge("gateway_tls_handshaking", "TLS handshakes in progress.") { Double($0.tlsHandshaking) }
         counter("gateway_tls_lock_waits_total", "Times Receive or Send found a TLS connection's lock held.") {
             $0.tlsLockWaits

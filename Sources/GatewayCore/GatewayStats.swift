@@ -181,6 +181,8 @@ public struct GatewayStats: Sendable, Equatable {
     /// TLS: handshakes completed, of which resumed from a ticket; handshakes in progress (a level).
     public var tlsHandshakes: UInt64 = 0
     public var tlsResumed: UInt64 = 0
+    /// TLS 1.3 handshakes whose connection then left OpenSSL for the gateway's own record layer.
+    public var tlsOwnRecords: UInt64 = 0
     public var tlsHandshaking: UInt64 = 0
     /// TLS: transport-lock acquisitions by Receive and Send, and how many found it held (contention).
     public var tlsLockTakes: UInt64 = 0

@@ -45,6 +45,7 @@ final class AdminMetricsTests: XCTestCase {
         "gateway_upstream_lost_notices_total": "counter", "gateway_queue_overflow_closes_total": "counter",
         "gateway_push_drop_notices_total": "counter",
         "gateway_tls_handshakes_total": "counter", "gateway_tls_resumed_total": "counter",
+        "gateway_tls_own_records_total": "counter",
         "gateway_tls_handshaking": "gauge", "gateway_tls_lock_waits_total": "counter",
         "gateway_udp_sessions_open": "gauge", "gateway_udp_sessions_total": "counter",
         "gateway_udp_sessions_proven_total": "counter", "gateway_udp_datagrams_total": "counter",

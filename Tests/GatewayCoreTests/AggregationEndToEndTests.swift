@@ -179,7 +179,9 @@ final class AggregationEndToEndTests: ForwardingTestCase {
         }
         for i in 0..<clients.count { XCTAssertEqual(results.withLock { $0[i] }, true, "client \(i)") }
         XCTAssertEqual(aggregation.stats().forwardedDown, UInt64(clients.count * 100))
-        XCTAssertEqual(access.stats().closes.reduce(0, +) + aggregation.stats().closes.reduce(0, +), 0)
+        withExtendedLifetime(clients) {  // release builds would close them at their last use, before this count
+            XCTAssertEqual(access.stats().closes.reduce(0, +) + aggregation.stats().closes.reduce(0, +), 0)
+        }
     }
 
     /// Thousands of sessions opened and closed through all three tiers while others echo.

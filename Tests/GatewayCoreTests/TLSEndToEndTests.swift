@@ -61,6 +61,7 @@ final class TLSEndToEndTests: XCTestCase {
             }
             let stats = stop()
             XCTAssertEqual(stats.tlsHandshakes, 2, "\(poller)")
+            XCTAssertEqual(stats.tlsOwnRecords, 1, "\(poller): TLS 1.3 on the gateway's records, 1.2 on OpenSSL")
             XCTAssertEqual(stats.closes(.peer), 2, "\(poller): \(stats.closes)")
             gateway = nil
         }
@@ -222,7 +223,7 @@ final class TLSEndToEndTests: XCTestCase {
     }
 
     /// Several clients pipeline frames of mixed sizes over TLS at once: Receive decrypts while Send
-    /// encrypts on the same connections (under their transport locks). Every reply byte for byte.
+    /// encrypts on the same connections (TLS 1.3: the gateway's records, no lock). Every reply byte for byte.
     func testConcurrentTLSClientsPipelineByteForByte() throws {
         for poller in PollerKind.allCases {
             let ports = try start(poller)
@@ -251,9 +252,49 @@ final class TLSEndToEndTests: XCTestCase {
             failures.assertNone("\(poller)")
             let stats = stop()
             XCTAssertEqual(stats.tlsHandshakes, 6)
-            XCTAssertGreaterThan(stats.tlsLockTakes, 0)
+            XCTAssertEqual(stats.tlsOwnRecords, 6)
+            XCTAssertEqual(stats.tlsLockTakes, 0)
             gateway = nil
         }
+    }
+
+    /// Each TLS 1.3 suite the gateway's record layer runs, chosen by the client: frames of 18 B to max_frame,
+    /// single and pipelined, byte for byte.
+    func testEveryTLS13SuiteEchoesUpToMaxFrame() throws {
+        let ports = try start()
+        let suites = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+        for suite in suites {
+            let client = try TLSTestClient(port: ports.tls, ca: ca, suites: suite)
+            XCTAssertEqual(client.cipherSuite, suite)
+            let frames = [18, 5000, 16384, 16402, 70000, GatewayConfig().maxFrame].enumerated().map {
+                TestClient.frame(seq: UInt32($0.offset), bodySize: $0.element - 18)
+            }
+            for frame in frames { XCTAssertTrue(client.echoes(frame), "\(suite): \(frame.count) B") }
+            let all = frames.dropLast().flatMap { $0 }  // ~108 KB in flight: within the socket buffers
+            try client.send(all)
+            XCTAssertTrue(client.receive(all.count) == all, "\(suite): pipelined")
+        }
+        let stats = stop()
+        XCTAssertEqual(stats.tlsOwnRecords, 3)
+        XCTAssertEqual(stats.closes(.tlsRecord), 0)
+    }
+
+    /// KeyUpdate from the client, asking for ours or not, between echoes: the gateway's records follow the
+    /// client's read key and, when asked, send a KeyUpdate of their own before the next reply and rotate.
+    func testKeyUpdatesFromTheClientAreFollowedAndAnswered() throws {
+        let ports = try start()
+        let client = try TLSTestClient(port: ports.tls, ca: ca)
+        client.countKeyUpdates()
+        let asks = [true, false, true, true, false]
+        for (round, ask) in asks.enumerated() {
+            XCTAssertTrue(client.updateKeys(requestPeer: ask))
+            let frame = TestClient.frame(seq: UInt32(round), bodySize: 20_000 * round + 10)
+            XCTAssertTrue(client.echoes(frame), "round \(round)")
+        }
+        XCTAssertEqual(client.keyUpdatesReceived, asks.filter { $0 }.count)
+        let stats = stop()
+        XCTAssertEqual(stats.tlsOwnRecords, 1)
+        XCTAssertEqual(stats.closes(.tlsRecord), 0)
     }
 
     /// Handshakes run on `tls_handshake_threads` threads of their own: clients handshaking at once all

@@ -15,8 +15,9 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
     private let ssl: OpaquePointer
 
     /// - Parameter receiveBuffer: SO_RCVBUF before connecting (a small one makes a slow reader).
+    /// - Parameter suites: the TLS 1.3 cipher suites offered (OpenSSL's list syntax), or OpenSSL's default.
     init(port: Int, ca: String?, serverName: String = "localhost", cert: String? = nil, key: String? = nil,
-         receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5) throws {
+         receiveBuffer: Int32? = nil, timeoutSeconds: Int = 5, suites: String? = nil) throws {
         tcp = try TestClient(port: port, timeoutSeconds: timeoutSeconds, receiveBuffer: receiveBuffer)
         var error = [CChar](repeating: 0, count: 512)
         guard let context = gw_tls_client_context(ca == nil ? 0 : 1, ca, cert, key, &error, error.count) else {
@@ -28,13 +29,19 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
             throw Failure(description: "SSL_new failed")
         }
         self.ssl = ssl
+        if let suites, SSL_set_ciphersuites(ssl, suites) != 1 {
+            throw Failure(description: "cipher suites \(suites) refused")
+        }
         let status = gw_tls_handshake(ssl)
         guard status == GW_TLS_OK else {
             throw Failure(description: "handshake: \(status) \(String(cString: gw_tls_last_reason()))")
         }
     }
 
-    deinit { gw_tls_free(ssl) }
+    deinit {
+        gw_tls_free(ssl)
+        keyUpdates.deallocate()
+    }
 
     func send(_ bytes: [UInt8]) throws {
         var done = 0
@@ -64,6 +71,26 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
         return receive(frame.count) == frame
     }
 
+    /// Sends a KeyUpdate with the next write (asking the server for its own when `requestPeer`).
+    func updateKeys(requestPeer: Bool) -> Bool {
+        SSL_key_update(ssl, requestPeer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) == 1
+    }
+
+    /// KeyUpdate messages received from the server, once `countKeyUpdates()` has been called.
+    private let keyUpdates = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+
+    func countKeyUpdates() {
+        keyUpdates.pointee = 0
+        SSL_set_msg_callback(ssl) { writing, _, contentType, bytes, length, _, counter in
+            guard writing == 0, contentType == SSL3_RT_HANDSHAKE, length > 0,
+                  bytes!.load(as: UInt8.self) == UInt8(SSL3_MT_KEY_UPDATE) else { return }
+            counter!.assumingMemoryBound(to: Int.self).pointee += 1
+        }
+        SSL_ctrl(ssl, SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, keyUpdates)
+    }
+
+    var keyUpdatesReceived: Int { keyUpdates.pointee }
+
     /// The server certificate's common name.
     var peerName: String {
         guard let cert = SSL_get1_peer_certificate(ssl) else { return "none" }
@@ -74,4 +101,6 @@ final class TLSTestClient: @unchecked Sendable {  // used by one thread at a tim
     }
 
     var version: String { String(cString: gw_tls_version(ssl)) }
+
+    var cipherSuite: String { String(cString: SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))) }
 }

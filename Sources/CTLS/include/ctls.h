@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
+#include "tls13_records.h"
 
 /// What a TLS call came to, when it did not move bytes.
 typedef enum {
@@ -85,6 +86,12 @@ long gw_tls_write(SSL *ssl, const void *buffer, size_t length, gw_tls_status *st
 
 /// Sends close_notify if the socket takes it; never waits for the peer's.
 void gw_tls_close_notify(SSL *ssl);
+
+/// A server connection whose TLS 1.3 handshake just finished (gw_tls_handshake returned OK): starts
+/// `records` with its application traffic keys and sequence numbers and returns 1, after which the
+/// caller frees `ssl` and runs the records itself (tls13_records.h). 0 (TLS 1.2, a suite the record
+/// layer does not run, bytes read ahead): the connection stays on OpenSSL.
+int gw_tls_detach(SSL *ssl, gw_rec *records);
 
 /// 1 if the session was resumed from a ticket.
 int gw_tls_resumed(SSL *ssl);

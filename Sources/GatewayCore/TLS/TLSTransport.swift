@@ -11,14 +11,21 @@ import Logging
 /// would block does. A tls:// listener's handshakes run on the handshake threads (TLSHandshakeStage),
 /// which Receive hands each step to, keeping the deadline; links' and wss:// handshakes run on Receive.
 ///
-/// An SSL object is never used by two threads at once: before the handshake only the thread running
-/// it has it; after, Receive (reading) and Send (writing) take the slot's transport lock around each
-/// call, and count how often they found it held.
+/// A server connection whose TLS 1.3 handshake is done leaves OpenSSL (gw_tls_detach): its SSL object is
+/// freed and the gateway runs its records (tls13_records.h, a slot in `records`), Receive the read half
+/// and Send the write half, with no lock. TLS 1.2, links and suites the record layer does not run stay
+/// on OpenSSL. An SSL object is never used by two threads at once: before the handshake only the thread
+/// running it has it; after, Receive (reading) and Send (writing) take the slot's transport lock around
+/// each call, and count how often they found it held.
 final class TLSTransport: Transport, @unchecked Sendable {  // shared state: atomics; `scratch` is Send's
     private let context: ManagedAtomic<TLSServerContext>
     /// Each slot's SSL object, by slot index (reserved, touched only when used): made by the handshake before
     /// `transportReady`, then shared under the slot's transport lock, freed at reclamation.
     private let sessions: UnsafeMutablePointer<OpaquePointer?>
+    /// Each slot's own record state once OpenSSL has handed the connection over (all zero before), by slot
+    /// index (reserved, touched only when used): set by the handshake before `transportReady`; the read half
+    /// is Receive's, the write half Send's; wiped at reclamation.
+    private let records: UnsafeMutablePointer<gw_rec>
     private let table: ConnectionTable
     private let counters: Counters
     private let logger: Logger
@@ -31,6 +38,9 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// Send's: plaintext gathered from the ring, one record (16 KiB) at a time.
     private let scratch: UnsafeMutableRawPointer
     private static let recordBytes = 16 << 10
+    /// Send's: records sealed by the gateway's record layer, up to four a write.
+    private let sealed: UnsafeMutablePointer<UInt8>
+    private static let sealedBytes = 4 * GW_REC_MAX_SEALED
     /// Session-ticket keys (servers only), rotated hourly by Monitor's tick.
     let tickets: TicketKeys?
 
@@ -53,11 +63,16 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         handshakeTicks = (UInt64(config.tlsHandshakeTimeout) * 1000 + tickMs - 1) / tickMs
         scratch = .allocate(byteCount: Self.recordBytes, alignment: 16)
         sessions = VirtualMemory.reserve(OpaquePointer?.self, count: table.capacity)
+        records = VirtualMemory.reserve(gw_rec.self, count: table.capacity)
+        sealed = .allocate(capacity: Self.sealedBytes)
     }
 
     deinit {
         scratch.deallocate()
+        sealed.deallocate()
         VirtualMemory.release(sessions, count: table.capacity)
+        for i in 0..<table.capacity where ownsRecords(records + i) { gw_rec_clear(records + i) }
+        VirtualMemory.release(records, count: table.capacity)
     }
 
     func openTicks(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UInt64 { handshakeTicks }
@@ -66,6 +81,17 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     @inline(__always)
     private func session(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<OpaquePointer?> {
         sessions + Int(table.index(of: s))
+    }
+
+    @inline(__always)
+    private func record(_ s: UnsafeMutablePointer<ConnectionSlot>) -> UnsafeMutablePointer<gw_rec> {
+        records + Int(table.index(of: s))
+    }
+
+    /// The slot's records are the gateway's (its suite, the struct's first byte, is set).
+    @inline(__always)
+    private func ownsRecords(_ r: UnsafeMutablePointer<gw_rec>) -> Bool {
+        UnsafeRawPointer(r).load(as: UInt8.self) != 0
     }
 
     /// Handshakes in progress (a level, for the stats).
@@ -131,6 +157,12 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
             handshakes.wrappingDecrement(ordering: .relaxed)
             counters.addShared(.tlsHandshakes)
             if gw_tls_resumed(ssl) != 0 { counters.addShared(.tlsResumed) }
+            // TLS 1.3 on a server: the gateway runs the records from here, and OpenSSL's 7-14 KB go.
+            if !client, gw_tls_detach(ssl, record(s)) == 1 {
+                session(s).pointee = nil
+                gw_tls_free(ssl)
+                counters.addShared(.tlsOwnRecords)
+            }
             return .ready
         case GW_TLS_WANT_READ:
             return .pending
@@ -198,6 +230,23 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
 
     func read(_ id: ConnectionID, _ s: UnsafeMutablePointer<ConnectionSlot>, into buffer: UnsafeMutableRawPointer,
               count: Int) -> TransportRead {
+        let r = record(s)
+        if ownsRecords(r) {
+            var status = GW_REC_OK
+            let n = gw_rec_read(r, s.pointee.monitor.fd, buffer.assumingMemoryBound(to: UInt8.self), count, &status)
+            if n > 0 { return .bytes(n) }
+            switch status {
+            case GW_REC_WANT_READ: return .wouldBlock
+            case GW_REC_CLOSED: return .end
+            case GW_REC_RESET: return .failed(.peer)
+            case GW_REC_IO: return .failed(.ioError)
+            default:
+                let what = status == GW_REC_BAD_RECORD ? "a record that fails authentication"
+                    : status == GW_REC_ALERT ? "a fatal alert" : "an unexpected or malformed record"
+                logger.debug("closing \(s.pointee.monitor.peer): TLS: \(what)")
+                return .failed(.tlsRecord)
+            }
+        }
         if s.lockTransport() { counters.add(.tlsReceiveWaits) }
         counters.add(.tlsReceiveLocks)
         var status = GW_TLS_OK
@@ -216,6 +265,11 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     }
 
     func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int) -> TransportWrite {
+        let r = record(s)
+        if ownsRecords(r) {
+            var held = false
+            return writeRecords(s, r, iov, count: count, held: &held)
+        }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
         counters.add(.tlsSendLocks)
         defer { s.unlockTransport() }
@@ -228,6 +282,8 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// (the first not taken) must begin the next call.
     func write(_ s: UnsafeMutablePointer<ConnectionSlot>, _ iov: UnsafePointer<iovec>, count: Int,
                held: inout Bool) -> TransportWrite {
+        let r = record(s)
+        if ownsRecords(r) { return writeRecords(s, r, iov, count: count, held: &held) }
         let ssl = session(s).pointee
         held = false
         var taken = 0
@@ -281,14 +337,29 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         return .wrote(taken)
     }
 
+    /// Send, on the gateway's records: as `write(_:_:count:held:)`, `held` while a record is partly written
+    /// (the next call must begin with its bytes, which the record layer seals again under the same number).
+    private func writeRecords(_ s: UnsafeMutablePointer<ConnectionSlot>, _ r: UnsafeMutablePointer<gw_rec>,
+                              _ iov: UnsafePointer<iovec>, count: Int, held: inout Bool) -> TransportWrite {
+        var status = GW_REC_OK
+        let n = gw_rec_write(r, s.pointee.monitor.fd, iov, Int32(count), sealed, Self.sealedBytes, &status)
+        held = gw_rec_holds_partial(r) != 0
+        if n >= 0 { return .wrote(n) }
+        return .failed(status == GW_REC_RESET ? .peer : .ioError)
+    }
+
     /// A few bytes (a WebSocket close frame), best effort, with the transport lock held: true if taken.
     func writeSmall(_ s: UnsafeMutablePointer<ConnectionSlot>, _ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        let r = record(s)
+        if ownsRecords(r) { return gw_rec_write_small(r, s.pointee.monitor.fd, bytes, count) == 1 }
         var status = GW_TLS_OK
         return gw_tls_write(session(s).pointee, bytes, count, &status) == count
     }
 
     func finish(_ s: UnsafeMutablePointer<ConnectionSlot>, cause: CloseCause) {
         guard s.transportIsReady else { return }
+        let r = record(s)
+        if ownsRecords(r) { return gw_rec_close_notify(r, s.pointee.monitor.fd) }
         if s.lockTransport() { counters.add(.tlsSendWaits) }
         counters.add(.tlsSendLocks)
         gw_tls_close_notify(session(s).pointee)
@@ -302,6 +373,8 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
     /// Frees the slot's SSL object; a handshake that never finished leaves the count of those in progress.
     /// (Whether it finished is the caller's record, not OpenSSL's state, which a later alert can undo.)
     func release(index: UInt32, handshakeDone: Bool) {
+        let r = records + Int(index)
+        if ownsRecords(r) { gw_rec_clear(r) }
         let slot = sessions + Int(index)
         guard let ssl = slot.pointee else { return }
         if !handshakeDone { handshakes.wrappingDecrement(ordering: .relaxed) }

@@ -26,7 +26,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         case sessionsMovedOut, movesUnanswered, movesLinkLost, sessionsMovedIn
         // TLS handshakes (the handshake threads' and Receive's, addShared); Receive's and Send's transport-lock use.
         case tlsHandshakes, tlsResumed, tlsReceiveLocks, tlsReceiveWaits
-        case tlsSendLocks, tlsSendWaits
+        case tlsSendLocks, tlsSendWaits, tlsOwnRecords
     }
 
     private let values: UnsafeMutablePointer<UInt64.AtomicRepresentation>
@@ -117,6 +117,7 @@ final class Counters: @unchecked Sendable {  // every field is an atomic
         s.sessionsMovedIn = load(.sessionsMovedIn)
         s.tlsHandshakes = load(.tlsHandshakes)
         s.tlsResumed = load(.tlsResumed)
+        s.tlsOwnRecords = load(.tlsOwnRecords)
         s.tlsLockTakes = load(.tlsReceiveLocks) &+ load(.tlsSendLocks)
         s.tlsLockWaits = load(.tlsReceiveWaits) &+ load(.tlsSendWaits)
         for c in CloseCause.allCases {
