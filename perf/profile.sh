@@ -10,6 +10,10 @@
 #       `perf record -e cpu-clock -g` on each server for S seconds of closed-loop load (this VM has
 #       no hardware counters): the share of samples in the kernel and in user space, and the top
 #       symbols (Swift names demangled).
+#   perf/profile.sh syscalls [--count N] [--conns C] [--pipeline D] [--size B]
+#       `perf stat` on each server (every thread) while bin_test sends exactly N requests: system
+#       calls by name, context switches and CPU time, each per reply. The kernel's share is where
+#       cpuclock puts the time; this says which calls and wake-ups make it. C runs with 1 and 2 threads.
 #
 # Binaries: PERF_GATEWAY, PERF_BIN_TEST (default .build-perf/release/), PERF_C_ECHO (built here).
 # Output under perf/runs/profile-STAMP/.
@@ -52,6 +56,7 @@ server() {
     case "$1" in
         gateway) echo "$GATEWAY --host 127.0.0.1 --port $2" ;;
         c) echo "$C_ECHO --host 127.0.0.1 --port $2 --threads 1" ;;
+        c2) echo "$C_ECHO --host 127.0.0.1 --port $2 --threads 2" ;;
     esac
 }
 
@@ -109,6 +114,42 @@ cpuclock)
         echo "$name: $(replies_of "$OUT/client-$name.json") replies" | tee -a "$OUT/summary.txt"
     done
     ;;
-*) echo "profile.sh: mode is callgrind or cpuclock" >&2; exit 2 ;;
+syscalls)
+    port=9500
+    calls="read readv recvfrom write writev sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield"
+    events="context-switches,cpu-migrations,task-clock,raw_syscalls:sys_enter"
+    for c in $calls; do events="$events,syscalls:sys_enter_$c"; done
+    for name in gateway c c2; do
+        port=$((port + 1))
+        # shellcheck disable=SC2046
+        $(server $name $port) > "$OUT/$name.log" 2>&1 &
+        pid=$!
+        wait_listening $port
+        perf stat -x, -e "$events" -p $pid -o "$OUT/stat.$name.csv" &
+        spid=$!
+        sleep 0.5
+        client $port --count "$COUNT" --duration 600 > "$OUT/client-$name.json"
+        kill -INT $spid; wait $spid || true
+        kill -TERM $pid; wait $pid || true
+        replies=$(replies_of "$OUT/client-$name.json")
+        python3 - "$OUT/stat.$name.csv" "$replies" "$name" <<'PY' | tee -a "$OUT/summary.txt"
+import sys
+path, replies, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+parts = []
+for line in open(path):
+    f = line.strip().split(",")
+    if len(f) < 3 or not f[0].replace(".", "").isdigit():
+        continue
+    event = f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "all syscalls")
+    value = float(f[0])
+    if event == "task-clock":  # milliseconds of CPU over all threads
+        parts.append(f"cpu {value * 1000 / replies:.2f} us")
+    elif value:
+        parts.append(f"{event} {value / replies:.3f}")
+print(f"{name} ({replies} replies), per reply: " + ", ".join(parts))
+PY
+    done
+    ;;
+*) echo "profile.sh: mode is callgrind, cpuclock or syscalls" >&2; exit 2 ;;
 esac
 echo "output: $OUT"

@@ -92,9 +92,12 @@ def hop_servers(selected: list[str]) -> list[str]:
     return servers
 
 
-def scenarios(duration: float, idle_duration: float, selected: list[str] | None = None) -> dict[str, Scenario]:
+def scenarios(duration: float, idle_duration: float, selected: list[str] | None = None,
+              echo_servers: list[str] | None = None, many: int = 1000) -> dict[str, Scenario]:
+    """`echo_servers` replaces the servers of (a)-(d) (--servers); `many` is (c)'s connections (--many-conns)."""
     d = fmt_num(duration)
     hop = hop_servers(selected or ["h"])
+    echo = echo_servers or ["gateway", "nio", "c"]
     push_timing = (f" The core pushes from {PUSH_AFTER_S} s after its start, when every client has logged in "
                    "(LOGIN, which the core answers with BIND); each bin_test thread counts the --duration seconds "
                    "from its first push. The server CPU column sums the core and the gateways from the first push on.")
@@ -103,22 +106,22 @@ def scenarios(duration: float, idle_duration: float, selected: list[str] | None 
             "a", "(a) throughput: 32 connections x 16 in flight x 512 B",
             "Closed loop: 32 connections, each keeping 16 requests of 512 bytes in flight; "
             "replies per second is the peak throughput.",
-            ["gateway", "nio", "c"],
+            echo,
             ["--mode", "load", "--conns", "32", "--pipeline", "16", "--size", "512", "--duration", d],
             "replies_per_s", True),
         "b": Scenario(
             "b", "(b) ping-pong: 1 connection, 64 B, one request at a time",
             "One connection, one 64-byte request in flight: the median round trip (p50) "
             "is the latency of an idle server.",
-            ["gateway", "nio", "c"],
+            echo,
             ["--mode", "pingpong", "--conns", "1", "--pipeline", "1", "--size", "64", "--duration", d],
             "p50_us", False),
         "c": Scenario(
-            "c", "(c) many connections: 1,000 connections x 1 in flight x 64 B",
-            "Closed loop over 1,000 connections with one 64-byte request each: the cost of "
+            "c", f"(c) many connections: {many:,} connections x 1 in flight x 64 B",
+            f"Closed loop over {many:,} connections with one 64-byte request each: the cost of "
             "readiness handling and hand-offs per connection.",
-            ["gateway", "nio", "c"],
-            ["--mode", "load", "--conns", "1000", "--pipeline", "1", "--size", "64", "--duration", d],
+            echo,
+            ["--mode", "load", "--conns", str(many), "--pipeline", "1", "--size", "64", "--duration", d],
             "replies_per_s", True),
         "d": Scenario(
             "d", "(d) connection rate",
@@ -126,7 +129,7 @@ def scenarios(duration: float, idle_duration: float, selected: list[str] | None 
             "accepted connections per second. The client connects from 127.0.0.2 to 127.0.0.9 "
             "in turn: from one address the kernel's reuse of ports in TIME_WAIT caps every "
             "server alike at about 14,000 connections/s here.",
-            ["gateway", "nio", "c"],
+            echo,
             ["--mode", "connrate", "--conns", "16", "--pipeline", "1", "--size", "64", "--duration", d,
              "--source", ",".join(f"127.0.0.{i}" for i in range(2, 10))],
             "connections_per_s", True),
@@ -213,6 +216,8 @@ SERVER_LABEL = {
     "gateway-poll": "gateway --poller poll",
     "nio": "SwiftNIO (NIOEcho)",
     "c": "C epoll (c_echo)",
+    "c1": "C epoll (c_echo --threads 1)",
+    "prev": "gateway, an earlier build (--gateway-prev)",
     "access": "gateway --upstream -> bin_test core",
     "haproxy": "HAProxy (mode tcp) -> c_echo",
     "direct": "bin_test server (direct, no hop)",
@@ -422,7 +427,8 @@ class Runner:
         self.ports = Ports(20000 + (os.getpid() % 50) * 200)
         self.selected = [k for k in args.scenarios.split(",") if k]
         self.keys = expand(self.selected)
-        self.scen = scenarios(args.duration, args.idle_duration, self.selected)
+        echo = [v for v in (args.servers or "").split(",") if v] or None
+        self.scen = scenarios(args.duration, args.idle_duration, self.selected, echo, args.many_conns)
         self.haproxy: str | None = None
         self.haproxy_note = ""
         self.runs: list[dict] = []
@@ -442,10 +448,14 @@ class Runner:
                 argv += ["--poller", "poll"]
             # Defaults otherwise (100,000 connection slots, 300 s idle timeout): (e) fits.
             return argv
+        if variant == "prev":
+            return [a.gateway_prev] + base
         if variant == "nio":
             return [a.nio] + base
         if variant == "c":
             return [a.c_echo] + base
+        if variant == "c1":
+            return [a.c_echo, "--threads", "1"] + base
         if variant == "direct":
             return [a.bin_test, "server"] + base
         raise ValueError(variant)
@@ -809,6 +819,8 @@ class Runner:
             "duration_s": self.args.duration, "reps": self.args.reps,
             "idle_duration_s": self.args.idle_duration, "scenarios": self.args.scenarios,
             "client_threads": self.args.client_threads,
+            "servers": self.args.servers,
+            "many_conns": self.args.many_conns,
             "server_cpus": self.args.server_cpus, "client_cpus": self.args.client_cpus,
             "keys": self.keys, "haproxy": getattr(self, "haproxy_version", ""),
             "haproxy_note": self.haproxy_note,
@@ -996,7 +1008,13 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
       "means the gateway is faster; for latency and memory a ratio below 1 means the gateway is better.")
     w("")
     side_by_side = [k for k in keys if k in "abcdeg"]
-    if side_by_side:
+    # With C run at one thread as well (--servers ...,c1), the ratio is against the better C median.
+    with_c1 = any(r["server"] == "c1" for r in runs)
+    if side_by_side and with_c1:
+        w("| scenario | figure | gateway | SwiftNIO | C epoll, 2 threads | C epoll, 1 thread | gateway / best C "
+          "| gateway / NIO |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|")
+    elif side_by_side:
         w("| scenario | figure | gateway | SwiftNIO | C epoll | gateway / C | gateway / NIO |")
         w("|---|---|---:|---:|---:|---:|---:|")
     for key in side_by_side:
@@ -1010,6 +1028,15 @@ def write_report(data: dict, scen: dict[str, Scenario], out: Path, pictures: lis
             g = values_of(runs, key, "gateway", metric)
             n = values_of(runs, key, "nio", metric)
             c = values_of(runs, key, "c", metric)
+            if with_c1:
+                c1 = values_of(runs, key, "c1", metric)
+                best = max if sc.higher_is_better else min
+                cs = [v for v in (c, c1) if v]
+                best_c = best(cs, key=statistics.median) if cs else []
+                w(f"| {sc.title.split(')')[0]}) | {METRIC_TEXT[metric][0]} | {cell(metric, g)} | "
+                  f"{cell(metric, n)} | {cell(metric, c)} | {cell(metric, c1)} | {ratio(g, best_c)} | "
+                  f"{ratio(g, n)} |")
+                continue
             w(f"| {sc.title.split(')')[0]}) | {METRIC_TEXT[metric][0]} | {cell(metric, g)} | "
               f"{cell(metric, n)} | {cell(metric, c)} | {ratio(g, c)} | {ratio(g, n)} |")
     if "f" in keys:
@@ -1234,6 +1261,11 @@ def main() -> int:
     ap.add_argument("--scenarios", default="a,b,c,d,e,f,g,h,i,j,k")
     ap.add_argument("--rate", type=float, default=None, help="(g) rate when (a) is not run")
     ap.add_argument("--client-threads", type=int, default=None)
+    ap.add_argument("--servers", default=None,
+                    help="servers of (a)-(d), comma-separated: gateway, nio, c (one thread a core), c1 (one thread), "
+                    "prev (--gateway-prev)")
+    ap.add_argument("--many-conns", type=int, default=1000, help="(c)'s connections")
+    ap.add_argument("--gateway-prev", default=None, help="an earlier gateway build, server `prev` in --servers")
     ap.add_argument("--server-cpus", default=None, help="run servers under taskset -c LIST")
     ap.add_argument("--client-cpus", default=None, help="run bin_test under taskset -c LIST")
     ap.add_argument("--plot-python", default=None)

@@ -105,7 +105,10 @@ final class ForwardingEndToEndTests: ForwardingTestCase {
             let corePort = running.last!.port
             let access = try startAccess(upstream: [corePort]) {
                 $0.poller = poller
-                $0.linkHeartbeatMilliseconds = 100
+                // The links are checked to stay up (one OPENED per client): their silence deadline (three
+                // heartbeats) is far beyond what a loaded machine can miss. At 100 ms, under ThreadSanitizer
+                // at load 20, a link was declared dead and its 23 clients opened again on the other.
+                $0.linkHeartbeatMilliseconds = 10_000
                 $0.nodeID = 77
             }
             waitFor("both links up (\(poller))") { access.stats().linksUp == 2 }

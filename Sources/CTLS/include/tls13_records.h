@@ -46,7 +46,7 @@ typedef enum {
     GW_REC_ALERT,
 } gw_rec_status;
 
-/// One connection's record state, ~280 bytes. All zero: not in use.
+/// One connection's record state, 264 bytes on x86-64. All zero: not in use.
 typedef struct gw_rec {
     uint8_t suite;                 // gw_rec_suite
     uint8_t hash_len;              // 32 or 48

@@ -2,16 +2,26 @@
 /// ring, a run of replies that follow one another in memory as one descriptor.
 extension DealStage {
     /// Queues a reply that lives in `d` (taking a new reference on its chunk).
+    @inline(__always)
     func enqueue(_ d: FrameDescriptor, to id: ConnectionID) {
+        // The echo's case first: the next reply of the connection being dealt, right after the
+        // pending one in memory, grows it. Its slot holds it (it is reclaimed only on this thread),
+        // and `pending` passed the checks below when it began.
+        if id == current, var p = pending, p.chunk == d.chunk, p.offset &+ p.length == d.offset {
+            p.length &+= d.length
+            pending = p
+            repliesQueued &+= 1
+            return
+        }
+        enqueueSeparately(d, to: id)
+    }
+
+    /// Queues a reply that does not extend the pending one.
+    private func enqueueSeparately(_ d: FrameDescriptor, to id: ConnectionID) {
         let s = table.slot(id.index)
         // A handle may outlive its connection (e.g. used from `closed`): its sends go nowhere.
         guard s.holds(id), s.state == .open else { return }
         repliesQueued &+= 1
-        if id == current, var p = pending, p.chunk == d.chunk, p.offset + p.length == d.offset {
-            p.length += d.length
-            pending = p
-            return
-        }
         d.chunk.retain()
         if id == current {
             flushPending()

@@ -37,8 +37,10 @@ final class ReceiveStage: StageWorker, @unchecked Sendable {  // runs on its own
     private static let minimumRoom = 8 << 10
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    // Unowned: called on every read drained, with no reference counting; the engine keeps it alive.
-    private unowned(unsafe) let poller: Poller
+    // A strong `let`, borrowed from the stage for every call: an `unowned(unsafe)` existential is
+    // copied, a retain and a release on each of the per-turn calls (perf/RESULTS.md). No cycle: the
+    // poller holds no stage.
+    private let poller: Poller
     /// The tick of the last max_pending_bytes scan: one a tick at most.
     @exclusivity(unchecked) private var pendingScanTick: UInt64 = .max
 

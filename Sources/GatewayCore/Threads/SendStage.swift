@@ -18,7 +18,8 @@ final class SendStage: StageWorker, @unchecked Sendable {  // runs on its own th
     private let iovMax: Int
     @exclusivity(unchecked) var inlineAllowance = 0
     @exclusivity(unchecked) private(set) var bytesMoved = 0
-    private unowned(unsafe) let poller: Poller
+    /// Strong, as Receive's: borrowed for each call, where an unowned copy is retained and released.
+    private let poller: Poller
 
     init(engine: Engine) {
         self.engine = engine
