@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import cpu_seconds, status_kib
+
 HOST = "127.0.0.1"
 IDLE_CONNS = 10_000
 # (j) and (k): clients logged in behind one access gateway, and what the core pushes to them. (j)
@@ -292,32 +294,10 @@ class Ports:
         raise RuntimeError("no free port found")
 
 
-def read_status_kib(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def count_fds(pid: int) -> int | None:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
-        return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, all its threads."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -620,7 +600,7 @@ class Runner:
                 return rec
         pid = server.proc.pid
         pids = [s.proc.pid for s in chain]
-        rss_before = read_status_kib(pid, "VmRSS")
+        rss_before = status_kib(pid, "VmRSS")
         fds_before = count_fds(pid)
         cpu_before = [cpu_seconds(p) for p in pids]
         # Behind a pushing core the server CPU counts from its first push, not through the logins.
@@ -651,7 +631,7 @@ class Runner:
                 if not cpu_rebased and time.monotonic() >= pushing_at:
                     cpu_before, cpu_from, cpu_rebased = [cpu_seconds(p) for p in pids], time.monotonic(), True
                 if sc.key == "e":
-                    fds, rss = count_fds(pid), read_status_kib(pid, "VmRSS")
+                    fds, rss = count_fds(pid), status_kib(pid, "VmRSS")
                     if fds is not None and rss is not None:
                         samples.append((fds, rss))
                 time.sleep(0.1 if sc.key == "e" else 0.05)

@@ -34,6 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
+from common import free_port, rss_kib  # noqa: E402
 from runner import HOST, haproxy_config  # noqa: E402  (the same HAProxy as the other scenarios)
 SOURCES = ",".join(f"127.0.0.{i}" for i in range(2, 10))
 CLIENT = {
@@ -41,12 +42,6 @@ CLIENT = {
     "pingpong": ["--mode", "pingpong", "--size", "512"],
     "connrate": ["--mode", "connrate", "--conns", "16", "--size", "64", "--source", SOURCES],
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, seconds=15):
@@ -58,14 +53,6 @@ def wait_port(port, seconds=15):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port} after {seconds} s")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
 
 
 def stop(procs):
