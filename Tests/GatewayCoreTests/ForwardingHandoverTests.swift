@@ -15,13 +15,28 @@ final class ForwardingHandoverTests: XCTestCase {
     private let log = LogRecorder()
 
 
-    private func access(_ node: UInt32, to corePort: Int, _ poller: PollerKind) throws -> Gateway {
+    private func access(_ node: UInt32, to corePort: Int, _ poller: PollerKind, waitForLinks: Bool = true) throws
+        -> Gateway {
         let g = try startGateway(poller, log: log) {
             $0.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: corePort)]
             $0.nodeID = node
         }
-        XCTAssertTrue(waitUntil(seconds: 20) { g.stats().linksUp == 2 }, "node \(node)'s links are up")
+        if waitForLinks {
+            XCTAssertTrue(waitUntil(seconds: 20) { g.stats().linksUp == 2 }, "node \(node)'s links are up")
+        }
         return g
+    }
+
+    /// The core (running `handler`) and gateway A (node 1) forwarding to it, its links up.
+    private func coreAndA(_ handler: CoreHandler, _ poller: PollerKind) throws
+        -> (core: Gateway, server: CoreServer, a: Gateway) {
+        let (core, server) = try startCore(handler, poller)
+        do {
+            return (core, server, try access(1, to: core.port, poller))
+        } catch {
+            core.stop()
+            throw error
+        }
     }
 
     /// A's clients quiesced (within `seconds`), then adopted by B (descriptors duplicated, as SCM_RIGHTS
@@ -50,10 +65,8 @@ final class ForwardingHandoverTests: XCTestCase {
     func testSessionsMoveWithRepliesHeldAtTheCore() throws {
         for poller in [PollerKind.epoll, .poll] {
             let core = HoldingCore()
-            let (coreGateway, server) = try startCore(core, poller)
-            defer { coreGateway.stop() }
-            let a = try access(1, to: coreGateway.port, poller)
-            defer { a.stop() }
+            let (coreGateway, server, a) = try coreAndA(core, poller)
+            defer { a.stop(); coreGateway.stop() }
             let b = try access(2, to: coreGateway.port, poller)
             defer { b.stop() }
             let clients = try (0..<20).map { _ in try TestClient(port: a.port) }
@@ -110,10 +123,8 @@ final class ForwardingHandoverTests: XCTestCase {
     func testAnUnansweredMovingKeepsTheClient() throws {
         for poller in [PollerKind.epoll, .poll] {
             let silent = SilentMoveCore()
-            let (coreGateway, _) = try startCore(silent, poller)
-            defer { coreGateway.stop() }
-            let a = try access(1, to: coreGateway.port, poller)
-            defer { a.stop() }
+            let (coreGateway, _, a) = try coreAndA(silent, poller)
+            defer { a.stop(); coreGateway.stop() }
             let b = try access(2, to: coreGateway.port, poller)
             defer { b.stop() }
             let client = try TestClient(port: a.port)
@@ -136,14 +147,9 @@ final class ForwardingHandoverTests: XCTestCase {
     func testTheLinkDyingMidMoveMovesTheClientAsNew() throws {
         for poller in [PollerKind.epoll, .poll] {
             let silent = SilentMoveCore()
-            let (coreGateway, _) = try startCore(silent, poller)
-            defer { coreGateway.stop() }
-            let a = try access(1, to: coreGateway.port, poller)
-            defer { a.stop() }
-            let b = try startGateway(poller, log: log) {
-                $0.upstream = [GatewayConfig.Upstream(host: "127.0.0.1", port: coreGateway.port)]
-                $0.nodeID = 2
-            }
+            let (coreGateway, _, a) = try coreAndA(silent, poller)
+            defer { a.stop(); coreGateway.stop() }
+            let b = try access(2, to: coreGateway.port, poller, waitForLinks: false)
             defer { b.stop() }
             let client = try TestClient(port: a.port)
             let first = TestClient.frame(seq: 41, bodySize: 9)
