@@ -88,11 +88,9 @@ final class TLSTransport: Transport, @unchecked Sendable {  // shared state: ato
         records + Int(table.index(of: s))
     }
 
-    /// The slot's records are the gateway's (its suite, the struct's first byte, is set).
+    /// The slot's records are the gateway's (its suite is set).
     @inline(__always)
-    private func ownsRecords(_ r: UnsafeMutablePointer<gw_rec>) -> Bool {
-        UnsafeRawPointer(r).load(as: UInt8.self) != 0
-    }
+    private func ownsRecords(_ r: UnsafeMutablePointer<gw_rec>) -> Bool { r.pointee.suite != 0 }
 
     /// Handshakes in progress (a level, for the stats).
     var handshaking: Int { handshakes.load(ordering: .relaxed) }
