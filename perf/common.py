@@ -1,6 +1,7 @@
 """What the perf scripts share: free ports, a process's CPU and memory from /proc, the load average."""
 import os
 import socket
+import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -10,6 +11,18 @@ def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def wait_port(port, seconds=15):
+    """Until something accepts on 127.0.0.1:port; raises after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {seconds} s")
 
 
 def cpu_seconds(pid):

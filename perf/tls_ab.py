@@ -34,7 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "perf"))
-from common import free_port, rss_kib  # noqa: E402
+from common import free_port, rss_kib, wait_port  # noqa: E402
 from runner import HOST, haproxy_config  # noqa: E402  (the same HAProxy as the other scenarios)
 SOURCES = ",".join(f"127.0.0.{i}" for i in range(2, 10))
 CLIENT = {
@@ -42,17 +42,6 @@ CLIENT = {
     "pingpong": ["--mode", "pingpong", "--size", "512"],
     "connrate": ["--mode", "connrate", "--conns", "16", "--size", "64", "--source", SOURCES],
 }
-
-
-def wait_port(port, seconds=15):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port} after {seconds} s")
 
 
 def stop(procs):

@@ -7,7 +7,7 @@ closed, and each is answered no_upstream while the core is down. Exits 1 on any 
 """
 import argparse, os, socket, ssl, struct, subprocess, sys, tempfile, time
 
-from common import free_port
+from common import free_port, wait_port
 
 HEADER = struct.Struct(">IIHII")
 HEARTBEAT, UPSTREAM_LOST, NO_UPSTREAM, LOST_STATUS = 0xFF01, 0xFF03, 0xFFFFFF01, 0xFFFFFF04
@@ -32,17 +32,6 @@ def read_frame(s):
             return None
         body += chunk
     return seq, cmd, status, body
-
-
-def wait_port(port, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def main():
